@@ -1,0 +1,164 @@
+//! Helpers for gst-triton's end-to-end tests: a real Triton ([`triton`]), ground-truth drawing and
+//! decoding of the `shapes_*` models' outputs.
+
+pub mod triton;
+
+use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+
+/// Message size limit used by test clients (a 640×640 FP32 frame is 4.9 MB; gRPC's default is 4 MiB).
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// The palette of the `shapes_*` models, RGB in 0..1, index = class id.
+pub const PALETTE: [[f32; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.0, 1.0, 0.0],
+    [0.0, 0.0, 1.0],
+    [1.0, 1.0, 0.0],
+];
+/// Class names the `shapes_*` models declare in their configuration.
+pub const CLASS_NAMES: [&str; 4] = ["red", "green", "blue", "yellow"];
+
+/// An axis-aligned box `x1, y1, x2, y2` (x2/y2 exclusive pixel edges) with a class id.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rect {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+    pub class: usize,
+}
+
+impl Rect {
+    pub fn new(x: u32, y: u32, w: u32, h: u32, class: usize) -> Rect {
+        Rect {
+            x1: x as f32,
+            y1: y as f32,
+            x2: (x + w) as f32,
+            y2: (y + h) as f32,
+            class,
+        }
+    }
+
+    /// Largest absolute difference of the four edges.
+    pub fn max_edge_error(&self, other: &Rect) -> f32 {
+        [
+            (self.x1 - other.x1).abs(),
+            (self.y1 - other.y1).abs(),
+            (self.x2 - other.x2).abs(),
+            (self.y2 - other.y2).abs(),
+        ]
+        .into_iter()
+        .fold(0.0, f32::max)
+    }
+}
+
+/// An NCHW FP32 RGB tensor `[1,3,h,w]` filled with the letterbox grey, with `rects` drawn in the
+/// palette colours (clipped to the tensor). Returned as little-endian bytes, ready for `raw_input_contents`.
+pub fn draw_tensor(w: usize, h: usize, rects: &[Rect]) -> Vec<u8> {
+    let mut t = vec![114.0f32 / 255.0; 3 * w * h];
+    for r in rects {
+        let colour = PALETTE[r.class];
+        for c in 0..3 {
+            for y in r.y1 as usize..(r.y2 as usize).min(h) {
+                for x in r.x1 as usize..(r.x2 as usize).min(w) {
+                    t[c * w * h + y * w + x] = colour[c];
+                }
+            }
+        }
+    }
+    t.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Little-endian f32s from bytes.
+pub fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Little-endian i32s from bytes.
+pub fn i32s(bytes: &[u8]) -> Vec<i32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The boxes in a YOLOv8 raw output `[1, 4+nc, n]`: for every anchor whose best class score is at
+/// least `threshold`, keep the best-scoring box per object by a plain greedy NMS (IoU > 0.45).
+/// Deliberately simple: it is the test's own reading of the layout, not the product's decoder.
+pub fn decode_yolov8_simple(data: &[f32], nc: usize, n: usize, threshold: f32) -> Vec<Rect> {
+    let mut cands: Vec<(f32, Rect)> = Vec::new();
+    for a in 0..n {
+        let (cls, score) = (0..nc)
+            .map(|c| (c, data[(4 + c) * n + a]))
+            .fold((0, f32::MIN), |b, x| if x.1 > b.1 { x } else { b });
+        if score < threshold {
+            continue;
+        }
+        let (cx, cy, w, h) = (data[a], data[n + a], data[2 * n + a], data[3 * n + a]);
+        cands.push((
+            score,
+            Rect {
+                x1: cx - w / 2.0,
+                y1: cy - h / 2.0,
+                x2: cx + w / 2.0,
+                y2: cy + h / 2.0,
+                class: cls,
+            },
+        ));
+    }
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut keep: Vec<Rect> = Vec::new();
+    for (_, r) in cands {
+        if keep
+            .iter()
+            .all(|k| k.class != r.class || iou(k, &r) <= 0.45)
+        {
+            keep.push(r);
+        }
+    }
+    keep
+}
+
+/// Intersection over union of two boxes.
+pub fn iou(a: &Rect, b: &Rect) -> f32 {
+    let iw = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
+    let ih = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
+    let inter = iw * ih;
+    let union = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// Asserts that `found` and `expected` match one to one (same class, every edge within `tol`).
+pub fn assert_same_boxes(found: &[Rect], expected: &[Rect], tol: f32) {
+    assert_eq!(
+        found.len(),
+        expected.len(),
+        "found {found:?}, expected {expected:?}"
+    );
+    for e in expected {
+        let best = found
+            .iter()
+            .filter(|f| f.class == e.class)
+            .map(|f| f.max_edge_error(e))
+            .fold(f32::INFINITY, f32::min);
+        assert!(
+            best <= tol,
+            "no box within {tol} px of {e:?}; found {found:?}"
+        );
+    }
+}
+
+/// A Triton gRPC client with 64 MiB message limits.
+pub async fn triton_client(
+    url: &str,
+) -> anyhow::Result<GrpcInferenceServiceClient<tonic::transport::Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
+        .connect()
+        .await?;
+    Ok(GrpcInferenceServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
+}
