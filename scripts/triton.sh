@@ -43,7 +43,7 @@ pick_python() {
 }
 
 ensure_venv() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pytriton, numpy, sys; sys.exit(0 if numpy.__version__.startswith("1.") else 1)' 2>/dev/null; then
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pytriton, numpy, grpc_tools, sys; sys.exit(0 if numpy.__version__.startswith("1.") else 1)' 2>/dev/null; then
     return
   fi
   local py log

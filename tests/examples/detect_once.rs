@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
                 shape: vec![1, 3, 640, 640],
                 ..Default::default()
             }],
-            raw_input_contents: vec![draw_tensor(640, 640, &drawn)],
+            raw_input_contents: vec![draw_tensor(640, 640, &drawn).into()],
             ..Default::default()
         })
         .await?

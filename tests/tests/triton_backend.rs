@@ -16,7 +16,7 @@ fn request(model: &str, id: &str, w: usize, h: usize, rects: &[Rect]) -> ModelIn
             shape: vec![1, 3, h as i64, w as i64],
             ..Default::default()
         }],
-        raw_input_contents: vec![draw_tensor(w, h, rects)],
+        raw_input_contents: vec![draw_tensor(w, h, rects).into()],
         ..Default::default()
     }
 }

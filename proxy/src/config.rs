@@ -1,0 +1,119 @@
+//! Configuration: the seed's environment variables (same names and defaults), each with a flag.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// `triton-proxy` settings. Every option can be given as a flag or as the environment variable
+/// shown in `--help`.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "triton-proxy",
+    version,
+    about = "Authenticating gRPC proxy: multimodal.MultiModal/Chat → Triton"
+)]
+pub struct Config {
+    /// Triton gRPC address (host:port or http[s]://host:port).
+    #[arg(long, env = "TRITON_URL", default_value = "localhost:8001")]
+    pub triton_url: String,
+    /// Model used when a packet's control JSON names none.
+    #[arg(long, env = "TRITON_MODEL_NAME", default_value = "yolov8n")]
+    pub triton_model_name: String,
+    /// Default input tensor name.
+    #[arg(long, env = "TRITON_INPUT_NAME", default_value = "images")]
+    pub triton_input_name: String,
+    /// Default input shape, JSON list.
+    #[arg(long, env = "TRITON_INPUT_SHAPE", default_value = "[1,3,640,640]")]
+    pub triton_input_shape: String,
+    /// Default input datatype (FP32 FP16 BF16 INT64 INT32 INT8 UINT8 BOOL).
+    #[arg(long, env = "TRITON_INPUT_DTYPE", default_value = "FP32")]
+    pub triton_input_dtype: String,
+    /// Default payload field the input reads: frame, image or video.
+    #[arg(long, env = "TRITON_INPUT_FROM", default_value = "image")]
+    pub triton_input_from: String,
+    /// Default output names, comma-separated (empty = every output).
+    #[arg(long, env = "TRITON_OUTPUT_NAMES", default_value = "output0")]
+    pub triton_output_names: String,
+    /// Default per-request Triton timeout in seconds.
+    #[arg(long, env = "TRITON_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub triton_timeout_secs: f64,
+    /// Address to listen on.
+    #[arg(long, env = "PROXY_HOST", default_value = "0.0.0.0")]
+    pub proxy_host: String,
+    /// Port to listen on (0 = any free port).
+    #[arg(long, env = "PROXY_PORT", default_value_t = 50051)]
+    pub proxy_port: u16,
+    /// API key accepted in the `x-domino-api-key` header.
+    #[arg(long, env = "GRPC_EXPECT_API_KEY", hide_env_values = true)]
+    pub grpc_expect_api_key: Option<String>,
+    /// Token accepted as `authorization: Bearer <token>`.
+    #[arg(long, env = "GRPC_EXPECT_BEARER", hide_env_values = true)]
+    pub grpc_expect_bearer: Option<String>,
+    /// File of API keys, one per line: `<key> [model,model,...]`; re-read on SIGHUP and on change.
+    #[arg(long, env = "PROXY_KEYS_FILE")]
+    pub proxy_keys_file: Option<PathBuf>,
+    /// Start without any credential (every client admitted). Logged as a warning.
+    #[arg(long, env = "PROXY_ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub proxy_allow_unauthenticated: bool,
+    /// Largest gRPC message, both directions, client side and Triton side.
+    #[arg(long, env = "PROXY_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub proxy_max_message_bytes: usize,
+    /// HTTP/2 keepalive ping interval in seconds (0 = off).
+    #[arg(long, env = "PROXY_KEEPALIVE_SECS", default_value_t = 30)]
+    pub proxy_keepalive_secs: u64,
+    /// Requests per stream outstanding to Triton at once.
+    #[arg(long, env = "PROXY_MAX_INFLIGHT", default_value_t = 8)]
+    pub proxy_max_inflight: usize,
+    /// Port of the Prometheus /metrics endpoint (0 = any free port).
+    #[arg(long, env = "PROXY_METRICS_PORT", default_value_t = 9090)]
+    pub proxy_metrics_port: u16,
+    /// Log format: text or json.
+    #[arg(long, env = "PROXY_LOG_FORMAT", default_value = "text")]
+    pub proxy_log_format: String,
+    /// Seconds to finish in-flight packets after SIGTERM before exiting.
+    #[arg(long, env = "PROXY_DRAIN_SECS", default_value_t = 10)]
+    pub proxy_drain_secs: u64,
+    /// TLS certificate chain (PEM) for the client-facing port.
+    #[arg(long, env = "PROXY_TLS_CERT")]
+    pub proxy_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "PROXY_TLS_KEY")]
+    pub proxy_tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to (enables mTLS).
+    #[arg(long, env = "PROXY_TLS_CLIENT_CA")]
+    pub proxy_tls_client_ca: Option<PathBuf>,
+}
+
+impl Config {
+    /// Parses the configuration from an argument list plus the environment (for tests).
+    pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Config::try_parse_from(args)
+    }
+
+    /// The listen address.
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        let host = self.proxy_host.trim_matches(|c| c == '[' || c == ']');
+        let ip: std::net::IpAddr = host.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "PROXY_HOST: '{}' is not an IP address (expected e.g. 0.0.0.0)",
+                self.proxy_host
+            )
+        })?;
+        Ok(SocketAddr::new(ip, self.proxy_port))
+    }
+
+    /// Triton URL with a scheme.
+    pub fn triton_endpoint(&self) -> String {
+        if self.triton_url.contains("://") {
+            self.triton_url.clone()
+        } else {
+            format!("http://{}", self.triton_url)
+        }
+    }
+}

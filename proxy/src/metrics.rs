@@ -1,0 +1,202 @@
+//! Prometheus metrics, served as text on `/metrics`. Never labelled with anything secret.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Distinct model label values kept; more are counted as "other" (clients choose model names).
+const MAX_MODEL_LABELS: usize = 64;
+
+/// A latency histogram with fixed buckets.
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, secs: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                self.counts[i].load(Ordering::Relaxed)
+            );
+        }
+        let n = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {n}");
+    }
+}
+
+/// All proxy metrics.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<HashMap<(String, &'static str), u64>>,
+    pub triton_latency: Histogram,
+    pub proxy_latency: Histogram,
+    pub inflight: AtomicI64,
+    pub open_streams: AtomicI64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub auth_failures: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one packet by model and gRPC status code name.
+    pub fn request(&self, model: &str, status: tonic::Code) {
+        let code: &'static str = code_name(status);
+        if let Ok(mut m) = self.requests.lock() {
+            let known = m.keys().any(|(k, _)| k == model);
+            let label = if known || m.len() < MAX_MODEL_LABELS {
+                sanitize(model)
+            } else {
+                "other".into()
+            };
+            *m.entry((label, code)).or_default() += 1;
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        out.push_str("# HELP proxy_requests_total Packets answered, by model and gRPC status.\n# TYPE proxy_requests_total counter\n");
+        if let Ok(m) = self.requests.lock() {
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort();
+            for ((model, code), n) in rows {
+                let _ = writeln!(
+                    out,
+                    "proxy_requests_total{{model=\"{model}\",status=\"{code}\"}} {n}"
+                );
+            }
+        }
+        self.triton_latency.render(
+            "proxy_triton_latency_seconds",
+            "Time Triton took per request.",
+            &mut out,
+        );
+        self.proxy_latency.render(
+            "proxy_added_latency_seconds",
+            "Time the proxy added per packet (total minus Triton).",
+            &mut out,
+        );
+        for (name, help, kind, v) in [
+            (
+                "proxy_inflight_requests",
+                "Requests outstanding to Triton.",
+                "gauge",
+                self.inflight.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_open_streams",
+                "Open Chat streams.",
+                "gauge",
+                self.open_streams.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_bytes_in_total",
+                "Payload bytes received from clients.",
+                "counter",
+                self.bytes_in.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_bytes_out_total",
+                "Output bytes returned to clients.",
+                "counter",
+                self.bytes_out.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_auth_failures_total",
+                "Rejected credentials.",
+                "counter",
+                self.auth_failures.load(Ordering::Relaxed) as f64,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+        out
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_-.".contains(*c))
+        .take(64)
+        .collect()
+}
+
+/// gRPC code names as in the gRPC spec (`OK`, `INVALID_ARGUMENT`, ...).
+pub fn code_name(c: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match c {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Serves `GET /metrics` (any path answers the same) until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await;
+            let body = metrics.render();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(head.as_bytes()).await;
+            let _ = sock.write_all(body.as_bytes()).await;
+        });
+    }
+}

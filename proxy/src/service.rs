@@ -1,0 +1,399 @@
+//! The `multimodal.MultiModal` service: one Ack per packet, in order, up to `max_inflight`
+//! requests outstanding to Triton per stream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures::{Stream, StreamExt};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status, Streaming};
+use triton_proto::dtype;
+use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use triton_proto::inference::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+use triton_proto::inference::{
+    ModelConfigRequest, ModelInferRequest, ModelInferResponse, ModelMetadataRequest,
+};
+use triton_proto::multimodal::multi_modal_server::MultiModal;
+use triton_proto::multimodal::{
+    Ack, DataPacket, ModelInfoRequest, ModelInfoResponse, RawOutput, TensorInfo,
+};
+
+use crate::auth::{Authenticator, Principal};
+use crate::control::{self, Defaults, PacketError, Plan};
+use crate::metrics::Metrics;
+
+/// Shared state of the service.
+pub struct Inner {
+    pub triton: GrpcInferenceServiceClient<Channel>,
+    pub triton_url: String,
+    pub auth: Authenticator,
+    pub defaults: Defaults,
+    pub max_inflight: usize,
+    pub max_message_bytes: usize,
+    pub metrics: Arc<Metrics>,
+    /// Becomes true on shutdown: streams stop taking packets, finish in-flight ones and end.
+    pub draining: watch::Receiver<bool>,
+}
+
+/// The tonic service.
+#[derive(Clone)]
+pub struct Service(pub Arc<Inner>);
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<Ack, Status>> + Send>>;
+
+impl Service {
+    fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+        self.0.auth.check(req.metadata()).inspect_err(|_| {
+            self.0.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(remote = ?req.remote_addr(), "rejected a request without valid credentials");
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl MultiModal for Service {
+    type ChatStream = AckStream;
+
+    async fn chat(
+        &self,
+        req: Request<Streaming<DataPacket>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let principal = Arc::new(self.authenticate(&req)?);
+        let remote = req.remote_addr();
+        let inner = self.0.clone();
+        let mut draining = inner.draining.clone();
+        let drain = async move {
+            let _ = draining.wait_for(|d| *d).await;
+        };
+        tracing::info!(?remote, credential = %principal.label, "stream opened");
+        let guard = StreamGuard::new(inner.metrics.clone());
+        let inbound = req.into_inner();
+        let n = inner.max_inflight.max(1);
+        let max_bytes = inner.max_message_bytes;
+        let acks = inbound
+            .take_until(Box::pin(drain))
+            .map(move |r| {
+                let inner = inner.clone();
+                let principal = principal.clone();
+                async move {
+                    match r {
+                        Ok(pkt) => Ok(inner.answer(pkt, &principal).await),
+                        // The client's stream broke (e.g. an oversized message): end ours with a
+                        // status that says why, after the Acks already owed.
+                        Err(status) => Err(client_stream_error(status, max_bytes)),
+                    }
+                }
+            })
+            .buffered(n)
+            .scan(false, |failed, item| {
+                if *failed {
+                    return std::future::ready(None);
+                }
+                *failed = item.is_err();
+                std::future::ready(Some(item))
+            })
+            .map(move |item| {
+                let _ = &guard;
+                item
+            });
+        Ok(Response::new(Box::pin(acks)))
+    }
+
+    async fn model_info(
+        &self,
+        req: Request<ModelInfoRequest>,
+    ) -> Result<Response<ModelInfoResponse>, Status> {
+        let principal = self.authenticate(&req)?;
+        let r = req.into_inner();
+        let model = if r.model.is_empty() {
+            self.0.defaults.model.clone()
+        } else {
+            r.model
+        };
+        if !principal.may_use(&model) {
+            return Err(Status::permission_denied(not_allowed(&model, &principal)));
+        }
+        let mut c = self.0.triton.clone();
+        let meta = c
+            .model_metadata(ModelMetadataRequest {
+                name: model.clone(),
+                version: r.version.clone(),
+            })
+            .await
+            .map_err(|e| self.0.triton_status(e))?
+            .into_inner();
+        let cfg = c
+            .model_config(ModelConfigRequest {
+                name: model,
+                version: r.version,
+            })
+            .await
+            .map_err(|e| self.0.triton_status(e))?
+            .into_inner()
+            .config
+            .unwrap_or_default();
+        let info =
+            |t: triton_proto::inference::model_metadata_response::TensorMetadata| TensorInfo {
+                name: t.name,
+                datatype: t.datatype,
+                shape: t.shape,
+            };
+        Ok(Response::new(ModelInfoResponse {
+            name: meta.name,
+            versions: meta.versions,
+            platform: meta.platform,
+            inputs: meta.inputs.into_iter().map(info).collect(),
+            outputs: meta.outputs.into_iter().map(info).collect(),
+            parameters: cfg
+                .parameters
+                .into_iter()
+                .map(|(k, v)| (k, v.string_value))
+                .collect(),
+            max_batch_size: cfg.max_batch_size,
+        }))
+    }
+}
+
+/// Counts an open stream for as long as it lives.
+struct StreamGuard(Arc<Metrics>);
+
+impl StreamGuard {
+    fn new(m: Arc<Metrics>) -> Self {
+        m.open_streams.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(m)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!("stream closed");
+    }
+}
+
+fn client_stream_error(status: Status, max_bytes: usize) -> Status {
+    if status.code() == Code::OutOfRange || status.message().contains("message length too large") {
+        Status::resource_exhausted(format!(
+            "packet larger than the proxy's limit of {max_bytes} bytes (PROXY_MAX_MESSAGE_BYTES); \
+             expected smaller tensors, or raise the limit. Open a new stream to continue ({})",
+            status.message()
+        ))
+    } else {
+        status
+    }
+}
+
+fn not_allowed(model: &str, p: &Principal) -> String {
+    format!(
+        "model: '{model}' is not allowed for this credential; expected one of {:?}",
+        p.models.as_deref().unwrap_or_default()
+    )
+}
+
+impl Inner {
+    /// The Ack for one packet; never fails.
+    async fn answer(&self, pkt: DataPacket, principal: &Principal) -> Ack {
+        let started = Instant::now();
+        let correlation_id = pkt
+            .meta
+            .as_ref()
+            .map(|m| m.correlation_id.clone())
+            .unwrap_or_default();
+        let (result, model, triton_secs) = match control::plan(&pkt, &self.defaults) {
+            Err(e) => (Err(e), String::new(), 0.0),
+            Ok(plan) if !principal.may_use(&plan.model) => (
+                Err(PacketError {
+                    code: Code::PermissionDenied,
+                    message: not_allowed(&plan.model, principal),
+                }),
+                plan.model,
+                0.0,
+            ),
+            Ok(plan) => {
+                let t0 = Instant::now();
+                self.metrics.inflight.fetch_add(1, Ordering::Relaxed);
+                let r = self.infer(&pkt, &plan).await;
+                self.metrics.inflight.fetch_sub(1, Ordering::Relaxed);
+                let secs = t0.elapsed().as_secs_f64();
+                self.metrics.triton_latency.observe(secs);
+                (r, plan.model, secs)
+            }
+        };
+        let ack = match result {
+            Ok((message, raw_outputs)) => Ack {
+                correlation_id,
+                status_code: 0,
+                status_message: String::new(),
+                message,
+                raw_outputs,
+            },
+            Err(e) => {
+                tracing::debug!(%correlation_id, code = ?e.code, error = %e.message, "packet failed");
+                Ack {
+                    correlation_id,
+                    status_code: e.code as i32,
+                    status_message: e.message,
+                    message: String::new(),
+                    raw_outputs: vec![],
+                }
+            }
+        };
+        self.metrics.request(&model, Code::from(ack.status_code));
+        self.metrics
+            .proxy_latency
+            .observe((started.elapsed().as_secs_f64() - triton_secs).max(0.0));
+        ack
+    }
+
+    async fn infer(
+        &self,
+        pkt: &DataPacket,
+        plan: &Plan,
+    ) -> Result<(String, Vec<RawOutput>), PacketError> {
+        let mut raw = Vec::with_capacity(plan.inputs.len());
+        let mut inputs = Vec::with_capacity(plan.inputs.len());
+        for (spec, range) in plan.inputs.iter().zip(&plan.ranges) {
+            let bytes =
+                control::payload_bytes_owned(pkt, &spec.from).expect("plan checked the payload");
+            self.metrics
+                .bytes_in
+                .fetch_add(range.len() as u64, Ordering::Relaxed);
+            raw.push(bytes.slice(range.clone()));
+            inputs.push(InferInputTensor {
+                name: spec.name.clone(),
+                datatype: spec.dtype.clone(),
+                shape: spec.shape.clone(),
+                ..Default::default()
+            });
+        }
+        let req = ModelInferRequest {
+            model_name: plan.model.clone(),
+            model_version: plan.version.clone(),
+            id: pkt
+                .meta
+                .as_ref()
+                .map(|m| m.correlation_id.clone())
+                .unwrap_or_default(),
+            inputs,
+            outputs: plan
+                .outputs
+                .iter()
+                .map(|n| InferRequestedOutputTensor {
+                    name: n.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            raw_input_contents: raw,
+            parameters: plan
+                .parameters
+                .iter()
+                .map(|(k, v)| {
+                    use triton_proto::inference::infer_parameter::ParameterChoice as P;
+                    let choice = match v {
+                        control::Param::Bool(b) => P::BoolParam(*b),
+                        control::Param::Int(i) => P::Int64Param(*i),
+                        control::Param::Double(d) => P::DoubleParam(*d),
+                        control::Param::Str(s) => P::StringParam(s.clone()),
+                    };
+                    (
+                        k.clone(),
+                        triton_proto::inference::InferParameter {
+                            parameter_choice: Some(choice),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let timeout = Duration::from_secs_f64(plan.timeout_secs);
+        let mut request = Request::new(req);
+        request.set_timeout(timeout);
+        let mut client = self.triton.clone();
+        let resp = match tokio::time::timeout(timeout, client.model_infer(request)).await {
+            Err(_) => {
+                return Err(PacketError {
+                    code: Code::DeadlineExceeded,
+                    message: format!(
+                        "timeout: Triton did not answer within {} s; expected a larger 'timeout'",
+                        plan.timeout_secs
+                    ),
+                });
+            }
+            Ok(Err(status)) => {
+                let s = self.triton_status(status);
+                return Err(PacketError {
+                    code: s.code(),
+                    message: s.message().to_string(),
+                });
+            }
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        self.encode(resp, plan.binary)
+    }
+
+    /// Maps a Triton error to what the client sees (always naming Triton).
+    fn triton_status(&self, s: Status) -> Status {
+        match s.code() {
+            Code::Unavailable => Status::unavailable(format!(
+                "Triton at {} is unreachable ({}); retry later",
+                self.triton_url,
+                s.message()
+            )),
+            // tonic reports its own client deadline as Cancelled "Timeout expired".
+            Code::DeadlineExceeded | Code::Cancelled
+                if s.code() == Code::DeadlineExceeded
+                    || s.message().contains("Timeout expired") =>
+            {
+                Status::deadline_exceeded(format!(
+                    "timeout: Triton did not answer in time ({})",
+                    s.message()
+                ))
+            }
+            code => Status::new(code, format!("Triton: {}", s.message())),
+        }
+    }
+
+    fn encode(
+        &self,
+        resp: ModelInferResponse,
+        binary: bool,
+    ) -> Result<(String, Vec<RawOutput>), PacketError> {
+        if resp.raw_output_contents.len() != resp.outputs.len() {
+            return Err(PacketError {
+                code: Code::Internal,
+                message: format!(
+                    "Triton answered {} outputs but {} raw_output_contents; expected one raw buffer per output",
+                    resp.outputs.len(),
+                    resp.raw_output_contents.len()
+                ),
+            });
+        }
+        let mut outputs = serde_json::Map::new();
+        let mut raws = Vec::new();
+        for (o, data) in resp.outputs.into_iter().zip(resp.raw_output_contents) {
+            let np = dtype::numpy_name(&o.datatype).unwrap_or("bytes");
+            self.metrics
+                .bytes_out
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            let mut entry = serde_json::json!({ "dtype": np, "shape": o.shape });
+            if binary {
+                raws.push(RawOutput {
+                    name: o.name.clone(),
+                    dtype: np.into(),
+                    shape: o.shape,
+                    data,
+                });
+            } else {
+                entry["b64"] = base64::engine::general_purpose::STANDARD
+                    .encode(&data)
+                    .into();
+            }
+            outputs.insert(o.name, entry);
+        }
+        let message = serde_json::json!({ "model": resp.model_name, "version": resp.model_version, "outputs": outputs });
+        Ok((message.to_string(), raws))
+    }
+}

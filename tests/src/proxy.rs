@@ -1,0 +1,214 @@
+//! Starting an in-process `triton-proxy` on 127.0.0.1:0 and talking to it.
+
+use std::net::SocketAddr;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::Channel;
+use triton_proto::multimodal::data_packet::Payload;
+use triton_proto::multimodal::multi_modal_client::MultiModalClient;
+use triton_proto::multimodal::{Ack, DataPacket, Frame, Image, Meta};
+use triton_proxy::{Config, Proxy};
+
+use crate::MAX_MESSAGE;
+
+/// A running proxy; shut down (drained) on drop.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestProxy {
+    /// Starts a proxy in front of `triton_url` with `args` (flags) added after the defaults:
+    /// loopback, free ports, api key `test-key`.
+    pub async fn start(triton_url: &str, args: &[&str]) -> anyhow::Result<TestProxy> {
+        let mut argv = vec![
+            "triton-proxy",
+            "--triton-url",
+            triton_url,
+            "--proxy-host",
+            "127.0.0.1",
+            "--proxy-port",
+            "0",
+            "--proxy-metrics-port",
+            "0",
+            "--triton-model-name",
+            "shapes_yolov8",
+        ];
+        if !args.iter().any(|a| {
+            a.starts_with("--grpc-expect")
+                || a.starts_with("--proxy-keys-file")
+                || a.starts_with("--proxy-allow")
+        }) {
+            argv.extend(["--grpc-expect-api-key", "test-key"]);
+        }
+        argv.extend_from_slice(args);
+        let proxy = Proxy::bind(Config::from_args(argv)?).await?;
+        let addr = proxy.local_addr();
+        let metrics_addr = proxy.metrics_addr();
+        let (stop, rx) = oneshot::channel();
+        let task = tokio::spawn(proxy.serve(async {
+            let _ = rx.await;
+        }));
+        Ok(TestProxy {
+            addr,
+            metrics_addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Starts the drain and waits until the server has returned.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.task.take() {
+            Some(t) => t.await?,
+            None => Ok(()),
+        }
+    }
+
+    /// The metrics text.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.metrics_addr.expect("metrics on"))
+            .await
+            .unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A client with 64 MiB limits.
+pub async fn client(url: &str) -> MultiModalClient<Channel> {
+    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    MultiModalClient::new(ch)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+/// An open Chat stream: send packets, read Acks.
+pub struct Chat {
+    pub tx: mpsc::Sender<DataPacket>,
+    pub rx: Streaming<Ack>,
+}
+
+impl Chat {
+    /// Opens a stream with the given auth header (name, value), if any.
+    pub async fn open(
+        url: &str,
+        header: Option<(&'static str, &str)>,
+    ) -> Result<Chat, tonic::Status> {
+        let mut c = client(url).await;
+        let (tx, rx) = mpsc::channel(64);
+        let mut req = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some((k, v)) = header {
+            req.metadata_mut().insert(k, v.parse().unwrap());
+        }
+        let resp = c.chat(req).await?;
+        Ok(Chat {
+            tx,
+            rx: resp.into_inner(),
+        })
+    }
+
+    /// Opens with the default test key.
+    pub async fn open_default(url: &str) -> Chat {
+        Chat::open(url, Some(("x-domino-api-key", "test-key")))
+            .await
+            .unwrap()
+    }
+
+    /// Sends one packet and waits for its Ack.
+    pub async fn roundtrip(&mut self, p: DataPacket) -> Ack {
+        self.tx.send(p).await.unwrap();
+        self.rx.message().await.unwrap().expect("an Ack")
+    }
+}
+
+/// A packet with an `image` payload and an optional control note.
+pub fn image_packet(id: &str, note: &str, data: Vec<u8>) -> DataPacket {
+    DataPacket {
+        meta: Some(Meta {
+            correlation_id: id.into(),
+            note: note.into(),
+            stream_id: "test".into(),
+            capture_ts_ns: 0,
+        }),
+        payload: Some(Payload::Image(Image { data: data.into() })),
+    }
+}
+
+/// A packet with a `frame` payload.
+pub fn frame_packet(id: &str, note: &str, data: Vec<u8>) -> DataPacket {
+    DataPacket {
+        meta: Some(Meta {
+            correlation_id: id.into(),
+            note: note.into(),
+            ..Default::default()
+        }),
+        payload: Some(Payload::Frame(Frame { data: data.into() })),
+    }
+}
+
+/// Control JSON for a `shapes_*` model on a `[1,3,h,w]` FP32 image payload.
+pub fn shapes_note(model: &str, w: usize, h: usize, binary: bool) -> String {
+    serde_json::json!({
+        "model": model,
+        "inputs": [{"name": "images", "shape": [1, 3, h, w], "dtype": "FP32", "from": "image"}],
+        "outputs": ["output0"],
+        "binary": binary,
+    })
+    .to_string()
+}
+
+/// Decodes output `name` of an OK Ack (base64 or raw) into (shape, bytes).
+pub fn ack_output(ack: &Ack, name: &str) -> (Vec<i64>, Vec<u8>) {
+    use base64::Engine;
+    assert_eq!(ack.status_code, 0, "Ack failed: {}", ack.status_message);
+    let msg: serde_json::Value = serde_json::from_str(&ack.message).expect("Ack.message is JSON");
+    let o = &msg["outputs"][name];
+    let shape: Vec<i64> = o["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let data = match o.get("b64") {
+        Some(b) => base64::engine::general_purpose::STANDARD
+            .decode(b.as_str().unwrap())
+            .unwrap(),
+        None => ack
+            .raw_outputs
+            .iter()
+            .find(|r| r.name == name)
+            .expect("raw output")
+            .data
+            .to_vec(),
+    };
+    (shape, data)
+}
