@@ -21,5 +21,8 @@ trap 'bash scripts/triton.sh stop --grpc-port "$GRPC" >/dev/null 2>&1 || true' E
 bash scripts/triton.sh start --grpc-port "$GRPC" --metrics-port "$METRICS"
 export TRITON_TEST_URL="http://127.0.0.1:$GRPC"
 
+echo "== rust: build (the plugin .so is loaded by tests that run gst-launch-1.0)"
+cargo build --workspace --locked
+
 echo "== rust: tests (shared Triton at $TRITON_TEST_URL)"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

@@ -1,4 +1,12 @@
 //! `triton` GStreamer plugin: Triton Inference Server object detection elements.
+//!
+//! * `tritonletterbox`: frame → model tensor (letterbox, colour conversion, normalisation) as a meta.
+//!
+//! The maths lives in plain modules ([`letterbox::geometry`], [`letterbox::kernel`]) with no
+//! GStreamer types; [`meta`] reads and writes the metas the elements exchange.
+
+pub mod letterbox;
+pub mod meta;
 
 gst::plugin_define!(
     triton,
@@ -12,6 +20,8 @@ gst::plugin_define!(
     env!("BUILD_REL_DATE")
 );
 
-fn plugin_init(_plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+    meta::register();
+    letterbox::register(plugin)?;
     Ok(())
 }

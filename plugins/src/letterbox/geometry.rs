@@ -1,0 +1,164 @@
+//! YOLO-style letterbox geometry: one scale, rounded resized size, evenly split padding.
+//!
+//! For a `w×h` frame and a `W×H` tensor: `r = min(W/w, H/h)` (capped at 1 with `scale_up = false`),
+//! resized size `new_w = round(w·r)`, `new_h = round(h·r)`, padding `pad_x = (W − new_w)/2` (float),
+//! and the image placed at column `round(pad_x − 0.1)`, row `round(pad_y − 0.1)` (as Ultralytics'
+//! LetterBox does). Because `new_w/w` may differ slightly from `r`, coordinates map with the exact
+//! per-axis scales `sx = new_w/w`, `sy = new_h/h`: `x_t = x·sx + left`, `x = (x_t − left)/sx`.
+
+/// A letterbox transform between frame pixels and tensor pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    pub src_w: u32,
+    pub src_h: u32,
+    pub dst_w: u32,
+    pub dst_h: u32,
+    /// The single scale `r`.
+    pub scale: f64,
+    /// Resized image size inside the tensor.
+    pub new_w: u32,
+    pub new_h: u32,
+    /// Float padding `(W − new_w)/2`, `(H − new_h)/2`.
+    pub pad_x: f64,
+    pub pad_y: f64,
+    /// Column/row where the resized image starts.
+    pub left: u32,
+    pub top: u32,
+}
+
+impl Letterbox {
+    /// Computes the transform. Sizes must be non-zero.
+    pub fn new(src_w: u32, src_h: u32, dst_w: u32, dst_h: u32, scale_up: bool) -> Letterbox {
+        assert!(
+            src_w > 0 && src_h > 0 && dst_w > 0 && dst_h > 0,
+            "letterbox sizes must be non-zero"
+        );
+        let mut r = (dst_w as f64 / src_w as f64).min(dst_h as f64 / src_h as f64);
+        if !scale_up {
+            r = r.min(1.0);
+        }
+        let new_w = ((src_w as f64 * r).round() as u32).clamp(1, dst_w);
+        let new_h = ((src_h as f64 * r).round() as u32).clamp(1, dst_h);
+        let pad_x = (dst_w - new_w) as f64 / 2.0;
+        let pad_y = (dst_h - new_h) as f64 / 2.0;
+        let left = ((pad_x - 0.1).round().max(0.0) as u32).min(dst_w - new_w);
+        let top = ((pad_y - 0.1).round().max(0.0) as u32).min(dst_h - new_h);
+        Letterbox {
+            src_w,
+            src_h,
+            dst_w,
+            dst_h,
+            scale: r,
+            new_w,
+            new_h,
+            pad_x,
+            pad_y,
+            left,
+            top,
+        }
+    }
+
+    /// Exact horizontal scale `new_w / src_w`.
+    pub fn scale_x(&self) -> f64 {
+        self.new_w as f64 / self.src_w as f64
+    }
+
+    /// Exact vertical scale `new_h / src_h`.
+    pub fn scale_y(&self) -> f64 {
+        self.new_h as f64 / self.src_h as f64
+    }
+
+    /// Frame point → tensor point.
+    pub fn to_tensor(&self, x: f64, y: f64) -> (f64, f64) {
+        (
+            x * self.scale_x() + self.left as f64,
+            y * self.scale_y() + self.top as f64,
+        )
+    }
+
+    /// Tensor point → frame point (not clamped).
+    pub fn to_frame(&self, x: f64, y: f64) -> (f64, f64) {
+        (
+            (x - self.left as f64) / self.scale_x(),
+            (y - self.top as f64) / self.scale_y(),
+        )
+    }
+
+    /// Tensor box `x1,y1,x2,y2` → frame box, clamped to the frame.
+    pub fn box_to_frame(&self, b: [f64; 4]) -> [f64; 4] {
+        let (x1, y1) = self.to_frame(b[0], b[1]);
+        let (x2, y2) = self.to_frame(b[2], b[3]);
+        let (w, h) = (self.src_w as f64, self.src_h as f64);
+        [
+            x1.clamp(0.0, w),
+            y1.clamp(0.0, h),
+            x2.clamp(0.0, w),
+            y2.clamp(0.0, h),
+        ]
+    }
+
+    /// Frame box → tensor box.
+    pub fn box_to_tensor(&self, b: [f64; 4]) -> [f64; 4] {
+        let (x1, y1) = self.to_tensor(b[0], b[1]);
+        let (x2, y2) = self.to_tensor(b[2], b[3]);
+        [x1, y1, x2, y2]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn worked_example_1280x720_to_640() {
+        let l = Letterbox::new(1280, 720, 640, 640, true);
+        assert_eq!(l.scale, 0.5);
+        assert_eq!((l.new_w, l.new_h), (640, 360));
+        assert_eq!((l.pad_x, l.pad_y), (0.0, 140.0));
+        assert_eq!((l.left, l.top), (0, 140));
+        assert_eq!(l.to_tensor(100.0, 100.0), (50.0, 190.0));
+    }
+
+    #[test]
+    fn odd_sizes_and_no_scale_up() {
+        let l = Letterbox::new(641, 479, 640, 640, true);
+        assert_eq!((l.new_w, l.new_h), (640, 478));
+        assert_eq!((l.pad_y, l.top), (81.0, 81));
+        let small = Letterbox::new(320, 200, 640, 640, false);
+        assert_eq!(
+            (small.scale, small.new_w, small.new_h, small.left, small.top),
+            (1.0, 320, 200, 160, 220)
+        );
+        let up = Letterbox::new(320, 200, 640, 640, true);
+        assert_eq!((up.new_w, up.new_h), (640, 400));
+    }
+
+    proptest! {
+        #[test]
+        fn forward_then_inverse_is_identity(
+            sw in 1u32..=8192, sh in 1u32..=8192, dw in 1u32..=2048, dh in 1u32..=2048, up in any::<bool>()
+        ) {
+            let l = Letterbox::new(sw, sh, dw, dh, up);
+            prop_assert!(l.pad_x >= 0.0 && l.pad_y >= 0.0);
+            prop_assert!(l.left + l.new_w <= dw && l.top + l.new_h <= dh);
+            prop_assert!(l.new_w >= 1 && l.new_h >= 1);
+            for (x, y) in [(0.0, 0.0), (sw as f64, 0.0), (0.0, sh as f64), (sw as f64, sh as f64)] {
+                let (tx, ty) = l.to_tensor(x, y);
+                prop_assert!(tx >= -1e-6 && tx <= dw as f64 + 1e-6 && ty >= -1e-6 && ty <= dh as f64 + 1e-6);
+                let (bx, by) = l.to_frame(tx, ty);
+                prop_assert!((bx - x).abs() <= 0.5 && (by - y).abs() <= 0.5, "{:?} -> {:?}", (x, y), (bx, by));
+            }
+        }
+
+        #[test]
+        fn extreme_aspect_ratios(s in 1u32..=8192, d in 1u32..=1024) {
+            for (sw, sh) in [(s, 1), (1, s), (8192, s), (s, 8192)] {
+                let l = Letterbox::new(sw, sh, d, d, true);
+                prop_assert!(l.left + l.new_w <= d && l.top + l.new_h <= d);
+                let b = l.box_to_frame(l.box_to_tensor([0.0, 0.0, sw as f64, sh as f64]));
+                prop_assert!((b[2] - sw as f64).abs() <= 0.5 && (b[3] - sh as f64).abs() <= 0.5);
+            }
+        }
+    }
+}

@@ -1,0 +1,430 @@
+use std::sync::{LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::VideoFormat;
+use gst_video::prelude::*;
+
+use super::kernel::{
+    DType, Layout, PixelFormat, Resizer, SrcImage, TensorSpec, YuvMatrix, YuvToRgb,
+};
+use crate::meta;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "tritonletterbox",
+        gst::DebugColorFlags::empty(),
+        Some("Letterbox frames into model tensors"),
+    )
+});
+
+/// Tensor element type property values.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstTritonTensorDType")]
+pub enum TensorDType {
+    #[enum_value(name = "32-bit float", nick = "FP32")]
+    Fp32 = 0,
+    #[enum_value(name = "16-bit float", nick = "FP16")]
+    Fp16 = 1,
+    #[enum_value(name = "8-bit unsigned (raw pixels)", nick = "UINT8")]
+    Uint8 = 2,
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstTritonTensorLayout")]
+pub enum TensorLayout {
+    #[enum_value(name = "Planar: batch, channel, height, width", nick = "NCHW")]
+    Nchw = 0,
+    #[enum_value(name = "Interleaved: batch, height, width, channel", nick = "NHWC")]
+    Nhwc = 1,
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstTritonChannelOrder")]
+pub enum ChannelOrder {
+    #[enum_value(name = "Red, green, blue", nick = "RGB")]
+    Rgb = 0,
+    #[enum_value(name = "Blue, green, red", nick = "BGR")]
+    Bgr = 1,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    width: u32,
+    height: u32,
+    pad_value: u32,
+    scale_up: bool,
+    dtype: TensorDType,
+    layout: TensorLayout,
+    channel_order: ChannelOrder,
+    scale: f64,
+    mean: String,
+    std: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            width: 640,
+            height: 640,
+            pad_value: 114,
+            scale_up: true,
+            dtype: TensorDType::Fp32,
+            layout: TensorLayout::Nchw,
+            channel_order: ChannelOrder::Rgb,
+            scale: 1.0 / 255.0,
+            mean: String::new(),
+            std: String::new(),
+        }
+    }
+}
+
+fn parse_triple(name: &str, s: &str, default: f32) -> Result<[f32; 3], String> {
+    if s.trim().is_empty() {
+        return Ok([default; 3]);
+    }
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("{name}: '{s}' is not a list of numbers; expected three comma-separated values, e.g. 0.485,0.456,0.406"))?;
+    match v.as_slice() {
+        [a] => Ok([*a; 3]),
+        [a, b, c] => Ok([*a, *b, *c]),
+        _ => Err(format!(
+            "{name}: '{s}' has {} values; expected 1 or 3",
+            v.len()
+        )),
+    }
+}
+
+impl Settings {
+    fn spec(&self) -> Result<TensorSpec, String> {
+        let std = parse_triple("std", &self.std, 1.0)?;
+        if std.iter().any(|v| *v == 0.0 || !v.is_finite()) {
+            return Err(format!(
+                "std: '{}' contains zero; expected non-zero values",
+                self.std
+            ));
+        }
+        Ok(TensorSpec {
+            width: self.width,
+            height: self.height,
+            dtype: match self.dtype {
+                TensorDType::Fp32 => DType::F32,
+                TensorDType::Fp16 => DType::F16,
+                TensorDType::Uint8 => DType::U8,
+            },
+            layout: if self.layout == TensorLayout::Nchw {
+                Layout::Nchw
+            } else {
+                Layout::Nhwc
+            },
+            bgr: self.channel_order == ChannelOrder::Bgr,
+            scale: self.scale as f32,
+            mean: parse_triple("mean", &self.mean, 0.0)?,
+            std,
+            pad_value: self.pad_value as u8,
+            scale_up: self.scale_up,
+        })
+    }
+}
+
+struct State {
+    info: gst_video::VideoInfo,
+    format: PixelFormat,
+    yuv: YuvToRgb,
+    resizer: Resizer,
+    pool: gst::BufferPool,
+}
+
+#[derive(Default)]
+pub struct TritonLetterbox {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for TritonLetterbox {
+    const NAME: &'static str = "GstTritonLetterbox";
+    type Type = super::TritonLetterbox;
+    type ParentType = gst_base::BaseTransform;
+}
+
+fn pixel_format(f: VideoFormat) -> Option<PixelFormat> {
+    Some(match f {
+        VideoFormat::Rgb => PixelFormat::Rgb,
+        VideoFormat::Bgr => PixelFormat::Bgr,
+        VideoFormat::Rgba => PixelFormat::Rgba,
+        VideoFormat::Bgra => PixelFormat::Bgra,
+        VideoFormat::Rgbx => PixelFormat::Rgbx,
+        VideoFormat::Bgrx => PixelFormat::Bgrx,
+        VideoFormat::I420 => PixelFormat::I420,
+        VideoFormat::Nv12 => PixelFormat::Nv12,
+        _ => return None,
+    })
+}
+
+/// The formats both `tritonletterbox` and `detoverlay` handle.
+pub const FORMATS: [VideoFormat; 8] = [
+    VideoFormat::I420,
+    VideoFormat::Nv12,
+    VideoFormat::Rgb,
+    VideoFormat::Bgr,
+    VideoFormat::Rgba,
+    VideoFormat::Bgra,
+    VideoFormat::Rgbx,
+    VideoFormat::Bgrx,
+];
+
+fn yuv_for(info: &gst_video::VideoInfo) -> YuvToRgb {
+    let c = info.colorimetry();
+    let matrix = match c.matrix() {
+        gst_video::VideoColorMatrix::Bt709 => YuvMatrix::Bt709,
+        gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::Bt2020,
+        _ => YuvMatrix::Bt601,
+    };
+    YuvToRgb::new(matrix, c.range() == gst_video::VideoColorRange::Range0_255)
+}
+
+impl TritonLetterbox {
+    fn make_state(
+        &self,
+        info: gst_video::VideoInfo,
+        spec: &TensorSpec,
+    ) -> Result<State, gst::LoggableError> {
+        let format = pixel_format(info.format())
+            .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
+        let resizer = Resizer::new(info.width(), info.height(), spec);
+        let pool = gst::BufferPool::new();
+        let mut config = pool.config();
+        config.set_params(None, spec.byte_size() as u32, 2, 0);
+        pool.set_config(config)
+            .map_err(|e| gst::loggable_error!(CAT, "tensor pool config: {e}"))?;
+        pool.set_active(true)
+            .map_err(|e| gst::loggable_error!(CAT, "tensor pool: {e}"))?;
+        gst::debug!(
+            CAT,
+            imp = self,
+            "{}x{} {:?} -> {:?}: {:?}",
+            info.width(),
+            info.height(),
+            format,
+            spec,
+            resizer.geometry
+        );
+        Ok(State {
+            yuv: yuv_for(&info),
+            format,
+            info,
+            resizer,
+            pool,
+        })
+    }
+}
+
+impl ObjectImpl for TritonLetterbox {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecUInt::builder("width").nick("Width").blurb("Tensor width in pixels").minimum(1).maximum(16384).default_value(d.width).mutable_ready().build(),
+                glib::ParamSpecUInt::builder("height").nick("Height").blurb("Tensor height in pixels").minimum(1).maximum(16384).default_value(d.height).mutable_ready().build(),
+                glib::ParamSpecUInt::builder("pad-value").nick("Pad value").blurb("Padding pixel value (0-255, before normalisation)").maximum(255).default_value(d.pad_value).mutable_ready().build(),
+                glib::ParamSpecBoolean::builder("scale-up").nick("Scale up").blurb("Enlarge frames smaller than the tensor (false: only shrink)").default_value(d.scale_up).mutable_ready().build(),
+                glib::ParamSpecEnum::builder_with_default("dtype", d.dtype).nick("Data type").blurb("Tensor element type (UINT8 holds raw pixels, no normalisation)").mutable_ready().build(),
+                glib::ParamSpecEnum::builder_with_default("layout", d.layout).nick("Layout").blurb("Tensor layout").mutable_ready().build(),
+                glib::ParamSpecEnum::builder_with_default("channel-order", d.channel_order).nick("Channel order").blurb("Order of the colour channels in the tensor").mutable_ready().build(),
+                glib::ParamSpecDouble::builder("scale").nick("Scale").blurb("Pixel multiplier before mean/std (default 1/255)").minimum(-1e6).maximum(1e6).default_value(d.scale).mutable_ready().build(),
+                glib::ParamSpecString::builder("mean").nick("Mean").blurb("Per-channel mean subtracted after scaling, in tensor channel order: 'm' or 'r,g,b' (empty = 0)").mutable_ready().build(),
+                glib::ParamSpecString::builder("std").nick("Std").blurb("Per-channel divisor after the mean: 's' or 'r,g,b' (empty = 1)").mutable_ready().build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "width" => s.width = value.get().expect("type checked"),
+            "height" => s.height = value.get().expect("type checked"),
+            "pad-value" => s.pad_value = value.get().expect("type checked"),
+            "scale-up" => s.scale_up = value.get().expect("type checked"),
+            "dtype" => s.dtype = value.get().expect("type checked"),
+            "layout" => s.layout = value.get().expect("type checked"),
+            "channel-order" => s.channel_order = value.get().expect("type checked"),
+            "scale" => s.scale = value.get().expect("type checked"),
+            "mean" => {
+                s.mean = value
+                    .get::<Option<String>>()
+                    .expect("type checked")
+                    .unwrap_or_default()
+            }
+            "std" => {
+                s.std = value
+                    .get::<Option<String>>()
+                    .expect("type checked")
+                    .unwrap_or_default()
+            }
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "width" => s.width.to_value(),
+            "height" => s.height.to_value(),
+            "pad-value" => s.pad_value.to_value(),
+            "scale-up" => s.scale_up.to_value(),
+            "dtype" => s.dtype.to_value(),
+            "layout" => s.layout.to_value(),
+            "channel-order" => s.channel_order.to_value(),
+            "scale" => s.scale.to_value(),
+            "mean" => s.mean.to_value(),
+            "std" => s.std.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for TritonLetterbox {}
+
+impl ElementImpl for TritonLetterbox {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Triton letterbox",
+                "Filter/Video",
+                "Attaches the letterboxed, normalised model input tensor to each frame (TritonTensorMeta); the video passes unchanged",
+                "gst-triton developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(FORMATS)
+                .build();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for TritonLetterbox {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        meta::register();
+        let s = self.settings.lock().unwrap().clone();
+        s.spec().map_err(|e| {
+            gst::error_msg!(gst::LibraryError::Settings, ("tritonletterbox: {}", e))
+        })?;
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(st) = self.state.lock().unwrap().take() {
+            let _ = st.pool.set_active(false);
+        }
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "bad caps {incaps}"))?;
+        let spec = self
+            .settings
+            .lock()
+            .unwrap()
+            .spec()
+            .map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
+        let new = self.make_state(info, &spec)?;
+        if let Some(old) = self.state.lock().unwrap().replace(new) {
+            let _ = old.pool.set_active(false);
+        }
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("tritonletterbox: no caps before the first buffer")
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let mut tensor = state.pool.acquire_buffer(None).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::NoSpaceLeft,
+                ("tritonletterbox: tensor pool: {:?}", e)
+            );
+            gst::FlowError::Error
+        })?;
+        {
+            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &state.info)
+                .map_err(|_| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        (
+                            "tritonletterbox: cannot map the frame as {:?}",
+                            state.info.format()
+                        )
+                    );
+                    gst::FlowError::Error
+                })?;
+            let n = frame.n_planes() as usize;
+            let mut planes: [&[u8]; 3] = [&[], &[], &[]];
+            let mut strides = [0usize; 3];
+            for i in 0..n.min(3) {
+                planes[i] = frame
+                    .plane_data(i as u32)
+                    .map_err(|_| gst::FlowError::Error)?;
+                strides[i] = frame.plane_stride()[i] as usize;
+            }
+            let src = SrcImage {
+                format: state.format,
+                width: frame.width() as usize,
+                height: frame.height() as usize,
+                planes,
+                strides,
+            };
+            let tbuf = tensor.get_mut().expect("fresh pool buffer is writable");
+            let mut map = tbuf.map_writable().map_err(|_| gst::FlowError::Error)?;
+            state.resizer.run(&src, &state.yuv, map.as_mut_slice());
+        }
+        tensor.get_mut().expect("writable").set_pts(buf.pts());
+        meta::add_tensor_meta(buf, tensor, state.resizer.spec(), &state.resizer.geometry);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}

@@ -1,0 +1,23 @@
+//! `tritonletterbox`: attaches the model input tensor (letterboxed, converted, normalised) to each
+//! frame as a [`crate::meta`] custom meta, leaving the video untouched.
+
+pub mod geometry;
+pub mod kernel;
+
+mod imp;
+
+use gst::glib;
+use gst::prelude::*;
+
+glib::wrapper! {
+    pub struct TritonLetterbox(ObjectSubclass<imp::TritonLetterbox>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "tritonletterbox",
+        gst::Rank::NONE,
+        TritonLetterbox::static_type(),
+    )
+}

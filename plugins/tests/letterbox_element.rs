@@ -1,0 +1,222 @@
+//! The `tritonletterbox` element in real pipelines.
+
+use gst::prelude::*;
+use gsttriton::letterbox::kernel::{
+    PixelFormat, Resizer, SrcImage, TensorSpec, YuvMatrix, YuvToRgb,
+};
+use gsttriton::meta;
+
+fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().unwrap();
+        gsttriton::plugin_register_static().unwrap();
+    });
+}
+
+fn caps(format: &str, w: i32, h: i32) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", format)
+        .field("width", w)
+        .field("height", h)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build()
+}
+
+/// A frame of `info` filled with a deterministic pattern (strides as GStreamer lays them out).
+fn frame(info: &gst_video::VideoInfo, seed: u8) -> gst::Buffer {
+    let mut buf = gst::Buffer::with_size(info.size()).unwrap();
+    {
+        let b = buf.get_mut().unwrap();
+        let mut m = b.map_writable().unwrap();
+        for (i, v) in m.iter_mut().enumerate() {
+            *v = (i as u32)
+                .wrapping_mul(2654435761)
+                .wrapping_add(seed as u32)
+                .rotate_right(13) as u8;
+        }
+    }
+    gst_video::VideoMeta::add_full(
+        buf.get_mut().unwrap(),
+        gst_video::VideoFrameFlags::empty(),
+        info.format(),
+        info.width(),
+        info.height(),
+        info.offset(),
+        info.stride(),
+    )
+    .unwrap();
+    buf
+}
+
+fn checksum(b: &gst::BufferRef) -> Vec<u8> {
+    b.map_readable().unwrap().to_vec()
+}
+
+#[test]
+fn passthrough_is_bit_identical_and_every_buffer_has_the_meta() {
+    init();
+    for format in ["I420", "NV12", "RGB", "BGR", "RGBA", "BGRA", "RGBx", "BGRx"] {
+        let mut h = gst_check::Harness::new("tritonletterbox");
+        h.set_src_caps(caps(format, 641, 479));
+        let info = gst_video::VideoInfo::from_caps(&caps(format, 641, 479)).unwrap();
+        for i in 0..5u8 {
+            let input = frame(&info, i);
+            let before = checksum(&input);
+            let out = h.push_and_pull(input).unwrap();
+            assert_eq!(checksum(&out), before, "{format}: video changed");
+            let m = meta::tensor_meta(&out).unwrap_or_else(|| panic!("{format}: no tensor meta"));
+            assert_eq!(m.shape, vec![1, 3, 640, 640]);
+            assert_eq!((m.dtype.as_str(), m.layout.as_str()), ("FP32", "NCHW"));
+            assert_eq!(m.tensor.size(), 640 * 640 * 3 * 4);
+            assert_eq!(
+                (
+                    m.geometry.src_w,
+                    m.geometry.src_h,
+                    m.geometry.new_w,
+                    m.geometry.new_h
+                ),
+                (641, 479, 640, 478)
+            );
+        }
+    }
+}
+
+#[test]
+fn padded_strides_give_the_kernel_answer() {
+    init();
+    // RGB 641 wide: GStreamer pads rows to 1924 bytes.
+    let info = gst_video::VideoInfo::from_caps(&caps("RGB", 641, 479)).unwrap();
+    assert_eq!(info.stride()[0], 1924);
+    let input = frame(&info, 7);
+    let tight: Vec<u8> = {
+        let m = input.map_readable().unwrap();
+        (0..479)
+            .flat_map(|y| m[y * 1924..y * 1924 + 641 * 3].to_vec())
+            .collect()
+    };
+    let spec = TensorSpec::default();
+    let mut want = vec![0u8; spec.byte_size()];
+    Resizer::new(641, 479, &spec).run(
+        &SrcImage {
+            format: PixelFormat::Rgb,
+            width: 641,
+            height: 479,
+            planes: [&tight, &[], &[]],
+            strides: [641 * 3, 0, 0],
+        },
+        &YuvToRgb::new(YuvMatrix::Bt601, false),
+        &mut want,
+    );
+    let mut h = gst_check::Harness::new("tritonletterbox");
+    h.set_src_caps(caps("RGB", 641, 479));
+    let out = h.push_and_pull(input).unwrap();
+    let got = meta::tensor_meta(&out)
+        .unwrap()
+        .tensor
+        .map_readable()
+        .unwrap()
+        .to_vec();
+    assert!(
+        got == want,
+        "tensor from a padded-stride frame differs from the tight one"
+    );
+}
+
+#[test]
+fn caps_change_mid_stream_and_properties() {
+    init();
+    let mut h = gst_check::Harness::new("tritonletterbox");
+    {
+        let e = h.element().unwrap();
+        e.set_property("width", 320u32);
+        e.set_property("height", 256u32);
+        e.set_property_from_str("dtype", "FP16");
+        e.set_property_from_str("layout", "NHWC");
+    }
+    for (w, hgt) in [(1280, 720), (720, 1280), (64, 48)] {
+        h.set_src_caps(caps("I420", w, hgt));
+        let info = gst_video::VideoInfo::from_caps(&caps("I420", w, hgt)).unwrap();
+        let out = h.push_and_pull(frame(&info, 1)).unwrap();
+        let m = meta::tensor_meta(&out).unwrap();
+        assert_eq!(m.shape, vec![1, 256, 320, 3]);
+        assert_eq!(m.dtype, "FP16");
+        assert_eq!((m.geometry.src_w, m.geometry.src_h), (w as u32, hgt as u32));
+        let (x, y) = m.geometry.to_frame(
+            m.geometry.to_tensor(10.0, 20.0).0,
+            m.geometry.to_tensor(10.0, 20.0).1,
+        );
+        assert!((x - 10.0).abs() < 1e-9 && (y - 20.0).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn bad_mean_is_a_clear_error() {
+    init();
+    let p = gst::parse::launch("videotestsrc num-buffers=1 ! tritonletterbox mean=a,b ! fakesink")
+        .unwrap();
+    p.set_state(gst::State::Playing).ok();
+    let bus = p.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(5),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        )
+        .unwrap();
+    match msg.view() {
+        gst::MessageView::Error(e) => {
+            assert!(e.error().to_string().contains("mean"), "{}", e.error())
+        }
+        _ => panic!("expected an error"),
+    }
+    p.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn no_leaks_over_1000_frames() {
+    let plugin_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug");
+    let out = std::process::Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "videotestsrc",
+            "num-buffers=1000",
+            "!",
+            "video/x-raw,width=320,height=240,format=I420",
+            "!",
+            "tritonletterbox",
+            "width=160",
+            "height=160",
+            "!",
+            "fakesink",
+        ])
+        .env("GST_PLUGIN_PATH", plugin_dir)
+        .env("GST_TRACERS", "leaks")
+        .env("GST_DEBUG", "GST_TRACER:7")
+        .env("GST_LEAKS_TRACER_SIG", "")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The tracer declares its record format ("object-alive, type-name=(string)%s, ...") and then
+    // logs one "object-alive" record per object still alive at exit.
+    assert!(
+        err.contains("object-alive"),
+        "leaks tracer did not run: {err}"
+    );
+    let leaks: Vec<&str> = err
+        .lines()
+        .filter(|l| {
+            l.contains("object-alive") && !l.contains("%s") && !l.contains("object-alive.class")
+        })
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "leaked objects:\n{}",
+        leaks
+            .iter()
+            .take(20)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
