@@ -5,6 +5,8 @@
 //! The maths lives in plain modules ([`letterbox::geometry`], [`letterbox::kernel`]) with no
 //! GStreamer types; [`meta`] reads and writes the metas the elements exchange.
 
+pub mod decode;
+pub mod infer;
 pub mod letterbox;
 pub mod meta;
 
@@ -23,5 +25,6 @@ gst::plugin_define!(
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     meta::register();
     letterbox::register(plugin)?;
+    infer::register(plugin)?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 """shapes_effnms: finds solid coloured rectangles (see models/shapes_common.py)."""
 
+import json
 import os
 import sys
 import time
@@ -15,6 +16,10 @@ class TritonPythonModel:
         global shapes_common
         import shapes_common  # noqa: E402
 
+        # Optional config parameter "jitter_ms": sleep a random 0..jitter_ms per request.
+        params = json.loads(args["model_config"]).get("parameters", {})
+        self.jitter_ms = int(params.get("jitter_ms", {}).get("string_value", "0"))
+
     def execute(self, requests):
         responses = []
         for request in requests:
@@ -27,6 +32,8 @@ class TritonPythonModel:
                 )
                 continue
             delay_ms = shapes_common.requested_delay_ms(request, pb_utils)
+            if not delay_ms and self.jitter_ms:
+                delay_ms = int(shapes_common.np.random.randint(0, self.jitter_ms + 1))
             if delay_ms:
                 time.sleep(delay_ms / 1000.0)
             num, boxes, scores, classes = shapes_common.efficient_nms(rects)

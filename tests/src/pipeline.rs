@@ -1,0 +1,139 @@
+//! Real GStreamer pipelines fed with drawn frames.
+
+use std::time::Duration;
+
+use gst::prelude::*;
+
+use crate::{PALETTE, Rect};
+
+/// Initialises GStreamer and registers our plugin (statically) once.
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().expect("gst::init");
+        gsttriton::plugin_register_static().expect("register triton plugin");
+    });
+}
+
+/// An RGB frame `w×h` with a grey background and `rects` drawn in the palette colours.
+pub fn draw_rgb(w: usize, h: usize, rects: &[Rect]) -> Vec<u8> {
+    let mut f = vec![0u8; w * h * 3];
+    for (i, p) in f.chunks_exact_mut(3).enumerate() {
+        let (x, y) = (i % w, i / w);
+        let g = (60 + (x * 40 / w) + (y * 20 / h)) as u8; // a gentle gradient, no palette colour
+        p.copy_from_slice(&[g, g, g]);
+    }
+    for r in rects {
+        let c = PALETTE[r.class].map(|v| (v * 255.0) as u8);
+        for y in r.y1 as usize..(r.y2 as usize).min(h) {
+            for x in r.x1 as usize..(r.x2 as usize).min(w) {
+                f[(y * w + x) * 3..][..3].copy_from_slice(&c);
+            }
+        }
+    }
+    f
+}
+
+/// What came out of a pipeline run.
+pub struct Run {
+    pub buffers: Vec<gst::Buffer>,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs `appsrc (RGB w×h) ! <middle> ! appsink` over `frames`, pushing each with `pause` between
+/// frames (and calling `between(i)` before frame i), then EOS. Collects every output buffer.
+pub fn run_frames(
+    middle: &str,
+    w: usize,
+    h: usize,
+    frames: &[Vec<u8>],
+    mut between: impl FnMut(usize),
+    timeout: Duration,
+) -> Run {
+    init();
+    let frame_bytes = (w * 3).next_multiple_of(4) * h;
+    let desc = format!(
+        "appsrc name=src format=time is-live=false block=true max-bytes={frame_bytes} caps=video/x-raw,format=RGB,width={w},height={h},framerate=30/1 \
+         ! {middle} ! appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap_or_else(|e| panic!("{desc}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let o = out.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                o.lock().unwrap().push(sample.buffer_owned().unwrap());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // GStreamer lays RGB rows out on 4-byte strides: copy the tight rows into that layout.
+    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, w as u32, h as u32)
+        .build()
+        .unwrap();
+    let stride = info.stride()[0] as usize;
+    for (i, f) in frames.iter().enumerate() {
+        between(i);
+        let mut laid = vec![0u8; info.size()];
+        for y in 0..h {
+            laid[y * stride..y * stride + 3 * w].copy_from_slice(&f[y * 3 * w..(y + 1) * 3 * w]);
+        }
+        let mut b = gst::Buffer::from_slice(laid);
+        {
+            let b = b.get_mut().unwrap();
+            b.set_pts(gst::ClockTime::from_mseconds(33 * i as u64));
+            b.set_duration(gst::ClockTime::from_mseconds(33));
+        }
+        if src.push_buffer(b).is_err() {
+            break;
+        }
+    }
+    let _ = src.end_of_stream();
+    let bus = pipeline.bus().unwrap();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            errors.push("timeout waiting for EOS".into());
+            break;
+        }
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64))
+        else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => {
+                errors.push(format!("{} ({:?})", e.error(), e.debug()));
+                break;
+            }
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let buffers = std::mem::take(&mut *out.lock().unwrap());
+    Run {
+        buffers,
+        errors,
+        warnings,
+    }
+}

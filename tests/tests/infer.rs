@@ -1,0 +1,338 @@
+//! tritonletterbox ! tritoninfer against the real Triton (directly and through a real proxy):
+//! drawn rectangles come back at the right places with the right labels.
+
+use std::time::Duration;
+
+use gst_triton_tests::pipeline::{draw_rgb, run_frames};
+use gst_triton_tests::proxy::TestProxy;
+use gst_triton_tests::triton::{Triton, shared_url};
+use gst_triton_tests::{CLASS_NAMES, Rect};
+use gsttriton::meta;
+
+/// Rectangles for frame `i` of a `w×h` video: three objects that move a little every frame (even
+/// coordinates and sizes, so 4:2:0 chroma has clean edges).
+fn scene(w: u32, h: u32, i: u32) -> Vec<Rect> {
+    let e = |v: u32| v & !1;
+    vec![
+        Rect::new(e(w / 10 + 6 * i), e(h / 10), e(w / 5), e(h / 6), 0),
+        Rect::new(e(w / 2), e(h / 2 + 4 * i), e(w / 4), e(h / 5), 2),
+        Rect::new(
+            e(w * 3 / 4 + 2 * i),
+            e(h / 8),
+            e(w / 12).max(24),
+            e(h / 10).max(24),
+            3,
+        ),
+    ]
+}
+
+/// Checks one output frame against what was drawn.
+fn check(buf: &gst::BufferRef, w: u32, h: u32, drawn: &[Rect], what: &str) {
+    let r = (640.0 / w as f64).min(640.0 / h as f64);
+    let tol = (1.0 / r + 0.5) as f32;
+    let res = meta::result_meta(buf).unwrap_or_else(|| panic!("{what}: no result meta"));
+    assert_eq!(res.status, "ok", "{what}: {}", res.error);
+    let dets = meta::detections(buf, w, h);
+    assert_eq!(
+        dets.len(),
+        drawn.len(),
+        "{what}: got {dets:?}, drew {drawn:?}"
+    );
+    for d in drawn {
+        let label = CLASS_NAMES[d.class];
+        let best = dets
+            .iter()
+            .filter(|x| x.label == label && x.class_id == d.class as i32)
+            .map(|x| {
+                let f = Rect {
+                    x1: x.bbox[0] as f32,
+                    y1: x.bbox[1] as f32,
+                    x2: x.bbox[2] as f32,
+                    y2: x.bbox[3] as f32,
+                    class: d.class,
+                };
+                f.max_edge_error(d)
+            })
+            .fold(f32::INFINITY, f32::min);
+        assert!(
+            best <= tol,
+            "{what}: {label} {d:?} off by {best} px (tolerance {tol}); got {dets:?}"
+        );
+    }
+    assert!(dets.iter().all(|d| d.confidence > 0.5), "{what}: {dets:?}");
+}
+
+fn ground_truth(url: &str, transport: &str, extra: &str) {
+    for (w, h) in [(1280u32, 720u32), (720, 1280), (641, 479), (1920, 1080)] {
+        for format in ["RGB", "I420"] {
+            for model in ["shapes_yolov8", "shapes_nms", "shapes_effnms"] {
+                let frames: Vec<Vec<u8>> = (0..3)
+                    .map(|i| draw_rgb(w as usize, h as usize, &scene(w, h, i)))
+                    .collect();
+                let convert = if format == "I420" {
+                    "videoconvert ! video/x-raw,format=I420 ! "
+                } else {
+                    ""
+                };
+                let middle = format!(
+                    "{convert}tritonletterbox ! tritoninfer url={url} transport={transport} model={model} {extra} on-error=fail"
+                );
+                let run = run_frames(
+                    &middle,
+                    w as usize,
+                    h as usize,
+                    &frames,
+                    |_| {},
+                    Duration::from_secs(60),
+                );
+                let what = format!("{transport} {model} {format} {w}x{h}");
+                assert!(run.errors.is_empty(), "{what}: {:?}", run.errors);
+                assert_eq!(run.buffers.len(), 3, "{what}");
+                for (i, b) in run.buffers.iter().enumerate() {
+                    check(
+                        b,
+                        w,
+                        h,
+                        &scene(w, h, i as u32),
+                        &format!("{what} frame {i}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn ground_truth_direct_to_triton() {
+    ground_truth(&shared_url(), "triton", "");
+}
+
+#[test]
+fn ground_truth_through_the_proxy() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(TestProxy::start(&shared_url(), &[])).unwrap();
+    ground_truth(&proxy.url(), "proxy", "api-key=test-key");
+    drop(proxy);
+}
+
+#[test]
+fn frames_without_letterbox_meta_are_a_clear_error() {
+    let frames = vec![draw_rgb(64, 48, &[])];
+    let run = run_frames(
+        &format!("tritoninfer url={} transport=triton", shared_url()),
+        64,
+        48,
+        &frames,
+        |_| {},
+        Duration::from_secs(20),
+    );
+    assert!(
+        run.errors.iter().any(|e| e.contains("tritonletterbox")),
+        "{:?}",
+        run.errors
+    );
+}
+
+#[test]
+fn order_under_jitter_with_eight_in_flight() {
+    // shapes_jitter: 3 model instances, each request sleeps a random 0-12 ms, so answers come back
+    // out of order; frames must leave in order with their own rectangles.
+    let (w, h) = (320u32, 240u32);
+    let n = 500u32;
+    let rect = |i: u32| {
+        vec![Rect::new(
+            2 * (i % 120),
+            2 * (i / 120) * 10 + 4,
+            40,
+            30,
+            (i % 4) as usize,
+        )]
+    };
+    let frames: Vec<Vec<u8>> = (0..n)
+        .map(|i| draw_rgb(w as usize, h as usize, &rect(i)))
+        .collect();
+    let run = run_frames(
+        &format!(
+            "tritonletterbox ! tritoninfer url={} transport=triton model=shapes_jitter max-in-flight=8 on-error=fail",
+            shared_url()
+        ),
+        w as usize,
+        h as usize,
+        &frames,
+        |_| {},
+        Duration::from_secs(180),
+    );
+    assert!(run.errors.is_empty(), "{:?}", run.errors);
+    assert_eq!(run.buffers.len(), n as usize);
+    for (i, b) in run.buffers.iter().enumerate() {
+        assert_eq!(
+            b.pts(),
+            Some(gst::ClockTime::from_mseconds(33 * i as u64)),
+            "frame {i} out of order"
+        );
+        let res = meta::result_meta(b).unwrap();
+        assert_eq!(res.frame, i as u64);
+        assert_eq!(res.request_id, format!("cam-001:{i}"));
+        check(b, w, h, &rect(i as u32), &format!("frame {i}"));
+    }
+}
+
+#[test]
+fn interval_skips_frames_and_says_so() {
+    let (w, h) = (160usize, 120usize);
+    let frames: Vec<Vec<u8>> = (0..6)
+        .map(|_| draw_rgb(w, h, &[Rect::new(10, 10, 40, 30, 1)]))
+        .collect();
+    let run = run_frames(
+        &format!(
+            "tritonletterbox ! tritoninfer url={} transport=triton model=shapes_nms interval=3",
+            shared_url()
+        ),
+        w,
+        h,
+        &frames,
+        |_| {},
+        Duration::from_secs(30),
+    );
+    assert!(run.errors.is_empty(), "{:?}", run.errors);
+    let statuses: Vec<String> = run
+        .buffers
+        .iter()
+        .map(|b| meta::result_meta(b).unwrap().status)
+        .collect();
+    assert_eq!(
+        statuses,
+        ["ok", "skipped", "skipped", "ok", "skipped", "skipped"]
+    );
+    assert_eq!(
+        meta::detections(&run.buffers[3], w as u32, h as u32).len(),
+        1
+    );
+    assert!(meta::detections(&run.buffers[1], w as u32, h as u32).is_empty());
+}
+
+#[test]
+fn triton_killed_mid_stream_skip_keeps_every_frame() {
+    let mut triton = Triton::start().unwrap();
+    let url = triton.url();
+    let (w, h) = (160usize, 120usize);
+    let n = 40;
+    let frames: Vec<Vec<u8>> = (0..n)
+        .map(|_| draw_rgb(w, h, &[Rect::new(20, 20, 40, 30, 0)]))
+        .collect();
+    let mut restarted = false;
+    let run = run_frames(
+        &format!(
+            "tritonletterbox ! tritoninfer url={url} transport=triton model=shapes_nms timeout-ms=3000 max-in-flight=2"
+        ),
+        w,
+        h,
+        &frames,
+        |i| {
+            if i == 10 {
+                triton.kill();
+            }
+            if (10..20).contains(&i) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if i == 20 {
+                triton.restart().unwrap();
+                restarted = true;
+            }
+            if i >= 20 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        },
+        Duration::from_secs(120),
+    );
+    assert!(restarted);
+    assert!(run.errors.is_empty(), "{:?}", run.errors);
+    assert_eq!(run.buffers.len(), n, "frames in == frames out");
+    let st: Vec<String> = run
+        .buffers
+        .iter()
+        .map(|b| meta::result_meta(b).unwrap().status)
+        .collect();
+    let errs: Vec<String> = run
+        .buffers
+        .iter()
+        .map(|b| meta::result_meta(b).unwrap().error)
+        .collect();
+    // Up to 4 frames (appsrc 1 + max-in-flight 2 + the one being pushed) are past the kill point.
+    assert!(st[..6].iter().all(|s| s == "ok"), "{st:?} {errs:?}");
+    assert!(
+        st[12..20].iter().all(|s| s == "error"),
+        "outage frames: {st:?}"
+    );
+    assert!(st[n - 5..].iter().all(|s| s == "ok"), "no recovery: {st:?}");
+    assert!(!run.warnings.is_empty(), "a warning goes to the bus");
+    let last = run.buffers.last().unwrap();
+    assert_eq!(meta::detections(last, w as u32, h as u32).len(), 1);
+}
+
+#[test]
+fn triton_down_with_on_error_fail_is_an_element_error() {
+    let dead = format!("http://127.0.0.1:{}", gst_triton_tests::triton::free_port());
+    let frames = vec![draw_rgb(64, 48, &[]); 3];
+    let run = run_frames(
+        &format!(
+            "tritonletterbox ! tritoninfer url={dead} transport=triton model=shapes_nms on-error=fail timeout-ms=2000"
+        ),
+        64,
+        48,
+        &frames,
+        |_| {},
+        Duration::from_secs(30),
+    );
+    assert!(
+        run.errors
+            .iter()
+            .any(|e| e.contains("inference failed") && e.contains("cannot connect")),
+        "{:?}",
+        run.errors
+    );
+}
+
+#[test]
+fn proxy_auth_wrong_key_names_the_properties_right_key_works() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt
+        .block_on(TestProxy::start(
+            &shared_url(),
+            &["--grpc-expect-api-key", "right-key"],
+        ))
+        .unwrap();
+    let frames = vec![draw_rgb(64, 48, &[Rect::new(8, 8, 20, 16, 1)]); 2];
+    let base = format!(
+        "tritonletterbox ! tritoninfer url={} model=shapes_nms",
+        proxy.url()
+    );
+    let bad = run_frames(
+        &format!("{base} api-key=wrong-key on-error=fail"),
+        64,
+        48,
+        &frames,
+        |_| {},
+        Duration::from_secs(30),
+    );
+    let msg = bad.errors.join("\n");
+    assert!(
+        msg.contains("api-key") && msg.contains("bearer-token") && msg.contains("DOMINO_API_KEY"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("wrong-key") && !msg.contains("right-key"),
+        "secret leaked: {msg}"
+    );
+    let good = run_frames(
+        &format!("{base} api-key=right-key on-error=fail"),
+        64,
+        48,
+        &frames,
+        |_| {},
+        Duration::from_secs(30),
+    );
+    assert!(good.errors.is_empty(), "{:?}", good.errors);
+    assert_eq!(meta::detections(&good.buffers[1], 64, 48).len(), 1);
+    drop(proxy);
+}
