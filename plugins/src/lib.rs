@@ -7,8 +7,10 @@
 
 pub mod decode;
 pub mod infer;
+pub mod jsonsink;
 pub mod letterbox;
 pub mod meta;
+pub mod overlay;
 
 gst::plugin_define!(
     triton,
@@ -26,5 +28,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     meta::register();
     letterbox::register(plugin)?;
     infer::register(plugin)?;
+    jsonsink::register(plugin)?;
+    overlay::register(plugin)?;
     Ok(())
 }

@@ -156,7 +156,7 @@ impl ObjectSubclass for TritonLetterbox {
     type ParentType = gst_base::BaseTransform;
 }
 
-fn pixel_format(f: VideoFormat) -> Option<PixelFormat> {
+pub fn pixel_format(f: VideoFormat) -> Option<PixelFormat> {
     Some(match f {
         VideoFormat::Rgb => PixelFormat::Rgb,
         VideoFormat::Bgr => PixelFormat::Bgr,

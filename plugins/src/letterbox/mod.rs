@@ -6,6 +6,8 @@ pub mod kernel;
 
 mod imp;
 
+pub use imp::{FORMATS, pixel_format};
+
 use gst::glib;
 use gst::prelude::*;
 

@@ -1,0 +1,309 @@
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::{LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use crate::meta;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "detjsonsink",
+        gst::DebugColorFlags::empty(),
+        Some("Detections as JSON lines"),
+    )
+});
+
+#[derive(Clone)]
+struct Settings {
+    location: String,
+    stream_id: String,
+    include_detections: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            location: "frame_counts.jsonl".into(),
+            stream_id: "cam-001".into(),
+            include_detections: true,
+        }
+    }
+}
+
+struct State {
+    out: BufWriter<File>,
+    width: u32,
+    height: u32,
+    next_frame: u64,
+}
+
+#[derive(Default)]
+pub struct DetJsonSink {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for DetJsonSink {
+    const NAME: &'static str = "GstDetJsonSink";
+    type Type = super::DetJsonSink;
+    type ParentType = gst_base::BaseSink;
+}
+
+/// RFC 3339 UTC timestamp with milliseconds, from the system clock.
+fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+impl DetJsonSink {
+    fn line(&self, s: &Settings, st: &mut State, buf: &gst::BufferRef) -> String {
+        let result = meta::result_meta(buf);
+        let frame = match &result {
+            Some(r) if !r.status.is_empty() => r.frame,
+            _ => st.next_frame,
+        };
+        st.next_frame = frame + 1;
+        let dets = meta::detections(buf, st.width, st.height);
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for d in &dets {
+            *counts.entry(d.label.as_str()).or_default() += 1;
+        }
+        let r = result.unwrap_or(meta::ResultMeta {
+            status: "none".into(),
+            ..Default::default()
+        });
+        let round = |v: f64| (v * 100.0).round() / 100.0;
+        let mut obj = serde_json::json!({
+            "stream_id": s.stream_id,
+            "frame": frame,
+            "pts_ns": buf.pts().map(|p| p.nseconds()),
+            "timestamp": rfc3339_now(),
+            "model": r.model,
+            "model_version": r.model_version,
+            "status": r.status,
+            "latency_ms": round(r.latency_ms),
+            "width": st.width,
+            "height": st.height,
+            "counts": counts,
+        });
+        if !r.error.is_empty() {
+            obj["error"] = r.error.clone().into();
+        }
+        if s.include_detections {
+            obj["detections"] = dets
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "label": d.label,
+                        "class_id": d.class_id,
+                        "confidence": (d.confidence * 10000.0).round() / 10000.0,
+                        "box": d.bbox.map(round),
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into();
+        }
+        obj.to_string()
+    }
+}
+
+impl ObjectImpl for DetJsonSink {
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj().set_sync(false);
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecString::builder("location")
+                    .blurb("File to write (JSON lines)")
+                    .default_value(Some(d.location.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("stream-id")
+                    .blurb("Value of the stream_id field")
+                    .default_value(Some(d.stream_id.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("include-detections")
+                    .blurb("Write the detections array (counts are always written)")
+                    .default_value(d.include_detections)
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "location" => {
+                s.location = value
+                    .get::<Option<String>>()
+                    .expect("type checked")
+                    .unwrap_or_default()
+            }
+            "stream-id" => {
+                s.stream_id = value
+                    .get::<Option<String>>()
+                    .expect("type checked")
+                    .unwrap_or_default()
+            }
+            "include-detections" => s.include_detections = value.get().expect("type checked"),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "location" => s.location.to_value(),
+            "stream-id" => s.stream_id.to_value(),
+            "include-detections" => s.include_detections.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for DetJsonSink {}
+
+impl ElementImpl for DetJsonSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Detections JSON lines sink",
+                "Sink/Analyzer/Video",
+                "Writes one JSON object per frame: status, latency, counts per label and detections (from tritoninfer's metas)",
+                "gst-triton developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &gst::Caps::builder("video/x-raw").build(),
+                )
+                .unwrap(),
+            ]
+        });
+        T.as_ref()
+    }
+}
+
+impl BaseSinkImpl for DetJsonSink {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let loc = self.settings.lock().unwrap().location.clone();
+        if loc.is_empty() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("detjsonsink: location: expected a file path")
+            ));
+        }
+        let f = File::create(&loc).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::OpenWrite,
+                ("detjsonsink: cannot write location '{}': {}", loc, e)
+            )
+        })?;
+        *self.state.lock().unwrap() = Some(State {
+            out: BufWriter::new(f),
+            width: 0,
+            height: 0,
+            next_frame: 0,
+        });
+        gst::debug!(CAT, imp = self, "writing {loc}");
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(mut st) = self.state.lock().unwrap().take() {
+            st.out.flush().map_err(|e| {
+                gst::error_msg!(gst::ResourceError::Write, ("detjsonsink: flush: {}", e))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let s = caps
+            .structure(0)
+            .ok_or_else(|| gst::loggable_error!(CAT, "empty caps"))?;
+        let mut st = self.state.lock().unwrap();
+        if let Some(st) = st.as_mut() {
+            st.width = s.get::<i32>("width").unwrap_or(0).max(0) as u32;
+            st.height = s.get::<i32>("height").unwrap_or(0).max(0) as u32;
+        }
+        Ok(())
+    }
+
+    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let s = self.settings.lock().unwrap().clone();
+        let mut guard = self.state.lock().unwrap();
+        let Some(st) = guard.as_mut() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let mut line = self.line(&s, st, buffer);
+        line.push('\n');
+        st.out.write_all(line.as_bytes()).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Write,
+                ("detjsonsink: cannot write '{}': {}", s.location, e)
+            );
+            gst::FlowError::Error
+        })?;
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view()
+            && let Some(st) = self.state.lock().unwrap().as_mut()
+        {
+            let synced = st.out.flush().and_then(|_| st.out.get_ref().sync_all());
+            if let Err(e) = synced {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Write,
+                    ("detjsonsink: flush on EOS: {}", e)
+                );
+            }
+        }
+        self.parent_event(event)
+    }
+}

@@ -1,0 +1,305 @@
+//! detoverlay and detjsonsink on frames carrying ROI metas made by the test.
+
+use gst::prelude::*;
+use gst_video::prelude::*;
+use gsttriton::letterbox::kernel::{YuvMatrix, YuvToRgb};
+use gsttriton::meta::{self, Detection};
+use gsttriton::overlay::draw::class_colour;
+
+fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().unwrap();
+        gsttriton::plugin_register_static().unwrap();
+    });
+}
+
+fn caps(format: &str, w: i32, h: i32) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", format)
+        .field("width", w)
+        .field("height", h)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .field("colorimetry", "bt601")
+        .build()
+}
+
+/// A frame of mid-grey (RGB 128 or Y=U=V=128).
+fn grey(info: &gst_video::VideoInfo) -> gst::Buffer {
+    let mut b = gst::Buffer::with_size(info.size()).unwrap();
+    b.get_mut().unwrap().map_writable().unwrap().fill(128);
+    b
+}
+
+/// RGB of pixel (x, y) of a frame.
+fn pixel(info: &gst_video::VideoInfo, buf: &gst::BufferRef, x: usize, y: usize) -> [f32; 3] {
+    let f = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).unwrap();
+    let s = f.plane_stride();
+    let conv = YuvToRgb::new(YuvMatrix::Bt601, false);
+    let p0 = f.plane_data(0).unwrap();
+    match info.format() {
+        gst_video::VideoFormat::I420 => conv.convert(
+            p0[y * s[0] as usize + x],
+            f.plane_data(1).unwrap()[(y / 2) * s[1] as usize + x / 2],
+            f.plane_data(2).unwrap()[(y / 2) * s[2] as usize + x / 2],
+        ),
+        gst_video::VideoFormat::Nv12 => {
+            let uv = f.plane_data(1).unwrap();
+            let i = (y / 2) * s[1] as usize + 2 * (x / 2);
+            conv.convert(p0[y * s[0] as usize + x], uv[i], uv[i + 1])
+        }
+        fmt => {
+            let (bpp, o) = match fmt {
+                gst_video::VideoFormat::Rgb => (3, [0, 1, 2]),
+                gst_video::VideoFormat::Bgr => (3, [2, 1, 0]),
+                gst_video::VideoFormat::Rgba | gst_video::VideoFormat::Rgbx => (4, [0, 1, 2]),
+                _ => (4, [2, 1, 0]),
+            };
+            let i = y * s[0] as usize + x * bpp;
+            [
+                p0[i + o[0]] as f32,
+                p0[i + o[1]] as f32,
+                p0[i + o[2]] as f32,
+            ]
+        }
+    }
+}
+
+fn close(a: [f32; 3], b: [u8; 3], tol: f32) -> bool {
+    (0..3).all(|c| (a[c] - b[c] as f32).abs() <= tol)
+}
+
+#[test]
+fn box_edges_take_the_class_colour_in_every_format() {
+    init();
+    let (w, h) = (160usize, 120usize);
+    for format in ["I420", "NV12", "RGB", "BGR", "RGBA", "BGRA", "RGBx", "BGRx"] {
+        let mut hns = gst_check::Harness::new("detoverlay");
+        hns.element().unwrap().set_property("show-labels", false);
+        hns.element().unwrap().set_property("thickness", 2u32);
+        hns.set_src_caps(caps(format, w as i32, h as i32));
+        let info = gst_video::VideoInfo::from_caps(&caps(format, w as i32, h as i32)).unwrap();
+        let mut buf = grey(&info);
+        let boxes = [
+            ([20.0, 30.0, 80.0, 90.0], 0),
+            ([100.0, 10.0, 150.0, 50.0], 2),
+            ([-20.0, 100.0, 30.0, 140.0], 5),
+        ];
+        for (b, cls) in boxes {
+            meta::add_detection(
+                buf.get_mut().unwrap(),
+                &Detection {
+                    label: format!("c{cls}"),
+                    class_id: cls,
+                    confidence: 0.9,
+                    bbox: b,
+                },
+                w as u32,
+                h as u32,
+            );
+        }
+        let out = hns.push_and_pull(buf).unwrap();
+        // YUV: 8-bit YUV rounding plus conversion back; RGB formats: exact.
+        let tol = if format == "I420" || format == "NV12" {
+            6.0
+        } else {
+            0.0
+        };
+        for (b, cls) in boxes {
+            let c = class_colour(cls as i64);
+            let [x1, y1, x2, y2] = b.map(|v| v as i64);
+            let inside = |x: i64, y: i64| x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h;
+            // Every edge: the middle of each side, on the line.
+            for (x, y) in [
+                ((x1 + x2) / 2, y1),
+                ((x1 + x2) / 2, y2 - 1),
+                (x1, (y1 + y2) / 2),
+                (x2 - 1, (y1 + y2) / 2),
+                (x1 + 1, y1 + 1),
+            ] {
+                if inside(x, y) {
+                    let p = pixel(&info, &out, x as usize, y as usize);
+                    assert!(
+                        close(p, c, tol),
+                        "{format} class {cls}: edge ({x},{y}) is {p:?}, expected {c:?}"
+                    );
+                }
+            }
+            // Well inside and well outside: untouched grey.
+            for (x, y) in [
+                ((x1 + x2) / 2, (y1 + y2) / 2),
+                (x1 + 5, y1 + 5),
+                (x2 + 4, (y1 + y2) / 2),
+                ((x1 + x2) / 2, y2 + 4),
+            ] {
+                if inside(x, y) {
+                    let p = pixel(&info, &out, x as usize, y as usize);
+                    assert!(
+                        close(p, [128, 128, 128], tol.max(2.0) + 1.0),
+                        "{format}: ({x},{y}) changed to {p:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn labels_are_drawn_and_boxes_fully_outside_are_ignored() {
+    init();
+    let (w, h) = (200usize, 150usize);
+    let mut hns = gst_check::Harness::new("detoverlay");
+    hns.set_src_caps(caps("RGB", w as i32, h as i32));
+    let info = gst_video::VideoInfo::from_caps(&caps("RGB", w as i32, h as i32)).unwrap();
+    let mut buf = grey(&info);
+    meta::add_detection(
+        buf.get_mut().unwrap(),
+        &Detection {
+            label: "person".into(),
+            class_id: 0,
+            confidence: 0.87,
+            bbox: [50.0, 60.0, 150.0, 140.0],
+        },
+        w as u32,
+        h as u32,
+    );
+    // Fully outside the frame: must not crash or draw.
+    meta::add_detection(
+        buf.get_mut().unwrap(),
+        &Detection {
+            label: "car".into(),
+            class_id: 2,
+            confidence: 0.5,
+            bbox: [500.0, 500.0, 600.0, 600.0],
+        },
+        w as u32,
+        h as u32,
+    );
+    let out = hns.push_and_pull(buf).unwrap();
+    // The label sits above the box (rows ~45..60): some pixels there are no longer grey.
+    let changed = (45..60)
+        .flat_map(|y| (50..120).map(move |x| (x, y)))
+        .filter(|&(x, y)| pixel(&info, &out, x, y) != [128.0; 3])
+        .count();
+    assert!(changed > 100, "label area barely changed ({changed} px)");
+    // White text pixels exist in the label.
+    let white = (45..60)
+        .flat_map(|y| (50..120).map(move |x| (x, y)))
+        .filter(|&(x, y)| close(pixel(&info, &out, x, y), [255, 255, 255], 30.0))
+        .count();
+    assert!(white > 10, "no text pixels ({white})");
+}
+
+#[test]
+fn jsonsink_lines_parse_frames_contiguous_counts_match_and_eos_flushes() {
+    init();
+    let dir = std::env::temp_dir().join(format!("detjson-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("frame_counts.jsonl");
+    let mut hns = gst_check::Harness::new_parse(&format!(
+        "detjsonsink location={} stream-id=cam-042",
+        path.display()
+    ));
+    hns.set_src_caps(caps("RGB", 64, 48));
+    let info = gst_video::VideoInfo::from_caps(&caps("RGB", 64, 48)).unwrap();
+    for i in 0..20u64 {
+        let mut buf = grey(&info);
+        {
+            let b = buf.get_mut().unwrap();
+            b.set_pts(gst::ClockTime::from_mseconds(40 * i));
+            let status = if i % 7 == 3 { "error" } else { "ok" };
+            meta::add_result_meta(
+                b,
+                &meta::ResultMeta {
+                    status: status.into(),
+                    error: if status == "error" {
+                        "boom".into()
+                    } else {
+                        String::new()
+                    },
+                    latency_ms: 3.5,
+                    model: "m".into(),
+                    model_version: "1".into(),
+                    request_id: format!("cam-042:{i}"),
+                    frame: i,
+                    detections: 0,
+                },
+            );
+            if status == "ok" {
+                for k in 0..(i % 3) {
+                    meta::add_detection(
+                        b,
+                        &Detection {
+                            label: if k == 0 { "red".into() } else { "blue".into() },
+                            class_id: k as i32,
+                            confidence: 0.8,
+                            bbox: [1.0, 2.0, 10.0, 20.0],
+                        },
+                        64,
+                        48,
+                    );
+                }
+            }
+        }
+        assert_eq!(hns.push(buf), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(hns.push_event(gst::event::Eos::new()));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line parses"))
+        .collect();
+    assert_eq!(lines.len(), 20, "EOS flushed every line");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["frame"], i as u64);
+        assert_eq!(l["stream_id"], "cam-042");
+        assert_eq!(l["pts_ns"], 40_000_000 * i as u64);
+        assert_eq!(
+            (l["width"].as_u64(), l["height"].as_u64()),
+            (Some(64), Some(48))
+        );
+        assert!(l["timestamp"].as_str().unwrap().ends_with('Z'));
+        let dets = l["detections"].as_array().unwrap();
+        let total: u64 = l["counts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(total as usize, dets.len(), "counts equal the detections");
+        if i % 7 == 3 {
+            assert_eq!(l["status"], "error");
+            assert_eq!(l["error"], "boom");
+            assert!(dets.is_empty());
+        } else {
+            assert_eq!(dets.len(), i % 3);
+            if i % 3 == 2 {
+                assert_eq!(l["counts"]["blue"], 1);
+                assert_eq!(dets[0]["box"], serde_json::json!([1.0, 2.0, 10.0, 20.0]));
+            }
+        }
+    }
+}
+
+#[test]
+fn jsonsink_unwritable_location_is_a_clear_error() {
+    init();
+    let p = gst::parse::launch(
+        "videotestsrc num-buffers=2 ! detjsonsink location=/nonexistent-dir/x.jsonl",
+    )
+    .unwrap();
+    let _ = p.set_state(gst::State::Playing);
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .expect("an error");
+    if let gst::MessageView::Error(e) = msg.view() {
+        assert!(
+            e.error().to_string().contains("/nonexistent-dir/x.jsonl"),
+            "{}",
+            e.error()
+        );
+    }
+    p.set_state(gst::State::Null).unwrap();
+}
