@@ -1,12 +1,54 @@
 #!/usr/bin/env bash
-# The main job: set up a fresh Debian machine, start a real Triton (CPU) and run the demo.
+# The main job on a fresh Debian 12 machine: install what is missing, start a real Triton (CPU)
+# with the demo model and triton-proxy with a generated key, make a demo clip (unless VIDEO_PATH
+# is given), run triton-video through the proxy, and stop what it started.
+#
+#   bash scripts/demo.sh                         # demo clip, model shapes_yolov8
+#   VIDEO_PATH=/path/in.mp4 MODEL_NAME=yolov8n bash scripts/demo.sh   # your video and model
+#
+# Results: results/annotated.mp4 and results/frame_counts.jsonl (RESULTS_DIR to change).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+
 bash scripts/setup.sh
-cargo build --release --locked -p gst-triton-tests --example detect_once
+echo "demo: building (release)"
+cargo build --release --locked -p triton-proxy -p triton-video
+
+RESULTS_DIR=${RESULTS_DIR:-results}
+mkdir -p "$RESULTS_DIR"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-GRPC=$(free_port); METRICS=$(free_port)
-trap 'bash scripts/triton.sh stop --grpc-port "$GRPC" >/dev/null 2>&1 || true' EXIT
+GRPC=$(free_port); METRICS=$(free_port); PPORT=$(free_port); PMETRICS=$(free_port)
+PROXY_PID=""
+cleanup() {
+  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null || true
+  bash scripts/triton.sh stop --grpc-port "$GRPC" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
 bash scripts/triton.sh start --grpc-port "$GRPC" --metrics-port "$METRICS"
-target/release/examples/detect_once "http://127.0.0.1:$GRPC"
+
+KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+GRPC_EXPECT_API_KEY="$KEY" TRITON_URL="127.0.0.1:$GRPC" PROXY_HOST=127.0.0.1 PROXY_PORT="$PPORT" \
+  PROXY_METRICS_PORT="$PMETRICS" TRITON_MODEL_NAME="${MODEL_NAME:-shapes_yolov8}" \
+  target/release/triton-proxy >"$RESULTS_DIR/proxy.log" 2>&1 &
+PROXY_PID=$!
+for _ in $(seq 1 100); do
+  python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$PPORT),0.2)" 2>/dev/null && break
+  kill -0 "$PROXY_PID" 2>/dev/null || { echo "demo: triton-proxy failed to start:"; cat "$RESULTS_DIR/proxy.log"; exit 1; }
+  sleep 0.1
+done
+echo "demo: triton-proxy on 127.0.0.1:$PPORT (key generated for this run, not stored)"
+
+if [ -z "${VIDEO_PATH:-}" ]; then
+  VIDEO_PATH="$RESULTS_DIR/demo_input.mp4"
+  target/release/make-demo-clip --out "$VIDEO_PATH" --truth "$RESULTS_DIR/demo_truth.jsonl" \
+    --frames "${DEMO_FRAMES:-300}" --width 1280 --height 720
+fi
+
+DOMINO_API_KEY="$KEY" MM_ADDR="127.0.0.1:$PPORT" VIDEO_PATH="$VIDEO_PATH" RESULTS_DIR="$RESULTS_DIR" \
+  MODEL_NAME="${MODEL_NAME:-shapes_yolov8}" target/release/triton-video
+
+echo
+echo "demo: annotated video: $RESULTS_DIR/annotated.mp4"
+echo "demo: per-frame counts: $RESULTS_DIR/frame_counts.jsonl"

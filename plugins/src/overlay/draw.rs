@@ -199,12 +199,19 @@ impl TextRenderer {
         (w.ceil() as i64, (px as f64 * 1.2).ceil() as i64)
     }
 
-    /// Draws a label: a filled background in `bg` with white text, its bottom-left at (x, y).
+    /// Draws a label: a filled background in `bg` with white (or, on light colours, black) text,
+    /// its bottom-left at (x, y).
     pub fn draw_label(&mut self, c: &mut Canvas, x: i64, y: i64, text: &str, px: u32, bg: [u8; 3]) {
         let (tw, th) = self.measure(text, px);
         let top = y - th;
         c.fill_rect(x, top, x + tw + 4, y, bg);
         let baseline = top + px as i64;
+        let luma = 0.299 * bg[0] as f32 + 0.587 * bg[1] as f32 + 0.114 * bg[2] as f32;
+        let ink = if luma > 150.0 {
+            [0, 0, 0]
+        } else {
+            [255, 255, 255]
+        };
         let mut pen = x as f32 + 2.0;
         for ch in text.chars() {
             let (m, bitmap) = self.glyph(ch, px).clone();
@@ -213,7 +220,7 @@ impl TextRenderer {
             for row in 0..m.height {
                 for col in 0..m.width {
                     let a = bitmap[row * m.width + col] as f32 / 255.0;
-                    c.blend(gx + col as i64, gy + row as i64, [255, 255, 255], a);
+                    c.blend(gx + col as i64, gy + row as i64, ink, a);
                 }
             }
             pen += m.advance_width;

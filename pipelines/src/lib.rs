@@ -1,0 +1,3 @@
+//! Shared pieces of the `triton-video` runner and the demo clip generator.
+
+pub mod scene;
