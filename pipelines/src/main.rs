@@ -168,9 +168,6 @@ fn pipeline_description(a: &Args, video: &str) -> String {
             fps.round().max(1.0) as u32
         ));
     }
-    if let Some(n) = a.max_frames {
-        d.push_str(&format!(" ! identity eos-after={n}"));
-    }
     d.push_str(&format!(
         " ! tritonletterbox width={s} height={s} name=letterbox",
         s = a.img_size
@@ -223,7 +220,35 @@ struct Stats {
     last_error: String,
 }
 
+/// Settings that are empty strings in the environment count as unset (as in the seed's client).
+const ENV_SETTINGS: [&str; 18] = [
+    "MM_ADDR",
+    "VIDEO_PATH",
+    "RESULTS_DIR",
+    "STREAM_ID",
+    "IMG_SIZE",
+    "CONF_THRES",
+    "FPS_CAP",
+    "MAX_FRAMES",
+    "MODEL_NAME",
+    "MODEL_VERSION",
+    "INPUT_NAME",
+    "OUTPUT_NAMES",
+    "DOMINO_API_KEY",
+    "GRPC_BEARER_TOKEN",
+    "TRITON_URL",
+    "MAX_IN_FLIGHT",
+    "TLS_CA_FILE",
+    "RUST_LOG",
+];
+
 fn main() {
+    for k in ENV_SETTINGS {
+        if std::env::var_os(k).is_some_and(|v| v.is_empty()) {
+            // SAFETY: first thing in main, before any thread exists.
+            unsafe { std::env::remove_var(k) };
+        }
+    }
     let a = Args::parse();
     let Some(video) = a.video_path.clone().filter(|v| !v.is_empty()) else {
         fail(
@@ -310,6 +335,26 @@ fn main() {
         gst::PadProbeReturn::Ok
     });
 
+    // MAX_FRAMES: count frames before the letterbox, drop any beyond the cap, and end the stream.
+    let cap_reached = Arc::new(AtomicU32::new(0));
+    if let Some(max) = a.max_frames {
+        let letterbox = pipeline
+            .by_name("letterbox")
+            .unwrap_or_else(|| fail(1, "no tritonletterbox"));
+        let pad = letterbox
+            .static_pad("sink")
+            .unwrap_or_else(|| fail(1, "no sink pad"));
+        let seen = std::sync::atomic::AtomicU64::new(0);
+        let reached = cap_reached.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if seen.fetch_add(1, Ordering::SeqCst) >= max {
+                reached.store(1, Ordering::SeqCst);
+                gst::PadProbeReturn::Drop
+            } else {
+                gst::PadProbeReturn::Ok
+            }
+        });
+    }
     // First Ctrl-C: EOS, so the mp4 and the JSON lines are finished properly; second: abort.
     let interrupts = Arc::new(AtomicU32::new(0));
     {
@@ -332,6 +377,10 @@ fn main() {
     loop {
         if interrupts.load(Ordering::SeqCst) > 0 && !eos_sent {
             eprintln!("\ntriton-video: interrupted, finishing the files (Ctrl-C again to abort)");
+            pipeline.send_event(gst::event::Eos::new());
+            eos_sent = true;
+        }
+        if cap_reached.load(Ordering::SeqCst) > 0 && !eos_sent {
             pipeline.send_event(gst::event::Eos::new());
             eos_sent = true;
         }

@@ -1,0 +1,348 @@
+//! triton-video and make-demo-clip, as a user runs them: real Triton, real proxy, real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use gst::prelude::*;
+use gst_triton_tests::proxy::TestProxy;
+use gst_triton_tests::triton::shared_url;
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_triton-video");
+const CLIP: &str = env!("CARGO_BIN_EXE_make-demo-clip");
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tv-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn make_clip(dir: &Path, frames: u32, w: u32, h: u32) -> (PathBuf, PathBuf) {
+    let (clip, truth) = (dir.join("in.mp4"), dir.join("truth.jsonl"));
+    let out = Command::new(CLIP)
+        .args([
+            "--out",
+            clip.to_str().unwrap(),
+            "--truth",
+            truth.to_str().unwrap(),
+        ])
+        .args([
+            "--frames",
+            &frames.to_string(),
+            "--width",
+            &w.to_string(),
+            "--height",
+            &h.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (clip, truth)
+}
+
+fn runner(env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut c = Command::new(RUNNER);
+    for k in [
+        "MM_ADDR",
+        "VIDEO_PATH",
+        "RESULTS_DIR",
+        "DOMINO_API_KEY",
+        "GRPC_BEARER_TOKEN",
+        "MODEL_NAME",
+        "MAX_FRAMES",
+        "FPS_CAP",
+        "OUTPUT_NAMES",
+        "INPUT_NAME",
+        "TRITON_URL",
+    ] {
+        c.env_remove(k);
+    }
+    c.envs(env.iter().copied()).args(args);
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Decoded frame count of a video file (and that it is playable at all).
+fn count_frames(path: &Path) -> usize {
+    gst::init().unwrap();
+    let p = gst::parse::launch(&format!(
+        "filesrc location={} ! decodebin ! fakesink name=s sync=false",
+        path.display()
+    ))
+    .unwrap();
+    let p = p.downcast::<gst::Pipeline>().unwrap();
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    p.by_name("s")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        });
+    p.set_state(gst::State::Playing).unwrap();
+    let msg = p.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(60),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    p.set_state(gst::State::Null).unwrap();
+    match msg {
+        Some(m) if matches!(m.view(), gst::MessageView::Eos(_)) => {
+            n.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        other => panic!("{} is not playable: {other:?}", path.display()),
+    }
+}
+
+/// Every frame's detections match the drawn objects: same labels, every edge within `tol` px.
+fn check_against_truth(jsonl: &Path, truth: &Path, frames: usize, tol: f64) {
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let truth: Vec<serde_json::Value> = std::fs::read_to_string(truth)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), frames, "one line per frame");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["frame"], i as u64, "frames contiguous");
+        assert_eq!(l["status"], "ok", "{l}");
+        let dets = l["detections"].as_array().unwrap();
+        let objs = truth[i]["objects"].as_array().unwrap();
+        assert_eq!(dets.len(), objs.len(), "frame {i}: {l}");
+        for o in objs {
+            let ob: Vec<f64> = o["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let best = dets
+                .iter()
+                .filter(|d| d["label"] == o["label"])
+                .map(|d| {
+                    d["box"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .zip(&ob)
+                        .map(|(a, b)| (a.as_f64().unwrap() - b).abs())
+                        .fold(0.0, f64::max)
+                })
+                .fold(f64::INFINITY, f64::min);
+            assert!(
+                best <= tol,
+                "frame {i}: {} off by {best} px: {l}",
+                o["label"]
+            );
+        }
+        let total: u64 = l["counts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(total as usize, dets.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_through_the_proxy_matches_the_drawn_shapes() {
+    let dir = tmpdir("demo");
+    let (clip, truth) = make_clip(&dir, 60, 640, 360);
+    let proxy = TestProxy::start(&shared_url(), &["--grpc-expect-api-key", "demo-key"])
+        .await
+        .unwrap();
+    let results = dir.join("results");
+    let addr = proxy.addr.to_string();
+    let out = tokio::task::spawn_blocking({
+        let (clip, results) = (clip.clone(), results.clone());
+        move || {
+            runner(
+                &[
+                    ("MM_ADDR", &addr),
+                    ("VIDEO_PATH", clip.to_str().unwrap()),
+                    ("RESULTS_DIR", results.to_str().unwrap()),
+                    ("DOMINO_API_KEY", "demo-key"),
+                    ("MODEL_NAME", "shapes_yolov8"),
+                ],
+                &[],
+            )
+            .output()
+            .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("frames:      60 (60 ok"), "{t}");
+    assert!(t.contains("red 60") && t.contains("yellow 60"), "{t}");
+    assert!(!t.contains("demo-key"), "the key leaked into the output");
+    // 640×360 → r = 1: a pixel of letterbox error plus H.264 edge blur.
+    check_against_truth(&results.join("frame_counts.jsonl"), &truth, 60, 3.0);
+    assert_eq!(count_frames(&results.join("annotated.mp4")), 60);
+}
+
+#[test]
+fn direct_to_triton_with_max_frames_and_other_layout() {
+    let dir = tmpdir("direct");
+    let (clip, truth) = make_clip(&dir, 40, 1280, 720);
+    let results = dir.join("results");
+    let out = runner(
+        &[
+            ("VIDEO_PATH", clip.to_str().unwrap()),
+            ("RESULTS_DIR", results.to_str().unwrap()),
+            ("MODEL_NAME", "shapes_effnms"),
+            ("MAX_FRAMES", "25"),
+        ],
+        &[
+            "--direct",
+            "--triton-url",
+            shared_url().trim_start_matches("http://"),
+        ],
+    )
+    .output()
+    .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    // 1280×720 → r = 0.5: 1/r + 0.5 px plus codec blur.
+    check_against_truth(&results.join("frame_counts.jsonl"), &truth, 25, 4.0);
+    assert_eq!(count_frames(&results.join("annotated.mp4")), 25);
+}
+
+#[test]
+fn clear_errors_and_exit_codes() {
+    let dir = tmpdir("errors");
+    let missing = runner(&[], &[]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing).contains("VIDEO_PATH is required"),
+        "{}",
+        text(&missing)
+    );
+
+    let nofile = runner(&[("VIDEO_PATH", "/no/such/video.mp4")], &[])
+        .output()
+        .unwrap();
+    assert_eq!(nofile.status.code(), Some(2));
+    assert!(text(&nofile).contains("no such file: /no/such/video.mp4"));
+
+    let (clip, _) = make_clip(&dir, 5, 320, 240);
+    let dead = format!("127.0.0.1:{}", gst_triton_tests::triton::free_port());
+    let bad_addr = runner(
+        &[("VIDEO_PATH", clip.to_str().unwrap()), ("MM_ADDR", &dead)],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(bad_addr.status.code(), Some(3));
+    assert!(
+        text(&bad_addr).contains("cannot reach the proxy"),
+        "{}",
+        text(&bad_addr)
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt
+        .block_on(TestProxy::start(
+            &shared_url(),
+            &["--grpc-expect-api-key", "the-right-key"],
+        ))
+        .unwrap();
+    let wrong = runner(
+        &[
+            ("VIDEO_PATH", clip.to_str().unwrap()),
+            ("MM_ADDR", &proxy.addr.to_string()),
+            ("DOMINO_API_KEY", "a-wrong-key"),
+            ("MODEL_NAME", "shapes_nms"),
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(wrong.status.code(), Some(3));
+    let t = text(&wrong);
+    assert!(
+        t.contains("refused the credentials") && t.contains("DOMINO_API_KEY"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("a-wrong-key") && !t.contains("the-right-key"),
+        "{t}"
+    );
+    let unknown = runner(
+        &[
+            ("VIDEO_PATH", clip.to_str().unwrap()),
+            ("MM_ADDR", &proxy.addr.to_string()),
+            ("DOMINO_API_KEY", "the-right-key"),
+            ("MODEL_NAME", "nope"),
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(unknown.status.code(), Some(3));
+    assert!(text(&unknown).contains("MODEL_NAME"), "{}", text(&unknown));
+    drop(proxy);
+}
+
+#[test]
+fn ctrl_c_finishes_a_playable_mp4() {
+    let dir = tmpdir("sigint");
+    let (clip, _) = make_clip(&dir, 600, 640, 360);
+    let results = dir.join("results");
+    let child = runner(
+        &[
+            ("VIDEO_PATH", clip.to_str().unwrap()),
+            ("RESULTS_DIR", results.to_str().unwrap()),
+            ("MODEL_NAME", "shapes_nms"),
+            ("FPS_CAP", "30"),
+        ],
+        &[
+            "--direct",
+            "--triton-url",
+            shared_url().trim_start_matches("http://"),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Wait until some frames are through, then SIGINT.
+    let jsonl = results.join("frame_counts.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&jsonl).map(|m| m.len()).unwrap_or(0) < 2000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runner made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("interrupted"), "{t}");
+    let n = count_frames(&results.join("annotated.mp4"));
+    let lines = std::fs::read_to_string(&jsonl).unwrap().lines().count();
+    assert!(n > 0 && n < 600, "{n} frames");
+    assert_eq!(lines, n, "the JSON lines and the video agree");
+}
