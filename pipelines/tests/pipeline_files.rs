@@ -1,0 +1,364 @@
+//! Every pipelines/*.pipeline parses, and each runs to EOS on short inputs: files through the real
+//! proxy and Triton, RTSP ones against a gst-rtsp-server started here on loopback.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gst::prelude::*;
+use gst_rtsp_server::prelude::*;
+use gst_triton_tests::proxy::TestProxy;
+use gst_triton_tests::triton::shared_url;
+
+const CLIP: &str = env!("CARGO_BIN_EXE_make-demo-clip");
+
+fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().unwrap();
+        gsttriton::plugin_register_static().unwrap();
+    });
+}
+
+fn files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(env!("CARGO_MANIFEST_DIR"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pipeline"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn load(name: &str, vars: &HashMap<&str, String>) -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap();
+    let mut line: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    while let Some(start) = line.find("${") {
+        let end = start + line[start..].find('}').expect("closing brace");
+        let key = &line[start + 2..end];
+        let val = vars
+            .get(key)
+            .unwrap_or_else(|| panic!("{name}: no value for ${{{key}}}"))
+            .clone();
+        line.replace_range(start..=end, &val);
+    }
+    line
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pf-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn make_clip(dir: &Path, frames: u32) -> PathBuf {
+    let clip = dir.join("in.mp4");
+    let st = std::process::Command::new(CLIP)
+        .args([
+            "--out",
+            clip.to_str().unwrap(),
+            "--truth",
+            dir.join("truth.jsonl").to_str().unwrap(),
+        ])
+        .args([
+            "--frames",
+            &frames.to_string(),
+            "--width",
+            "320",
+            "--height",
+            "240",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    clip
+}
+
+/// Runs to EOS (sending EOS itself after `eos_after`, like gst-launch -e on Ctrl-C).
+fn run(desc: &str, setup: impl FnOnce(&gst::Pipeline), eos_after: Duration) -> Result<(), String> {
+    init();
+    let p = gst::parse::launch(desc)
+        .map_err(|e| format!("{desc}: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    setup(&p);
+    p.set_state(gst::State::Playing)
+        .map_err(|e| e.to_string())?;
+    let bus = p.bus().unwrap();
+    let started = std::time::Instant::now();
+    let mut sent = false;
+    let res = loop {
+        if !sent && started.elapsed() > eos_after {
+            p.send_event(gst::event::Eos::new());
+            sent = true;
+        }
+        if started.elapsed() > eos_after + Duration::from_secs(30) {
+            break Err("no EOS".to_string());
+        }
+        let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        match m.view() {
+            gst::MessageView::Eos(_) => break Ok(()),
+            gst::MessageView::Error(e) => break Err(format!("{} ({:?})", e.error(), e.debug())),
+            _ => {}
+        }
+    };
+    p.set_state(gst::State::Null).unwrap();
+    res
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+fn decoded_frames(p: &Path) -> usize {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    run(
+        &format!(
+            "filesrc location={} ! decodebin ! fakesink name=s sync=false",
+            p.display()
+        ),
+        move |pl| {
+            pl.by_name("s")
+                .unwrap()
+                .static_pad("sink")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    gst::PadProbeReturn::Ok
+                });
+        },
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{} not playable: {e}", p.display()));
+    n.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn vars(dir: &Path, clip: &Path, mm: &str) -> HashMap<&'static str, String> {
+    HashMap::from([
+        ("VIDEO_PATH", clip.display().to_string()),
+        ("VIDEO_PATH_2", clip.display().to_string()),
+        ("RESULTS_DIR", dir.display().to_string()),
+        ("MM_URL", mm.to_string()),
+        ("TRITON_URL", shared_url()),
+        ("MODEL_NAME", "shapes_nms".into()),
+        ("RTSP_URL", "rtsp://127.0.0.1:1/cam".into()),
+        ("RTSP_OUT_URL", "rtsp://127.0.0.1:1/out".into()),
+    ])
+}
+
+#[test]
+fn every_pipeline_file_parses_and_is_documented() {
+    init();
+    let dir = tmpdir("parse");
+    let names: Vec<String> = files()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.len() >= 6, "{names:?}");
+    for name in &names {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap();
+        assert!(
+            text.lines().next().unwrap().starts_with('#'),
+            "{name}: starts with a comment saying what it does"
+        );
+        let desc = load(
+            name,
+            &vars(&dir, Path::new("/dev/null"), "http://127.0.0.1:1"),
+        );
+        gst::parse::launch(&desc).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let card = load("design-card.pipeline", &vars(&dir, Path::new("in.mp4"), ""));
+    assert_eq!(
+        card,
+        format!(
+            "filesrc location=in.mp4 ! decodebin ! tritonletterbox ! tritoninfer ! detoverlay ! x264enc ! mp4mux ! filesink location={}/annotated.mp4",
+            dir.display()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_pipelines_run_to_eos() {
+    let proxy = TestProxy::start(&shared_url(), &["--proxy-allow-unauthenticated"])
+        .await
+        .unwrap();
+    let mm = proxy.url();
+    tokio::task::spawn_blocking(move || {
+        for name in [
+            "file-to-mp4-and-jsonl.pipeline",
+            "direct-to-triton.pipeline",
+            "design-card.pipeline",
+            "two-cameras-one-proxy.pipeline",
+        ] {
+            let dir = tmpdir(name);
+            let clip = make_clip(&dir, 20);
+            let desc = load(name, &vars(&dir, &clip, &mm));
+            let mm = mm.clone();
+            run(
+                &desc,
+                |p| {
+                    if name == "design-card.pipeline" {
+                        // The verbatim line uses tritoninfer's defaults; point them at the test servers.
+                        let infer = p
+                            .by_name("tritoninfer0")
+                            .or_else(|| {
+                                p.iterate_all_by_element_factory_name("tritoninfer")
+                                    .into_iter()
+                                    .flatten()
+                                    .next()
+                            })
+                            .unwrap();
+                        infer.set_property("url", &mm);
+                        infer.set_property("model", "shapes_nms");
+                    }
+                },
+                Duration::from_secs(120),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            match name {
+                "two-cameras-one-proxy.pipeline" => {
+                    assert_eq!(lines(&dir.join("cam-001.jsonl")), 20);
+                    assert_eq!(lines(&dir.join("cam-002.jsonl")), 20);
+                    let first = std::fs::read_to_string(dir.join("cam-002.jsonl")).unwrap();
+                    assert!(
+                        first.contains("\"stream_id\":\"cam-002\"")
+                            && first.contains("\"status\":\"ok\"")
+                    );
+                }
+                "design-card.pipeline" => {
+                    assert_eq!(decoded_frames(&dir.join("annotated.mp4")), 20)
+                }
+                _ => {
+                    assert_eq!(lines(&dir.join("frame_counts.jsonl")), 20, "{name}");
+                    let text = std::fs::read_to_string(dir.join("frame_counts.jsonl")).unwrap();
+                    assert_eq!(
+                        text.matches("\"status\":\"ok\"").count(),
+                        20,
+                        "{name}: {text}"
+                    );
+                    assert_eq!(text.matches("\"label\":\"red\"").count(), 20, "{name}");
+                    assert_eq!(decoded_frames(&dir.join("annotated.mp4")), 20, "{name}");
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// An RTSP server on 127.0.0.1: `/cam` plays `clip`, `/out` records H.264 into `out.ts`.
+fn rtsp_server(clip: &Path, out: &Path) -> (u16, gst::glib::MainLoop) {
+    init();
+    let ctx = gst::glib::MainContext::new();
+    let server = gst_rtsp_server::RTSPServer::new();
+    server.set_address("127.0.0.1");
+    server.set_service("0");
+    let mounts = server.mount_points().unwrap();
+    let cam = gst_rtsp_server::RTSPMediaFactory::new();
+    cam.set_launch(&format!(
+        "( filesrc location={} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 )",
+        clip.display()
+    ));
+    mounts.add_factory("/cam", cam);
+    let rec = gst_rtsp_server::RTSPMediaFactory::new();
+    rec.set_transport_mode(gst_rtsp_server::RTSPTransportMode::RECORD);
+    rec.set_launch(&format!(
+        "( rtph264depay name=depay0 ! h264parse ! mpegtsmux ! filesink location={} )",
+        out.display()
+    ));
+    mounts.add_factory("/out", rec);
+    let _id = server.attach(Some(&ctx)).unwrap();
+    let port = server.bound_port() as u16;
+    let ml = gst::glib::MainLoop::new(Some(&ctx), false);
+    let ml2 = ml.clone();
+    std::thread::spawn(move || {
+        let _server = server;
+        ml2.run();
+    });
+    (port, ml)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
+    let proxy = TestProxy::start(&shared_url(), &["--proxy-allow-unauthenticated"])
+        .await
+        .unwrap();
+    let mm = proxy.url();
+    tokio::task::spawn_blocking(move || {
+        let dir = tmpdir("rtsp");
+        let clip = make_clip(&dir, 90);
+        let out_ts = dir.join("out.ts");
+        let (port, ml) = rtsp_server(&clip, &out_ts);
+        let mut v = vars(&dir, &clip, &mm);
+        v.insert("RTSP_URL", format!("rtsp://127.0.0.1:{port}/cam"));
+        v.insert("RTSP_OUT_URL", format!("rtsp://127.0.0.1:{port}/out"));
+
+        // Run as users do: gst-launch-1.0 -e with our plugin on GST_PLUGIN_PATH. The served clip is
+        // 3 s; a child that stalls in rtspsrc teardown after EOS is killed.
+        let launch = |name: &str| {
+            let desc = load(name, &v);
+            let mut child = std::process::Command::new("gst-launch-1.0")
+                .arg("-e")
+                .args(desc.split_whitespace())
+                .env(
+                    "GST_PLUGIN_PATH",
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"),
+                )
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Stop the live camera with Ctrl-C while it still streams (the clip lasts 3 s); -e turns
+            // it into EOS, so the files get finished. (Once the served stream has ended, rtspsrc
+            // 1.22 no longer passes EOS on.)
+            std::thread::sleep(Duration::from_millis(2200));
+            // SAFETY: plain kill(2) on our child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(!err.contains("ERROR"), "{name}: {err}");
+        };
+        launch("rtsp-camera-to-file.pipeline");
+        let n = lines(&dir.join("frame_counts.jsonl"));
+        assert!(n >= 20, "only {n} frames from the camera");
+        let text = std::fs::read_to_string(dir.join("frame_counts.jsonl")).unwrap();
+        assert_eq!(
+            text.matches("\"label\":\"red\"").count(),
+            n,
+            "a red detection on every RTSP frame"
+        );
+        // Not checked: annotated.mp4 from an RTSP source. With GStreamer 1.22, EOS sent into a
+        // pipeline whose source is rtspsrc does not reach mp4mux, so the mp4 is left unfinished
+        // (the same without tritoninfer in the pipeline). docs/pipelines.md says so.
+
+        // Camera → annotated RTSP out (RECORD into the server, which writes out.ts).
+        launch("rtsp-camera-to-rtsp.pipeline");
+        std::thread::sleep(Duration::from_millis(500));
+        ml.quit();
+        let size = std::fs::metadata(&out_ts).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "the RTSP server recorded {size} bytes");
+        assert!(
+            decoded_frames(&out_ts) >= 10,
+            "recorded stream not decodable"
+        );
+    })
+    .await
+    .unwrap();
+}
