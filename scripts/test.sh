@@ -10,6 +10,9 @@ bash scripts/setup.sh
 echo "== python: model logic"
 .venv/bin/python -m unittest discover -s models -p 'test_*.py'
 
+echo "== deploy: static validation"
+.venv-tools/bin/python -m unittest deploy/test_deploy.py
+
 echo "== rust: fmt + clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -3,7 +3,10 @@
 use gst::prelude::*;
 
 fn table(doc: &str, element: &str) -> Vec<(String, String)> {
-    let section = doc.split(&format!("## {element}\n")).nth(1).unwrap_or_else(|| panic!("no section for {element}"));
+    let section = doc
+        .split(&format!("## {element}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no section for {element}"));
     let section = section.split("\n## ").next().unwrap();
     section
         .lines()
@@ -12,7 +15,10 @@ fn table(doc: &str, element: &str) -> Vec<(String, String)> {
         .take_while(|l| l.starts_with('|'))
         .map(|l| {
             let c: Vec<&str> = l.split('|').map(str::trim).collect();
-            (c[1].trim_matches('`').to_string(), c[3].trim_matches('`').to_string())
+            (
+                c[1].trim_matches('`').to_string(),
+                c[3].trim_matches('`').to_string(),
+            )
         })
         .collect()
 }
@@ -41,11 +47,21 @@ fn default_string(p: &gst::glib::ParamSpec) -> String {
 fn element_property_tables_match_the_code() {
     gst::init().unwrap();
     gsttriton::plugin_register_static().unwrap();
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/elements.md")).unwrap();
-    for name in ["tritonletterbox", "tritoninfer", "detoverlay", "detjsonsink"] {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/elements.md"))
+        .unwrap();
+    for name in [
+        "tritonletterbox",
+        "tritoninfer",
+        "detoverlay",
+        "detjsonsink",
+    ] {
         let e = gst::ElementFactory::make(name).build().unwrap();
         let rows = table(&doc, name);
-        let own: Vec<gst::glib::ParamSpec> = e.list_properties().into_iter().filter(|p| p.owner_type() == e.type_()).collect();
+        let own: Vec<gst::glib::ParamSpec> = e
+            .list_properties()
+            .into_iter()
+            .filter(|p| p.owner_type() == e.type_())
+            .collect();
         let mut names: Vec<String> = own.iter().map(|p| p.name().to_string()).collect();
         names.sort();
         let mut documented: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
@@ -54,8 +70,18 @@ fn element_property_tables_match_the_code() {
         for p in own {
             let want = &rows.iter().find(|r| r.0 == p.name()).unwrap().1;
             let got = default_string(&p);
-            let same = got == *want || (got.parse::<f64>().ok().zip(want.parse::<f64>().ok()).is_some_and(|(a, b)| (a - b).abs() < 1e-6)) || (want == "\"\"" && got.is_empty());
-            assert!(same, "{name}.{}: code default {got:?}, docs say {want:?}", p.name());
+            let same = got == *want
+                || (got
+                    .parse::<f64>()
+                    .ok()
+                    .zip(want.parse::<f64>().ok())
+                    .is_some_and(|(a, b)| (a - b).abs() < 1e-6))
+                || (want == "\"\"" && got.is_empty());
+            assert!(
+                same,
+                "{name}.{}: code default {got:?}, docs say {want:?}",
+                p.name()
+            );
         }
     }
 }

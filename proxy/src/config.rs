@@ -84,6 +84,10 @@ pub struct Config {
     /// CA (PEM) that client certificates must chain to (enables mTLS).
     #[arg(long, env = "PROXY_TLS_CLIENT_CA")]
     pub proxy_tls_client_ca: Option<PathBuf>,
+    /// Do not serve: ask the proxy on 127.0.0.1:PROXY_PORT for its gRPC health and exit 0 when
+    /// SERVING, 1 otherwise (for container health checks).
+    #[arg(long)]
+    pub health_check: bool,
 }
 
 impl Config {

@@ -239,6 +239,45 @@ impl Proxy {
     }
 }
 
+/// `--health-check`: 0 when the local proxy reports SERVING, 1 otherwise.
+pub async fn health_check(c: &Config) -> i32 {
+    use tonic_health::pb::health_check_response::ServingStatus as S;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let tls = c.proxy_tls_cert.is_some();
+    let url = format!(
+        "{}://127.0.0.1:{}",
+        if tls { "https" } else { "http" },
+        c.proxy_port
+    );
+    let check = async {
+        let mut ep = Endpoint::from_shared(url)
+            .ok()?
+            .connect_timeout(Duration::from_secs(3));
+        if let Some(cert) = c.proxy_tls_cert.as_ref().filter(|_| tls) {
+            // Trust the proxy's own certificate chain for the local probe.
+            let pem = std::fs::read(cert).ok()?;
+            ep = ep
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(Certificate::from_pem(pem)),
+                )
+                .ok()?;
+        }
+        let ch = ep.connect().await.ok()?;
+        let r = HealthClient::new(ch)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .ok()?;
+        Some(r.into_inner().status == S::Serving as i32)
+    };
+    match tokio::time::timeout(Duration::from_secs(5), check).await {
+        Ok(Some(true)) => 0,
+        _ => 1,
+    }
+}
+
 fn tls_config(c: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
     match (&c.proxy_tls_cert, &c.proxy_tls_key) {
         (None, None) => {

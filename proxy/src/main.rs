@@ -4,6 +4,9 @@ use triton_proxy::{Config, Proxy};
 #[tokio::main]
 async fn main() {
     let config = Config::parse();
+    if config.health_check {
+        std::process::exit(triton_proxy::health_check(&config).await);
+    }
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if config.proxy_log_format.eq_ignore_ascii_case("json") {

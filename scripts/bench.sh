@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Benchmarks (figures in docs/benchmarks.md). Speeds are ratios against baselines measured in the
+# same run; nothing here is a pass/fail test.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+bash scripts/setup.sh
+# OpenCV baseline in its own venv: opencv wants numpy 2, the Triton venv must keep numpy<2.
+if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c 'import cv2' 2>/dev/null; then
+  python3 -m venv .venv-bench && .venv-bench/bin/pip install -q opencv-python-headless numpy
+fi
+cargo bench -p gst-plugin-triton --bench letterbox
+cargo bench -p gst-plugin-triton --bench decode
+cargo bench -p gst-triton-tests --bench proxy

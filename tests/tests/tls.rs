@@ -1,0 +1,156 @@
+//! TLS end to end on loopback: certificates generated here; proxy with TLS and with mTLS;
+//! tritoninfer with tls-ca-file (and a client certificate) through a real pipeline.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gst_triton_tests::Rect;
+use gst_triton_tests::pipeline::{draw_rgb, run_frames};
+use gst_triton_tests::proxy::TestProxy;
+use gst_triton_tests::triton::shared_url;
+use gsttriton::meta;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+};
+
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+}
+
+fn leaf(
+    dir: &Path,
+    name: &str,
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    usage: ExtendedKeyUsagePurpose,
+) {
+    let mut p =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    p.extended_key_usages = vec![usage];
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, issuer).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+fn pki() -> Pki {
+    let dir = std::env::temp_dir().join(format!("tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = ca("gst-triton test CA");
+    let other = ca("some other CA");
+    std::fs::write(dir.join("ca.pem"), good.pem()).unwrap();
+    std::fs::write(dir.join("other-ca.pem"), other.pem()).unwrap();
+    leaf(&dir, "server", &good, ExtendedKeyUsagePurpose::ServerAuth);
+    leaf(&dir, "client", &good, ExtendedKeyUsagePurpose::ClientAuth);
+    leaf(
+        &dir,
+        "stranger",
+        &other,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    Pki { dir }
+}
+
+fn infer(url: &str, tls: &str) -> gst_triton_tests::pipeline::Run {
+    let frames = vec![draw_rgb(96, 64, &[Rect::new(10, 10, 30, 20, 2)]); 2];
+    run_frames(
+        &format!(
+            "tritonletterbox ! tritoninfer url={url} model=shapes_nms api-key=test-key tls-domain=localhost on-error=fail timeout-ms=10000 {tls}"
+        ),
+        96,
+        64,
+        &frames,
+        |_| {},
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn tls_and_mtls_end_to_end() {
+    let pki = pki();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // TLS: the right CA works; another CA is a clear certificate error.
+    let p = rt
+        .block_on(TestProxy::start(
+            &shared_url(),
+            &[
+                "--proxy-tls-cert",
+                &pki.path("server.pem"),
+                "--proxy-tls-key",
+                &pki.path("server.key"),
+            ],
+        ))
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}", p.addr.port());
+    let ok = infer(&url, &format!("tls-ca-file={}", pki.path("ca.pem")));
+    assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+    assert_eq!(meta::detections(&ok.buffers[1], 96, 64).len(), 1);
+    let wrong = infer(&url, &format!("tls-ca-file={}", pki.path("other-ca.pem")));
+    let msg = wrong.errors.join("\n");
+    assert!(
+        msg.to_lowercase().contains("certificate") || msg.contains("UnknownIssuer"),
+        "{msg}"
+    );
+    // Plain text against a TLS port fails too, clearly.
+    let plain = infer(&format!("http://127.0.0.1:{}", p.addr.port()), "");
+    assert!(!plain.errors.is_empty());
+    drop(p);
+
+    // mTLS: no client certificate → refused; a certificate from another CA → refused; ours → works.
+    let p = rt
+        .block_on(TestProxy::start(
+            &shared_url(),
+            &[
+                "--proxy-tls-cert",
+                &pki.path("server.pem"),
+                "--proxy-tls-key",
+                &pki.path("server.key"),
+                "--proxy-tls-client-ca",
+                &pki.path("ca.pem"),
+            ],
+        ))
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}", p.addr.port());
+    let ca = format!("tls-ca-file={}", pki.path("ca.pem"));
+    let anonymous = infer(&url, &ca);
+    assert!(
+        !anonymous.errors.is_empty(),
+        "mTLS admitted a client without a certificate"
+    );
+    let stranger = infer(
+        &url,
+        &format!(
+            "{ca} tls-cert-file={} tls-key-file={}",
+            pki.path("stranger.pem"),
+            pki.path("stranger.key")
+        ),
+    );
+    assert!(
+        !stranger.errors.is_empty(),
+        "mTLS admitted a certificate from another CA"
+    );
+    let client = infer(
+        &url,
+        &format!(
+            "{ca} tls-cert-file={} tls-key-file={}",
+            pki.path("client.pem"),
+            pki.path("client.key")
+        ),
+    );
+    assert!(client.errors.is_empty(), "{:?}", client.errors);
+    assert_eq!(meta::detections(&client.buffers[1], 96, 64).len(), 1);
+    drop(p);
+}
