@@ -138,7 +138,10 @@ fn main() {
         let scal = time(|| scalar(&src, &yuv, &r.geometry, &mut fout));
         let from = vec![1u8; tensor_bytes];
         let mut to = vec![0u8; tensor_bytes];
-        let copy = time(|| to.copy_from_slice(std::hint::black_box(&from)));
+        let copy = time(|| {
+            to.copy_from_slice(std::hint::black_box(&from));
+            std::hint::black_box(&mut to);
+        });
         let cv = opencv_ms(
             if format == PixelFormat::I420 {
                 "I420"

@@ -91,7 +91,9 @@ impl Proxy {
         let mut endpoint = Endpoint::from_shared(url.clone())
             .with_context(|| format!("TRITON_URL: '{}' is not a valid address", config.triton_url))?
             .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // Large tensors: let HTTP/2 flow-control windows grow (the 64 KiB default throttles).
+            .http2_adaptive_window(true);
         if config.proxy_keepalive_secs > 0 {
             endpoint = endpoint
                 .http2_keep_alive_interval(Duration::from_secs(config.proxy_keepalive_secs))
@@ -183,7 +185,9 @@ impl Proxy {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
 
-        let mut builder = Server::builder().tcp_nodelay(true);
+        let mut builder = Server::builder()
+            .tcp_nodelay(true)
+            .http2_adaptive_window(Some(true));
         if config.proxy_keepalive_secs > 0 {
             builder = builder
                 .http2_keepalive_interval(Some(Duration::from_secs(config.proxy_keepalive_secs)));

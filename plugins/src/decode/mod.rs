@@ -103,8 +103,23 @@ fn elem_count(shape: &[i64]) -> Option<usize> {
         .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
 }
 
-/// Output values as f32, whatever their numeric dtype.
-pub fn as_f32(o: &Output) -> Result<Vec<f32>, String> {
+/// Output values as f32, whatever their numeric dtype; FP32 data is borrowed when aligned.
+pub fn as_f32<'a>(o: &Output<'a>) -> Result<std::borrow::Cow<'a, [f32]>, String> {
+    if matches!(o.dtype, "FP32" | "float32") && cfg!(target_endian = "little") {
+        let n = elem_count(o.shape)
+            .ok_or_else(|| format!("output {}: bad shape {:?}", o.name, o.shape))?;
+        if o.data.len() == n * 4 {
+            // SAFETY: every bit pattern is a valid f32; align_to only hands out the aligned middle.
+            let (head, mid, tail) = unsafe { o.data.align_to::<f32>() };
+            if head.is_empty() && tail.is_empty() {
+                return Ok(std::borrow::Cow::Borrowed(mid));
+            }
+        }
+    }
+    as_f32_owned(o).map(std::borrow::Cow::Owned)
+}
+
+fn as_f32_owned(o: &Output) -> Result<Vec<f32>, String> {
     let n =
         elem_count(o.shape).ok_or_else(|| format!("output {}: bad shape {:?}", o.name, o.shape))?;
     let d = o.data;
@@ -160,26 +175,26 @@ pub fn decode(decoder: Decoder, outputs: &[Output], p: &Params) -> Result<Vec<De
                     o.name
                 ));
             }
-            let mut dets = Vec::new();
-            for i in 0..n {
-                let mut best = (0usize, f32::NEG_INFINITY);
-                for c in 0..ch - 4 {
+            // Best class per anchor, scanning one class row at a time (contiguous in the usual
+            // channels-first layout).
+            let mut best = vec![(0usize, f32::NEG_INFINITY); n];
+            for c in 0..ch - 4 {
+                for (i, b) in best.iter_mut().enumerate() {
                     let s = at(4 + c, i);
-                    if s > best.1 {
-                        best = (c, s);
+                    if s > b.1 {
+                        *b = (c, s);
                     }
                 }
-                if best.1.is_nan() || best.1 < p.conf_threshold || !keep_class(best.0) {
+            }
+            let mut dets = Vec::new();
+            for (i, &(class, score)) in best.iter().enumerate() {
+                if score.is_nan() || score < p.conf_threshold || !keep_class(class) {
                     continue; // also drops NaN scores
                 }
                 let (cx, cy, w, h) = (at(0, i), at(1, i), at(2, i), at(3, i));
                 let bbox = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
                 if bbox.iter().all(|v| v.is_finite()) && w > 0.0 && h > 0.0 {
-                    dets.push(Det {
-                        bbox,
-                        score: best.1,
-                        class: best.0,
-                    });
+                    dets.push(Det { bbox, score, class });
                 }
             }
             nms(dets, p.iou_threshold, p.class_agnostic, p.max_detections)

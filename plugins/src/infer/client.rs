@@ -174,6 +174,7 @@ impl Client {
             .map_err(|e| format!("url: '{}' is not a valid address ({e})", c.url))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
+            .http2_adaptive_window(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
         let tls_wanted =

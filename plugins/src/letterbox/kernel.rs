@@ -53,16 +53,14 @@ pub enum YuvMatrix {
     Bt2020,
 }
 
-/// YUV → RGB conversion constants (RGB in 0..255).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// YUV → RGB conversion (RGB in 0..255), as lookup tables of each component's contribution.
+#[derive(Debug, Clone, PartialEq)]
 pub struct YuvToRgb {
-    y_off: f32,
-    y_mul: f32,
-    c_mul: f32,
-    r_v: f32,
-    g_u: f32,
-    g_v: f32,
-    b_u: f32,
+    y: [f32; 256],
+    r_v: [f32; 256],
+    g_u: [f32; 256],
+    g_v: [f32; 256],
+    b_u: [f32; 256],
 }
 
 impl YuvToRgb {
@@ -79,27 +77,31 @@ impl YuvToRgb {
         } else {
             (16.0, 255.0 / 219.0, 255.0 / 224.0)
         };
+        let (r_v, g_u, g_v, b_u) = (
+            2.0 * (1.0 - kr),
+            -2.0 * (1.0 - kb) * kb / kg,
+            -2.0 * (1.0 - kr) * kr / kg,
+            2.0 * (1.0 - kb),
+        );
+        let table =
+            |f: &dyn Fn(f64) -> f64| std::array::from_fn::<f32, 256, _>(|i| f(i as f64) as f32);
         YuvToRgb {
-            y_off,
-            y_mul: y_mul as f32,
-            c_mul: c_mul as f32,
-            r_v: (2.0 * (1.0 - kr)) as f32,
-            g_u: (-2.0 * (1.0 - kb) * kb / kg) as f32,
-            g_v: (-2.0 * (1.0 - kr) * kr / kg) as f32,
-            b_u: (2.0 * (1.0 - kb)) as f32,
+            y: table(&|v| (v - y_off) * y_mul),
+            r_v: table(&|v| r_v * (v - 128.0) * c_mul),
+            g_u: table(&|v| g_u * (v - 128.0) * c_mul),
+            g_v: table(&|v| g_v * (v - 128.0) * c_mul),
+            b_u: table(&|v| b_u * (v - 128.0) * c_mul),
         }
     }
 
     /// One pixel; RGB clamped to 0..255.
     #[inline(always)]
     pub fn convert(&self, y: u8, u: u8, v: u8) -> [f32; 3] {
-        let yy = (y as f32 - self.y_off) * self.y_mul;
-        let cb = (u as f32 - 128.0) * self.c_mul;
-        let cr = (v as f32 - 128.0) * self.c_mul;
+        let yy = self.y[y as usize];
         [
-            (yy + self.r_v * cr).clamp(0.0, 255.0),
-            (yy + self.g_u * cb + self.g_v * cr).clamp(0.0, 255.0),
-            (yy + self.b_u * cb).clamp(0.0, 255.0),
+            (yy + self.r_v[v as usize]).clamp(0.0, 255.0),
+            (yy + self.g_u[u as usize] + self.g_v[v as usize]).clamp(0.0, 255.0),
+            (yy + self.b_u[u as usize]).clamp(0.0, 255.0),
         ]
     }
 }
@@ -313,8 +315,20 @@ impl Resizer {
             // Replace the slot not holding the other needed row.
             let other = if want == i0 { i1 } else { i0 };
             let slot = if self.hrow_src[0] == other { 1 } else { 0 };
-            convert_row(src, yuv, want, &mut self.rgb);
             let dst = &mut self.hrows[slot];
+            if 2 * self.xs.len() <= src.width {
+                // Strong downscale: convert just the two taps of each output pixel.
+                for (o, t) in dst.chunks_exact_mut(3).zip(&self.xs) {
+                    let (p, q) = (pixel(src, yuv, t.i0, want), pixel(src, yuv, t.i1, want));
+                    let g = 1.0 - t.f;
+                    o[0] = p[0] * g + q[0] * t.f;
+                    o[1] = p[1] * g + q[1] * t.f;
+                    o[2] = p[2] * g + q[2] * t.f;
+                }
+                self.hrow_src[slot] = want;
+                continue;
+            }
+            convert_row(src, yuv, want, &mut self.rgb);
             for (o, t) in dst.chunks_exact_mut(3).zip(&self.xs) {
                 let p = &self.rgb[3 * t.i0..3 * t.i0 + 3];
                 let q = &self.rgb[3 * t.i1..3 * t.i1 + 3];
@@ -410,6 +424,20 @@ fn store(
     n: usize,
 ) {
     match dtype {
+        DType::F32 if step == 1 && cfg!(target_endian = "little") => {
+            let dst = &mut out[start * 4..(start + n) * 4];
+            // SAFETY: any byte pattern is a valid f32; align_to_mut hands back only the aligned middle.
+            let (head, mid, tail) = unsafe { dst.align_to_mut::<f32>() };
+            if head.is_empty() && tail.is_empty() {
+                for (d, v) in mid.iter_mut().zip(vals) {
+                    *d = v;
+                }
+            } else {
+                for (c, v) in dst.chunks_exact_mut(4).zip(vals) {
+                    c.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
         DType::F32 => {
             let dst = &mut out[start * 4..];
             for (i, v) in vals.take(n).enumerate() {
@@ -428,6 +456,32 @@ fn store(
             for (i, v) in vals.take(n).enumerate() {
                 dst[i * step] = v.round().clamp(0.0, 255.0) as u8;
             }
+        }
+    }
+}
+
+/// Source pixel (x, y) as RGB floats (0..255).
+#[inline(always)]
+fn pixel(src: &SrcImage, yuv: &YuvToRgb, x: usize, y: usize) -> [f32; 3] {
+    match src.format {
+        PixelFormat::I420 => yuv.convert(
+            src.planes[0][y * src.strides[0] + x],
+            src.planes[1][(y / 2) * src.strides[1] + x / 2],
+            src.planes[2][(y / 2) * src.strides[2] + x / 2],
+        ),
+        PixelFormat::Nv12 => {
+            let c = (y / 2) * src.strides[1] + 2 * (x / 2);
+            yuv.convert(
+                src.planes[0][y * src.strides[0] + x],
+                src.planes[1][c],
+                src.planes[1][c + 1],
+            )
+        }
+        f => {
+            let (bpp, [r, g, b]) = f.packed().expect("packed format");
+            let i = y * src.strides[0] + x * bpp;
+            let p = &src.planes[0][i..i + bpp];
+            [p[r] as f32, p[g] as f32, p[b] as f32]
         }
     }
 }
