@@ -26,6 +26,7 @@ export TRITON_TEST_URL="http://127.0.0.1:$GRPC"
 
 echo "== rust: build (the plugin .so is loaded by tests that run gst-launch-1.0)"
 cargo build --workspace --locked
+cargo build --workspace --locked --examples
 
 echo "== rust: tests (shared Triton at $TRITON_TEST_URL)"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

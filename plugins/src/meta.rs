@@ -10,7 +10,9 @@
 //!   Frame → tensor: `x_t = x·scale-x + pad-x`; tensor → frame: `x = (x_t − pad-x)/scale-x`.
 //! * [`RESULT_META`] (`TritonResultMeta`), added by `tritoninfer` to every frame it passes:
 //!   `status` ("ok" | "skipped" | "error"), `error`, `latency-ms` (double), `model`, `model-version`,
-//!   `request-id`, `frame` (uint64), `detections` (uint).
+//!   `request-id`, `frame` (uint64), `detections` (uint), `labels` (array of strings, one per
+//!   detection) and `counts` (a structure `counts, <label>=(uint)n, ...`), so bindings that cannot
+//!   iterate ROI metas (PyGObject) still get per-class counts.
 
 use std::sync::Once;
 
@@ -135,6 +137,7 @@ pub struct ResultMeta {
     pub request_id: String,
     pub frame: u64,
     pub detections: u32,
+    pub labels: Vec<String>,
 }
 
 /// Attaches the result meta.
@@ -150,6 +153,16 @@ pub fn add_result_meta(buffer: &mut gst::BufferRef, r: &ResultMeta) {
     s.set("request-id", r.request_id.as_str());
     s.set("frame", r.frame);
     s.set("detections", r.detections);
+    s.set(
+        "labels",
+        gst::Array::new(r.labels.iter().map(String::as_str)),
+    );
+    let mut counts = gst::Structure::new_empty("counts");
+    for l in &r.labels {
+        let n = counts.get::<u32>(l.as_str()).unwrap_or(0);
+        counts.set(l.as_str(), n + 1);
+    }
+    s.set("counts", counts);
 }
 
 /// Reads the result meta.
@@ -165,6 +178,10 @@ pub fn result_meta(buffer: &gst::BufferRef) -> Option<ResultMeta> {
         request_id: s.get("request-id").unwrap_or_default(),
         frame: s.get("frame").unwrap_or_default(),
         detections: s.get("detections").unwrap_or_default(),
+        labels: s
+            .get::<gst::Array>("labels")
+            .map(|a| a.iter().filter_map(|v| v.get::<String>().ok()).collect())
+            .unwrap_or_default(),
     })
 }
 

@@ -223,6 +223,7 @@ fn jsonsink_lines_parse_frames_contiguous_counts_match_and_eos_flushes() {
                     request_id: format!("cam-042:{i}"),
                     frame: i,
                     detections: 0,
+                    labels: vec![],
                 },
             );
             if status == "ok" {

@@ -689,7 +689,7 @@ impl TritonInfer {
                     meta::add_detection(
                         b,
                         &meta::Detection {
-                            label,
+                            label: label.clone(),
                             class_id: d.class as i32,
                             confidence: d.score as f64,
                             bbox: bb,
@@ -698,6 +698,7 @@ impl TritonInfer {
                         fh,
                     );
                     result.detections += 1;
+                    result.labels.push(label);
                 }
                 if r.failures_since_warning > 0 {
                     gst::info!(

@@ -1,0 +1,78 @@
+//! The embedding examples (Rust: plugins/examples/embed.rs; Python: examples/embed.py) run against
+//! the real Triton and print per-frame counts that match what was drawn.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use gst_triton_tests::triton::{repo_root, shared_url};
+
+fn clip() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("embed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = dir.join("in.mp4");
+    let st = Command::new(repo_root().join("target/debug/make-demo-clip"))
+        .args([
+            "--out",
+            clip.to_str().unwrap(),
+            "--truth",
+            dir.join("t.jsonl").to_str().unwrap(),
+            "--frames",
+            "8",
+            "--width",
+            "320",
+            "--height",
+            "240",
+        ])
+        .status()
+        .expect("make-demo-clip is built (scripts/test.sh builds all binaries first)");
+    assert!(st.success());
+    clip
+}
+
+fn check(out: std::process::Output, what: &str) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("frame ")).collect();
+    assert_eq!(lines.len(), 8, "{what}: {text}");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(
+            *l,
+            format!("frame {i} ok blue=1 green=1 red=1 yellow=1"),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn rust_embedding_example() {
+    let out = Command::new(repo_root().join("target/debug/examples/embed"))
+        .args([
+            clip().to_str().unwrap(),
+            &shared_url(),
+            "shapes_nms",
+            "triton",
+        ])
+        .output()
+        .expect("the example is built (scripts/test.sh: cargo build --workspace --examples)");
+    check(out, "embed.rs");
+}
+
+#[test]
+fn python_embedding_example() {
+    let out = Command::new("/usr/bin/python3")
+        .arg(repo_root().join("examples/embed.py"))
+        .args([
+            clip().to_str().unwrap(),
+            &shared_url(),
+            "shapes_nms",
+            "triton",
+        ])
+        .env("GST_PLUGIN_PATH", repo_root().join("target/debug"))
+        .output()
+        .unwrap();
+    check(out, "embed.py");
+}
