@@ -11,4 +11,6 @@ if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c 'import cv2' 2
 fi
 cargo bench -p gst-plugin-triton --bench letterbox
 cargo bench -p gst-plugin-triton --bench decode
+cargo bench -p gst-plugin-triton --bench overlay
 cargo bench -p gst-triton-tests --bench proxy
+cargo bench -p gst-triton-tests --bench infer
