@@ -336,3 +336,135 @@ fn proxy_auth_wrong_key_names_the_properties_right_key_works() {
     assert_eq!(meta::detections(&good.buffers[1], 64, 48).len(), 1);
     drop(proxy);
 }
+
+/// Pulls every buffer until EOS (or error) from an appsink named `sink`.
+fn drain(
+    p: &gst::Pipeline,
+    sink: &gst_app::AppSink,
+    on_frame: &mut dyn FnMut(usize, &gst::BufferRef),
+) -> Result<usize, String> {
+    use gst::prelude::*;
+    let mut n = 0;
+    loop {
+        match sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+            Some(s) => {
+                on_frame(n, s.buffer().unwrap());
+                n += 1;
+            }
+            None => {
+                if sink.is_eos() {
+                    return Ok(n);
+                }
+                let err = p.bus().unwrap().pop_filtered(&[gst::MessageType::Error]);
+                return Err(format!("no sample and no EOS: {err:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn seek_flushes_in_flight_requests_and_streaming_resumes() {
+    use gst::prelude::*;
+    gst_triton_tests::pipeline::init();
+    let dir = std::env::temp_dir().join(format!("seek-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = dir.join("in.mp4");
+    let st = std::process::Command::new(
+        gst_triton_tests::triton::repo_root().join("target/debug/make-demo-clip"),
+    )
+    .args([
+        "--out",
+        clip.to_str().unwrap(),
+        "--truth",
+        dir.join("t.jsonl").to_str().unwrap(),
+        "--frames",
+        "60",
+        "--width",
+        "320",
+        "--height",
+        "240",
+    ])
+    .status()
+    .expect("make-demo-clip built by scripts/test.sh");
+    assert!(st.success());
+    let p = gst::parse::launch(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer url={} transport=triton model=shapes_jitter max-in-flight=8 on-error=fail ! appsink name=sink sync=false max-buffers=2",
+        clip.display(),
+        shared_url()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = p
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let mut seeked = false;
+    let mut after_seek = Vec::new();
+    let n = drain(&p, &sink, &mut |i, b| {
+        if i == 20 && !seeked {
+            // Back to the start with a flush while requests are in flight.
+            p.seek_simple(
+                gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                gst::ClockTime::ZERO,
+            )
+            .unwrap();
+            seeked = true;
+        } else if seeked {
+            let r = meta::result_meta(b).unwrap();
+            after_seek.push((r.status, meta::detections(b, 320, 240).len()));
+        }
+    })
+    .unwrap();
+    p.set_state(gst::State::Null).unwrap();
+    assert!(seeked);
+    assert!(n > 60, "the clip played again after the seek ({n} frames)");
+    assert!(after_seek.len() >= 55, "{}", after_seek.len());
+    assert!(
+        after_seek.iter().all(|(s, d)| s == "ok" && *d == 4),
+        "{after_seek:?}"
+    );
+}
+
+#[test]
+fn latency_query_adds_the_timeout_and_null_playing_reconnects() {
+    use gst::prelude::*;
+    gst_triton_tests::pipeline::init();
+    let p = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=30/1 ! tritonletterbox width=160 height=160 \
+         ! tritoninfer name=infer url={} transport=triton model=shapes_nms timeout-ms=2500 ! appsink name=sink sync=false max-buffers=5 drop=true",
+        shared_url()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = p
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    for round in 0..2 {
+        p.set_state(gst::State::Playing).unwrap();
+        for _ in 0..5 {
+            let s = sink
+                .try_pull_sample(gst::ClockTime::from_seconds(20))
+                .unwrap_or_else(|| panic!("round {round}: no frames"));
+            let r = meta::result_meta(s.buffer().unwrap()).unwrap();
+            assert_eq!(r.status, "ok", "round {round}: {}", r.error);
+        }
+        // Ask the element itself (a sync=false sink would report the pipeline as not live).
+        let mut q = gst::query::Latency::new();
+        let src = p.by_name("infer").unwrap().static_pad("src").unwrap();
+        assert!(src.query(&mut q), "latency query answered");
+        let (live, _min, max) = q.result();
+        assert!(live);
+        assert!(
+            max.is_none_or(|m| m >= gst::ClockTime::from_mseconds(2500)),
+            "max latency {max:?} lacks the 2.5 s timeout"
+        );
+        // PLAYING → NULL → PLAYING: a fresh connection next round.
+        p.set_state(gst::State::Null).unwrap();
+    }
+}
