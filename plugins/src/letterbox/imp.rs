@@ -182,14 +182,20 @@ pub const FORMATS: [VideoFormat; 8] = [
     VideoFormat::Bgrx,
 ];
 
-fn yuv_for(info: &gst_video::VideoInfo) -> YuvToRgb {
+/// The YUV matrix and range (`true` = full) a frame's caps declare.
+pub fn colorimetry(info: &gst_video::VideoInfo) -> (YuvMatrix, bool) {
     let c = info.colorimetry();
     let matrix = match c.matrix() {
         gst_video::VideoColorMatrix::Bt709 => YuvMatrix::Bt709,
         gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::Bt2020,
         _ => YuvMatrix::Bt601,
     };
-    YuvToRgb::new(matrix, c.range() == gst_video::VideoColorRange::Range0_255)
+    (matrix, c.range() == gst_video::VideoColorRange::Range0_255)
+}
+
+fn yuv_for(info: &gst_video::VideoInfo) -> YuvToRgb {
+    let (matrix, full) = colorimetry(info);
+    YuvToRgb::new(matrix, full)
 }
 
 impl TritonLetterbox {

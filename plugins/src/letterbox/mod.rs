@@ -6,7 +6,7 @@ pub mod kernel;
 
 mod imp;
 
-pub use imp::{FORMATS, pixel_format};
+pub use imp::{FORMATS, colorimetry, pixel_format};
 
 use gst::glib;
 use gst::prelude::*;

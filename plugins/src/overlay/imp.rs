@@ -7,7 +7,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::draw::{Canvas, RgbToYuv, TextRenderer, class_colour, draw_box};
-use crate::letterbox::kernel::{PixelFormat, YuvMatrix};
+use crate::letterbox::kernel::PixelFormat;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -181,13 +181,8 @@ impl BaseTransformImpl for DetOverlay {
             .map_err(|_| gst::loggable_error!(CAT, "bad caps {incaps}"))?;
         let format = crate::letterbox::pixel_format(info.format())
             .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format"))?;
-        let c = info.colorimetry();
-        let matrix = match c.matrix() {
-            gst_video::VideoColorMatrix::Bt709 => YuvMatrix::Bt709,
-            gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::Bt2020,
-            _ => YuvMatrix::Bt601,
-        };
-        let yuv = RgbToYuv::new(matrix, c.range() == gst_video::VideoColorRange::Range0_255);
+        let (matrix, full) = crate::letterbox::colorimetry(&info);
+        let yuv = RgbToYuv::new(matrix, full);
         let s = self.settings.lock().unwrap().clone();
         let mut guard = self.state.lock().unwrap();
         // Keep the font across caps changes.
