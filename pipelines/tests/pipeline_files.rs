@@ -279,6 +279,13 @@ fn rtsp_server(clip: &Path, out: &Path) -> (u16, gst::glib::MainLoop) {
         out.display()
     ));
     mounts.add_factory("/out", rec);
+    // What /out recorded, served again for read-back over RTSP.
+    let replay = gst_rtsp_server::RTSPMediaFactory::new();
+    replay.set_launch(&format!(
+        "( filesrc location={} ! tsdemux ! h264parse ! rtph264pay name=pay0 pt=96 )",
+        out.display()
+    ));
+    mounts.add_factory("/replay", replay);
     let _id = server.attach(Some(&ctx)).unwrap();
     let port = server.bound_port() as u16;
     let ml = gst::glib::MainLoop::new(Some(&ctx), false);
@@ -307,8 +314,7 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
 
         // Run as users do: gst-launch-1.0 -e with our plugin on GST_PLUGIN_PATH. The served clip is
         // 3 s; a child that stalls in rtspsrc teardown after EOS is killed.
-        let launch = |name: &str| {
-            let desc = load(name, &v);
+        let launch_desc = |name: &str, desc: &str| {
             let mut child = std::process::Command::new("gst-launch-1.0")
                 .arg("-e")
                 .args(desc.split_whitespace())
@@ -335,6 +341,7 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
             let err = String::from_utf8_lossy(&out.stderr).into_owned();
             assert!(!err.contains("ERROR"), "{name}: {err}");
         };
+        let launch = |name: &str| launch_desc(name, &load(name, &v));
         launch("rtsp-camera-to-file.pipeline");
         let n = lines(&dir.join("frame_counts.jsonl"));
         assert!(n >= 20, "only {n} frames from the camera");
