@@ -24,6 +24,20 @@ gst::plugin_define!(
     env!("BUILD_REL_DATE")
 );
 
+/// An always-present `src` and `sink` pad template with the same caps (all our filters).
+pub(crate) fn src_sink_templates(caps: &gst::Caps) -> Vec<gst::PadTemplate> {
+    [
+        ("src", gst::PadDirection::Src),
+        ("sink", gst::PadDirection::Sink),
+    ]
+    .into_iter()
+    .map(|(name, dir)| {
+        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, caps)
+            .expect("valid pad template")
+    })
+    .collect()
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     meta::register();
     letterbox::register(plugin)?;

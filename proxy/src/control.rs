@@ -109,22 +109,13 @@ pub fn payload_kind(p: &DataPacket) -> &'static str {
     }
 }
 
-/// The bytes of the payload field `from`, if the packet carries that field.
-pub fn payload_bytes<'a>(p: &'a DataPacket, from: &str) -> Option<&'a [u8]> {
+/// The payload field `from` (`frame`, `image` or `video`), if the packet carries that field.
+/// Cloning the returned `Bytes` shares the data.
+pub fn payload_bytes<'a>(p: &'a DataPacket, from: &str) -> Option<&'a bytes::Bytes> {
     match (&p.payload, from) {
         (Some(Payload::Frame(f)), "frame") => Some(&f.data),
         (Some(Payload::Image(f)), "image") => Some(&f.data),
         (Some(Payload::Video(f)), "video") => Some(&f.data),
-        _ => None,
-    }
-}
-
-/// Like [`payload_bytes`], as a cheaply sliceable handle.
-pub fn payload_bytes_owned(p: &DataPacket, from: &str) -> Option<bytes::Bytes> {
-    match (&p.payload, from) {
-        (Some(Payload::Frame(f)), "frame") => Some(f.data.clone()),
-        (Some(Payload::Image(f)), "image") => Some(f.data.clone()),
-        (Some(Payload::Video(f)), "video") => Some(f.data.clone()),
         _ => None,
     }
 }
@@ -236,7 +227,7 @@ pub fn plan(p: &DataPacket, defaults: &Defaults) -> Result<Plan, PacketError> {
         ranges.push(start..end);
     }
     for (from, used) in &offsets {
-        let len = payload_bytes(p, from).map(<[u8]>::len).unwrap_or(0);
+        let len = payload_bytes(p, from).map(bytes::Bytes::len).unwrap_or(0);
         if *used != len {
             return Err(PacketError::invalid(format!(
                 "{from}.data: {len} bytes, but the inputs reading it need {used}; expected len(bytes) == prod(shape) * sizeof(dtype)"

@@ -257,8 +257,7 @@ impl Inner {
         let mut raw = Vec::with_capacity(plan.inputs.len());
         let mut inputs = Vec::with_capacity(plan.inputs.len());
         for (spec, range) in plan.inputs.iter().zip(&plan.ranges) {
-            let bytes =
-                control::payload_bytes_owned(pkt, &spec.from).expect("plan checked the payload");
+            let bytes = control::payload_bytes(pkt, &spec.from).expect("plan checked the payload");
             self.metrics
                 .bytes_in
                 .fetch_add(range.len() as u64, Ordering::Relaxed);

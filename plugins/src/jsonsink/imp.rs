@@ -37,6 +37,8 @@ impl Default for Settings {
 }
 
 struct State {
+    /// The settings as they were at start (all properties are mutable only in READY).
+    settings: Settings,
     out: BufWriter<File>,
     width: u32,
     height: u32,
@@ -83,7 +85,7 @@ fn rfc3339_now() -> String {
 }
 
 impl DetJsonSink {
-    fn line(&self, s: &Settings, st: &mut State, buf: &gst::BufferRef) -> String {
+    fn line(&self, st: &mut State, buf: &gst::BufferRef) -> String {
         let result = meta::result_meta(buf);
         let frame = match &result {
             Some(r) if !r.status.is_empty() => r.frame,
@@ -101,7 +103,7 @@ impl DetJsonSink {
         });
         let round = |v: f64| (v * 100.0).round() / 100.0;
         let mut obj = serde_json::json!({
-            "stream_id": s.stream_id,
+            "stream_id": st.settings.stream_id,
             "frame": frame,
             "pts_ns": buf.pts().map(|p| p.nseconds()),
             "timestamp": rfc3339_now(),
@@ -116,7 +118,7 @@ impl DetJsonSink {
         if !r.error.is_empty() {
             obj["error"] = r.error.clone().into();
         }
-        if s.include_detections {
+        if st.settings.include_detections {
             obj["detections"] = dets
                 .iter()
                 .map(|d| {
@@ -228,7 +230,8 @@ impl ElementImpl for DetJsonSink {
 
 impl BaseSinkImpl for DetJsonSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let loc = self.settings.lock().unwrap().location.clone();
+        let settings = self.settings.lock().unwrap().clone();
+        let loc = settings.location.clone();
         if loc.is_empty() {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
@@ -242,6 +245,7 @@ impl BaseSinkImpl for DetJsonSink {
             )
         })?;
         *self.state.lock().unwrap() = Some(State {
+            settings,
             out: BufWriter::new(f),
             width: 0,
             height: 0,
@@ -273,18 +277,21 @@ impl BaseSinkImpl for DetJsonSink {
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let s = self.settings.lock().unwrap().clone();
         let mut guard = self.state.lock().unwrap();
         let Some(st) = guard.as_mut() else {
             return Err(gst::FlowError::Flushing);
         };
-        let mut line = self.line(&s, st, buffer);
+        let mut line = self.line(st, buffer);
         line.push('\n');
         st.out.write_all(line.as_bytes()).map_err(|e| {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::Write,
-                ("detjsonsink: cannot write '{}': {}", s.location, e)
+                (
+                    "detjsonsink: cannot write '{}': {}",
+                    st.settings.location,
+                    e
+                )
             );
             gst::FlowError::Error
         })?;

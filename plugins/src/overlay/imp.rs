@@ -149,22 +149,7 @@ impl ElementImpl for DetOverlay {
             let caps = gst_video::VideoCapsBuilder::new()
                 .format_list(crate::letterbox::FORMATS)
                 .build();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-            ]
+            crate::src_sink_templates(&caps)
         });
         T.as_ref()
     }
@@ -219,7 +204,11 @@ impl BaseTransformImpl for DetOverlay {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let s = self.settings.lock().unwrap().clone();
+        // Only the per-frame style, without cloning the font path every frame.
+        let (thickness, show_labels, show_confidence, font_size) = {
+            let s = self.settings.lock().unwrap();
+            (s.thickness, s.show_labels, s.show_confidence, s.font_size)
+        };
         let mut guard = self.state.lock().unwrap();
         let Some(st) = guard.as_mut() else {
             return Err(gst::FlowError::NotNegotiated);
@@ -233,7 +222,7 @@ impl BaseTransformImpl for DetOverlay {
                 } else {
                     d.label.bytes().map(|b| b as i64).sum()
                 };
-                let text = if s.show_confidence && d.class_id >= 0 {
+                let text = if show_confidence && d.class_id >= 0 {
                     format!("{} {:.2}", d.label, d.confidence)
                 } else {
                     d.label.clone()
@@ -269,17 +258,15 @@ impl BaseTransformImpl for DetOverlay {
             ],
             yuv: st.yuv,
         };
-        let px = if s.font_size > 0 {
-            s.font_size
+        let px = if font_size > 0 {
+            font_size
         } else {
             (fh / 40).max(12)
         };
         for (x, y, w, h, id, text) in &boxes {
             let colour = class_colour(*id);
-            draw_box(&mut canvas, *x, *y, *w, *h, s.thickness as i64, colour);
-            if s.show_labels
-                && let Some(t) = st.text.as_mut()
-            {
+            draw_box(&mut canvas, *x, *y, *w, *h, thickness as i64, colour);
+            if show_labels && let Some(t) = st.text.as_mut() {
                 let (_, th) = t.measure(text, px);
                 // Above the box when there is room, else just inside its top edge.
                 let base = if *y - th >= 0 { *y } else { *y + th };
