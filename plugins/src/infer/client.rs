@@ -108,7 +108,11 @@ struct ConnState {
 pub struct Client {
     cfg: ClientConfig,
     state: tokio::sync::Mutex<ConnState>,
+    /// The proxy control JSON for the last (input name, dtype, shape): the same every frame.
+    note: Mutex<Option<(NoteKey, String)>>,
 }
+
+type NoteKey = (String, String, Vec<i64>);
 
 /// One request: the tensor and how to describe it.
 pub struct Request {
@@ -136,6 +140,7 @@ impl Client {
     pub fn new(cfg: ClientConfig) -> Client {
         Client {
             cfg,
+            note: Mutex::new(None),
             state: tokio::sync::Mutex::new(ConnState {
                 conn: None,
                 next_attempt: Instant::now(),
@@ -433,6 +438,29 @@ impl Client {
         })
     }
 
+    /// The control JSON the proxy reads for this request, built once per tensor description.
+    fn control_note(&self, r: &Request) -> String {
+        let key = (r.input_name.clone(), r.dtype.clone(), r.shape.clone());
+        let mut cache = self.note.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, note)) = cache.as_ref()
+            && *k == key
+        {
+            return note.clone();
+        }
+        let c = &self.cfg;
+        let note = serde_json::json!({
+            "model": c.model,
+            "version": c.model_version,
+            "inputs": [{"name": r.input_name, "shape": r.shape, "dtype": r.dtype, "from": "frame"}],
+            "outputs": c.output_names,
+            "timeout": c.timeout.as_secs_f64(),
+            "binary": true,
+        })
+        .to_string();
+        *cache = Some((key, note.clone()));
+        note
+    }
+
     /// Sends one request and waits for its answer, at most `timeout` from now.
     pub async fn infer(&self, r: Request) -> Result<InferOutput, String> {
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
@@ -452,18 +480,11 @@ impl Client {
         let c = &self.cfg;
         let sent = match &conn.tx {
             Sender::Proxy(s) => {
-                let note = serde_json::json!({
-                    "model": c.model,
-                    "version": c.model_version,
-                    "inputs": [{"name": r.input_name, "shape": r.shape, "dtype": r.dtype, "from": "frame"}],
-                    "outputs": c.output_names,
-                    "timeout": c.timeout.as_secs_f64(),
-                    "binary": true,
-                });
+                let note = self.control_note(&r);
                 let p = DataPacket {
                     meta: Some(Meta {
                         correlation_id: r.id.clone(),
-                        note: note.to_string(),
+                        note,
                         stream_id: String::new(),
                         capture_ts_ns: 0,
                     }),
