@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod common;
+
+use common::{decoded_frames, make_clip, tmpdir};
 use gst::prelude::*;
 use gst_rtsp_server::prelude::*;
 use gst_triton_tests::proxy::TestProxy;
 use gst_triton_tests::triton::shared_url;
-
-const CLIP: &str = env!("CARGO_BIN_EXE_make-demo-clip");
 
 fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -47,36 +48,6 @@ fn load(name: &str, vars: &HashMap<&str, String>) -> String {
         line.replace_range(start..=end, &val);
     }
     line
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn make_clip(dir: &Path, frames: u32) -> PathBuf {
-    let clip = dir.join("in.mp4");
-    let st = std::process::Command::new(CLIP)
-        .args([
-            "--out",
-            clip.to_str().unwrap(),
-            "--truth",
-            dir.join("truth.jsonl").to_str().unwrap(),
-        ])
-        .args([
-            "--frames",
-            &frames.to_string(),
-            "--width",
-            "320",
-            "--height",
-            "240",
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    clip
 }
 
 /// Runs to EOS (sending EOS itself after `eos_after`, like gst-launch -e on Ctrl-C).
@@ -118,30 +89,6 @@ fn lines(p: &Path) -> usize {
         .unwrap_or_default()
         .lines()
         .count()
-}
-
-fn decoded_frames(p: &Path) -> usize {
-    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let n2 = n.clone();
-    run(
-        &format!(
-            "filesrc location={} ! decodebin ! fakesink name=s sync=false",
-            p.display()
-        ),
-        move |pl| {
-            pl.by_name("s")
-                .unwrap()
-                .static_pad("sink")
-                .unwrap()
-                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                    n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    gst::PadProbeReturn::Ok
-                });
-        },
-        Duration::from_secs(60),
-    )
-    .unwrap_or_else(|e| panic!("{} not playable: {e}", p.display()));
-    n.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 fn vars(dir: &Path, clip: &Path, mm: &str) -> HashMap<&'static str, String> {
@@ -203,7 +150,7 @@ async fn file_pipelines_run_to_eos() {
             "two-cameras-one-proxy.pipeline",
         ] {
             let dir = tmpdir(name);
-            let clip = make_clip(&dir, 20);
+            let clip = make_clip(&dir, 20, 320, 240).0;
             let desc = load(name, &vars(&dir, &clip, &mm));
             let mm = mm.clone();
             run(
@@ -305,7 +252,7 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
     let mm = proxy.url();
     tokio::task::spawn_blocking(move || {
         let dir = tmpdir("rtsp");
-        let clip = make_clip(&dir, 90);
+        let clip = make_clip(&dir, 90, 320, 240).0;
         let out_ts = dir.join("out.ts");
         let (port, ml) = rtsp_server(&clip, &out_ts);
         let mut v = vars(&dir, &clip, &mm);

@@ -1,49 +1,16 @@
 //! triton-video and make-demo-clip, as a user runs them: real Triton, real proxy, real files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use gst::prelude::*;
+mod common;
+
+use common::{decoded_frames, make_clip, tmpdir};
 use gst_triton_tests::proxy::TestProxy;
 use gst_triton_tests::triton::shared_url;
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_triton-video");
-const CLIP: &str = env!("CARGO_BIN_EXE_make-demo-clip");
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tv-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn make_clip(dir: &Path, frames: u32, w: u32, h: u32) -> (PathBuf, PathBuf) {
-    let (clip, truth) = (dir.join("in.mp4"), dir.join("truth.jsonl"));
-    let out = Command::new(CLIP)
-        .args([
-            "--out",
-            clip.to_str().unwrap(),
-            "--truth",
-            truth.to_str().unwrap(),
-        ])
-        .args([
-            "--frames",
-            &frames.to_string(),
-            "--width",
-            &w.to_string(),
-            "--height",
-            &h.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (clip, truth)
-}
 
 fn runner(env: &[(&str, &str)], args: &[&str]) -> Command {
     let mut c = Command::new(RUNNER);
@@ -72,39 +39,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// Decoded frame count of a video file (and that it is playable at all).
-fn count_frames(path: &Path) -> usize {
-    gst::init().unwrap();
-    let p = gst::parse::launch(&format!(
-        "filesrc location={} ! decodebin ! fakesink name=s sync=false",
-        path.display()
-    ))
-    .unwrap();
-    let p = p.downcast::<gst::Pipeline>().unwrap();
-    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let n2 = n.clone();
-    p.by_name("s")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            gst::PadProbeReturn::Ok
-        });
-    p.set_state(gst::State::Playing).unwrap();
-    let msg = p.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::from_seconds(60),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    p.set_state(gst::State::Null).unwrap();
-    match msg {
-        Some(m) if matches!(m.view(), gst::MessageView::Eos(_)) => {
-            n.load(std::sync::atomic::Ordering::SeqCst)
-        }
-        other => panic!("{} is not playable: {other:?}", path.display()),
-    }
 }
 
 /// Every frame's detections match the drawn objects: same labels, every edge within `tol` px.
@@ -197,7 +131,7 @@ async fn demo_through_the_proxy_matches_the_drawn_shapes() {
     assert!(!t.contains("demo-key"), "the key leaked into the output");
     // 640×360 → r = 1: a pixel of letterbox error plus H.264 edge blur.
     check_against_truth(&results.join("frame_counts.jsonl"), &truth, 60, 3.0);
-    assert_eq!(count_frames(&results.join("annotated.mp4")), 60);
+    assert_eq!(decoded_frames(&results.join("annotated.mp4")), 60);
 }
 
 #[test]
@@ -224,7 +158,7 @@ fn direct_to_triton_with_max_frames_and_other_layout() {
     assert!(out.status.success(), "{t}");
     // 1280×720 → r = 0.5: 1/r + 0.5 px plus codec blur.
     check_against_truth(&results.join("frame_counts.jsonl"), &truth, 25, 4.0);
-    assert_eq!(count_frames(&results.join("annotated.mp4")), 25);
+    assert_eq!(decoded_frames(&results.join("annotated.mp4")), 25);
 }
 
 #[test]
@@ -341,7 +275,7 @@ fn ctrl_c_finishes_a_playable_mp4() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("interrupted"), "{t}");
-    let n = count_frames(&results.join("annotated.mp4"));
+    let n = decoded_frames(&results.join("annotated.mp4"));
     let lines = std::fs::read_to_string(&jsonl).unwrap().lines().count();
     assert!(n > 0 && n < 600, "{n} frames");
     assert_eq!(lines, n, "the JSON lines and the video agree");

@@ -1,5 +1,7 @@
 //! docs/elements.md lists exactly the properties each element has, with the right defaults.
 
+mod common;
+
 use gst::prelude::*;
 
 fn table(doc: &str, element: &str) -> Vec<(String, String)> {
@@ -45,8 +47,7 @@ fn default_string(p: &gst::glib::ParamSpec) -> String {
 
 #[test]
 fn element_property_tables_match_the_code() {
-    gst::init().unwrap();
-    gsttriton::plugin_register_static().unwrap();
+    common::init();
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/elements.md"))
         .unwrap();
     for name in [

@@ -1,18 +1,13 @@
 //! The `tritonletterbox` element in real pipelines.
 
+mod common;
+
+use common::init;
 use gst::prelude::*;
 use gsttriton::letterbox::kernel::{
     PixelFormat, Resizer, SrcImage, TensorSpec, YuvMatrix, YuvToRgb,
 };
 use gsttriton::meta;
-
-fn init() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        gst::init().unwrap();
-        gsttriton::plugin_register_static().unwrap();
-    });
-}
 
 fn caps(format: &str, w: i32, h: i32) -> gst::Caps {
     gst::Caps::builder("video/x-raw")

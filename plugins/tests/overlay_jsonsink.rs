@@ -1,18 +1,13 @@
 //! detoverlay and detjsonsink on frames carrying ROI metas made by the test.
 
+mod common;
+
+use common::init;
 use gst::prelude::*;
 use gst_video::prelude::*;
 use gsttriton::letterbox::kernel::{YuvMatrix, YuvToRgb};
 use gsttriton::meta::{self, Detection};
 use gsttriton::overlay::draw::class_colour;
-
-fn init() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        gst::init().unwrap();
-        gsttriton::plugin_register_static().unwrap();
-    });
-}
 
 fn caps(format: &str, w: i32, h: i32) -> gst::Caps {
     gst::Caps::builder("video/x-raw")
