@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Endpoint, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use triton_proto::inference::ServerReadyRequest;
@@ -197,9 +198,15 @@ impl Proxy {
                 .tls_config(tls)
                 .context("PROXY_TLS_CERT/PROXY_TLS_KEY: invalid TLS configuration")?;
         }
-        let grpc = MultiModalServer::new(service.clone())
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+        let grpc = InterceptedService::new(
+            MultiModalServer::new(service.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+            service::AuthInterceptor {
+                auth: service.0.auth.clone(),
+                metrics: service.0.metrics.clone(),
+            },
+        );
 
         let drain = Duration::from_secs(config.proxy_drain_secs);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -248,26 +255,21 @@ pub async fn health_check(c: &Config) -> i32 {
     use tonic_health::pb::health_check_response::ServingStatus as S;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let tls = c.proxy_tls_cert.is_some();
-    let url = format!(
-        "{}://127.0.0.1:{}",
-        if tls { "https" } else { "http" },
-        c.proxy_port
+    let mut target = triton_endpoint::Target::new(
+        format!(
+            "{}://127.0.0.1:{}",
+            if tls { "https" } else { "http" },
+            c.proxy_port
+        ),
+        triton_endpoint::Names::PROXY,
     );
+    // Trust the proxy's own certificate chain for the local probe.
+    target.tls.ca_file = c
+        .proxy_tls_cert
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
     let check = async {
-        let mut ep = Endpoint::from_shared(url)
-            .ok()?
-            .connect_timeout(Duration::from_secs(3));
-        if let Some(cert) = c.proxy_tls_cert.as_ref().filter(|_| tls) {
-            // Trust the proxy's own certificate chain for the local probe.
-            let pem = std::fs::read(cert).ok()?;
-            ep = ep
-                .tls_config(
-                    tonic::transport::ClientTlsConfig::new()
-                        .ca_certificate(Certificate::from_pem(pem)),
-                )
-                .ok()?;
-        }
-        let ch = ep.connect().await.ok()?;
+        let ch = target.connect().await.ok()?;
         let r = HealthClient::new(ch)
             .check(HealthCheckRequest {
                 service: String::new(),
@@ -308,6 +310,12 @@ fn tls_config(c: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
     }
 }
 
+/// The health service name of the whole server (grpc.health.v1: the empty name).
+pub const OVERALL_HEALTH: &str = "";
+
+/// The served `multimodal.MultiModal` service; its health name comes from its type.
+type ChatServer = MultiModalServer<service::Service>;
+
 /// grpc.health.v1: SERVING only while Triton says it is ready.
 async fn track_triton_health(
     triton: GrpcInferenceServiceClient<tonic::transport::Channel>,
@@ -326,10 +334,11 @@ async fn track_triton_health(
             } else {
                 ServingStatus::NotServing
             };
-            reporter.set_service_status("", status).await;
-            reporter
-                .set_service_status("multimodal.MultiModal", status)
-                .await;
+            reporter.set_service_status(OVERALL_HEALTH, status).await;
+            match status {
+                ServingStatus::Serving => reporter.set_serving::<ChatServer>().await,
+                _ => reporter.set_not_serving::<ChatServer>().await,
+            }
             if ready {
                 tracing::info!("Triton is ready: SERVING");
             } else {

@@ -45,13 +45,31 @@ pub struct Service(pub Arc<Inner>);
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<Ack, Status>> + Send>>;
 
-impl Service {
-    fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
-        self.0.auth.check(req.metadata()).inspect_err(|_| {
-            self.0.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+/// Authentication as a tonic interceptor: every call of the service is checked once, before it
+/// reaches a method, and the method finds its [`Principal`] in the request extensions.
+#[derive(Clone)]
+pub struct AuthInterceptor {
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+}
+
+impl tonic::service::Interceptor for AuthInterceptor {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let principal = self.auth.check(req.metadata()).inspect_err(|_| {
+            self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(remote = ?req.remote_addr(), "rejected a request without valid credentials");
-        })
+        })?;
+        req.extensions_mut().insert(principal);
+        Ok(req)
     }
+}
+
+/// The caller admitted by [`AuthInterceptor`].
+fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::internal("the service was mounted without its auth interceptor"))
 }
 
 #[tonic::async_trait]
@@ -62,7 +80,7 @@ impl MultiModal for Service {
         &self,
         req: Request<Streaming<DataPacket>>,
     ) -> Result<Response<AckStream>, Status> {
-        let principal = Arc::new(self.authenticate(&req)?);
+        let principal = Arc::new(principal(&req)?);
         let remote = req.remote_addr();
         let inner = self.0.clone();
         let mut draining = inner.draining.clone();
@@ -107,7 +125,7 @@ impl MultiModal for Service {
         &self,
         req: Request<ModelInfoRequest>,
     ) -> Result<Response<ModelInfoResponse>, Status> {
-        let principal = self.authenticate(&req)?;
+        let principal = principal(&req)?;
         let r = req.into_inner();
         let model = if r.model.is_empty() {
             self.0.defaults.model.clone()

@@ -2,6 +2,10 @@
 //! (`multimodal.MultiModal/Chat`, binary outputs) or straight to Triton (`ModelStreamInfer`).
 //! Responses are matched to requests by id. A broken stream fails its pending requests; the next
 //! request reconnects, with exponential backoff between attempts.
+//!
+//! Address, TLS and credentials come from [`triton_endpoint`], shared with the runner and the
+//! proxy; errors are [`InferError`] values, whose text is what the result meta and the element's
+//! messages show.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,12 +15,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use triton_endpoint::{Auth, Names, Target};
 use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use triton_proto::inference::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
-use triton_proto::inference::{ModelConfigRequest, ModelInferRequest, ModelMetadataRequest};
+use triton_proto::inference::{
+    ModelConfigRequest, ModelInferRequest, ModelMetadataRequest, ModelStreamInferResponse,
+};
 use triton_proto::multimodal::multi_modal_client::MultiModalClient;
-use triton_proto::multimodal::{DataPacket, Frame, Meta, ModelInfoRequest, data_packet::Payload};
+use triton_proto::multimodal::{
+    Ack, DataPacket, Frame, Meta, ModelInfoRequest, data_packet::Payload,
+};
 
 /// The process-wide runtime of all `tritoninfer` instances.
 pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -39,20 +49,59 @@ pub enum Transport {
     Triton,
 }
 
-/// Everything the client needs; secrets are never printed (no Debug).
+/// Why a request got no answer. Cloneable: one broken stream fails every pending request with
+/// the same error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InferError {
+    /// Address, TLS, credentials or a refusal by the server (see [`triton_endpoint::Error`]).
+    #[error(transparent)]
+    Endpoint(Arc<triton_endpoint::Error>),
+    /// Reconnecting is backing off after a failure.
+    #[error("not connected to {url} (next attempt in {in_ms} ms): {last}")]
+    Backoff {
+        url: String,
+        in_ms: u128,
+        last: Box<InferError>,
+    },
+    #[error("timeout: no connection to {url} within {ms} ms")]
+    ConnectTimeout { url: String, ms: u128 },
+    #[error("timeout: no answer within {ms} ms (timeout-ms)")]
+    Timeout { ms: u128 },
+    /// The stream ended (the text says who ended it).
+    #[error("{0}")]
+    Closed(String),
+    /// Triton reported an error for this request.
+    #[error("Triton: {0}")]
+    Triton(String),
+    /// The proxy answered this packet with an error status.
+    #[error("proxy: {code:?}: {message}")]
+    Proxy { code: tonic::Code, message: String },
+    /// An answer we cannot read.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl From<triton_endpoint::Error> for InferError {
+    fn from(e: triton_endpoint::Error) -> Self {
+        InferError::Endpoint(Arc::new(e))
+    }
+}
+
+impl InferError {
+    fn status(s: &tonic::Status) -> InferError {
+        triton_endpoint::Error::from_status(s, &Names::ELEMENT).into()
+    }
+}
+
+/// Everything the client needs; secrets live inside [`Auth`], which never prints them.
 #[derive(Clone)]
 pub struct ClientConfig {
-    pub url: String,
+    pub target: Target,
+    pub auth: Auth,
     pub transport: Transport,
     pub model: String,
     pub model_version: String,
     pub output_names: Vec<String>,
-    pub api_key: Option<String>,
-    pub bearer_token: Option<String>,
-    pub tls_ca_file: Option<String>,
-    pub tls_cert_file: Option<String>,
-    pub tls_key_file: Option<String>,
-    pub tls_domain: Option<String>,
     pub timeout: Duration,
 }
 
@@ -80,7 +129,24 @@ pub struct ModelDesc {
     pub class_names: Option<Vec<String>>,
 }
 
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<InferOutput, String>>>>>;
+/// How the tensor of a request is described; the same `Arc` for every frame of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub input_name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+}
+
+/// One request: the tensor and how to describe it.
+pub struct Request {
+    pub id: String,
+    pub spec: Arc<TensorSpec>,
+    pub data: Bytes,
+}
+
+type Answer = Result<InferOutput, InferError>;
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>;
+type Intercepted = InterceptedService<Channel, Auth>;
 
 #[derive(Clone)]
 enum Sender {
@@ -94,46 +160,46 @@ struct Conn {
     pending: Pending,
     alive: Arc<AtomicBool>,
     /// Why the stream ended (set by the reader).
-    error: Arc<Mutex<Option<String>>>,
+    error: Arc<Mutex<Option<InferError>>>,
+}
+
+impl Conn {
+    fn ended_because(&self) -> InferError {
+        self.error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .unwrap_or_else(|| InferError::Closed("stream closed".into()))
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(id);
+        }
+    }
 }
 
 struct ConnState {
     conn: Option<Conn>,
     next_attempt: Instant,
     backoff: Duration,
-    last_error: String,
+    last_error: Option<InferError>,
 }
 
 /// A per-element client.
 pub struct Client {
     cfg: ClientConfig,
     state: tokio::sync::Mutex<ConnState>,
-    /// The proxy control JSON for the last (input name, dtype, shape): the same every frame.
-    note: Mutex<Option<(NoteKey, String)>>,
+    /// The proxy control JSON for the last tensor description: the same every frame.
+    note: Mutex<Option<(Arc<TensorSpec>, String)>>,
 }
 
-type NoteKey = (String, String, Vec<i64>);
-
-/// One request: the tensor and how to describe it.
-pub struct Request {
-    pub id: String,
-    pub input_name: String,
-    pub dtype: String,
-    pub shape: Vec<i64>,
-    pub data: Bytes,
-}
-
-fn auth_hint(s: &tonic::Status) -> String {
-    if s.code() == tonic::Code::Unauthenticated {
-        format!(
-            "authentication failed ({}); set the api-key or bearer-token property (or the DOMINO_API_KEY / GRPC_BEARER_TOKEN environment variable)",
-            s.message()
-        )
-    } else if s.code() == tonic::Code::PermissionDenied {
-        format!("permission denied: {}", s.message())
-    } else {
-        format!("{:?}: {}", s.code(), s.message())
-    }
+/// What one message read from a response stream means.
+enum Reply {
+    /// The answer to request `id`.
+    For(String, Answer),
+    /// An error that names no request: it fails the oldest one rather than leave it hanging.
+    Orphan(InferError),
 }
 
 impl Client {
@@ -145,7 +211,7 @@ impl Client {
                 conn: None,
                 next_attempt: Instant::now(),
                 backoff: BACKOFF_MIN,
-                last_error: String::new(),
+                last_error: None,
             }),
         }
     }
@@ -154,88 +220,25 @@ impl Client {
         &self.cfg
     }
 
-    fn with_auth<T>(&self, mut req: tonic::Request<T>) -> tonic::Request<T> {
-        if let Some(k) = self.cfg.api_key.as_deref().filter(|k| !k.is_empty())
-            && let Ok(v) = k.parse()
-        {
-            req.metadata_mut().insert("x-domino-api-key", v);
-        }
-        if let Some(t) = self.cfg.bearer_token.as_deref().filter(|k| !k.is_empty())
-            && let Ok(v) = format!("Bearer {t}").parse()
-        {
-            req.metadata_mut().insert("authorization", v);
-        }
-        req
-    }
-
-    async fn channel(&self) -> Result<Channel, String> {
-        let c = &self.cfg;
-        let url = if c.url.contains("://") {
-            c.url.clone()
-        } else {
-            format!("http://{}", c.url)
-        };
-        let mut ep = Endpoint::from_shared(url.clone())
-            .map_err(|e| format!("url: '{}' is not a valid address ({e})", c.url))?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .http2_adaptive_window(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true);
-        let tls_wanted =
-            url.starts_with("https://") || c.tls_ca_file.is_some() || c.tls_cert_file.is_some();
-        if tls_wanted {
-            let mut tls = ClientTlsConfig::new();
-            if let Some(ca) = &c.tls_ca_file {
-                let pem =
-                    std::fs::read(ca).map_err(|e| format!("tls-ca-file: cannot read {ca}: {e}"))?;
-                tls = tls.ca_certificate(Certificate::from_pem(pem));
-            }
-            match (&c.tls_cert_file, &c.tls_key_file) {
-                (Some(cert), Some(key)) => {
-                    let cert = std::fs::read(cert)
-                        .map_err(|e| format!("tls-cert-file: cannot read {cert}: {e}"))?;
-                    let key = std::fs::read(key)
-                        .map_err(|e| format!("tls-key-file: cannot read {key}: {e}"))?;
-                    tls = tls.identity(Identity::from_pem(cert, key));
-                }
-                (None, None) => {}
-                _ => return Err("tls-cert-file and tls-key-file must be set together".into()),
-            }
-            if let Some(d) = &c.tls_domain {
-                tls = tls.domain_name(d.clone());
-            }
-            ep = ep
-                .tls_config(tls)
-                .map_err(|e| format!("TLS configuration: {e}"))?;
-        }
-        ep.connect().await.map_err(|e| {
-            let mut msg = format!("cannot connect to {}: {e}", c.url);
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            msg
-        })
+    async fn channel(&self) -> Result<Intercepted, InferError> {
+        let ch = self.cfg.target.connect().await?;
+        Ok(InterceptedService::new(ch, self.cfg.auth.clone()))
     }
 
     /// Model tensors and class names (ModelInfo through the proxy, ModelMetadata + ModelConfig
     /// from Triton).
-    pub async fn describe(&self) -> Result<ModelDesc, String> {
+    pub async fn describe(&self) -> Result<ModelDesc, InferError> {
         let ch = self.channel().await?;
         let c = &self.cfg;
         match c.transport {
             Transport::Proxy => {
-                let mut mm = MultiModalClient::new(ch);
-                let req = self.with_auth(tonic::Request::new(ModelInfoRequest {
-                    model: c.model.clone(),
-                    version: c.model_version.clone(),
-                }));
-                let info = mm
-                    .model_info(req)
+                let info = MultiModalClient::new(ch)
+                    .model_info(ModelInfoRequest {
+                        model: c.model.clone(),
+                        version: c.model_version.clone(),
+                    })
                     .await
-                    .map_err(|s| auth_hint(&s))?
+                    .map_err(|s| InferError::status(&s))?
                     .into_inner();
                 Ok(ModelDesc {
                     input_name: info.inputs.first().map(|i| i.name.clone()),
@@ -254,18 +257,18 @@ impl Client {
                 let mut t =
                     GrpcInferenceServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE);
                 let meta = t
-                    .model_metadata(self.with_auth(tonic::Request::new(ModelMetadataRequest {
+                    .model_metadata(ModelMetadataRequest {
                         name: c.model.clone(),
                         version: c.model_version.clone(),
-                    })))
+                    })
                     .await
-                    .map_err(|s| auth_hint(&s))?
+                    .map_err(|s| InferError::status(&s))?
                     .into_inner();
                 let cfg = t
-                    .model_config(self.with_auth(tonic::Request::new(ModelConfigRequest {
+                    .model_config(ModelConfigRequest {
                         name: c.model.clone(),
                         version: c.model_version.clone(),
-                    })))
+                    })
                     .await
                     .ok()
                     .and_then(|r| r.into_inner().config);
@@ -286,28 +289,26 @@ impl Client {
         }
     }
 
-    async fn connection(&self) -> Result<Conn, String> {
+    async fn connection(&self) -> Result<Conn, InferError> {
         let mut st = self.state.lock().await;
         if let Some(c) = &st.conn {
             if c.alive.load(Ordering::Acquire) {
                 return Ok(c.clone());
             }
-            st.last_error = c
-                .error
-                .lock()
-                .ok()
-                .and_then(|e| e.clone())
-                .unwrap_or_else(|| "stream closed".into());
+            st.last_error = Some(c.ended_because());
             st.conn = None;
         }
         let now = Instant::now();
         if now < st.next_attempt {
-            return Err(format!(
-                "not connected to {} (next attempt in {} ms): {}",
-                self.cfg.url,
-                (st.next_attempt - now).as_millis(),
-                st.last_error
-            ));
+            return Err(InferError::Backoff {
+                url: self.cfg.target.url.clone(),
+                in_ms: (st.next_attempt - now).as_millis(),
+                last: Box::new(
+                    st.last_error
+                        .clone()
+                        .unwrap_or_else(|| InferError::Closed("stream closed".into())),
+                ),
+            });
         }
         match self.connect().await {
             Ok(c) => {
@@ -318,30 +319,19 @@ impl Client {
             Err(e) => {
                 st.next_attempt = Instant::now() + st.backoff;
                 st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
-                st.last_error = e.clone();
+                st.last_error = Some(e.clone());
                 Err(e)
             }
         }
     }
 
-    async fn connect(&self) -> Result<Conn, String> {
+    async fn connect(&self) -> Result<Conn, InferError> {
         let ch = self.channel().await?;
-        let pending: Pending = Default::default();
-        let alive = Arc::new(AtomicBool::new(true));
-        let error = Arc::new(Mutex::new(None));
-        let fail_all = {
-            let (pending, alive, error) = (pending.clone(), alive.clone(), error.clone());
-            move |why: String| {
-                alive.store(false, Ordering::Release);
-                if let Ok(mut e) = error.lock() {
-                    *e = Some(why.clone());
-                }
-                if let Ok(mut p) = pending.lock() {
-                    for (_, tx) in p.drain() {
-                        let _ = tx.send(Err(why.clone()));
-                    }
-                }
-            }
+        let conn = Conn {
+            tx: Sender::Proxy(mpsc::channel(1).0),
+            pending: Default::default(),
+            alive: Arc::new(AtomicBool::new(true)),
+            error: Arc::new(Mutex::new(None)),
         };
         let tx = match self.cfg.transport {
             Transport::Proxy => {
@@ -349,31 +339,24 @@ impl Client {
                 let mut mm = MultiModalClient::new(ch)
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE);
-                let req = self.with_auth(tonic::Request::new(ReceiverStream::new(rx)));
-                let pending = pending.clone();
+                let reader = conn.clone();
                 tokio::spawn(async move {
-                    let why = match mm.chat(req).await {
-                        Err(s) => auth_hint(&s),
+                    let why = match mm.chat(ReceiverStream::new(rx)).await {
+                        Err(s) => InferError::status(&s),
                         Ok(resp) => {
-                            let mut acks = resp.into_inner();
-                            loop {
-                                match acks.message().await {
-                                    Ok(Some(ack)) => {
-                                        let tx = pending
-                                            .lock()
-                                            .ok()
-                                            .and_then(|mut p| p.remove(&ack.correlation_id));
-                                        if let Some(tx) = tx {
-                                            let _ = tx.send(ack_to_output(ack));
-                                        }
-                                    }
-                                    Ok(None) => break "the proxy closed the stream".to_string(),
-                                    Err(s) => break auth_hint(&s),
-                                }
-                            }
+                            read_replies(
+                                resp.into_inner(),
+                                &reader.pending,
+                                "the proxy",
+                                |mut ack| {
+                                    let id = std::mem::take(&mut ack.correlation_id);
+                                    Reply::For(id, ack_to_output(ack))
+                                },
+                            )
+                            .await
                         }
                     };
-                    fail_all(why);
+                    reader.fail_all(why);
                 });
                 Sender::Proxy(tx)
             }
@@ -382,68 +365,28 @@ impl Client {
                 let mut t = GrpcInferenceServiceClient::new(ch)
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE);
-                let req = self.with_auth(tonic::Request::new(ReceiverStream::new(rx)));
-                let pending = pending.clone();
+                let reader = conn.clone();
                 tokio::spawn(async move {
-                    let why = match t.model_stream_infer(req).await {
-                        Err(s) => auth_hint(&s),
+                    let why = match t.model_stream_infer(ReceiverStream::new(rx)).await {
+                        Err(s) => InferError::status(&s),
                         Ok(resp) => {
-                            let mut s = resp.into_inner();
-                            loop {
-                                match s.message().await {
-                                    Ok(Some(r)) => {
-                                        let resp = r.infer_response.unwrap_or_default();
-                                        let tx = pending
-                                            .lock()
-                                            .ok()
-                                            .and_then(|mut p| p.remove(&resp.id));
-                                        if let Some(tx) = tx {
-                                            let out = if r.error_message.is_empty() {
-                                                triton_to_output(resp)
-                                            } else {
-                                                Err(format!("Triton: {}", r.error_message))
-                                            };
-                                            let _ = tx.send(out);
-                                        } else if !r.error_message.is_empty() && resp.id.is_empty()
-                                        {
-                                            // An error without an id: fail the oldest request rather than hang it.
-                                            let first = pending.lock().ok().and_then(|mut p| {
-                                                let k = p.keys().min().cloned()?;
-                                                p.remove(&k)
-                                            });
-                                            if let Some(tx) = first {
-                                                let _ = tx.send(Err(format!(
-                                                    "Triton: {}",
-                                                    r.error_message
-                                                )));
-                                            }
-                                        }
-                                    }
-                                    Ok(None) => break "Triton closed the stream".to_string(),
-                                    Err(s) => break auth_hint(&s),
-                                }
-                            }
+                            read_replies(resp.into_inner(), &reader.pending, "Triton", triton_reply)
+                                .await
                         }
                     };
-                    fail_all(why);
+                    reader.fail_all(why);
                 });
                 Sender::Triton(tx)
             }
         };
-        Ok(Conn {
-            tx,
-            pending,
-            alive,
-            error,
-        })
+        Ok(Conn { tx, ..conn })
     }
 
     /// The control JSON the proxy reads for this request, built once per tensor description.
-    fn control_note(&self, r: &Request) -> String {
-        let key = (r.input_name.clone(), r.dtype.clone(), r.shape.clone());
+    fn control_note(&self, spec: &Arc<TensorSpec>) -> String {
         let mut cache = self.note.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((k, note)) = cache.as_ref()
-            && *k == key
+            && (Arc::ptr_eq(k, spec) || **k == **spec)
         {
             return note.clone();
         }
@@ -451,40 +394,36 @@ impl Client {
         let note = serde_json::json!({
             "model": c.model,
             "version": c.model_version,
-            "inputs": [{"name": r.input_name, "shape": r.shape, "dtype": r.dtype, "from": "frame"}],
+            "inputs": [{"name": spec.input_name, "shape": spec.shape, "dtype": spec.dtype, "from": "frame"}],
             "outputs": c.output_names,
             "timeout": c.timeout.as_secs_f64(),
             "binary": true,
         })
         .to_string();
-        *cache = Some((key, note.clone()));
+        *cache = Some((spec.clone(), note.clone()));
         note
     }
 
     /// Sends one request and waits for its answer, at most `timeout` from now.
-    pub async fn infer(&self, r: Request) -> Result<InferOutput, String> {
-        let deadline = tokio::time::Instant::now() + self.cfg.timeout;
+    pub async fn infer(&self, r: Request) -> Answer {
+        let c = &self.cfg;
+        let deadline = tokio::time::Instant::now() + c.timeout;
         let conn = tokio::time::timeout_at(deadline, self.connection())
             .await
-            .map_err(|_| {
-                format!(
-                    "timeout: no connection to {} within {} ms",
-                    self.cfg.url,
-                    self.cfg.timeout.as_millis()
-                )
+            .map_err(|_| InferError::ConnectTimeout {
+                url: c.target.url.clone(),
+                ms: c.timeout.as_millis(),
             })??;
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = conn.pending.lock() {
             p.insert(r.id.clone(), tx);
         }
-        let c = &self.cfg;
         let sent = match &conn.tx {
             Sender::Proxy(s) => {
-                let note = self.control_note(&r);
                 let p = DataPacket {
                     meta: Some(Meta {
                         correlation_id: r.id.clone(),
-                        note,
+                        note: self.control_note(&r.spec),
                         stream_id: String::new(),
                         capture_ts_ns: 0,
                     }),
@@ -498,9 +437,9 @@ impl Client {
                     model_version: c.model_version.clone(),
                     id: r.id.clone(),
                     inputs: vec![InferInputTensor {
-                        name: r.input_name,
-                        datatype: r.dtype,
-                        shape: r.shape,
+                        name: r.spec.input_name.clone(),
+                        datatype: r.spec.dtype.clone(),
+                        shape: r.spec.shape.clone(),
                         ..Default::default()
                     }],
                     outputs: c
@@ -518,43 +457,91 @@ impl Client {
             }
         };
         if !sent {
-            if let Ok(mut p) = conn.pending.lock() {
-                p.remove(&r.id);
-            }
-            return Err(conn
-                .error
-                .lock()
-                .ok()
-                .and_then(|e| e.clone())
-                .unwrap_or_else(|| "stream closed".into()));
+            conn.forget(&r.id);
+            return Err(conn.ended_because());
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(res)) => res,
-            Ok(Err(_)) => Err("stream closed before the answer".into()),
+            Ok(Err(_)) => Err(InferError::Closed("stream closed before the answer".into())),
             Err(_) => {
-                if let Ok(mut p) = conn.pending.lock() {
-                    p.remove(&r.id);
-                }
-                Err(format!(
-                    "timeout: no answer within {} ms (timeout-ms)",
-                    c.timeout.as_millis()
-                ))
+                conn.forget(&r.id);
+                Err(InferError::Timeout {
+                    ms: c.timeout.as_millis(),
+                })
             }
         }
     }
 }
 
-fn ack_to_output(ack: triton_proto::multimodal::Ack) -> Result<InferOutput, String> {
+impl Conn {
+    /// The stream is over: every pending request fails with `why`.
+    fn fail_all(&self, why: InferError) {
+        self.alive.store(false, Ordering::Release);
+        if let Ok(mut e) = self.error.lock() {
+            *e = Some(why.clone());
+        }
+        if let Ok(mut p) = self.pending.lock() {
+            for (_, tx) in p.drain() {
+                let _ = tx.send(Err(why.clone()));
+            }
+        }
+    }
+}
+
+/// The one reader loop of both transports: hands each reply to its pending request until the
+/// stream ends, and returns why it ended.
+async fn read_replies<M>(
+    mut stream: tonic::Streaming<M>,
+    pending: &Pending,
+    peer: &str,
+    mut reply: impl FnMut(M) -> Reply,
+) -> InferError {
+    loop {
+        match stream.message().await {
+            Ok(Some(m)) => {
+                let (tx, answer) = match reply(m) {
+                    Reply::For(id, answer) => {
+                        (pending.lock().ok().and_then(|mut p| p.remove(&id)), answer)
+                    }
+                    Reply::Orphan(e) => {
+                        let oldest = pending.lock().ok().and_then(|mut p| {
+                            let k = p.keys().min().cloned()?;
+                            p.remove(&k)
+                        });
+                        (oldest, Err(e))
+                    }
+                };
+                if let Some(tx) = tx {
+                    let _ = tx.send(answer);
+                }
+            }
+            Ok(None) => return InferError::Closed(format!("{peer} closed the stream")),
+            Err(s) => return InferError::status(&s),
+        }
+    }
+}
+
+fn triton_reply(r: ModelStreamInferResponse) -> Reply {
+    let resp = r.infer_response.unwrap_or_default();
+    if r.error_message.is_empty() {
+        Reply::For(resp.id.clone(), triton_to_output(resp))
+    } else if resp.id.is_empty() {
+        Reply::Orphan(InferError::Triton(r.error_message))
+    } else {
+        Reply::For(resp.id, Err(InferError::Triton(r.error_message)))
+    }
+}
+
+fn ack_to_output(ack: Ack) -> Answer {
     use base64::Engine;
     if ack.status_code != 0 {
-        return Err(format!(
-            "proxy: {:?}: {}",
-            tonic::Code::from(ack.status_code),
-            ack.status_message
-        ));
+        return Err(InferError::Proxy {
+            code: tonic::Code::from(ack.status_code),
+            message: ack.status_message,
+        });
     }
     let msg: serde_json::Value = serde_json::from_str(&ack.message)
-        .map_err(|e| format!("proxy: Ack.message is not JSON: {e}"))?;
+        .map_err(|e| InferError::Protocol(format!("proxy: Ack.message is not JSON: {e}")))?;
     let version = msg["version"].as_str().unwrap_or_default().to_string();
     let mut outputs: Vec<OutTensor> = ack
         .raw_outputs
@@ -572,7 +559,9 @@ fn ack_to_output(ack: triton_proto::multimodal::Ack) -> Result<InferOutput, Stri
         for (name, o) in map {
             let data = base64::engine::general_purpose::STANDARD
                 .decode(o["b64"].as_str().unwrap_or_default())
-                .map_err(|e| format!("proxy: output {name}: bad base64: {e}"))?;
+                .map_err(|e| {
+                    InferError::Protocol(format!("proxy: output {name}: bad base64: {e}"))
+                })?;
             let shape = o["shape"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
@@ -591,13 +580,13 @@ fn ack_to_output(ack: triton_proto::multimodal::Ack) -> Result<InferOutput, Stri
     })
 }
 
-fn triton_to_output(r: triton_proto::inference::ModelInferResponse) -> Result<InferOutput, String> {
+fn triton_to_output(r: triton_proto::inference::ModelInferResponse) -> Answer {
     if r.raw_output_contents.len() != r.outputs.len() {
-        return Err(format!(
+        return Err(InferError::Protocol(format!(
             "Triton answered {} outputs with {} raw buffers",
             r.outputs.len(),
             r.raw_output_contents.len()
-        ));
+        )));
     }
     Ok(InferOutput {
         model_version: r.model_version,

@@ -1,14 +1,15 @@
-use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
-use super::client::{Client, ClientConfig, InferOutput, RUNTIME, Request, Transport};
-use crate::decode::{self, COCO80, Decoder, Params};
+use super::client::{Client, InferError, InferOutput, RUNTIME, Request, TensorSpec};
+use super::queue::{OrderedQueue, Refused};
+use super::session::Session;
+use super::settings::{self, OnError, Settings};
 use crate::letterbox::geometry::Letterbox;
 use crate::meta;
 
@@ -20,113 +21,12 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstTritonTransport")]
-pub enum TransportProp {
-    #[enum_value(name = "triton-proxy: multimodal.MultiModal/Chat", nick = "proxy")]
-    Proxy = 0,
-    #[enum_value(name = "Triton directly: ModelStreamInfer", nick = "triton")]
-    Triton = 1,
-}
-
-#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstTritonDecoder")]
-pub enum DecoderProp {
-    #[enum_value(name = "Choose from the output names and shapes", nick = "auto")]
-    Auto = 0,
-    #[enum_value(
-        name = "YOLOv8/v11 raw head [1,4+nc,N] or [1,N,4+nc], with NMS",
-        nick = "yolov8"
-    )]
-    Yolov8 = 1,
-    #[enum_value(name = "[1,M,6] x1,y1,x2,y2,score,class", nick = "xyxy-score-class")]
-    XyxyScoreClass = 2,
-    #[enum_value(name = "num_dets, boxes, scores, classes", nick = "efficient-nms")]
-    EfficientNms = 3,
-    #[enum_value(name = "No decoding (result meta only)", nick = "none")]
-    None = 4,
-}
-
-#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstTritonOnError")]
-pub enum OnError {
-    #[enum_value(
-        name = "Pass the frame on without detections (status error) and keep going",
-        nick = "skip"
-    )]
-    Skip = 0,
-    #[enum_value(name = "Post an element error and stop", nick = "fail")]
-    Fail = 1,
-}
-
-#[derive(Clone)]
-struct Settings {
-    url: String,
-    transport: TransportProp,
-    model: String,
-    model_version: String,
-    input_name: Option<String>,
-    output_names: Option<String>,
-    api_key: Option<String>,
-    bearer_token: Option<String>,
-    tls_ca_file: Option<String>,
-    tls_cert_file: Option<String>,
-    tls_key_file: Option<String>,
-    tls_domain: Option<String>,
-    timeout_ms: u32,
-    max_in_flight: u32,
-    interval: u32,
-    stream_id: String,
-    decoder: DecoderProp,
-    conf_threshold: f64,
-    iou_threshold: f64,
-    max_detections: u32,
-    class_agnostic_nms: bool,
-    labels_file: Option<String>,
-    classes: Option<String>,
-    on_error: OnError,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            url: "http://localhost:50051".into(),
-            transport: TransportProp::Proxy,
-            model: "yolov8n".into(),
-            model_version: String::new(),
-            input_name: None,
-            output_names: None,
-            api_key: None,
-            bearer_token: None,
-            tls_ca_file: None,
-            tls_cert_file: None,
-            tls_key_file: None,
-            tls_domain: None,
-            timeout_ms: 30000,
-            max_in_flight: 4,
-            interval: 1,
-            stream_id: "cam-001".into(),
-            decoder: DecoderProp::Auto,
-            conf_threshold: 0.25,
-            iou_threshold: 0.45,
-            max_detections: 300,
-            class_agnostic_nms: false,
-            labels_file: None,
-            classes: None,
-            on_error: OnError::Skip,
-        }
-    }
-}
-
 enum Item {
     Frame {
         buffer: gst::Buffer,
         frame_no: u64,
         request_id: String,
-        rx: Option<oneshot::Receiver<Result<InferOutput, String>>>,
+        rx: Option<oneshot::Receiver<Result<InferOutput, InferError>>>,
         submitted: Instant,
         geometry: Letterbox,
     },
@@ -138,27 +38,17 @@ enum Item {
     Event(gst::Event),
 }
 
-struct Shared {
-    queue: VecDeque<Item>,
-    frames_queued: usize,
-    flushing: bool,
-    flow: Result<gst::FlowSuccess, gst::FlowError>,
-}
-
 /// Created on READY→PAUSED, dropped on PAUSED→READY.
 struct Running {
     client: Arc<Client>,
     settings: Settings,
-    input_name: String,
-    decoder: Option<Decoder>,
-    labels: Vec<String>,
-    params: Params,
+    session: Session,
+    /// The tensor description of the last request, shared by every request while it holds.
+    spec: Option<Arc<TensorSpec>>,
     frame_no: u64,
     failures_since_warning: u64,
     last_warning: Option<Instant>,
     described: bool,
-    /// Labels came from labels-file: the model's class names do not replace them.
-    labels_locked: bool,
 }
 
 pub struct TritonInfer {
@@ -166,9 +56,8 @@ pub struct TritonInfer {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     running: Mutex<Option<Running>>,
-    shared: Mutex<Shared>,
-    cond: Condvar,
-    flush_tx: watch::Sender<u64>,
+    /// Frames in arrival order, waiting for their answers, and serialized events.
+    queue: OrderedQueue<Item, gst::FlowError>,
 }
 
 #[glib::object_subclass]
@@ -213,106 +102,40 @@ impl ObjectSubclass for TritonInfer {
             srcpad,
             settings: Mutex::new(Settings::default()),
             running: Mutex::new(None),
-            shared: Mutex::new(Shared {
-                queue: VecDeque::new(),
-                frames_queued: 0,
-                flushing: true,
-                flow: Ok(gst::FlowSuccess::Ok),
-            }),
-            cond: Condvar::new(),
-            flush_tx: watch::channel(0).0,
+            queue: OrderedQueue::new(),
         }
     }
-}
-
-fn env_nonempty(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
 }
 
 impl TritonInfer {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         meta::register();
         let s = self.settings.lock().unwrap().clone();
-        let output_names: Vec<String> = s
-            .output_names
-            .as_deref()
-            .map(|o| {
-                o.split(',')
-                    .map(str::trim)
-                    .filter(|x| !x.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_else(|| {
-                if s.transport == TransportProp::Proxy {
-                    vec!["output0".to_string()]
-                } else {
-                    vec![]
-                }
-            });
-        let cfg = ClientConfig {
-            url: s.url.clone(),
-            transport: if s.transport == TransportProp::Proxy {
-                Transport::Proxy
-            } else {
-                Transport::Triton
-            },
-            model: s.model.clone(),
-            model_version: s.model_version.clone(),
-            output_names,
-            api_key: s.api_key.clone().or_else(|| env_nonempty("DOMINO_API_KEY")),
-            bearer_token: s
-                .bearer_token
-                .clone()
-                .or_else(|| env_nonempty("GRPC_BEARER_TOKEN")),
-            tls_ca_file: s.tls_ca_file.clone(),
-            tls_cert_file: s.tls_cert_file.clone(),
-            tls_key_file: s.tls_key_file.clone(),
-            tls_domain: s.tls_domain.clone(),
-            timeout: Duration::from_millis(s.timeout_ms as u64),
-        };
-        let mut labels: Vec<String> = COCO80.iter().map(|s| s.to_string()).collect();
-        let mut from_file = false;
-        if let Some(path) = &s.labels_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+        let labels_text = match &s.labels_file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
                 gst::error_msg!(
                     gst::ResourceError::OpenRead,
                     ("tritoninfer: labels-file: cannot read {}: {}", path, e)
                 )
-            })?;
-            labels = decode::parse_labels(&text);
-            from_file = true;
-        }
-        let decoder = match s.decoder {
-            DecoderProp::Auto | DecoderProp::None => None,
-            DecoderProp::Yolov8 => Some(Decoder::Yolov8),
-            DecoderProp::XyxyScoreClass => Some(Decoder::XyxyScoreClass),
-            DecoderProp::EfficientNms => Some(Decoder::EfficientNms),
+            })?),
+            None => None,
         };
-        let params = Params {
-            conf_threshold: s.conf_threshold as f32,
-            iou_threshold: s.iou_threshold as f32,
-            max_detections: s.max_detections as usize,
-            class_agnostic: s.class_agnostic_nms,
-            classes: None,
-        };
-        let mut running = Running {
+        let settings_error =
+            |e: String| gst::error_msg!(gst::LibraryError::Settings, ("tritoninfer: {}", e));
+        let session = Session::new(&s, labels_text.as_deref()).map_err(settings_error)?;
+        let cfg = s
+            .client_config()
+            .map_err(|e| settings_error(e.to_string()))?;
+        *self.running.lock().unwrap() = Some(Running {
             client: Arc::new(Client::new(cfg)),
-            input_name: s.input_name.clone().unwrap_or_else(|| "images".into()),
             settings: s,
-            decoder,
-            labels,
-            params,
+            session,
+            spec: None,
             frame_no: 0,
             failures_since_warning: 0,
             last_warning: None,
             described: false,
-            labels_locked: from_file,
-        };
-        running
-            .resolve_classes()
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("tritoninfer: {}", e)))?;
-        *self.running.lock().unwrap() = Some(running);
+        });
         Ok(())
     }
 
@@ -325,47 +148,30 @@ impl TritonInfer {
         });
         match desc {
             Ok(Ok(d)) => {
-                if r.settings.input_name.is_none()
-                    && let Some(n) = d.input_name
-                {
-                    r.input_name = n;
-                }
-                if r.settings.output_names.is_none() && !d.outputs.is_empty() {
-                    // Ask for exactly the model's outputs (the proxy's default is only 'output0').
+                let applied = r.session.apply(d);
+                if let Some(outputs) = applied.outputs {
                     let mut cfg = r.client.config().clone();
-                    cfg.output_names = d.outputs.iter().map(|(n, _)| n.clone()).collect();
+                    cfg.output_names = outputs;
                     r.client = Arc::new(Client::new(cfg));
                 }
-                if r.decoder.is_none()
-                    && r.settings.decoder == DecoderProp::Auto
-                    && !d.outputs.is_empty()
-                {
-                    match decode::detect(&d.outputs) {
-                        Ok(k) => r.decoder = Some(k),
-                        Err(e) => gst::warning!(CAT, imp = self, "{e}"),
-                    }
-                }
-                if !r.labels_locked
-                    && let Some(names) = d.class_names.filter(|n| !n.is_empty())
-                {
-                    r.labels = names;
-                    let _ = r.resolve_classes();
+                if let Some(w) = applied.warning {
+                    gst::warning!(CAT, imp = self, "{w}");
                 }
                 gst::info!(
                     CAT,
                     imp = self,
                     "model {}: input {}, decoder {:?}, {} labels",
                     r.settings.model,
-                    r.input_name,
-                    r.decoder,
-                    r.labels.len()
+                    r.session.input_name,
+                    r.session.decoder(),
+                    r.session.labels().len()
                 );
             }
             Ok(Err(e)) => gst::warning!(
                 CAT,
                 imp = self,
                 "model description unavailable ({e}); using input '{}' and deciding the decoder from the first answer",
-                r.input_name
+                r.session.input_name
             ),
             Err(_) => gst::warning!(
                 CAT,
@@ -407,11 +213,27 @@ impl TritonInfer {
                     .clone()
                     .into_mapped_buffer_readable()
                     .map_err(|_| gst::FlowError::Error)?;
+                let spec = match &r.spec {
+                    Some(s)
+                        if s.dtype == tm.dtype
+                            && s.shape == tm.shape
+                            && s.input_name == r.session.input_name =>
+                    {
+                        s.clone()
+                    }
+                    _ => {
+                        let s = Arc::new(TensorSpec {
+                            input_name: r.session.input_name.clone(),
+                            dtype: tm.dtype.clone(),
+                            shape: tm.shape.clone(),
+                        });
+                        r.spec = Some(s.clone());
+                        s
+                    }
+                };
                 let req = Request {
                     id: request_id.clone(),
-                    input_name: r.input_name.clone(),
-                    dtype: tm.dtype.clone(),
-                    shape: tm.shape.clone(),
+                    spec,
                     data: bytes::Bytes::from_owner(data),
                 };
                 let (tx, rx) = oneshot::channel();
@@ -430,18 +252,11 @@ impl TritonInfer {
             }
         };
         let max = self.settings.lock().unwrap().max_in_flight.max(1) as usize;
-        let mut sh = self.shared.lock().unwrap();
-        while sh.frames_queued >= max && !sh.flushing && sh.flow.is_ok() {
-            sh = self.cond.wait(sh).unwrap();
+        match self.queue.push_frame(item, max) {
+            Ok(()) => Ok(gst::FlowSuccess::Ok),
+            Err(Refused::Flushing) => Err(gst::FlowError::Flushing),
+            Err(Refused::Flow(e)) => Err(e),
         }
-        if sh.flushing {
-            return Err(gst::FlowError::Flushing);
-        }
-        sh.flow?;
-        sh.frames_queued += 1;
-        sh.queue.push_back(item);
-        self.cond.notify_all();
-        Ok(gst::FlowSuccess::Ok)
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
@@ -459,31 +274,14 @@ impl TritonInfer {
                 self.start_task();
                 ok
             }
-            _ if event.is_serialized() => {
-                let mut sh = self.shared.lock().unwrap();
-                if sh.flushing {
-                    return false;
-                }
-                sh.queue.push_back(Item::Event(event));
-                self.cond.notify_all();
-                true
-            }
+            _ if event.is_serialized() => self.queue.push_other(Item::Event(event)),
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
     }
 
+    /// Flushing drops the queued frames: dropping their receivers abandons the answers.
     fn set_flushing(&self, flushing: bool) {
-        let mut sh = self.shared.lock().unwrap();
-        sh.flushing = flushing;
-        if flushing {
-            // Dropping the receivers abandons the in-flight answers.
-            sh.queue.clear();
-            sh.frames_queued = 0;
-            self.flush_tx.send_modify(|n| *n += 1);
-        } else {
-            sh.flow = Ok(gst::FlowSuccess::Ok);
-        }
-        self.cond.notify_all();
+        self.queue.set_flushing(flushing);
     }
 
     fn start_task(&self) {
@@ -529,26 +327,19 @@ impl TritonInfer {
 
     fn src_loop(&self) {
         // Wait for the head item; take its receiver but leave it queued (it still counts).
-        let mut flush_rx = self.flush_tx.subscribe();
-        let rx = {
-            let mut sh = self.shared.lock().unwrap();
-            while sh.queue.is_empty() && !sh.flushing {
-                sh = self.cond.wait(sh).unwrap();
-            }
-            if sh.flushing {
-                let _ = self.srcpad.pause_task();
-                return;
-            }
-            match sh.queue.front_mut() {
-                Some(Item::Frame { rx, .. }) => rx.take(),
-                _ => None,
-            }
+        let mut flush_rx = self.queue.flushes();
+        let Some(rx) = self.queue.peek_head(|item| match item {
+            Item::Frame { rx, .. } => rx.take(),
+            _ => None,
+        }) else {
+            let _ = self.srcpad.pause_task();
+            return;
         };
         let result = match rx {
             Some(rx) => {
                 let got = RUNTIME.block_on(async {
                     tokio::select! {
-                        r = rx => Some(r.unwrap_or_else(|_| Err("request abandoned".into()))),
+                        r = rx => Some(r.unwrap_or_else(|_| Err(InferError::Closed("request abandoned".into())))),
                         _ = flush_rx.changed() => None,
                     }
                 });
@@ -562,32 +353,22 @@ impl TritonInfer {
             }
             None => None,
         };
-        let item = {
-            let mut sh = self.shared.lock().unwrap();
-            if sh.flushing {
-                let _ = self.srcpad.pause_task();
-                return;
-            }
-            let item = sh.queue.pop_front();
-            if matches!(item, Some(Item::Frame { .. } | Item::Skipped { .. })) {
-                sh.frames_queued -= 1;
-            }
-            self.cond.notify_all();
-            item
+        let Some(item) = self.queue.pop() else {
+            let _ = self.srcpad.pause_task();
+            return;
         };
         let flow = match item {
-            None => return,
-            Some(Item::Event(e)) => {
+            Item::Event(e) => {
                 let is_eos = matches!(e.view(), gst::EventView::Eos(_));
                 if !self.srcpad.push_event(e) && is_eos {
                     gst::debug!(CAT, imp = self, "EOS not handled downstream");
                 }
                 Ok(gst::FlowSuccess::Ok)
             }
-            Some(Item::Skipped {
+            Item::Skipped {
                 mut buffer,
                 frame_no,
-            }) => {
+            } => {
                 let (model, version) = self.model_names();
                 meta::add_result_meta(
                     buffer.make_mut(),
@@ -601,15 +382,15 @@ impl TritonInfer {
                 );
                 self.srcpad.push(buffer)
             }
-            Some(Item::Frame {
+            Item::Frame {
                 buffer,
                 frame_no,
                 request_id,
                 submitted,
                 geometry,
                 ..
-            }) => {
-                let res = result.unwrap_or_else(|| Err("no request".into()));
+            } => {
+                let res = result.unwrap_or_else(|| Err(InferError::Closed("no request".into())));
                 match self.finish_frame(buffer, frame_no, request_id, submitted, geometry, res) {
                     Ok(b) => self.srcpad.push(b),
                     Err(e) => Err(e),
@@ -617,10 +398,7 @@ impl TritonInfer {
             }
         };
         if let Err(e) = flow {
-            let mut sh = self.shared.lock().unwrap();
-            sh.flow = Err(e);
-            self.cond.notify_all();
-            drop(sh);
+            self.queue.fail(e);
             if e != gst::FlowError::Flushing {
                 gst::debug!(CAT, imp = self, "downstream returned {e:?}; pausing");
                 if matches!(e, gst::FlowError::Error | gst::FlowError::NotNegotiated) {
@@ -647,7 +425,7 @@ impl TritonInfer {
         request_id: String,
         submitted: Instant,
         geometry: Letterbox,
-        res: Result<InferOutput, String>,
+        res: Result<InferOutput, InferError>,
     ) -> Result<gst::Buffer, gst::FlowError> {
         let latency_ms = submitted.elapsed().as_secs_f64() * 1000.0;
         let mut guard = self.running.lock().unwrap();
@@ -663,42 +441,17 @@ impl TritonInfer {
             frame: frame_no,
             ..Default::default()
         };
-        let decoded = res.and_then(|out| {
+        let decoded = res.map_err(|e| e.to_string()).and_then(|out| {
             result.model_version = out.model_version.clone();
-            r.decode(&out)
+            r.session.decode(&out)
         });
         let b = buffer.make_mut();
         match decoded {
             Ok(dets) => {
-                let (fw, fh) = (geometry.src_w, geometry.src_h);
-                for d in dets {
-                    let bb = geometry.box_to_frame([
-                        d.bbox[0] as f64,
-                        d.bbox[1] as f64,
-                        d.bbox[2] as f64,
-                        d.bbox[3] as f64,
-                    ]);
-                    if bb[2] - bb[0] <= 0.0 || bb[3] - bb[1] <= 0.0 {
-                        continue;
-                    }
-                    let label = r
-                        .labels
-                        .get(d.class)
-                        .cloned()
-                        .unwrap_or_else(|| format!("class{}", d.class));
-                    meta::add_detection(
-                        b,
-                        &meta::Detection {
-                            label: label.clone(),
-                            class_id: d.class as i32,
-                            confidence: d.score as f64,
-                            bbox: bb,
-                        },
-                        fw,
-                        fh,
-                    );
+                for d in r.session.detections(dets, &geometry) {
+                    meta::add_detection(b, &d, geometry.src_w, geometry.src_h);
                     result.detections += 1;
-                    result.labels.push(label);
+                    result.labels.push(d.label);
                 }
                 if r.failures_since_warning > 0 {
                     gst::info!(
@@ -753,70 +506,6 @@ impl TritonInfer {
     }
 }
 
-impl Running {
-    /// Class filter from the `classes` property (labels or ids), against the current labels.
-    fn resolve_classes(&mut self) -> Result<(), String> {
-        self.params.classes = match self
-            .settings
-            .classes
-            .as_deref()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-        {
-            None => None,
-            Some(list) => {
-                let mut ids = Vec::new();
-                for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    match item.parse::<usize>() {
-                        Ok(i) => ids.push(i),
-                        Err(_) => match self.labels.iter().position(|l| l == item) {
-                            Some(i) => ids.push(i),
-                            None => {
-                                return Err(format!(
-                                    "classes: '{item}' is neither a class id nor a known label (labels: {})",
-                                    self.labels.join(", ")
-                                ));
-                            }
-                        },
-                    }
-                }
-                Some(ids)
-            }
-        };
-        Ok(())
-    }
-
-    fn decode(&mut self, out: &InferOutput) -> Result<Vec<decode::Det>, String> {
-        if self.settings.decoder == DecoderProp::None {
-            return Ok(vec![]);
-        }
-        let decoder = match self.decoder {
-            Some(d) => d,
-            None => {
-                let seen: Vec<(String, Vec<i64>)> = out
-                    .outputs
-                    .iter()
-                    .map(|o| (o.name.clone(), o.shape.clone()))
-                    .collect();
-                let d = decode::detect(&seen)?;
-                self.decoder = Some(d);
-                d
-            }
-        };
-        let outs: Vec<decode::Output> = out
-            .outputs
-            .iter()
-            .map(|o| decode::Output {
-                name: &o.name,
-                dtype: &o.dtype,
-                shape: &o.shape,
-                data: &o.data,
-            })
-            .collect();
-        decode::decode(decoder, &outs, &self.params)
-    }
-}
-
 impl ObjectImpl for TritonInfer {
     fn constructed(&self) {
         self.parent_constructed();
@@ -826,201 +515,16 @@ impl ObjectImpl for TritonInfer {
     }
 
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let d = Settings::default();
-            let s = |name: &str, blurb: &str, def: Option<&str>| {
-                glib::ParamSpecString::builder(name)
-                    .blurb(blurb)
-                    .default_value(def)
-                    .mutable_ready()
-                    .build()
-            };
-            vec![
-                s(
-                    "url",
-                    "gRPC address of triton-proxy (transport=proxy) or Triton (transport=triton); https:// for TLS",
-                    Some(&d.url),
-                ),
-                glib::ParamSpecEnum::builder_with_default("transport", d.transport)
-                    .blurb("proxy: multimodal Chat stream; triton: ModelStreamInfer")
-                    .mutable_ready()
-                    .build(),
-                s("model", "Model name", Some(&d.model)),
-                s(
-                    "model-version",
-                    "Model version (empty = server's choice)",
-                    Some(""),
-                ),
-                s(
-                    "input-name",
-                    "Input tensor name (unset: from model metadata, else 'images')",
-                    None,
-                ),
-                s(
-                    "output-names",
-                    "Comma-separated output names (unset: proxy 'output0'; triton all outputs)",
-                    None,
-                ),
-                s(
-                    "api-key",
-                    "Sent as x-domino-api-key (unset: env DOMINO_API_KEY); never logged",
-                    None,
-                ),
-                s(
-                    "bearer-token",
-                    "Sent as authorization: Bearer (unset: env GRPC_BEARER_TOKEN); never logged",
-                    None,
-                ),
-                s(
-                    "tls-ca-file",
-                    "PEM CA to verify the server (enables TLS)",
-                    None,
-                ),
-                s("tls-cert-file", "PEM client certificate (mTLS)", None),
-                s("tls-key-file", "PEM client key (mTLS)", None),
-                s(
-                    "tls-domain",
-                    "Server name to verify (default: host of url)",
-                    None,
-                ),
-                glib::ParamSpecUInt::builder("timeout-ms")
-                    .blurb("Per-request timeout")
-                    .minimum(1)
-                    .default_value(d.timeout_ms)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("max-in-flight")
-                    .blurb("Requests outstanding at once; frames wait (back-pressure) when full")
-                    .minimum(1)
-                    .maximum(1024)
-                    .default_value(d.max_in_flight)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("interval")
-                    .blurb("Infer every Nth frame; others pass with status 'skipped'")
-                    .minimum(1)
-                    .default_value(d.interval)
-                    .mutable_ready()
-                    .build(),
-                s(
-                    "stream-id",
-                    "Stream name used in request ids '<stream-id>:<frame>'",
-                    Some(&d.stream_id),
-                ),
-                glib::ParamSpecEnum::builder_with_default("decoder", d.decoder)
-                    .blurb("Output layout")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecDouble::builder("conf-threshold")
-                    .blurb("Minimum confidence")
-                    .minimum(0.0)
-                    .maximum(1.0)
-                    .default_value(d.conf_threshold)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecDouble::builder("iou-threshold")
-                    .blurb("NMS IoU threshold")
-                    .minimum(0.0)
-                    .maximum(1.0)
-                    .default_value(d.iou_threshold)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("max-detections")
-                    .blurb("Most detections per frame")
-                    .minimum(1)
-                    .default_value(d.max_detections)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("class-agnostic-nms")
-                    .blurb("NMS across classes")
-                    .default_value(d.class_agnostic_nms)
-                    .mutable_ready()
-                    .build(),
-                s(
-                    "labels-file",
-                    "Class names, one per line (default: model config 'class_names', else COCO-80)",
-                    None,
-                ),
-                s(
-                    "classes",
-                    "Keep only these classes: comma-separated labels or ids",
-                    None,
-                ),
-                glib::ParamSpecEnum::builder_with_default("on-error", d.on_error)
-                    .blurb("What a failed request does")
-                    .mutable_ready()
-                    .build(),
-            ]
-        });
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(settings::properties);
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
-        let opt = |v: &glib::Value| {
-            v.get::<Option<String>>()
-                .expect("type checked")
-                .filter(|s| !s.is_empty())
-        };
-        match pspec.name() {
-            "url" => s.url = opt(value).unwrap_or_default(),
-            "transport" => s.transport = value.get().expect("type checked"),
-            "model" => s.model = opt(value).unwrap_or_default(),
-            "model-version" => s.model_version = opt(value).unwrap_or_default(),
-            "input-name" => s.input_name = opt(value),
-            "output-names" => s.output_names = opt(value),
-            "api-key" => s.api_key = opt(value),
-            "bearer-token" => s.bearer_token = opt(value),
-            "tls-ca-file" => s.tls_ca_file = opt(value),
-            "tls-cert-file" => s.tls_cert_file = opt(value),
-            "tls-key-file" => s.tls_key_file = opt(value),
-            "tls-domain" => s.tls_domain = opt(value),
-            "timeout-ms" => s.timeout_ms = value.get().expect("type checked"),
-            "max-in-flight" => s.max_in_flight = value.get().expect("type checked"),
-            "interval" => s.interval = value.get().expect("type checked"),
-            "stream-id" => s.stream_id = opt(value).unwrap_or_default(),
-            "decoder" => s.decoder = value.get().expect("type checked"),
-            "conf-threshold" => s.conf_threshold = value.get().expect("type checked"),
-            "iou-threshold" => s.iou_threshold = value.get().expect("type checked"),
-            "max-detections" => s.max_detections = value.get().expect("type checked"),
-            "class-agnostic-nms" => s.class_agnostic_nms = value.get().expect("type checked"),
-            "labels-file" => s.labels_file = opt(value),
-            "classes" => s.classes = opt(value),
-            "on-error" => s.on_error = value.get().expect("type checked"),
-            other => unreachable!("unknown property {other}"),
-        }
+        self.settings.lock().unwrap().set(pspec.name(), value);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "url" => s.url.to_value(),
-            "transport" => s.transport.to_value(),
-            "model" => s.model.to_value(),
-            "model-version" => s.model_version.to_value(),
-            "input-name" => s.input_name.to_value(),
-            "output-names" => s.output_names.to_value(),
-            // Secrets are write-only in effect: reading them back never reveals the value.
-            "api-key" => s.api_key.as_ref().map(|_| "*****").to_value(),
-            "bearer-token" => s.bearer_token.as_ref().map(|_| "*****").to_value(),
-            "tls-ca-file" => s.tls_ca_file.to_value(),
-            "tls-cert-file" => s.tls_cert_file.to_value(),
-            "tls-key-file" => s.tls_key_file.to_value(),
-            "tls-domain" => s.tls_domain.to_value(),
-            "timeout-ms" => s.timeout_ms.to_value(),
-            "max-in-flight" => s.max_in_flight.to_value(),
-            "interval" => s.interval.to_value(),
-            "stream-id" => s.stream_id.to_value(),
-            "decoder" => s.decoder.to_value(),
-            "conf-threshold" => s.conf_threshold.to_value(),
-            "iou-threshold" => s.iou_threshold.to_value(),
-            "max-detections" => s.max_detections.to_value(),
-            "class-agnostic-nms" => s.class_agnostic_nms.to_value(),
-            "labels-file" => s.labels_file.to_value(),
-            "classes" => s.classes.to_value(),
-            "on-error" => s.on_error.to_value(),
-            other => unreachable!("unknown property {other}"),
-        }
+        self.settings.lock().unwrap().get(pspec.name())
     }
 }
 

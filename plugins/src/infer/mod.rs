@@ -1,9 +1,18 @@
 //! `tritoninfer`: sends each frame's tensor (from `tritonletterbox`) to Triton, through
 //! `triton-proxy` or directly, and attaches the decoded detections as
 //! `GstVideoRegionOfInterestMeta`s plus a per-frame `TritonResultMeta`.
+//!
+//! * [`settings`]: the properties and their defaults.
+//! * [`session`]: pure per-run logic (labels, classes, decoder choice, answer → detections).
+//! * [`client`]: the gRPC side (both transports, reconnect, typed errors).
+//! * `queue`: the ordered, bounded hand-over from the chain function to the src task.
+//! * `imp`: the GStreamer element only (pads, queue, src task, flush, EOS).
 
 pub mod client;
 mod imp;
+mod queue;
+pub mod session;
+pub mod settings;
 
 use gst::glib;
 use gst::prelude::*;

@@ -1,0 +1,129 @@
+//! `triton-video`'s settings: flags and the seed client's environment variables.
+
+use clap::{CommandFactory, Parser};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "triton-video",
+    version,
+    about = "Video in, Triton object detection, annotated.mp4 + frame_counts.jsonl out"
+)]
+pub struct Args {
+    /// triton-proxy address (host:port or http[s]://host:port).
+    #[arg(long, env = "MM_ADDR", default_value = "localhost:50051")]
+    pub mm_addr: String,
+    /// Video file or rtsp:// URL (required).
+    #[arg(long, env = "VIDEO_PATH")]
+    pub video_path: Option<String>,
+    /// Where annotated.mp4 and frame_counts.jsonl go.
+    #[arg(long, env = "RESULTS_DIR", default_value = "results")]
+    pub results_dir: String,
+    /// Stream name in request ids and JSON lines.
+    #[arg(long, env = "STREAM_ID", default_value = "cam-001")]
+    pub stream_id: String,
+    /// Model input size (square).
+    #[arg(long, env = "IMG_SIZE", default_value_t = 640)]
+    pub img_size: u32,
+    /// Confidence threshold.
+    #[arg(long, env = "CONF_THRES", default_value_t = 0.25)]
+    pub conf_thres: f64,
+    /// Process at most this many frames per second (drops the rest).
+    #[arg(long, env = "FPS_CAP")]
+    pub fps_cap: Option<f64>,
+    /// Stop after this many frames.
+    #[arg(long, env = "MAX_FRAMES")]
+    pub max_frames: Option<u64>,
+    /// Model name.
+    #[arg(long, env = "MODEL_NAME", default_value = "yolov8n")]
+    pub model_name: String,
+    /// Model version (empty = latest).
+    #[arg(long, env = "MODEL_VERSION")]
+    pub model_version: Option<String>,
+    /// Input tensor name (default: from the model, else "images").
+    #[arg(long, env = "INPUT_NAME")]
+    pub input_name: Option<String>,
+    /// Output names, comma-separated (default: the model's outputs, else "output0").
+    #[arg(long, env = "OUTPUT_NAMES")]
+    pub output_names: Option<String>,
+    /// API key for the proxy (x-domino-api-key).
+    #[arg(long, env = "DOMINO_API_KEY", hide_env_values = true)]
+    pub domino_api_key: Option<String>,
+    /// Bearer token for the proxy.
+    #[arg(long, env = "GRPC_BEARER_TOKEN", hide_env_values = true)]
+    pub grpc_bearer_token: Option<String>,
+    /// Talk to Triton directly (ModelStreamInfer) at --triton-url instead of the proxy.
+    #[arg(long)]
+    pub direct: bool,
+    /// Triton address for --direct.
+    #[arg(long, env = "TRITON_URL", default_value = "localhost:8001")]
+    pub triton_url: String,
+    /// Requests in flight at once.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4)]
+    pub max_in_flight: u32,
+    /// PEM CA for a TLS proxy.
+    #[arg(long, env = "TLS_CA_FILE")]
+    pub tls_ca_file: Option<String>,
+}
+
+impl Args {
+    /// Reads the command line and the environment. Settings that are empty strings in the
+    /// environment count as unset (as in the seed's client).
+    pub fn from_env() -> Args {
+        for k in Args::env_names() {
+            if std::env::var_os(&k).is_some_and(|v| v.is_empty()) {
+                // SAFETY: called first thing in main, before any thread exists.
+                unsafe { std::env::remove_var(k) };
+            }
+        }
+        Args::parse()
+    }
+
+    /// Every environment variable the runner reads: those of its flags, plus RUST_LOG.
+    pub fn env_names() -> Vec<String> {
+        let cmd = Args::command();
+        cmd.get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .chain(["RUST_LOG".to_string()])
+            .collect()
+    }
+
+    /// The server address in use and the name of its setting.
+    pub fn server(&self) -> (&str, &'static str) {
+        if self.direct {
+            (&self.triton_url, "TRITON_URL")
+        } else {
+            (&self.mm_addr, "MM_ADDR")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_env_table_comes_from_the_flags() {
+        let names = Args::env_names();
+        for k in [
+            "MM_ADDR",
+            "VIDEO_PATH",
+            "MAX_FRAMES",
+            "DOMINO_API_KEY",
+            "TRITON_URL",
+            "TLS_CA_FILE",
+            "RUST_LOG",
+        ] {
+            assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
+        }
+        assert_eq!(names.len(), 18, "{names:?}");
+    }
+
+    #[test]
+    fn server_follows_direct() {
+        let a = Args::parse_from(["triton-video", "--mm-addr", "p:1", "--triton-url", "t:2"]);
+        assert_eq!(a.server(), ("p:1", "MM_ADDR"));
+        let a = Args::parse_from(["triton-video", "--direct", "--triton-url", "t:2"]);
+        assert_eq!(a.server(), ("t:2", "TRITON_URL"));
+    }
+}

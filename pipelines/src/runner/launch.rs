@@ -1,0 +1,114 @@
+//! The pipeline `triton-video` runs, as a `gst-launch` description.
+//!
+//! `source ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer ! tee`
+//!   → `detoverlay ! videoconvert ! x264enc ! mp4mux ! filesink RESULTS_DIR/annotated.mp4`
+//!   → `detjsonsink RESULTS_DIR/frame_counts.jsonl`
+//!
+//! Credentials never go into the description (GStreamer may log it): the element reads them
+//! from the environment.
+
+use triton_endpoint::normalize_url;
+
+use super::args::Args;
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The `gst-launch` description of the whole run.
+pub fn pipeline_description(a: &Args, video: &str) -> String {
+    let source = if video.contains("://") {
+        format!("uridecodebin uri={}", quote(video))
+    } else {
+        format!("filesrc location={} ! decodebin", quote(video))
+    };
+    let mut d = format!("{source} ! videoconvert ! queue max-size-buffers=4");
+    if let Some(fps) = a.fps_cap {
+        d.push_str(&format!(
+            " ! videorate drop-only=true max-rate={}",
+            fps.round().max(1.0) as u32
+        ));
+    }
+    d.push_str(&format!(
+        " ! tritonletterbox width={s} height={s} name=letterbox",
+        s = a.img_size
+    ));
+    let (url, transport) = if a.direct {
+        (normalize_url(&a.triton_url), "triton")
+    } else {
+        (normalize_url(&a.mm_addr), "proxy")
+    };
+    d.push_str(&format!(
+        " ! tritoninfer name=infer url={} transport={transport} model={} stream-id={} conf-threshold={} max-in-flight={}",
+        quote(&url),
+        quote(&a.model_name),
+        quote(&a.stream_id),
+        a.conf_thres,
+        a.max_in_flight
+    ));
+    if let Some(v) = a.model_version.as_deref().filter(|v| !v.is_empty()) {
+        d.push_str(&format!(" model-version={}", quote(v)));
+    }
+    if let Some(v) = &a.input_name {
+        d.push_str(&format!(" input-name={}", quote(v)));
+    }
+    if let Some(v) = &a.output_names {
+        d.push_str(&format!(" output-names={}", quote(v)));
+    }
+    if let Some(v) = &a.tls_ca_file {
+        d.push_str(&format!(" tls-ca-file={}", quote(v)));
+    }
+    let dir = a.results_dir.trim_end_matches('/');
+    d.push_str(&format!(
+        " ! tee name=t \
+         t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! x264enc speed-preset=veryfast tune=zerolatency ! mp4mux ! filesink location={} \
+         t. ! queue max-size-buffers=30 ! detjsonsink location={} stream-id={}",
+        quote(&format!("{dir}/annotated.mp4")),
+        quote(&format!("{dir}/frame_counts.jsonl")),
+        quote(&a.stream_id)
+    ));
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn file_and_uri_sources_quoting_and_options() {
+        let a = Args::parse_from([
+            "triton-video",
+            "--mm-addr",
+            "proxy:50051",
+            "--model-name",
+            "m\"x",
+            "--fps-cap",
+            "9.6",
+            "--results-dir",
+            "out/",
+            "--domino-api-key",
+            "secret-key",
+        ]);
+        let d = pipeline_description(&a, "/v/in.mp4");
+        assert!(
+            d.starts_with("filesrc location=\"/v/in.mp4\" ! decodebin"),
+            "{d}"
+        );
+        assert!(d.contains("videorate drop-only=true max-rate=10"), "{d}");
+        assert!(
+            d.contains("url=\"http://proxy:50051\" transport=proxy model=\"m\\\"x\""),
+            "{d}"
+        );
+        assert!(d.contains("location=\"out/annotated.mp4\""), "{d}");
+        assert!(d.contains("location=\"out/frame_counts.jsonl\""), "{d}");
+        assert!(!d.contains("secret-key"), "{d}");
+        assert!(!d.contains("model-version"), "{d}");
+
+        let a = Args::parse_from(["triton-video", "--direct", "--triton-url", "t:8001"]);
+        let d = pipeline_description(&a, "rtsp://cam/1");
+        assert!(d.starts_with("uridecodebin uri=\"rtsp://cam/1\""), "{d}");
+        assert!(d.contains("url=\"http://t:8001\" transport=triton"), "{d}");
+        assert!(!d.contains("videorate"), "{d}");
+    }
+}

@@ -1,0 +1,204 @@
+//! Checks the server and credentials before starting, so that a wrong address, key or model is
+//! one clear line and an exit code (from [`triton_endpoint::Error::exit_code`]) rather than a
+//! pipeline error.
+
+use std::time::Duration;
+
+use tonic::service::interceptor::InterceptedService;
+use triton_endpoint::{Auth, Error, Names, Target, Tls};
+use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use triton_proto::inference::{ModelReadyRequest, ServerReadyRequest};
+use triton_proto::multimodal::ModelInfoRequest;
+use triton_proto::multimodal::multi_modal_client::MultiModalClient;
+
+use super::args::Args;
+
+/// Why the run cannot start: the exit code and the line to print.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(e: &Error, message: impl Into<String>) -> Failure {
+        Failure {
+            code: e.exit_code(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::new(&e, e.to_string())
+    }
+}
+
+/// Where the runner connects: address and TLS from its settings, named as its user spells them.
+pub fn target(a: &Args) -> Target {
+    let (addr, field) = a.server();
+    let mut t = Target::new(
+        addr,
+        Names {
+            url: field,
+            ..Names::RUNNER
+        },
+    );
+    t.connect_timeout = Duration::from_secs(5);
+    t.tls = Tls {
+        ca_file: a.tls_ca_file.clone(),
+        ..Tls::default()
+    };
+    t
+}
+
+pub fn preflight(a: &Args) -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            code: 1,
+            message: e.to_string(),
+        })?;
+    rt.block_on(check(a))
+}
+
+async fn check(a: &Args) -> Result<(), Failure> {
+    let target = target(a);
+    let (addr, _) = a.server();
+    let who = if a.direct { "Triton" } else { "the proxy" };
+    let auth = Auth::new(
+        a.domino_api_key.as_deref(),
+        a.grpc_bearer_token.as_deref(),
+        &Names::RUNNER,
+    )?;
+    let ch = target.connect().await.map_err(|e| match &e {
+        Error::Connect { detail, .. } => {
+            Failure::new(&e, format!("cannot reach {who} at {addr}: {detail}"))
+        }
+        _ => e.into(),
+    })?;
+    let ch = InterceptedService::new(ch, auth);
+    let version = a.model_version.clone().unwrap_or_default();
+    if a.direct {
+        let mut c = GrpcInferenceServiceClient::new(ch);
+        let ready = c.server_ready(ServerReadyRequest {}).await.map_err(|s| {
+            let e = Error::from_status(&s, &Names::RUNNER);
+            Failure::new(&e, format!("Triton at {addr}: {}", s.message()))
+        })?;
+        let not_ready = |what: String| {
+            let e = Error::Status {
+                code: tonic::Code::Unavailable,
+                message: what.clone(),
+            };
+            Failure::new(&e, what)
+        };
+        if !ready.into_inner().ready {
+            return Err(not_ready(format!("Triton at {addr} is not ready")));
+        }
+        let m = c
+            .model_ready(ModelReadyRequest {
+                name: a.model_name.clone(),
+                version,
+            })
+            .await;
+        if !matches!(m, Ok(r) if r.get_ref().ready) {
+            return Err(not_ready(format!(
+                "MODEL_NAME: model '{}' is not ready on Triton at {addr}",
+                a.model_name
+            )));
+        }
+        return Ok(());
+    }
+    let info = MultiModalClient::new(ch)
+        .model_info(ModelInfoRequest {
+            model: a.model_name.clone(),
+            version,
+        })
+        .await;
+    let Err(s) = info else { return Ok(()) };
+    let e = Error::from_status(&s, &Names::RUNNER);
+    let message = match s.code() {
+        // An older proxy without ModelInfo: carry on, inference will tell.
+        tonic::Code::Unimplemented => return Ok(()),
+        tonic::Code::Unauthenticated => format!(
+            "the proxy at {addr} refused the credentials: {} ({})",
+            Names::RUNNER.credentials_hint,
+            s.message()
+        ),
+        tonic::Code::PermissionDenied | tonic::Code::NotFound => {
+            format!("MODEL_NAME: {}", s.message())
+        }
+        _ => format!("the proxy at {addr}: {}", s.message()),
+    };
+    Err(Failure::new(&e, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn run(args: &[&str]) -> Failure {
+        let mut argv = vec!["triton-video"];
+        argv.extend_from_slice(args);
+        preflight(&Args::parse_from(argv)).expect_err("preflight must fail")
+    }
+
+    #[test]
+    fn a_bad_address_is_a_configuration_error_naming_the_variable() {
+        let f = run(&["--mm-addr", "http://bad host:1"]);
+        assert_eq!(f.code, 2);
+        assert!(
+            f.message.starts_with("MM_ADDR: 'http://bad host:1'"),
+            "{}",
+            f.message
+        );
+        let f = run(&["--direct", "--triton-url", "http://bad host:1"]);
+        assert!(f.message.starts_with("TRITON_URL: "), "{}", f.message);
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_a_configuration_error() {
+        let f = run(&["--tls-ca-file", "/no/such/ca.pem"]);
+        assert_eq!(f.code, 2);
+        assert!(
+            f.message
+                .starts_with("TLS_CA_FILE: cannot read /no/such/ca.pem"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn a_closed_port_is_unreachable() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let f = run(&["--mm-addr", &addr]);
+        assert_eq!(f.code, 3);
+        assert!(
+            f.message
+                .starts_with(&format!("cannot reach the proxy at {addr}: ")),
+            "{}",
+            f.message
+        );
+        let f = run(&["--direct", "--triton-url", &addr]);
+        assert!(
+            f.message.starts_with("cannot reach Triton at "),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn a_key_that_is_no_header_value_is_refused_without_echoing_it() {
+        let f = run(&["--domino-api-key", "bad\nkey"]);
+        assert_eq!(f.code, 2);
+        assert_eq!(f.message, "DOMINO_API_KEY: not a valid header value");
+    }
+}

@@ -1,0 +1,199 @@
+//! What `triton-video` tells its user: per-frame statistics gathered by a pad probe, the progress
+//! line while it runs, and the summary at the end.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use gst::prelude::*;
+
+#[derive(Default)]
+pub struct Stats {
+    pub frames: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub skipped: u64,
+    pub per_class: BTreeMap<String, u64>,
+    pub latencies: Vec<f64>,
+    pub last_error: String,
+}
+
+impl Stats {
+    /// Counts one frame leaving `tritoninfer` (`w`×`h`: its size, to read the ROI metas).
+    pub fn count(&mut self, buf: &gst::BufferRef, w: u32, h: u32) {
+        self.frames += 1;
+        if let Some(r) = gsttriton::meta::result_meta(buf) {
+            match r.status.as_str() {
+                "ok" => {
+                    self.ok += 1;
+                    self.latencies.push(r.latency_ms);
+                }
+                "skipped" => self.skipped += 1,
+                _ => {
+                    self.errors += 1;
+                    self.last_error = r.error;
+                }
+            }
+        }
+        for d in gsttriton::meta::detections(buf, w, h) {
+            *self.per_class.entry(d.label).or_default() += 1;
+        }
+    }
+
+    /// Mean and 95th percentile of the latencies of the ok frames, in ms.
+    pub fn latency(&self) -> (f64, f64) {
+        let mut lat = self.latencies.clone();
+        lat.sort_by(f64::total_cmp);
+        if lat.is_empty() {
+            return (0.0, 0.0);
+        }
+        let mean = lat.iter().sum::<f64>() / lat.len() as f64;
+        let p95 = lat[((lat.len() as f64 * 0.95).ceil() as usize).saturating_sub(1)];
+        (mean, p95)
+    }
+
+    /// The summary printed at the end of a run.
+    pub fn summary(&self, elapsed: Duration, results_dir: &str) -> String {
+        let (mean, p95) = self.latency();
+        let dir = results_dir.trim_end_matches('/');
+        let detections = if self.per_class.is_empty() {
+            "none".to_string()
+        } else {
+            self.per_class
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut s = format!(
+            "frames:      {} ({} ok, {} errors, {} skipped) in {:.1} s\n\
+             detections:  {detections}\n\
+             latency:     mean {mean:.1} ms, p95 {p95:.1} ms\n",
+            self.frames,
+            self.ok,
+            self.errors,
+            self.skipped,
+            elapsed.as_secs_f64()
+        );
+        if self.errors > 0 {
+            s.push_str(&format!("last error:  {}\n", self.last_error));
+        }
+        s.push_str(&format!(
+            "annotated:   {dir}/annotated.mp4\ncounts:      {dir}/frame_counts.jsonl"
+        ));
+        s
+    }
+}
+
+/// Width and height from a pad's current caps (0×0 before negotiation).
+pub fn frame_size(pad: &gst::Pad) -> (u32, u32) {
+    pad.current_caps()
+        .and_then(|c| {
+            c.structure(0).map(|s| {
+                (
+                    s.get::<i32>("width").unwrap_or(0) as u32,
+                    s.get::<i32>("height").unwrap_or(0) as u32,
+                )
+            })
+        })
+        .unwrap_or((0, 0))
+}
+
+/// Frames in the whole input (duration × frame rate), capped by MAX_FRAMES; `None` when unknown.
+pub fn total_frames(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    max_frames: Option<u64>,
+) -> Option<u64> {
+    let d = pipeline.query_duration::<gst::ClockTime>()?;
+    let f = pad
+        .current_caps()?
+        .structure(0)?
+        .get::<gst::Fraction>("framerate")
+        .ok()?;
+    let t = (d.nseconds() as f64 / 1e9 * f.numer() as f64 / f.denom().max(1) as f64).round() as u64;
+    Some(max_frames.map_or(t, |m| t.min(m)))
+}
+
+/// One progress line: a bar with ETA when the total is known, else a plain count.
+pub fn progress_line(frames: u64, errors: u64, fps: f64, total: Option<u64>) -> String {
+    match total {
+        Some(t) if t > 0 => {
+            let pct = (frames as f64 / t as f64).min(1.0);
+            let eta = if fps > 0.0 {
+                t.saturating_sub(frames) as f64 / fps
+            } else {
+                0.0
+            };
+            let bar: String = (0..30)
+                .map(|i| if (i as f64) < pct * 30.0 { '#' } else { '.' })
+                .collect();
+            format!("[{bar}] {frames}/{t} frames {fps:.1} fps ETA {eta:.0}s errors {errors}")
+        }
+        _ => format!("{frames} frames {fps:.1} fps errors {errors}"),
+    }
+}
+
+/// Prints a progress line: rewritten in place on a terminal, one line each otherwise.
+pub fn print_progress(line: &str, tty: bool) {
+    if tty {
+        eprint!("\r{line}   ");
+    } else {
+        eprintln!("{line}");
+    }
+    let _ = std::io::stderr().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_mean_and_p95() {
+        let mut s = Stats::default();
+        assert_eq!(s.latency(), (0.0, 0.0));
+        s.latencies = (1..=20).rev().map(f64::from).collect();
+        assert_eq!(s.latency(), (10.5, 19.0));
+    }
+
+    #[test]
+    fn summary_lists_classes_and_the_last_error() {
+        let mut s = Stats {
+            frames: 5,
+            ok: 3,
+            errors: 1,
+            skipped: 1,
+            last_error: "boom".into(),
+            latencies: vec![2.0, 4.0, 6.0],
+            ..Default::default()
+        };
+        s.per_class.insert("red".into(), 3);
+        s.per_class.insert("blue".into(), 1);
+        let t = s.summary(Duration::from_millis(1500), "out/");
+        assert_eq!(
+            t,
+            "frames:      5 (3 ok, 1 errors, 1 skipped) in 1.5 s\n\
+             detections:  blue 1, red 3\n\
+             latency:     mean 4.0 ms, p95 6.0 ms\n\
+             last error:  boom\n\
+             annotated:   out/annotated.mp4\n\
+             counts:      out/frame_counts.jsonl"
+        );
+        let none = Stats::default().summary(Duration::ZERO, "r");
+        assert!(none.contains("detections:  none\n"), "{none}");
+        assert!(!none.contains("last error"), "{none}");
+    }
+
+    #[test]
+    fn progress_with_and_without_a_total() {
+        assert_eq!(
+            progress_line(15, 2, 5.0, Some(30)),
+            "[###############...............] 15/30 frames 5.0 fps ETA 3s errors 2"
+        );
+        assert_eq!(progress_line(7, 0, 2.5, None), "7 frames 2.5 fps errors 0");
+        assert_eq!(
+            progress_line(7, 0, 2.5, Some(0)),
+            "7 frames 2.5 fps errors 0"
+        );
+    }
+}
