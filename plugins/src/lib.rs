@@ -1,9 +1,14 @@
 //! `triton` GStreamer plugin: Triton Inference Server object detection elements.
 //!
 //! * `tritonletterbox`: frame → model tensor (letterbox, colour conversion, normalisation) as a meta.
+//! * `tritoninfer`: tensor → Triton (directly or through `triton-proxy`) → detections as
+//!   `GstVideoRegionOfInterestMeta` plus a `TritonResultMeta`.
+//! * `detoverlay`: draws the detections on the frames.
+//! * `detjsonsink`: one JSON line per frame with counts and boxes.
 //!
-//! The maths lives in plain modules ([`letterbox::geometry`], [`letterbox::kernel`]) with no
-//! GStreamer types; [`meta`] reads and writes the metas the elements exchange.
+//! The maths lives in plain modules ([`letterbox::geometry`], [`letterbox::kernel`], [`decode`],
+//! [`infer::session`], [`overlay::draw`]) with no GStreamer types; [`meta`] reads and writes the
+//! metas the elements exchange; [`video`] holds the format helpers the filters share.
 
 pub mod decode;
 pub mod infer;
@@ -11,6 +16,7 @@ pub mod jsonsink;
 pub mod letterbox;
 pub mod meta;
 pub mod overlay;
+pub mod video;
 
 gst::plugin_define!(
     triton,
@@ -23,20 +29,6 @@ gst::plugin_define!(
     env!("CARGO_PKG_REPOSITORY"),
     env!("BUILD_REL_DATE")
 );
-
-/// An always-present `src` and `sink` pad template with the same caps (all our filters).
-pub(crate) fn src_sink_templates(caps: &gst::Caps) -> Vec<gst::PadTemplate> {
-    [
-        ("src", gst::PadDirection::Src),
-        ("sink", gst::PadDirection::Sink),
-    ]
-    .into_iter()
-    .map(|(name, dir)| {
-        gst::PadTemplate::new(name, dir, gst::PadPresence::Always, caps)
-            .expect("valid pad template")
-    })
-    .collect()
-}
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     meta::register();

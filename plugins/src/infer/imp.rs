@@ -107,6 +107,13 @@ impl ObjectSubclass for TritonInfer {
     }
 }
 
+fn flow_error(r: Refused<gst::FlowError>) -> gst::FlowError {
+    match r {
+        Refused::Flushing => gst::FlowError::Flushing,
+        Refused::Flow(e) => e,
+    }
+}
+
 impl TritonInfer {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         meta::register();
@@ -194,6 +201,9 @@ impl TritonInfer {
             );
             return Err(gst::FlowError::Error);
         };
+        // Room first, request second: never more than max-in-flight requests outstanding.
+        let max = self.settings.lock().unwrap().max_in_flight.max(1) as usize;
+        self.queue.wait_for_room(max).map_err(flow_error)?;
         let item = {
             let mut guard = self.running.lock().unwrap();
             let Some(r) = guard.as_mut() else {
@@ -251,12 +261,8 @@ impl TritonInfer {
                 }
             }
         };
-        let max = self.settings.lock().unwrap().max_in_flight.max(1) as usize;
-        match self.queue.push_frame(item, max) {
-            Ok(()) => Ok(gst::FlowSuccess::Ok),
-            Err(Refused::Flushing) => Err(gst::FlowError::Flushing),
-            Err(Refused::Flow(e)) => Err(e),
-        }
+        self.queue.push_frame(item).map_err(flow_error)?;
+        Ok(gst::FlowSuccess::Ok)
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
@@ -468,6 +474,8 @@ impl TritonInfer {
                 result.error = e.clone();
                 if r.settings.on_error == OnError::Fail {
                     drop(guard);
+                    // Refuse further frames before anyone hears of the error.
+                    self.queue.fail(gst::FlowError::Error);
                     gst::element_imp_error!(
                         self,
                         gst::ResourceError::Failed,
@@ -546,7 +554,7 @@ impl ElementImpl for TritonInfer {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = gst::Caps::builder("video/x-raw").build();
-            crate::src_sink_templates(&caps)
+            crate::video::src_sink_templates(&caps)
         });
         TEMPLATES.as_ref()
     }

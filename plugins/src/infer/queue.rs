@@ -51,16 +51,30 @@ impl<T, E: Copy> OrderedQueue<T, E> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a frame, first waiting while `max` frames are queued.
-    pub fn push_frame(&self, item: T, max: usize) -> Result<(), Refused<E>> {
+    /// Waits while `max` frames are queued. The producer calls this before it sends a request,
+    /// so that at most `max` requests are ever outstanding; it is the only producer, so the
+    /// room is still there when it pushes.
+    pub fn wait_for_room(&self, max: usize) -> Result<(), Refused<E>> {
         let mut q = self.lock();
         while q.frames >= max.max(1) && !q.flushing && q.flow.is_ok() {
             q = self.cond.wait(q).unwrap_or_else(|e| e.into_inner());
         }
+        Self::accepting(&q)
+    }
+
+    fn accepting(q: &Inner<T, E>) -> Result<(), Refused<E>> {
         if q.flushing {
             return Err(Refused::Flushing);
         }
-        q.flow.map_err(Refused::Flow)?;
+        q.flow.map_err(Refused::Flow)
+    }
+
+    /// Queues a frame (after [`wait_for_room`]).
+    ///
+    /// [`wait_for_room`]: OrderedQueue::wait_for_room
+    pub fn push_frame(&self, item: T) -> Result<(), Refused<E>> {
+        let mut q = self.lock();
+        Self::accepting(&q)?;
         q.frames += 1;
         q.items.push_back((item, true));
         self.cond.notify_all();
@@ -150,7 +164,7 @@ mod tests {
     #[test]
     fn a_new_queue_is_flushing() {
         let q = Q::new();
-        assert_eq!(q.push_frame(1, 4), Err(Refused::Flushing));
+        assert_eq!(q.push_frame(1), Err(Refused::Flushing));
         assert!(!q.push_other(2));
         assert_eq!(q.pop(), None);
     }
@@ -158,9 +172,9 @@ mod tests {
     #[test]
     fn items_leave_in_order_and_events_do_not_count() {
         let q = open();
-        q.push_frame(1, 2).unwrap();
+        q.push_frame(1).unwrap();
         assert!(q.push_other(100));
-        q.push_frame(2, 2).unwrap();
+        q.push_frame(2).unwrap();
         assert_eq!(q.peek_head(|x| *x), Some(1));
         assert_eq!(q.pop(), Some(1));
         assert_eq!(q.pop(), Some(100));
@@ -175,7 +189,7 @@ mod tests {
         let (q2, p2) = (q.clone(), pushed.clone());
         let producer = std::thread::spawn(move || {
             for i in 0..5 {
-                q2.push_frame(i, 3).unwrap();
+                q2.wait_for_room(3).and_then(|()| q2.push_frame(i)).unwrap();
                 p2.fetch_add(1, Ordering::SeqCst);
             }
         });
@@ -201,9 +215,10 @@ mod tests {
     #[test]
     fn a_flush_wakes_a_blocked_producer_and_drops_everything() {
         let q = open();
-        q.push_frame(1, 1).unwrap();
+        q.push_frame(1).unwrap();
         let q2 = q.clone();
-        let producer = std::thread::spawn(move || q2.push_frame(2, 1));
+        let producer =
+            std::thread::spawn(move || q2.wait_for_room(1).and_then(|()| q2.push_frame(2)));
         std::thread::sleep(Duration::from_millis(50));
         let flushes = q.flushes();
         q.set_flushing(true);
@@ -212,24 +227,25 @@ mod tests {
         assert_eq!(q.peek_head(|x| *x), None);
         q.set_flushing(false);
         assert_eq!(q.pop(), None, "the flush dropped the queued frame");
-        q.push_frame(3, 1).unwrap();
+        q.push_frame(3).unwrap();
         assert_eq!(q.pop(), Some(3));
     }
 
     #[test]
     fn a_flow_error_stops_the_producer_until_the_next_flush() {
         let q = open();
-        q.push_frame(1, 1).unwrap();
+        q.push_frame(1).unwrap();
         let q2 = q.clone();
-        let producer = std::thread::spawn(move || q2.push_frame(2, 1));
+        let producer =
+            std::thread::spawn(move || q2.wait_for_room(1).and_then(|()| q2.push_frame(2)));
         std::thread::sleep(Duration::from_millis(50));
         q.fail("not-linked");
         assert_eq!(producer.join().unwrap(), Err(Refused::Flow("not-linked")));
         assert_eq!(q.pop(), Some(1));
-        assert_eq!(q.push_frame(3, 1), Err(Refused::Flow("not-linked")));
+        assert_eq!(q.push_frame(3), Err(Refused::Flow("not-linked")));
         q.set_flushing(true);
         q.set_flushing(false);
-        assert_eq!(q.push_frame(4, 1), Ok(()));
+        assert_eq!(q.push_frame(4), Ok(()));
     }
 
     #[test]
@@ -238,7 +254,7 @@ mod tests {
         let q2 = q.clone();
         let consumer = std::thread::spawn(move || q2.peek_head(|x| *x));
         std::thread::sleep(Duration::from_millis(50));
-        q.push_frame(7, 1).unwrap();
+        q.push_frame(7).unwrap();
         assert_eq!(consumer.join().unwrap(), Some(7));
     }
 }

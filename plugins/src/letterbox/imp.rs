@@ -4,13 +4,11 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
-use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
-use super::kernel::{
-    DType, Layout, PixelFormat, Resizer, SrcImage, TensorSpec, YuvMatrix, YuvToRgb,
-};
+use super::kernel::{DType, Layout, PixelFormat, Resizer, SrcImage, TensorSpec, YuvToRgb};
 use crate::meta;
+use crate::video::{self, FORMATS, pixel_format};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -156,45 +154,8 @@ impl ObjectSubclass for TritonLetterbox {
     type ParentType = gst_base::BaseTransform;
 }
 
-pub fn pixel_format(f: VideoFormat) -> Option<PixelFormat> {
-    Some(match f {
-        VideoFormat::Rgb => PixelFormat::Rgb,
-        VideoFormat::Bgr => PixelFormat::Bgr,
-        VideoFormat::Rgba => PixelFormat::Rgba,
-        VideoFormat::Bgra => PixelFormat::Bgra,
-        VideoFormat::Rgbx => PixelFormat::Rgbx,
-        VideoFormat::Bgrx => PixelFormat::Bgrx,
-        VideoFormat::I420 => PixelFormat::I420,
-        VideoFormat::Nv12 => PixelFormat::Nv12,
-        _ => return None,
-    })
-}
-
-/// The formats both `tritonletterbox` and `detoverlay` handle.
-pub const FORMATS: [VideoFormat; 8] = [
-    VideoFormat::I420,
-    VideoFormat::Nv12,
-    VideoFormat::Rgb,
-    VideoFormat::Bgr,
-    VideoFormat::Rgba,
-    VideoFormat::Bgra,
-    VideoFormat::Rgbx,
-    VideoFormat::Bgrx,
-];
-
-/// The YUV matrix and range (`true` = full) a frame's caps declare.
-pub fn colorimetry(info: &gst_video::VideoInfo) -> (YuvMatrix, bool) {
-    let c = info.colorimetry();
-    let matrix = match c.matrix() {
-        gst_video::VideoColorMatrix::Bt709 => YuvMatrix::Bt709,
-        gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::Bt2020,
-        _ => YuvMatrix::Bt601,
-    };
-    (matrix, c.range() == gst_video::VideoColorRange::Range0_255)
-}
-
 fn yuv_for(info: &gst_video::VideoInfo) -> YuvToRgb {
-    let (matrix, full) = colorimetry(info);
+    let (matrix, full) = video::colorimetry(info);
     YuvToRgb::new(matrix, full)
 }
 
@@ -319,7 +280,7 @@ impl ElementImpl for TritonLetterbox {
             let caps = gst_video::VideoCapsBuilder::new()
                 .format_list(FORMATS)
                 .build();
-            crate::src_sink_templates(&caps)
+            video::src_sink_templates(&caps)
         });
         TEMPLATES.as_ref()
     }

@@ -6,8 +6,6 @@ pub mod kernel;
 
 mod imp;
 
-pub use imp::{FORMATS, colorimetry, pixel_format};
-
 use gst::glib;
 use gst::prelude::*;
 

@@ -147,9 +147,9 @@ impl ElementImpl for DetOverlay {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = gst_video::VideoCapsBuilder::new()
-                .format_list(crate::letterbox::FORMATS)
+                .format_list(crate::video::FORMATS)
                 .build();
-            crate::src_sink_templates(&caps)
+            crate::video::src_sink_templates(&caps)
         });
         T.as_ref()
     }
@@ -164,9 +164,9 @@ impl BaseTransformImpl for DetOverlay {
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "bad caps {incaps}"))?;
-        let format = crate::letterbox::pixel_format(info.format())
+        let format = crate::video::pixel_format(info.format())
             .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format"))?;
-        let (matrix, full) = crate::letterbox::colorimetry(&info);
+        let (matrix, full) = crate::video::colorimetry(&info);
         let yuv = RgbToYuv::new(matrix, full);
         let s = self.settings.lock().unwrap().clone();
         let mut guard = self.state.lock().unwrap();

@@ -1,0 +1,333 @@
+//! An in-process KServe v2 server for tests that must not need a real Triton: tonic on
+//! 127.0.0.1 (a free port), in a runtime of its own so that [`MockKserve::kill`] drops every
+//! connection at once, like a crashed server.
+//!
+//! Every request gets a scripted answer: after [`Script::delay_ms`] (and while the gate is
+//! closed, not at all), either an error ([`Script::fail`]) or one detection in the
+//! `[1, 1, 6]` layout (`x1, y1, x2, y2, score, class`) that encodes the request's frame number
+//! `n` (from the id `"<stream>:<n>"`): `x1 = n % 40`, `y1 = 2`, `x2 = x1 + 10`, `y2 = 12`,
+//! `score = 0.9`, `class = n % 4`. Counters tell how many requests were outstanding at once.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+use triton_proto::inference::grpc_inference_service_server::{
+    GrpcInferenceService, GrpcInferenceServiceServer,
+};
+use triton_proto::inference::model_infer_response::InferOutputTensor;
+use triton_proto::inference::model_metadata_response::TensorMetadata;
+use triton_proto::inference::*;
+
+use crate::MAX_MESSAGE;
+
+type Rule<T> = Box<dyn Fn(u64) -> T + Send + Sync>;
+
+/// How the mock answers; change it while the server runs.
+pub struct Script {
+    /// Delay before answering frame `n`, in ms.
+    pub delay_ms: Rule<u64>,
+    /// `Some(message)`: answer frame `n` with that in-band error.
+    pub fail: Rule<Option<String>>,
+    /// `Some(code)`: ModelMetadata fails with this status.
+    pub metadata_error: Option<tonic::Code>,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            delay_ms: Box::new(|_| 0),
+            fail: Box::new(|_| None),
+            metadata_error: None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicUsize,
+    outstanding: AtomicUsize,
+    peak: AtomicUsize,
+    answered: AtomicUsize,
+}
+
+struct Shared {
+    script: Mutex<Script>,
+    /// Answers flow only while this is true.
+    gate: watch::Sender<bool>,
+    counters: Counters,
+}
+
+/// A running mock; killed on drop.
+pub struct MockKserve {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// The frame number in a request id `"<stream>:<n>"`.
+pub fn frame_of(id: &str) -> u64 {
+    id.rsplit(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The box the mock answers for frame `n`, in tensor pixels.
+pub fn box_for(n: u64) -> [f32; 4] {
+    let x1 = (n % 40) as f32;
+    [x1, 2.0, x1 + 10.0, 12.0]
+}
+
+impl MockKserve {
+    /// Starts on a free port with an open gate.
+    pub fn start(script: Script) -> MockKserve {
+        Self::start_on(0, script)
+    }
+
+    /// Starts on `port` (0: a free one), e.g. to come back where a killed one was.
+    pub fn start_on(port: u16, script: Script) -> MockKserve {
+        let shared = Arc::new(Shared {
+            script: Mutex::new(script),
+            gate: watch::channel(true).0,
+            counters: Counters::default(),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mock-kserve")
+            .enable_all()
+            .build()
+            .expect("mock runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .expect("bind the mock");
+        let addr = listener.local_addr().unwrap();
+        let svc = GrpcInferenceServiceServer::new(Service(shared.clone()))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        runtime.spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+        });
+        MockKserve {
+            addr,
+            shared,
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Replaces the script (requests already waiting keep their delay).
+    pub fn set_script(&self, script: Script) {
+        *self.shared.script.lock().unwrap() = script;
+    }
+
+    /// Closed: requests are taken but not answered until it opens again.
+    pub fn set_gate(&self, open: bool) {
+        self.shared.gate.send_replace(open);
+    }
+
+    /// Requests received so far.
+    pub fn received(&self) -> usize {
+        self.shared.counters.received.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered so far.
+    pub fn answered(&self) -> usize {
+        self.shared.counters.answered.load(Ordering::SeqCst)
+    }
+
+    /// The most requests outstanding (received, not yet answered) at any moment.
+    pub fn peak_outstanding(&self) -> usize {
+        self.shared.counters.peak.load(Ordering::SeqCst)
+    }
+
+    /// Waits (at most `timeout`) until `received() >= n`.
+    pub fn wait_received(&self, n: usize, timeout: Duration) -> bool {
+        let end = std::time::Instant::now() + timeout;
+        while self.received() < n {
+            if std::time::Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// Drops the server and every connection at once, like a crash.
+    pub fn kill(mut self) -> u16 {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+        self.addr.port()
+    }
+}
+
+impl Drop for MockKserve {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+struct Service(Arc<Shared>);
+
+impl Service {
+    /// The scripted answer to one request, after its delay and the gate.
+    async fn answer(shared: Arc<Shared>, req: ModelInferRequest) -> ModelStreamInferResponse {
+        let c = &shared.counters;
+        c.received.fetch_add(1, Ordering::SeqCst);
+        let now = c.outstanding.fetch_add(1, Ordering::SeqCst) + 1;
+        c.peak.fetch_max(now, Ordering::SeqCst);
+        let n = frame_of(&req.id);
+        let (delay, fail) = {
+            let s = shared.script.lock().unwrap();
+            ((s.delay_ms)(n), (s.fail)(n))
+        };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let mut gate = shared.gate.subscribe();
+        let _ = gate.wait_for(|open| *open).await;
+        c.outstanding.fetch_sub(1, Ordering::SeqCst);
+        c.answered.fetch_add(1, Ordering::SeqCst);
+        let response = ModelInferResponse {
+            model_name: req.model_name.clone(),
+            model_version: "1".into(),
+            id: req.id.clone(),
+            ..Default::default()
+        };
+        if let Some(message) = fail {
+            return ModelStreamInferResponse {
+                error_message: message,
+                infer_response: Some(response),
+            };
+        }
+        let b = box_for(n);
+        let row = [b[0], b[1], b[2], b[3], 0.9, (n % 4) as f32];
+        ModelStreamInferResponse {
+            error_message: String::new(),
+            infer_response: Some(ModelInferResponse {
+                outputs: vec![InferOutputTensor {
+                    name: "output0".into(),
+                    datatype: "FP32".into(),
+                    shape: vec![1, 1, 6],
+                    ..Default::default()
+                }],
+                raw_output_contents: vec![row.iter().flat_map(|v| v.to_le_bytes()).collect()],
+                ..response
+            }),
+        }
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ModelStreamInferResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Service {
+    type ModelStreamInferStream = ResponseStream;
+
+    async fn server_live(
+        &self,
+        _: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        Ok(Response::new(ServerReadyResponse { ready: true }))
+    }
+
+    async fn model_ready(
+        &self,
+        _: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
+        Ok(Response::new(ModelReadyResponse { ready: true }))
+    }
+
+    async fn model_metadata(
+        &self,
+        req: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        if let Some(code) = self.0.script.lock().unwrap().metadata_error {
+            return Err(Status::new(code, "scripted metadata failure"));
+        }
+        let tensor = |name: &str, shape: Vec<i64>| TensorMetadata {
+            name: name.into(),
+            datatype: "FP32".into(),
+            shape,
+        };
+        Ok(Response::new(ModelMetadataResponse {
+            name: req.into_inner().name,
+            versions: vec!["1".into()],
+            platform: "mock".into(),
+            inputs: vec![tensor("images", vec![1, 3, -1, -1])],
+            outputs: vec![tensor("output0", vec![1, -1, 6])],
+        }))
+    }
+
+    async fn model_config(
+        &self,
+        req: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
+        let mut parameters = std::collections::HashMap::new();
+        parameters.insert(
+            "class_names".to_string(),
+            ModelParameter {
+                string_value: "red,green,blue,yellow".into(),
+            },
+        );
+        Ok(Response::new(ModelConfigResponse {
+            config: Some(ModelConfig {
+                name: req.into_inner().name,
+                platform: "mock".into(),
+                parameters,
+                ..Default::default()
+            }),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        req: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        let r = Service::answer(self.0.clone(), req.into_inner()).await;
+        if r.error_message.is_empty() {
+            Ok(Response::new(r.infer_response.unwrap_or_default()))
+        } else {
+            Err(Status::internal(r.error_message))
+        }
+    }
+
+    async fn model_stream_infer(
+        &self,
+        req: Request<Streaming<ModelInferRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(1024);
+        let shared = self.0.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = inbound.message().await {
+                let (tx, shared) = (tx.clone(), shared.clone());
+                // One task per request: answers leave as their delays end, out of order.
+                tokio::spawn(async move {
+                    let _ = tx.send(Ok(Service::answer(shared, r).await)).await;
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
