@@ -5,18 +5,39 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+# Each stage prints how long the one before it took, and the total at the end.
+STAGE="" STAGE_START=$SECONDS
+stage() {
+  [ -n "$STAGE" ] && echo "-- $STAGE: $((SECONDS - STAGE_START)) s"
+  STAGE="$1" STAGE_START=$SECONDS
+  [ -n "$1" ] && echo "== $1"
+  return 0
+}
+
+stage "setup"
 bash scripts/setup.sh
 
-echo "== python: model logic"
+stage "python: model logic"
 .venv/bin/python -m unittest discover -s models -p 'test_*.py'
 
-echo "== deploy: static validation"
+stage "deploy: static validation"
 .venv-tools/bin/python -m unittest deploy/test_deploy.py
 
-echo "== rust: fmt + clippy"
+stage "rust: fmt + clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+stage "structure: no unused dependency (cargo machete), no source file over 600 lines"
+command -v cargo-machete >/dev/null || cargo install --locked --quiet cargo-machete@0.9.2
+cargo machete
+big=$(find ./*/src -name '*.rs' -print0 | xargs -0 wc -l | awk '$2 != "total" && $1 > 600 {print $2 " (" $1 " lines)"}')
+if [ -n "$big" ]; then
+  echo "source files over 600 lines (split them by responsibility):" >&2
+  echo "$big" >&2
+  exit 1
+fi
+
+stage "triton: start the shared server"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 GRPC=$(free_port); METRICS=$(free_port)
 export TRITON_STATE_DIR="$ROOT/target/triton-shared"
@@ -24,9 +45,11 @@ trap 'bash scripts/triton.sh stop --grpc-port "$GRPC" >/dev/null 2>&1 || true' E
 bash scripts/triton.sh start --grpc-port "$GRPC" --metrics-port "$METRICS"
 export TRITON_TEST_URL="http://127.0.0.1:$GRPC"
 
-echo "== rust: build (the plugin .so is loaded by tests that run gst-launch-1.0)"
+stage "rust: build (the plugin .so is loaded by tests that run gst-launch-1.0)"
 cargo build --workspace --locked
 cargo build --workspace --locked --examples
 
-echo "== rust: tests (shared Triton at $TRITON_TEST_URL)"
+stage "rust: tests (shared Triton at $TRITON_TEST_URL)"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+stage ""
+echo "== all tests passed in $SECONDS s"
