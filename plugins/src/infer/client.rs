@@ -20,13 +20,11 @@ use tonic::transport::Channel;
 use triton_endpoint::{Auth, Names, Target};
 use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use triton_proto::inference::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
-use triton_proto::inference::{
-    ModelConfigRequest, ModelInferRequest, ModelMetadataRequest, ModelStreamInferResponse,
-};
+use triton_proto::inference::{ModelConfigRequest, ModelInferRequest, ModelMetadataRequest};
 use triton_proto::multimodal::multi_modal_client::MultiModalClient;
-use triton_proto::multimodal::{
-    Ack, DataPacket, Frame, Meta, ModelInfoRequest, data_packet::Payload,
-};
+use triton_proto::multimodal::{DataPacket, Frame, Meta, ModelInfoRequest, data_packet::Payload};
+
+use super::answer::{Reply, ack_to_output, triton_reply};
 
 /// The process-wide runtime of all `tritoninfer` instances.
 pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -144,7 +142,7 @@ pub struct Request {
     pub data: Bytes,
 }
 
-type Answer = Result<InferOutput, InferError>;
+pub type Answer = Result<InferOutput, InferError>;
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>;
 type Intercepted = InterceptedService<Channel, Auth>;
 
@@ -192,14 +190,6 @@ pub struct Client {
     state: tokio::sync::Mutex<ConnState>,
     /// The proxy control JSON for the last tensor description: the same every frame.
     note: Mutex<Option<(Arc<TensorSpec>, String)>>,
-}
-
-/// What one message read from a response stream means.
-enum Reply {
-    /// The answer to request `id`.
-    For(String, Answer),
-    /// An error that names no request: it fails the oldest one rather than leave it hanging.
-    Orphan(InferError),
 }
 
 impl Client {
@@ -519,87 +509,4 @@ async fn read_replies<M>(
             Err(s) => return InferError::status(&s),
         }
     }
-}
-
-fn triton_reply(r: ModelStreamInferResponse) -> Reply {
-    let resp = r.infer_response.unwrap_or_default();
-    if r.error_message.is_empty() {
-        Reply::For(resp.id.clone(), triton_to_output(resp))
-    } else if resp.id.is_empty() {
-        Reply::Orphan(InferError::Triton(r.error_message))
-    } else {
-        Reply::For(resp.id, Err(InferError::Triton(r.error_message)))
-    }
-}
-
-fn ack_to_output(ack: Ack) -> Answer {
-    use base64::Engine;
-    if ack.status_code != 0 {
-        return Err(InferError::Proxy {
-            code: tonic::Code::from(ack.status_code),
-            message: ack.status_message,
-        });
-    }
-    let msg: serde_json::Value = serde_json::from_str(&ack.message)
-        .map_err(|e| InferError::Protocol(format!("proxy: Ack.message is not JSON: {e}")))?;
-    let version = msg["version"].as_str().unwrap_or_default().to_string();
-    let mut outputs: Vec<OutTensor> = ack
-        .raw_outputs
-        .into_iter()
-        .map(|o| OutTensor {
-            name: o.name,
-            dtype: o.dtype,
-            shape: o.shape,
-            data: o.data,
-        })
-        .collect();
-    if outputs.is_empty()
-        && let Some(map) = msg["outputs"].as_object()
-    {
-        for (name, o) in map {
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(o["b64"].as_str().unwrap_or_default())
-                .map_err(|e| {
-                    InferError::Protocol(format!("proxy: output {name}: bad base64: {e}"))
-                })?;
-            let shape = o["shape"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
-                .unwrap_or_default();
-            outputs.push(OutTensor {
-                name: name.clone(),
-                dtype: o["dtype"].as_str().unwrap_or_default().into(),
-                shape,
-                data: data.into(),
-            });
-        }
-    }
-    Ok(InferOutput {
-        model_version: version,
-        outputs,
-    })
-}
-
-fn triton_to_output(r: triton_proto::inference::ModelInferResponse) -> Answer {
-    if r.raw_output_contents.len() != r.outputs.len() {
-        return Err(InferError::Protocol(format!(
-            "Triton answered {} outputs with {} raw buffers",
-            r.outputs.len(),
-            r.raw_output_contents.len()
-        )));
-    }
-    Ok(InferOutput {
-        model_version: r.model_version,
-        outputs: r
-            .outputs
-            .into_iter()
-            .zip(r.raw_output_contents)
-            .map(|(o, data)| OutTensor {
-                name: o.name,
-                dtype: o.datatype,
-                shape: o.shape,
-                data,
-            })
-            .collect(),
-    })
 }

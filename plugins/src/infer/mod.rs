@@ -4,10 +4,12 @@
 //!
 //! * [`settings`]: the properties and their defaults.
 //! * [`session`]: pure per-run logic (labels, classes, decoder choice, answer → detections).
-//! * [`client`]: the gRPC side (both transports, reconnect, typed errors).
+//! * [`client`]: the gRPC side (both transports, reconnect, typed errors); `answer` reads
+//!   what the servers send back.
 //! * `queue`: the ordered, bounded hand-over from the chain function to the src task.
 //! * `imp`: the GStreamer element only (pads, queue, src task, flush, EOS).
 
+mod answer;
 pub mod client;
 mod imp;
 mod queue;
