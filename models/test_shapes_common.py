@@ -27,7 +27,8 @@ class FindRects(unittest.TestCase):
     def test_several_of_one_colour_and_edges(self):
         rects = [(0, 0, 10, 10, 2), (150, 118, 160, 128, 2), (20, 0, 30, 128, 2)]
         found = sc.find_rects(canvas(128, 160, rects))
-        self.assertEqual(len(found), 3)
+        # Three separate objects of one colour, touching the image's edges and corners.
+        self.assertEqual(sorted(found), sorted(tuple(map(float, r[:4])) + (r[4],) for r in rects))
 
     def test_blended_edges_within_half_a_pixel(self):
         img = canvas(64, 64, [(10, 10, 30, 20, 0)])
@@ -65,11 +66,18 @@ class Layouts(unittest.TestCase):
     def test_nms_rows_and_efficient_nms(self):
         rows = sc.nms_rows(self.rects)
         self.assertEqual(rows.shape, (1, 2, 6))
-        self.assertEqual(rows[0, 1, 5], 3)
+        for row, (x1, y1, x2, y2, cls) in zip(rows[0], self.rects):
+            self.assertEqual(list(row[:4]), [x1, y1, x2, y2])
+            self.assertGreater(float(row[4]), 0.5)
+            self.assertEqual(row[5], cls)
         num, boxes, scores, classes = sc.efficient_nms(self.rects)
         self.assertEqual(int(num[0]), 2)
         self.assertEqual(boxes.shape, (1, 100, 4))
+        self.assertEqual(boxes[0, :2].tolist(), [list(r[:4]) for r in self.rects])
+        self.assertTrue(all(float(s) > 0.5 for s in scores[0, :2]))
         self.assertEqual(list(classes[0, :2]), [1, 3])
+        # The unused slots are zero.
+        self.assertFalse(boxes[0, 2:].any() or scores[0, 2:].any() or classes[0, 2:].any())
 
 
 if __name__ == "__main__":

@@ -46,8 +46,7 @@ bash scripts/triton.sh start --grpc-port "$GRPC" --metrics-port "$METRICS"
 export TRITON_TEST_URL="http://127.0.0.1:$GRPC"
 
 stage "rust: build (the plugin .so is loaded by tests that run gst-launch-1.0)"
-cargo build --workspace --locked
-cargo build --workspace --locked --examples
+cargo build --workspace --locked --all-targets
 
 stage "rust: tests (shared Triton at $TRITON_TEST_URL)"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

@@ -50,8 +50,9 @@ fn load(name: &str, vars: &HashMap<&str, String>) -> String {
     line
 }
 
-/// Runs to EOS (sending EOS itself after `eos_after`, like gst-launch -e on Ctrl-C).
-fn run(desc: &str, setup: impl FnOnce(&gst::Pipeline), eos_after: Duration) -> Result<(), String> {
+/// Runs a pipeline that must reach EOS by itself within `limit`; not reaching it is an error
+/// (the test never ends it for the pipeline).
+fn run(desc: &str, setup: impl FnOnce(&gst::Pipeline), limit: Duration) -> Result<(), String> {
     init();
     let p = gst::parse::launch(desc)
         .map_err(|e| format!("{desc}: {e}"))?
@@ -62,14 +63,9 @@ fn run(desc: &str, setup: impl FnOnce(&gst::Pipeline), eos_after: Duration) -> R
         .map_err(|e| e.to_string())?;
     let bus = p.bus().unwrap();
     let started = std::time::Instant::now();
-    let mut sent = false;
     let res = loop {
-        if !sent && started.elapsed() > eos_after {
-            p.send_event(gst::event::Eos::new());
-            sent = true;
-        }
-        if started.elapsed() > eos_after + Duration::from_secs(30) {
-            break Err("no EOS".to_string());
+        if started.elapsed() > limit {
+            break Err(format!("did not reach EOS by itself within {limit:?}"));
         }
         let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
             continue;
@@ -176,13 +172,20 @@ async fn file_pipelines_run_to_eos() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
             match name {
                 "two-cameras-one-proxy.pipeline" => {
-                    assert_eq!(lines(&dir.join("cam-001.jsonl")), 20);
-                    assert_eq!(lines(&dir.join("cam-002.jsonl")), 20);
-                    let first = std::fs::read_to_string(dir.join("cam-002.jsonl")).unwrap();
-                    assert!(
-                        first.contains("\"stream_id\":\"cam-002\"")
-                            && first.contains("\"status\":\"ok\"")
-                    );
+                    // Both cameras: every frame answered (on-error=skip would still write a line
+                    // for a failed frame), under its own stream id, with its detections.
+                    for cam in ["cam-001", "cam-002"] {
+                        let text = std::fs::read_to_string(dir.join(format!("{cam}.jsonl")))
+                            .unwrap_or_default();
+                        assert_eq!(text.lines().count(), 20, "{cam}: {text}");
+                        for (what, needle) in [
+                            ("ok", "\"status\":\"ok\"".to_string()),
+                            ("stream id", format!("\"stream_id\":\"{cam}\"")),
+                            ("red", "\"label\":\"red\"".to_string()),
+                        ] {
+                            assert_eq!(text.matches(&needle).count(), 20, "{cam} {what}: {text}");
+                        }
+                    }
                 }
                 "design-card.pipeline" => {
                     assert_eq!(decoded_frames(&dir.join("annotated.mp4")), 20)
@@ -252,44 +255,67 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
     let mm = proxy.url();
     tokio::task::spawn_blocking(move || {
         let dir = tmpdir("rtsp");
-        let clip = make_clip(&dir, 90, 320, 240).0;
+        // A 20 s camera: Ctrl-C comes (and its EOS drains) while the server still streams.
+        // (When the served stream ends first, rtspsrc 1.22 never passes the EOS on.)
+        let clip = make_clip(&dir, 600, 320, 240).0;
         let out_ts = dir.join("out.ts");
         let (port, ml) = rtsp_server(&clip, &out_ts);
         let mut v = vars(&dir, &clip, &mm);
         v.insert("RTSP_URL", format!("rtsp://127.0.0.1:{port}/cam"));
         v.insert("RTSP_OUT_URL", format!("rtsp://127.0.0.1:{port}/out"));
 
-        // Run as users do: gst-launch-1.0 -e with our plugin on GST_PLUGIN_PATH. The served clip is
-        // 3 s; a child that stalls in rtspsrc teardown after EOS is killed.
-        let launch_desc = |name: &str, desc: &str| {
+        // Run as users do: gst-launch-1.0 -e with our plugin on GST_PLUGIN_PATH, stopped with
+        // Ctrl-C once `started` says frames flow; it must then finish its files and exit 0 by
+        // itself (a child the test has to kill fails the test).
+        let launch_desc = |name: &str, desc: &str, started: &dyn Fn() -> bool| {
             let mut child = std::process::Command::new("gst-launch-1.0")
                 .arg("-e")
                 .args(desc.split_whitespace())
-                .env(
-                    "GST_PLUGIN_PATH",
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"),
-                )
-                .stdout(std::process::Stdio::null())
+                .env("GST_PLUGIN_PATH", gst_triton_tests::artifacts::plugin_dir())
+                .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
-            // Stop the live camera with Ctrl-C while it still streams (the clip lasts 3 s); -e turns
-            // it into EOS, so the files get finished. (Once the served stream has ended, rtspsrc
-            // 1.22 no longer passes EOS on.)
-            std::thread::sleep(Duration::from_millis(2200));
+            // Stop the live camera with Ctrl-C while it still streams; -e turns it into EOS, so
+            // the files get finished.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !started() {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "{name}: exited before any frame"
+                );
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name}: no frames within 20 s"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
             // SAFETY: plain kill(2) on our child.
             unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
+            while child.try_wait().unwrap().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let out = child.wait_with_output().unwrap();
+                    panic!(
+                        "{name}: still running 20 s after Ctrl-C: {}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = child.kill();
             let out = child.wait_with_output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{name}: {:?} {err}", out.status);
             assert!(!err.contains("ERROR"), "{name}: {err}");
         };
-        let launch = |name: &str| launch_desc(name, &load(name, &v));
-        launch("rtsp-camera-to-file.pipeline");
+        let jsonl = dir.join("frame_counts.jsonl");
+        launch_desc(
+            "rtsp-camera-to-file.pipeline",
+            &load("rtsp-camera-to-file.pipeline", &v),
+            &|| lines(&jsonl) >= 20,
+        );
         let n = lines(&dir.join("frame_counts.jsonl"));
         assert!(n >= 20, "only {n} frames from the camera");
         let text = std::fs::read_to_string(dir.join("frame_counts.jsonl")).unwrap();
@@ -306,8 +332,19 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
         );
 
         // Camera → annotated RTSP out (RECORD into the server, which writes out.ts).
-        launch("rtsp-camera-to-rtsp.pipeline");
-        std::thread::sleep(Duration::from_millis(500));
+        let recorded = || std::fs::metadata(&out_ts).map(|m| m.len()).unwrap_or(0);
+        launch_desc(
+            "rtsp-camera-to-rtsp.pipeline",
+            &load("rtsp-camera-to-rtsp.pipeline", &v),
+            &|| recorded() > 10_000,
+        );
+        // The server finishes writing what it was sent.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut last = 0;
+        while recorded() != last && std::time::Instant::now() < deadline {
+            last = recorded();
+            std::thread::sleep(Duration::from_millis(300));
+        }
         ml.quit();
         let size = std::fs::metadata(&out_ts).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "the RTSP server recorded {size} bytes");

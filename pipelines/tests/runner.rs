@@ -156,7 +156,7 @@ fn direct_to_triton_with_max_frames_and_other_layout() {
     .unwrap();
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    // 1280×720 → r = 0.5: 1/r + 0.5 px plus codec blur.
+    // 1280×720 → r = 0.5: 0.5/r + 0.5 px, plus the H.264 round trip blurring the edges.
     check_against_truth(&results.join("frame_counts.jsonl"), &truth, 25, 4.0);
     assert_eq!(decoded_frames(&results.join("annotated.mp4")), 25);
 }

@@ -169,7 +169,7 @@ fn bad_mean_is_a_clear_error() {
 
 #[test]
 fn no_leaks_over_1000_frames() {
-    let plugin_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug");
+    let plugin_dir = common::plugin_dir();
     let out = std::process::Command::new("gst-launch-1.0")
         .args([
             "-q",

@@ -299,3 +299,41 @@ fn jsonsink_unwritable_location_is_a_clear_error() {
     }
     p.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn jsonsink_numbers_frames_itself_where_no_result_meta_says() {
+    init();
+    let dir = std::env::temp_dir().join(format!("detjson-count-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("frames.jsonl");
+    let mut h = gst_check::Harness::new_parse(&format!("detjsonsink location={}", path.display()));
+    h.set_src_caps(caps("RGB", 16, 16));
+    let info = gst_video::VideoInfo::from_caps(&caps("RGB", 16, 16)).unwrap();
+    // Plain frames (no tritoninfer upstream), then one tritoninfer numbered 7, then plain again:
+    // the sink's own counter goes on from the last number it saw.
+    for i in 0..6u64 {
+        let mut buf = grey(&info);
+        if i == 3 {
+            meta::add_result_meta(
+                buf.get_mut().unwrap(),
+                &meta::ResultMeta {
+                    status: "ok".into(),
+                    frame: 7,
+                    ..Default::default()
+                },
+            );
+        }
+        assert_eq!(h.push(buf), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let frames: Vec<u64> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["frame"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(frames, [0, 1, 2, 7, 8, 9]);
+}

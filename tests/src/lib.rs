@@ -1,6 +1,7 @@
 //! Helpers for gst-triton's end-to-end tests: a real Triton ([`triton`]), ground-truth drawing and
 //! decoding of the `shapes_*` models' outputs.
 
+pub mod artifacts;
 pub mod mock;
 pub mod pipeline;
 pub mod proxy;

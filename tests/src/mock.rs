@@ -104,9 +104,16 @@ impl MockKserve {
             .enable_all()
             .build()
             .expect("mock runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
-            .expect("bind the mock");
+        // No block_on (a caller may itself be inside a tokio runtime); SO_REUSEADDR so that a
+        // restart binds the port of a killed mock at once.
+        let listener = {
+            let _rt = runtime.enter();
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.set_reuseaddr(true).unwrap();
+            s.bind(([127, 0, 0, 1], port).into())
+                .expect("bind the mock");
+            s.listen(1024).unwrap()
+        };
         let addr = listener.local_addr().unwrap();
         let svc = GrpcInferenceServiceServer::new(Service(shared.clone()))
             .max_decoding_message_size(MAX_MESSAGE)

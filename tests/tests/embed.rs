@@ -4,13 +4,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use gst_triton_tests::artifacts;
 use gst_triton_tests::triton::{repo_root, shared_url};
 
 fn clip() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("embed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let clip = dir.join("in.mp4");
-    let st = Command::new(repo_root().join("target/debug/make-demo-clip"))
+    let st = Command::new(artifacts::bin("make-demo-clip"))
         .args([
             "--out",
             clip.to_str().unwrap(),
@@ -24,7 +25,7 @@ fn clip() -> PathBuf {
             "240",
         ])
         .status()
-        .expect("make-demo-clip is built (scripts/test.sh builds all binaries first)");
+        .expect("run make-demo-clip");
     assert!(st.success());
     clip
 }
@@ -49,7 +50,7 @@ fn check(out: std::process::Output, what: &str) {
 
 #[test]
 fn rust_embedding_example() {
-    let out = Command::new(repo_root().join("target/debug/examples/embed"))
+    let out = Command::new(artifacts::example("embed"))
         .args([
             clip().to_str().unwrap(),
             &shared_url(),
@@ -57,7 +58,7 @@ fn rust_embedding_example() {
             "triton",
         ])
         .output()
-        .expect("the example is built (scripts/test.sh: cargo build --workspace --examples)");
+        .expect("run the embed example");
     check(out, "embed.rs");
 }
 
@@ -71,7 +72,7 @@ fn python_embedding_example() {
             "shapes_nms",
             "triton",
         ])
-        .env("GST_PLUGIN_PATH", repo_root().join("target/debug"))
+        .env("GST_PLUGIN_PATH", artifacts::plugin_dir())
         .output()
         .unwrap();
     check(out, "embed.py");

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use gst_triton_tests::mock::{MockKserve, Script, box_for};
 use gst_triton_tests::proxy::*;
 use gst_triton_tests::triton::{Triton, free_port, repo_root, shared_url};
 use gst_triton_tests::*;
@@ -483,6 +484,55 @@ async fn pipelining_keeps_order_when_answers_take_different_times() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_keeps_exactly_max_inflight_requests_outstanding() {
+    // The KServe mock holds every answer: a proxy that sent one request at a time would show 1
+    // outstanding, one without a limit 10.
+    let mock = std::sync::Arc::new(MockKserve::start(Script::default()));
+    mock.set_gate(false);
+    let proxy = TestProxy::start(&mock.url(), &["--proxy-max-inflight", "4"])
+        .await
+        .unwrap();
+    let mut chat = Chat::open_default(&proxy.url()).await;
+    let note = shapes_note("mock", 8, 8, true);
+    for i in 0..10u32 {
+        chat.tx
+            .send(image_packet(&format!("c:{i}"), &note, shapes(8, 8, &[])))
+            .await
+            .unwrap();
+    }
+    let m = mock.clone();
+    let held = tokio::task::spawn_blocking(move || {
+        assert!(
+            m.wait_received(4, Duration::from_secs(20)),
+            "fewer than 4 sent"
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        m.received()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        held, 4,
+        "requests beyond PROXY_MAX_INFLIGHT while none was answered"
+    );
+    let metrics = proxy.metrics().await;
+    assert!(metrics.contains("proxy_inflight_requests 4"), "{metrics}");
+    mock.set_gate(true);
+    for i in 0..10u64 {
+        let ack = chat.rx.message().await.unwrap().unwrap();
+        assert_eq!(ack.correlation_id, format!("c:{i}"));
+        assert_eq!(ack.status_code, 0, "{}", ack.status_message);
+        let row = gst_triton_tests::f32s(&ack.raw_outputs[0].data);
+        assert_eq!(
+            row[..4],
+            box_for(i),
+            "packet {i} got another packet's answer"
+        );
+    }
+    assert_eq!(mock.peak_outstanding(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triton_restart_mid_stream() {
     let mut triton = Triton::start().unwrap();
     let proxy = TestProxy::start(
@@ -656,14 +706,25 @@ async fn health_follows_triton_and_shutdown_drains() {
         .connect()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = HealthClient::new(ch)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(r.get_ref().status, ServingStatus::NotServing as i32);
+    let mut h = HealthClient::new(ch);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for service in ["", "multimodal.MultiModal"] {
+        loop {
+            let r = h
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await;
+            if matches!(&r, Ok(r) if r.get_ref().status == ServingStatus::NotServing as i32) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "'{service}' never NOT_SERVING without Triton: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     // Drain: packets already sent are answered, then the stream ends cleanly.
     let mut chat = Chat::open_default(&proxy.url()).await;
@@ -674,7 +735,15 @@ async fn health_follows_triton_and_shutdown_drains() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // All three are with Triton (each sleeps 300 ms there) before the shutdown starts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !proxy.metrics().await.contains("proxy_inflight_requests 3") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "packets never reached Triton"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let server = tokio::spawn(proxy.shutdown());
     let mut answered = 0;
     while let Some(ack) = chat.rx.message().await.expect("clean end, not an error") {

@@ -106,7 +106,11 @@ fn tls_and_mtls_end_to_end() {
     );
     // Plain text against a TLS port fails too, clearly.
     let plain = infer(&format!("http://127.0.0.1:{}", p.addr.port()), "");
-    assert!(!plain.errors.is_empty());
+    let msg = plain.errors.join("\n");
+    assert!(
+        msg.contains("it may speak TLS") && msg.contains("https://"),
+        "{msg}"
+    );
     drop(p);
 
     // mTLS: no client certificate → refused; a certificate from another CA → refused; ours → works.
@@ -126,9 +130,12 @@ fn tls_and_mtls_end_to_end() {
     let url = format!("https://127.0.0.1:{}", p.addr.port());
     let ca = format!("tls-ca-file={}", pki.path("ca.pem"));
     let anonymous = infer(&url, &ca);
+    let msg = anonymous.errors.join("\n");
     assert!(
-        !anonymous.errors.is_empty(),
-        "mTLS admitted a client without a certificate"
+        msg.contains("the server requires a client certificate")
+            && msg.contains("tls-cert-file")
+            && msg.contains("tls-key-file"),
+        "mTLS without a client certificate: {msg}"
     );
     let stranger = infer(
         &url,
@@ -138,9 +145,10 @@ fn tls_and_mtls_end_to_end() {
             pki.path("stranger.key")
         ),
     );
+    let msg = stranger.errors.join("\n");
     assert!(
-        !stranger.errors.is_empty(),
-        "mTLS admitted a certificate from another CA"
+        msg.contains("the server refused the client certificate"),
+        "mTLS with a certificate from another CA: {msg}"
     );
     let client = infer(
         &url,

@@ -267,6 +267,7 @@ impl TritonInfer {
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         use gst::EventView;
+        gst::log!(CAT, imp = self, "sink event {:?}", event.type_());
         match event.view() {
             EventView::FlushStart(_) => {
                 self.set_flushing(true);
@@ -365,6 +366,7 @@ impl TritonInfer {
         };
         let flow = match item {
             Item::Event(e) => {
+                gst::log!(CAT, imp = self, "pushing event {:?}", e.type_());
                 let is_eos = matches!(e.view(), gst::EventView::Eos(_));
                 if !self.srcpad.push_event(e) && is_eos {
                     gst::debug!(CAT, imp = self, "EOS not handled downstream");

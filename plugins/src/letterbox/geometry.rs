@@ -134,6 +134,48 @@ mod tests {
         assert_eq!((up.new_w, up.new_h), (640, 400));
     }
 
+    #[test]
+    fn fractional_padding_puts_the_odd_pixel_at_the_bottom_and_right() {
+        // Worked by hand: 640×481 into 640×640 keeps r = 1 (no scale-up needed on x) and leaves
+        // 159 rows of padding: pad_y = 79.5, the image starts at row round(79.5 − 0.1) = 79 and
+        // ends at row 560, so 79 rows of padding above and 80 below (Ultralytics' LetterBox:
+        // top = round(dh − 0.1), bottom = round(dh + 0.1)).
+        let l = Letterbox::new(640, 481, 640, 640, true);
+        assert_eq!((l.scale, l.new_w, l.new_h), (1.0, 640, 481));
+        assert_eq!((l.pad_x, l.pad_y), (0.0, 79.5));
+        assert_eq!((l.left, l.top), (0, 79));
+        assert_eq!(l.dst_h - l.top - l.new_h, 80);
+        assert_eq!(l.to_tensor(0.0, 0.0), (0.0, 79.0));
+        assert_eq!(l.to_tensor(640.0, 481.0), (640.0, 560.0));
+        // The same along x, with a scale: 963×640 into 640×640 is r = 640/963, new_w = 640,
+        // new_h = round(425.34) = 425, pad_y = 107.5 → top 107, bottom 108.
+        let l = Letterbox::new(963, 640, 640, 640, true);
+        assert_eq!((l.new_w, l.new_h), (640, 425));
+        assert_eq!((l.pad_y, l.top), (107.5, 107));
+        let l = Letterbox::new(481, 640, 640, 640, true);
+        assert_eq!((l.pad_x, l.left, l.top), (79.5, 79, 0));
+        // A small odd frame without scale-up: 3×2 into 8×8: pad 2.5 and 3.0 → left 2, top 3.
+        let l = Letterbox::new(3, 2, 8, 8, false);
+        assert_eq!((l.new_w, l.new_h, l.pad_x, l.pad_y), (3, 2, 2.5, 3.0));
+        assert_eq!((l.left, l.top), (2, 3));
+    }
+
+    #[test]
+    fn boxes_map_through_exact_per_axis_scales() {
+        // 1919×1080 → 640: r = 640/1919, new 640×360 (1080·r = 360.19 rounds to 360), so the
+        // vertical scale is 360/1080 = 1/3, not r, and the image starts at row 140.
+        let l = Letterbox::new(1919, 1080, 640, 640, true);
+        assert_eq!((l.new_w, l.new_h, l.left, l.top), (640, 360, 0, 140));
+        let b = l.box_to_tensor([959.5, 540.0, 1919.0, 1080.0]);
+        assert_eq!(b, [320.0, 320.0, 640.0, 500.0]);
+        assert_eq!(l.box_to_frame(b), [959.5, 540.0, 1919.0, 1080.0]);
+        // Clamping: a tensor box reaching into the padding ends at the frame's edges.
+        assert_eq!(
+            l.box_to_frame([-5.0, 100.0, 700.0, 520.0]),
+            [0.0, 0.0, 1919.0, 1080.0]
+        );
+    }
+
     proptest! {
         #[test]
         fn forward_then_inverse_is_identity(
@@ -146,8 +188,10 @@ mod tests {
             for (x, y) in [(0.0, 0.0), (sw as f64, 0.0), (0.0, sh as f64), (sw as f64, sh as f64)] {
                 let (tx, ty) = l.to_tensor(x, y);
                 prop_assert!(tx >= -1e-6 && tx <= dw as f64 + 1e-6 && ty >= -1e-6 && ty <= dh as f64 + 1e-6);
+                // The inverse is exact (same per-axis scales both ways): only rounding error.
                 let (bx, by) = l.to_frame(tx, ty);
-                prop_assert!((bx - x).abs() <= 0.5 && (by - y).abs() <= 0.5, "{:?} -> {:?}", (x, y), (bx, by));
+                let tol = 1e-9 * (sw.max(sh) as f64);
+                prop_assert!((bx - x).abs() <= tol && (by - y).abs() <= tol, "{:?} -> {:?}", (x, y), (bx, by));
             }
         }
 
@@ -156,8 +200,17 @@ mod tests {
             for (sw, sh) in [(s, 1), (1, s), (8192, s), (s, 8192)] {
                 let l = Letterbox::new(sw, sh, d, d, true);
                 prop_assert!(l.left + l.new_w <= d && l.top + l.new_h <= d);
-                let b = l.box_to_frame(l.box_to_tensor([0.0, 0.0, sw as f64, sh as f64]));
-                prop_assert!((b[2] - sw as f64).abs() <= 0.5 && (b[3] - sh as f64).abs() <= 0.5);
+                let frame = [0.0, 0.0, sw as f64, sh as f64];
+                let t = l.box_to_tensor(frame);
+                // The whole frame is the resized image, exactly where the padding ends.
+                let want = [l.left as f64, l.top as f64, (l.left + l.new_w) as f64, (l.top + l.new_h) as f64];
+                for k in 0..4 {
+                    prop_assert!((t[k] - want[k]).abs() <= 1e-9 * d as f64, "{t:?} vs {want:?}");
+                }
+                let b = l.box_to_frame(t);
+                for k in 0..4 {
+                    prop_assert!((b[k] - frame[k]).abs() <= 1e-9 * s.max(sw) as f64, "{b:?}");
+                }
             }
         }
     }

@@ -8,3 +8,26 @@ pub fn init() {
         gsttriton::plugin_register_static().unwrap();
     });
 }
+
+/// The directory holding a fresh `libgsttriton.so` (for `GST_PLUGIN_PATH` in `gst-launch-1.0`
+/// runs): `cargo build` first, once per test binary, so a test run alone never loads a stale one.
+#[allow(dead_code)] // not every test binary runs gst-launch-1.0
+pub fn plugin_dir() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .current_dir(&root)
+            // Exactly what scripts/test.sh builds: another selection unifies features
+            // differently and would rebuild (and replace) the shared artifacts.
+            .args(["build", "--workspace", "--all-targets"])
+            .status()
+            .expect("run cargo build");
+        assert!(st.success(), "cargo build --workspace --all-targets failed");
+    });
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("debug")
+}

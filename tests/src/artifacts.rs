@@ -1,0 +1,54 @@
+//! Workspace binaries, examples and the plugin `.so` that tests run as separate processes, built
+//! on first use in each test process (`cargo build`, a no-op when fresh), so that a test run
+//! alone never picks up a stale artifact from an earlier build.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+use crate::triton::repo_root;
+
+/// `target/debug` (or `$CARGO_TARGET_DIR/debug`).
+pub fn debug_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("debug")
+}
+
+/// Runs `cargo build --workspace --all-targets` once per process; panics when it fails. Always
+/// exactly what `scripts/test.sh` builds (and what `cargo test` needs): another selection unifies
+/// the dependencies' features differently and would rebuild, and replace, the shared artifacts.
+fn build() {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["build", "--workspace", "--all-targets"])
+        .status()
+        .expect("run cargo build");
+    assert!(st.success(), "cargo build --workspace --all-targets failed");
+    *done = true;
+}
+
+/// The directory holding a fresh `libgsttriton.so`, for `GST_PLUGIN_PATH`.
+pub fn plugin_dir() -> PathBuf {
+    build();
+    debug_dir()
+}
+
+/// A fresh binary of the workspace (`make-demo-clip`, `triton-video`, `triton-proxy`).
+pub fn bin(name: &str) -> PathBuf {
+    build();
+    debug_dir().join(name)
+}
+
+/// A fresh example of the plugin crate.
+pub fn example(name: &str) -> PathBuf {
+    build();
+    debug_dir().join("examples").join(name)
+}
