@@ -50,5 +50,8 @@ cargo build --workspace --locked --all-targets
 
 stage "rust: tests (shared Triton at $TRITON_TEST_URL)"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+
+stage "mutation testing: geometry, proxy control + auth, endpoint (scripts/mutants.sh --ci)"
+bash scripts/mutants.sh --ci
 stage ""
 echo "== all tests passed in $SECONDS s"

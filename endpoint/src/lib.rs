@@ -445,6 +445,32 @@ mod tests {
             t.endpoint().unwrap_err(),
             Error::IncompleteIdentity { .. }
         ));
+        // Both set: the files are read (here: the certificate is missing).
+        let mut t = Target::new("a:1", Names::ELEMENT);
+        t.tls.cert_file = Some("/no/c.pem".into());
+        t.tls.key_file = Some("/no/k.pem".into());
+        let e = t.endpoint().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::ReadFile {
+                    field: "tls-cert-file",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_without_any_file_is_fine() {
+        // https:// alone: TLS with the system's defaults, no client identity.
+        let t = Target::new("https://example.invalid:443", Names::ELEMENT);
+        assert!(t.tls_enabled());
+        t.endpoint().expect("https without files");
+        let mut t = Target::new("http://a:1", Names::ELEMENT);
+        t.tls.domain = Some("server".into());
+        t.endpoint().expect("a domain without TLS is ignored");
     }
 
     #[test]
@@ -538,6 +564,12 @@ mod tests {
         assert!(r.metadata().get("authorization").is_none());
 
         let mut a = Auth::new(None, Some("only"), &Names::ELEMENT).unwrap();
+        assert!(a.is_set());
+        assert!(
+            Auth::new(Some("k"), None, &Names::ELEMENT)
+                .unwrap()
+                .is_set()
+        );
         let r = a.call(tonic::Request::new(())).unwrap();
         assert!(r.metadata().get("x-domino-api-key").is_none());
         assert_eq!(r.metadata().get("authorization").unwrap(), "Bearer only");

@@ -413,7 +413,10 @@ fn refuses_to_start_without_credentials() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn eight_streams_of_200_packets_pipelined_in_order() {
+async fn eight_concurrent_streams_of_200_packets_each_in_order() {
+    // Order and answers under load; the pipelining itself is measured in
+    // `pipelining_keeps_order_when_answers_take_different_times` and
+    // `the_proxy_keeps_exactly_max_inflight_requests_outstanding`.
     let proxy = TestProxy::start(&shared_url(), &[]).await.unwrap();
     let url = proxy.url();
     let note = shapes_note("shapes_nms", 64, 64, true);
@@ -460,13 +463,16 @@ async fn eight_streams_of_200_packets_pipelined_in_order() {
 
 #[tokio::test]
 async fn pipelining_keeps_order_when_answers_take_different_times() {
+    // shapes_jitter runs 3 instances, so requests the proxy sends together run together.
     let proxy = TestProxy::start(&shared_url(), &["--proxy-max-inflight", "4"])
         .await
         .unwrap();
     let mut chat = Chat::open_default(&proxy.url()).await;
+    let started = std::time::Instant::now();
     for i in 0..12u32 {
-        let delay = [120, 5, 60, 0][i as usize % 4];
-        let note = serde_json::json!({"model": "shapes_nms", "inputs": [{"name":"images","shape":[1,3,32,32],"dtype":"FP32","from":"image"}], "parameters": {"delay_ms": delay}, "binary": true}).to_string();
+        // Later packets answer sooner: Acks must still come in packet order.
+        let delay = [150, 120, 90, 60][i as usize % 4];
+        let note = serde_json::json!({"model": "shapes_jitter", "inputs": [{"name":"images","shape":[1,3,32,32],"dtype":"FP32","from":"image"}], "parameters": {"delay_ms": delay}, "binary": true}).to_string();
         chat.tx
             .send(image_packet(
                 &i.to_string(),
@@ -481,6 +487,20 @@ async fn pipelining_keeps_order_when_answers_take_different_times() {
         assert_eq!(ack.correlation_id, i.to_string());
         assert_same_boxes(&nms_boxes(&ack), &[Rect::new(i, 2, 5, 5, 0)], 0.01);
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    // Requests overlapped: one at a time, their Triton latencies could not add up to more than
+    // the run took.
+    let m = proxy.metrics().await;
+    let sum: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("proxy_triton_latency_seconds_sum "))
+        .and_then(|v| v.parse().ok())
+        .expect("latency sum in the metrics");
+    eprintln!("Triton latencies add up to {sum:.3} s in a {elapsed:.3} s run");
+    assert!(
+        sum > 2.0 * elapsed,
+        "no overlap: Triton latencies add up to {sum:.3} s in a {elapsed:.3} s run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Mutation testing (cargo-mutants, from crates.io) of the pure modules with their own unit tests:
+# each mutant (an operator flipped, a function body replaced, ...) must make one of them fail.
+#
+#   bash scripts/mutants.sh          # everything: geometry, kernel, decoders, session, queue,
+#                                    # proxy control + auth, the endpoint module (about an hour here)
+#   bash scripts/mutants.sh --ci     # what CI runs: geometry, proxy control + auth, endpoint
+#   bash scripts/mutants.sh NAME...  # some of: geometry kernel decode session queue proxy endpoint
+#
+# Prints caught / missed / unviable / timeout per file, lists every missed mutant, and exits
+# non-zero when a goal is missed: 0 missed everywhere except the letterbox kernel (at most 5 %).
+# Results: target/mutants/<name>/mutants.out/ (caught.txt, missed.txt, unviable.txt, timeout.txt).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+VERSION=27.1.0
+if ! cargo mutants --version 2>/dev/null | grep -q "$VERSION"; then
+  echo "mutants: installing cargo-mutants $VERSION"
+  cargo install --locked --quiet "cargo-mutants@$VERSION"
+fi
+
+# name | package | files | the tests that guard them | allowed missed (percent)
+# (The kernel's tests are the golden tests in plugins/tests/letterbox_kernel.rs: pure Rust, no
+# GStreamer, compared with a float reference.)
+TARGETS=(
+  "geometry|gst-plugin-triton|plugins/src/letterbox/geometry.rs|--lib|0"
+  "decode|gst-plugin-triton|plugins/src/decode/mod.rs|--lib|0"
+  "session|gst-plugin-triton|plugins/src/infer/session.rs|--lib|0"
+  "queue|gst-plugin-triton|plugins/src/infer/queue.rs|--lib|0"
+  "proxy|triton-proxy|proxy/src/control.rs proxy/src/auth.rs|--lib|0"
+  "endpoint|triton-endpoint|endpoint/src/lib.rs|--lib|0"
+  "kernel|gst-plugin-triton|plugins/src/letterbox/kernel.rs|--lib --test letterbox_kernel|5"
+)
+case "${1:-}" in
+  --ci) WANT=(geometry proxy endpoint) ;;
+  "") WANT=(geometry decode session queue proxy endpoint kernel) ;;
+  *) WANT=("$@") ;;
+esac
+
+OUT="$ROOT/target/mutants"
+mkdir -p "$OUT"
+failed=0
+for t in "${TARGETS[@]}"; do
+  IFS='|' read -r name pkg files tests allowed <<<"$t"
+  [[ " ${WANT[*]} " == *" $name "* ]] || continue
+  args=()
+  for f in $files; do args+=(--file "$f"); done
+  start=$SECONDS
+  echo "== mutants: $name ($files)"
+  # The plugin crate is optimised in dev builds for the end-to-end tests; mutants only run its
+  # unit tests, where a quick unoptimised rebuild per mutant is what counts.
+  # In CI (a clean clone, nothing else running) mutate in place and reuse the build the tests
+  # made; elsewhere work on a copy, so that an interrupted run never leaves a mutant behind.
+  [ -n "${CI:-}" ] && args+=(--in-place)
+  set +e
+  cargo mutants --no-shuffle --package "$pkg" "${args[@]}" --output "$OUT/$name" \
+    --cargo-arg=--config=profile.dev.package.gst-plugin-triton.opt-level=0 \
+    -- $tests >"$OUT/$name.log" 2>&1
+  rc=$?
+  set -e
+  dir="$OUT/$name/mutants.out"
+  if [ ! -f "$dir/caught.txt" ]; then
+    echo "mutants: $name did not run (exit $rc); see $OUT/$name.log" >&2
+    tail -20 "$OUT/$name.log" >&2
+    failed=1
+    continue
+  fi
+  for f in $files; do
+    count() { grep -c "^$f:" "$dir/$1.txt" 2>/dev/null || true; }
+    c=$(count caught) m=$(count missed) u=$(count unviable) to=$(count timeout)
+    viable=$((c + m + to))
+    pct=0
+    [ "$viable" -gt 0 ] && pct=$((100 * m / viable))
+    printf '%-36s caught %4d  missed %3d (%d%%)  unviable %3d  timeout %2d\n' "$f" "$c" "$m" "$pct" "$u" "$to"
+    if [ "$m" -gt 0 ]; then
+      grep "^$f:" "$dir/missed.txt" | sed 's/^/    missed: /'
+    fi
+    if [ "$((100 * m))" -gt "$((allowed * viable))" ] || [ "$to" -gt 0 ]; then
+      echo "    goal: at most $allowed% missed and no timeout" >&2
+      failed=1
+    fi
+  done
+  echo "-- mutants: $name: $((SECONDS - start)) s"
+done
+exit "$failed"
