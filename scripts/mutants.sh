@@ -7,8 +7,9 @@
 #   bash scripts/mutants.sh --ci     # what CI runs: geometry, proxy control + auth, endpoint
 #   bash scripts/mutants.sh NAME...  # some of: geometry kernel decode session queue proxy endpoint
 #
-# Prints caught / missed / unviable / timeout per file, lists every missed mutant, and exits
-# non-zero when a goal is missed: 0 missed everywhere except the letterbox kernel (at most 5 %).
+# Prints caught / missed / unviable / timeout per file (a timeout is a mutant that made a test hang:
+# noticed, counted as caught), lists every missed mutant, and exits non-zero when a goal is missed:
+# 0 missed everywhere except the letterbox kernel (at most 5 %).
 # Results: target/mutants/<name>/mutants.out/ (caught.txt, missed.txt, unviable.txt, timeout.txt).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,8 +77,10 @@ for t in "${TARGETS[@]}"; do
     if [ "$m" -gt 0 ]; then
       grep "^$f:" "$dir/missed.txt" | sed 's/^/    missed: /'
     fi
-    if [ "$((100 * m))" -gt "$((allowed * viable))" ] || [ "$to" -gt 0 ]; then
-      echo "    goal: at most $allowed% missed and no timeout" >&2
+    # A timeout is a mutant that made a test hang (e.g. a wait that never ends): noticed, and
+    # counted as caught.
+    if [ "$((100 * m))" -gt "$((allowed * viable))" ]; then
+      echo "    goal: at most $allowed% missed" >&2
       failed=1
     fi
   done

@@ -52,3 +52,22 @@ pub fn example(name: &str) -> PathBuf {
     build();
     debug_dir().join("examples").join(name)
 }
+
+/// `<tmp>/<name>-<pid>/in.mp4`: the moving-shapes demo clip (`make-demo-clip`), `frames` frames
+/// of `w`×`h`, with its ground truth beside it (`truth.jsonl`).
+pub fn demo_clip(name: &str, frames: u32, w: u32, h: u32) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = dir.join("in.mp4");
+    let st = Command::new(bin("make-demo-clip"))
+        .arg("--out")
+        .arg(&clip)
+        .arg("--truth")
+        .arg(dir.join("truth.jsonl"))
+        .args(["--frames", &frames.to_string()])
+        .args(["--width", &w.to_string(), "--height", &h.to_string()])
+        .status()
+        .expect("run make-demo-clip");
+    assert!(st.success(), "make-demo-clip failed");
+    clip
+}

@@ -8,26 +8,7 @@ use gst_triton_tests::artifacts;
 use gst_triton_tests::triton::{repo_root, shared_url};
 
 fn clip() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("embed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let clip = dir.join("in.mp4");
-    let st = Command::new(artifacts::bin("make-demo-clip"))
-        .args([
-            "--out",
-            clip.to_str().unwrap(),
-            "--truth",
-            dir.join("t.jsonl").to_str().unwrap(),
-            "--frames",
-            "8",
-            "--width",
-            "320",
-            "--height",
-            "240",
-        ])
-        .status()
-        .expect("run make-demo-clip");
-    assert!(st.success());
-    clip
+    artifacts::demo_clip("embed", 8, 320, 240)
 }
 
 fn check(out: std::process::Output, what: &str) {

@@ -410,25 +410,7 @@ fn drain(
 fn seek_flushes_in_flight_requests_and_streaming_resumes() {
     use gst::prelude::*;
     gst_triton_tests::pipeline::init();
-    let dir = std::env::temp_dir().join(format!("seek-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let clip = dir.join("in.mp4");
-    let st = std::process::Command::new(gst_triton_tests::artifacts::bin("make-demo-clip"))
-        .args([
-            "--out",
-            clip.to_str().unwrap(),
-            "--truth",
-            dir.join("t.jsonl").to_str().unwrap(),
-            "--frames",
-            "60",
-            "--width",
-            "320",
-            "--height",
-            "240",
-        ])
-        .status()
-        .expect("run make-demo-clip");
-    assert!(st.success());
+    let clip = gst_triton_tests::artifacts::demo_clip("seek", 60, 320, 240);
     let p = gst::parse::launch(&format!(
         "filesrc location={} ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer url={} transport=triton model=shapes_jitter max-in-flight=8 on-error=fail ! appsink name=sink sync=false max-buffers=2",
         clip.display(),

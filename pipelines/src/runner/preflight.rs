@@ -85,7 +85,11 @@ async fn check(a: &Args) -> Result<(), Failure> {
         let mut c = GrpcInferenceServiceClient::new(ch);
         let ready = c.server_ready(ServerReadyRequest {}).await.map_err(|s| {
             let e = Error::from_status(&s, &Names::RUNNER);
-            Failure::new(&e, format!("Triton at {addr}: {}", s.message()))
+            let why = match &e {
+                Error::TlsMismatch { .. } => e.to_string(),
+                _ => s.message().to_string(),
+            };
+            Failure::new(&e, format!("Triton at {addr}: {why}"))
         })?;
         let not_ready = |what: String| {
             let e = Error::Status {
@@ -120,6 +124,7 @@ async fn check(a: &Args) -> Result<(), Failure> {
     let Err(s) = info else { return Ok(()) };
     let e = Error::from_status(&s, &Names::RUNNER);
     let message = match s.code() {
+        _ if matches!(e, Error::TlsMismatch { .. }) => format!("the proxy at {addr}: {e}"),
         // An older proxy without ModelInfo: carry on, inference will tell.
         tonic::Code::Unimplemented => return Ok(()),
         tonic::Code::Unauthenticated => format!(

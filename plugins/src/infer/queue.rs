@@ -26,8 +26,8 @@ struct Inner<T, E> {
 pub struct OrderedQueue<T, E> {
     inner: Mutex<Inner<T, E>>,
     cond: Condvar,
-    /// Bumped by every flush, so that a consumer waiting on an answer can give up.
-    flushes: watch::Sender<u64>,
+    /// Signalled by every flush, so that a consumer waiting on an answer can give up.
+    flushes: watch::Sender<()>,
 }
 
 impl<T, E: Copy> OrderedQueue<T, E> {
@@ -43,7 +43,7 @@ impl<T, E: Copy> OrderedQueue<T, E> {
                 flow: Ok(()),
             }),
             cond: Condvar::new(),
-            flushes: watch::channel(0).0,
+            flushes: watch::channel(()).0,
         }
     }
 
@@ -100,7 +100,7 @@ impl<T, E: Copy> OrderedQueue<T, E> {
         if flushing {
             q.items.clear();
             q.frames = 0;
-            self.flushes.send_modify(|n| *n += 1);
+            self.flushes.send_replace(());
         } else {
             q.flow = Ok(());
         }
@@ -114,7 +114,7 @@ impl<T, E: Copy> OrderedQueue<T, E> {
     }
 
     /// Changes with every flush.
-    pub fn flushes(&self) -> watch::Receiver<u64> {
+    pub fn flushes(&self) -> watch::Receiver<()> {
         self.flushes.subscribe()
     }
 

@@ -327,6 +327,16 @@ mod tests {
         let mut s = Session::new(&st, None).unwrap();
         let answer = xyxy_answer(&[[1.0, 2.0, 30.0, 40.0, 0.9, 0.0]]);
         assert!(s.decode(&answer).unwrap().is_empty());
+        s.apply(ModelDesc {
+            outputs: vec![("output0".into(), vec![1, 8, 8400])],
+            ..Default::default()
+        });
+        assert_eq!(
+            s.decoder(),
+            None,
+            "decoder=none: the model does not choose one"
+        );
+        assert!(s.decode(&answer).unwrap().is_empty());
 
         let mut st = settings();
         st.conf_threshold = 0.95;
@@ -369,6 +379,9 @@ mod tests {
                 det([10.0, 150.0, 110.0, 250.0], 1, 0.75),
                 // Entirely in the top padding: nothing left after clipping.
                 det([10.0, 0.0, 110.0, 100.0], 0, 0.9),
+                // No width, and no height, inside the image.
+                det([100.0, 150.0, 100.0, 250.0], 0, 0.9),
+                det([10.0, 150.0, 110.0, 150.0], 0, 0.9),
                 // A class the labels do not cover.
                 det([0.0, 140.0, 640.0, 500.0], 7, 0.5),
             ],
