@@ -316,4 +316,6 @@ pub fn nms(mut dets: Vec<Det>, iou_threshold: f32, agnostic: bool, max: usize) -
 }
 
 #[cfg(test)]
+mod edge_tests;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,216 @@
+//! The typed error of every client endpoint, and what a gRPC status means for the user.
+
+use crate::{Names, error_chain};
+
+/// What went wrong, in variants callers can match on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{field}: '{value}' is not a valid address ({reason})")]
+    InvalidUrl {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("{field}: cannot read {path}: {source}")]
+    ReadFile {
+        field: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{cert} and {key} must be set together")]
+    IncompleteIdentity {
+        cert: &'static str,
+        key: &'static str,
+    },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("{0}: not a valid header value")]
+    InvalidCredential(&'static str),
+    /// TLS settings that do not match the server's: what happened and what to set.
+    #[error("TLS: {what}; {hint}")]
+    TlsMismatch { what: &'static str, hint: String },
+    #[error("cannot connect to {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("authentication failed ({message}); {hint}")]
+    Unauthenticated { message: String, hint: &'static str },
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("{code:?}: {message}")]
+    Status { code: tonic::Code, message: String },
+}
+
+/// Broad classes of [`Error`], for exit codes and retry decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A setting is wrong: fix the configuration, retrying will not help.
+    Config,
+    /// The server could not be reached.
+    Unreachable,
+    /// The server refused the credentials or the model.
+    Refused,
+    /// The server answered with another error.
+    Server,
+}
+
+impl Error {
+    /// A gRPC status, with the credentials hint for `UNAUTHENTICATED`, and TLS mismatches
+    /// (which tonic reports as bare transport or protocol errors) explained.
+    pub fn from_status(s: &tonic::Status, names: &Names) -> Error {
+        if let Some(e) = tls_mismatch(s, names) {
+            return e;
+        }
+        match s.code() {
+            tonic::Code::Unauthenticated => Error::Unauthenticated {
+                message: s.message().to_string(),
+                hint: names.credentials_hint,
+            },
+            tonic::Code::PermissionDenied => Error::PermissionDenied(s.message().to_string()),
+            code => Error::Status {
+                code,
+                message: s.message().to_string(),
+            },
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::InvalidUrl { .. }
+            | Error::ReadFile { .. }
+            | Error::IncompleteIdentity { .. }
+            | Error::Tls(_)
+            | Error::InvalidCredential(_)
+            | Error::TlsMismatch { .. } => Kind::Config,
+            Error::Connect { .. } => Kind::Unreachable,
+            Error::Unauthenticated { .. } | Error::PermissionDenied(_) => Kind::Refused,
+            Error::Status { code, .. } => match code {
+                tonic::Code::Unavailable => Kind::Unreachable,
+                tonic::Code::NotFound => Kind::Refused,
+                _ => Kind::Server,
+            },
+        }
+    }
+
+    /// `triton-video`'s exit codes: 2 for a configuration mistake, 3 when the server is
+    /// unreachable, refuses, or fails.
+    pub fn exit_code(&self) -> i32 {
+        match self.kind() {
+            Kind::Config => 2,
+            Kind::Unreachable | Kind::Refused | Kind::Server => 3,
+        }
+    }
+}
+
+/// What a TLS alert or an HTTP/2 protocol error in a status's source chain means.
+fn tls_mismatch(s: &tonic::Status, n: &Names) -> Option<Error> {
+    let chain = error_chain(s);
+    let (what, hint) = if chain.contains("CertificateRequired") {
+        (
+            "the server requires a client certificate (mTLS)",
+            format!("set {} and {}", n.tls_cert, n.tls_key),
+        )
+    } else if ["UnknownCA", "BadCertificate", "CertificateUnknown"]
+        .iter()
+        .any(|a| chain.contains(a))
+    {
+        (
+            "the server refused the client certificate (not signed by a CA it trusts)",
+            format!(
+                "use a certificate and key from the server's client CA in {} and {}",
+                n.tls_cert, n.tls_key
+            ),
+        )
+    } else if s.code() == tonic::Code::Internal && s.message().contains("h2 protocol error") {
+        (
+            "the server did not answer as plaintext HTTP/2 (it may speak TLS)",
+            format!(
+                "if it does, use an https:// address in {} (and {} for a private CA)",
+                n.url, n.tls_ca
+            ),
+        )
+    } else {
+        return None;
+    };
+    Some(Error::TlsMismatch { what, hint })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_kinds_and_exit_codes() {
+        let n = Names::ELEMENT;
+        let e = Error::from_status(&tonic::Status::unauthenticated("no key"), &n);
+        assert_eq!(
+            e.to_string(),
+            format!("authentication failed (no key); {}", n.credentials_hint)
+        );
+        assert_eq!(e.kind(), Kind::Refused);
+        assert_eq!(e.exit_code(), 3);
+        let e = Error::from_status(&tonic::Status::permission_denied("model x"), &n);
+        assert_eq!(e.to_string(), "permission denied: model x");
+        assert_eq!(e.kind(), Kind::Refused);
+        let e = Error::from_status(&tonic::Status::not_found("m"), &n);
+        assert_eq!(e.kind(), Kind::Refused);
+        let e = Error::from_status(&tonic::Status::unavailable("down"), &n);
+        assert_eq!(e.kind(), Kind::Unreachable);
+        assert_eq!(e.to_string(), "Unavailable: down");
+        let e = Error::from_status(&tonic::Status::internal("boom"), &n);
+        assert_eq!(e.kind(), Kind::Server);
+        assert_eq!(e.exit_code(), 3);
+        let e = Error::Connect {
+            url: "a:1".into(),
+            detail: "refused".into(),
+        };
+        assert_eq!(e.kind(), Kind::Unreachable);
+        assert_eq!(e.to_string(), "cannot connect to a:1: refused");
+        assert_eq!(Error::InvalidCredential("api-key").exit_code(), 2);
+    }
+
+    #[test]
+    fn tls_mismatches_are_explained_with_the_settings_to_change() {
+        let n = Names::ELEMENT;
+        let with_source = |msg: &str, alert: &str| {
+            let mut s = tonic::Status::unknown(msg.to_string());
+            s.set_source(std::sync::Arc::new(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("received fatal alert: {alert}"),
+            )));
+            s
+        };
+        let e = Error::from_status(&with_source("transport error", "CertificateRequired"), &n);
+        assert_eq!(
+            e.to_string(),
+            "TLS: the server requires a client certificate (mTLS); set tls-cert-file and tls-key-file"
+        );
+        assert_eq!(e.kind(), Kind::Config);
+        let e = Error::from_status(&with_source("transport error", "UnknownCA"), &Names::RUNNER);
+        assert!(
+            e.to_string().starts_with(
+                "TLS: the server refused the client certificate (not signed by a CA it trusts)"
+            ) && e.to_string().ends_with("TLS_CERT_FILE and TLS_KEY_FILE"),
+            "{e}"
+        );
+        let e = Error::from_status(
+            &tonic::Status::internal("h2 protocol error: http2 error"),
+            &n,
+        );
+        assert_eq!(
+            e.to_string(),
+            "TLS: the server did not answer as plaintext HTTP/2 (it may speak TLS); if it does, use an https:// address in url (and tls-ca-file for a private CA)"
+        );
+        // Anything else stays what it was.
+        let e = Error::from_status(&with_source("transport error", "DecodeError"), &n);
+        assert!(
+            matches!(
+                e,
+                Error::Status {
+                    code: tonic::Code::Unknown,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+}
