@@ -57,7 +57,14 @@ impl Error {
     /// A gRPC status, with the credentials hint for `UNAUTHENTICATED`, and TLS mismatches
     /// (which tonic reports as bare transport or protocol errors) explained.
     pub fn from_status(s: &tonic::Status, names: &Names) -> Error {
-        if let Some(e) = tls_mismatch(s, names) {
+        Error::from_status_on(s, names, false)
+    }
+
+    /// As [`Error::from_status`], for a status from a connection that uses TLS (`tls`): there a
+    /// connection closed under the first request is most likely a refused client certificate
+    /// whose alert lost the race with the request.
+    pub fn from_status_on(s: &tonic::Status, names: &Names, tls: bool) -> Error {
+        if let Some(e) = tls_mismatch(s, names, tls) {
             return e;
         }
         match s.code() {
@@ -102,7 +109,7 @@ impl Error {
 }
 
 /// What a TLS alert or an HTTP/2 protocol error in a status's source chain means.
-fn tls_mismatch(s: &tonic::Status, n: &Names) -> Option<Error> {
+fn tls_mismatch(s: &tonic::Status, n: &Names, tls: bool) -> Option<Error> {
     let chain = error_chain(s);
     let (what, hint) = if chain.contains("CertificateRequired") {
         (
@@ -117,6 +124,19 @@ fn tls_mismatch(s: &tonic::Status, n: &Names) -> Option<Error> {
             "the server refused the client certificate (not signed by a CA it trusts)",
             format!(
                 "use a certificate and key from the server's client CA in {} and {}",
+                n.tls_cert, n.tls_key
+            ),
+        )
+    } else if tls
+        && matches!(s.code(), tonic::Code::Unknown | tonic::Code::Cancelled)
+        && ["broken pipe", "connection reset", "connection closed"]
+            .iter()
+            .any(|e| chain.to_lowercase().contains(e))
+    {
+        (
+            "the server closed the connection right after the handshake (it may have refused the client certificate)",
+            format!(
+                "if it requires mTLS, use a certificate and key from its client CA in {} and {}",
                 n.tls_cert, n.tls_key
             ),
         )
@@ -200,6 +220,23 @@ mod tests {
             e.to_string(),
             "TLS: the server did not answer as plaintext HTTP/2 (it may speak TLS); if it does, use an https:// address in url (and tls-ca-file for a private CA)"
         );
+        // A connection closed under the request: a likely refusal over TLS, nothing more in
+        // plain text.
+        let mut closed = tonic::Status::unknown("transport error");
+        closed.set_source(std::sync::Arc::new(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "stream closed because of a broken pipe",
+        )));
+        let e = Error::from_status_on(&closed, &n, true);
+        assert!(
+            e.to_string()
+                .starts_with("TLS: the server closed the connection right after the handshake (it may have refused the client certificate)"),
+            "{e}"
+        );
+        assert!(matches!(
+            Error::from_status_on(&closed, &n, false),
+            Error::Status { .. }
+        ));
         // Anything else stays what it was.
         let e = Error::from_status(&with_source("transport error", "DecodeError"), &n);
         assert!(

@@ -86,8 +86,8 @@ impl From<triton_endpoint::Error> for InferError {
 }
 
 impl InferError {
-    fn status(s: &tonic::Status) -> InferError {
-        triton_endpoint::Error::from_status(s, &Names::ELEMENT).into()
+    fn status(s: &tonic::Status, tls: bool) -> InferError {
+        triton_endpoint::Error::from_status_on(s, &Names::ELEMENT, tls).into()
     }
 }
 
@@ -228,7 +228,7 @@ impl Client {
                         version: c.model_version.clone(),
                     })
                     .await
-                    .map_err(|s| InferError::status(&s))?
+                    .map_err(|s| InferError::status(&s, c.target.tls_enabled()))?
                     .into_inner();
                 Ok(ModelDesc {
                     input_name: info.inputs.first().map(|i| i.name.clone()),
@@ -252,7 +252,7 @@ impl Client {
                         version: c.model_version.clone(),
                     })
                     .await
-                    .map_err(|s| InferError::status(&s))?
+                    .map_err(|s| InferError::status(&s, c.target.tls_enabled()))?
                     .into_inner();
                 let cfg = t
                     .model_config(ModelConfigRequest {
@@ -317,6 +317,7 @@ impl Client {
 
     async fn connect(&self) -> Result<Conn, InferError> {
         let ch = self.channel().await?;
+        let tls = self.cfg.target.tls_enabled();
         let conn = Conn {
             tx: Sender::Proxy(mpsc::channel(1).0),
             pending: Default::default(),
@@ -332,12 +333,12 @@ impl Client {
                 let reader = conn.clone();
                 tokio::spawn(async move {
                     let why = match mm.chat(ReceiverStream::new(rx)).await {
-                        Err(s) => InferError::status(&s),
+                        Err(s) => InferError::status(&s, tls),
                         Ok(resp) => {
                             read_replies(
                                 resp.into_inner(),
                                 &reader.pending,
-                                "the proxy",
+                                ("the proxy", tls),
                                 |mut ack| {
                                     let id = std::mem::take(&mut ack.correlation_id);
                                     Reply::For(id, ack_to_output(ack))
@@ -358,10 +359,15 @@ impl Client {
                 let reader = conn.clone();
                 tokio::spawn(async move {
                     let why = match t.model_stream_infer(ReceiverStream::new(rx)).await {
-                        Err(s) => InferError::status(&s),
+                        Err(s) => InferError::status(&s, tls),
                         Ok(resp) => {
-                            read_replies(resp.into_inner(), &reader.pending, "Triton", triton_reply)
-                                .await
+                            read_replies(
+                                resp.into_inner(),
+                                &reader.pending,
+                                ("Triton", tls),
+                                triton_reply,
+                            )
+                            .await
                         }
                     };
                     reader.fail_all(why);
@@ -483,7 +489,7 @@ impl Conn {
 async fn read_replies<M>(
     mut stream: tonic::Streaming<M>,
     pending: &Pending,
-    peer: &str,
+    (peer, tls): (&str, bool),
     mut reply: impl FnMut(M) -> Reply,
 ) -> InferError {
     loop {
@@ -506,7 +512,7 @@ async fn read_replies<M>(
                 }
             }
             Ok(None) => return InferError::Closed(format!("{peer} closed the stream")),
-            Err(s) => return InferError::status(&s),
+            Err(s) => return InferError::status(&s, tls),
         }
     }
 }
