@@ -1,7 +1,7 @@
 //! `triton-video`: the seed's client as a GStreamer pipeline (see [`runner::launch`]).
 //!
 //! Exit codes: 0 done, 1 pipeline error, 2 bad configuration or input, 3 server unreachable or
-//! authentication refused.
+//! authentication refused, 4 no frame could be decoded from VIDEO_PATH.
 
 mod runner;
 
@@ -80,15 +80,25 @@ fn cap_frames(pipeline: &gst::Pipeline, max: u64) -> Arc<AtomicBool> {
     let reached = Arc::new(AtomicBool::new(false));
     let seen = AtomicU64::new(0);
     let r = reached.clone();
-    static_pad(pipeline, "letterbox", "sink").add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        if seen.fetch_add(1, Ordering::SeqCst) >= max {
-            r.store(true, Ordering::SeqCst);
-            gst::PadProbeReturn::Drop
-        } else {
-            gst::PadProbeReturn::Ok
-        }
-    });
+    static_pad(pipeline, "letterbox", "sink").add_probe(
+        gst::PadProbeType::BUFFER,
+        move |_, info| {
+            if seen.fetch_add(1, Ordering::SeqCst) >= max {
+                r.store(true, Ordering::SeqCst);
+                // Take the buffer and say it was handled: GStreamer 1.22 answers a plain Drop here
+                // with a GStreamer-CRITICAL (it unrefs the buffer the binding already gave back).
+                drop(info.data.take());
+                gst::PadProbeReturn::Handled
+            } else {
+                gst::PadProbeReturn::Ok
+            }
+        },
+    );
     reached
+}
+
+fn video_name(a: &Args) -> String {
+    a.video_path.clone().unwrap_or_default()
 }
 
 /// Runs until EOS or an error; returns the exit code.
@@ -116,6 +126,7 @@ fn run(a: &Args, pipeline: &gst::Pipeline, stats: &Mutex<Stats>, src: &gst::Pad)
     let started = Instant::now();
     let mut last_print = Instant::now() - Duration::from_secs(60);
     let mut eos_sent = false;
+    let mut damaged: Option<String> = None;
     let bus = pipeline.bus().unwrap_or_else(|| fail(1, "no bus"));
     loop {
         if interrupts.load(Ordering::SeqCst) > 0 && !eos_sent {
@@ -133,8 +144,43 @@ fn run(a: &Args, pipeline: &gst::Pipeline, stats: &Mutex<Stats>, src: &gst::Pad)
         }
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
             match msg.view() {
-                gst::MessageView::Eos(_) => return 0,
+                gst::MessageView::Eos(_) => {
+                    let frames = stats.lock().unwrap().frames;
+                    let full_run = a.fps_cap.is_none() && interrupts.load(Ordering::SeqCst) == 0;
+                    let total = report::total_frames(pipeline, src, a.max_frames);
+                    let lost = full_run
+                        .then(|| report::lost_frames_warning(&video_name(a), frames, total))
+                        .flatten();
+                    if let Some(why) = damaged.take().or(lost) {
+                        eprintln!("\ntriton-video: warning: {why}");
+                    }
+                    return 0;
+                }
                 gst::MessageView::Error(e) => {
+                    let frames = stats.lock().unwrap().frames;
+                    let from_input = msg
+                        .src()
+                        .is_some_and(|s| report::is_input_element(s, pipeline));
+                    if from_input && frames == 0 {
+                        eprintln!(
+                            "\ntriton-video: VIDEO_PATH: nothing could be decoded from {}: {}",
+                            video_name(a),
+                            e.error()
+                        );
+                        return report::EXIT_UNDECODABLE;
+                    }
+                    if from_input && !eos_sent {
+                        // Damaged part way: keep what decoded and finish the files.
+                        damaged = Some(format!(
+                            "VIDEO_PATH: {} is damaged after {frames} frames ({}); the results cover the frames that decoded",
+                            video_name(a),
+                            e.error()
+                        ));
+                        static_pad(pipeline, "letterbox", "sink")
+                            .send_event(gst::event::Eos::new());
+                        eos_sent = true;
+                        continue;
+                    }
                     eprintln!(
                         "\ntriton-video: {} ({})",
                         e.error(),
@@ -174,9 +220,14 @@ fn main() {
         gst::PadProbeReturn::Ok
     });
     let started = Instant::now();
-    let code = run(&a, &pipeline, &stats, &src);
+    let mut code = run(&a, &pipeline, &stats, &src);
     let _ = pipeline.set_state(gst::State::Null);
     let s = stats.lock().unwrap();
     println!("\n{}", s.summary(started.elapsed(), &a.results_dir));
+    if code == 0 && s.frames == 0 {
+        // A run that processed nothing never reports success.
+        eprintln!("triton-video: VIDEO_PATH: no frame was decoded from {video}",);
+        code = report::EXIT_UNDECODABLE;
+    }
     std::process::exit(code);
 }

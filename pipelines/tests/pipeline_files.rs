@@ -268,10 +268,18 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
         // Ctrl-C once `started` says frames flow; it must then finish its files and exit 0 by
         // itself (a child the test has to kill fails the test).
         let launch_desc = |name: &str, desc: &str, started: &dyn Fn() -> bool| {
+            let gst_log = dir.join(format!("{name}.gst.log"));
             let mut child = std::process::Command::new("gst-launch-1.0")
                 .arg("-e")
                 .args(desc.split_whitespace())
                 .env("GST_PLUGIN_PATH", gst_triton_tests::artifacts::plugin_dir())
+                // What the RTSP elements and ours did, for the message of a hang.
+                .env(
+                    "GST_DEBUG",
+                    "2,rtspsrc:4,rtspclientsink:5,triton*:5,basesink:4",
+                )
+                .env("GST_DEBUG_FILE", &gst_log)
+                .env("GST_DEBUG_NO_COLOR", "1")
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -297,10 +305,15 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
                 if std::time::Instant::now() > deadline {
                     let _ = child.kill();
                     let out = child.wait_with_output().unwrap();
+                    let log = std::fs::read_to_string(&gst_log).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(150).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
                     panic!(
-                        "{name}: still running 20 s after Ctrl-C: {}{}",
+                        "{name}: still running 20 s after Ctrl-C: {}{}\nlast lines of {}:\n{}",
                         String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
+                        String::from_utf8_lossy(&out.stderr),
+                        gst_log.display(),
+                        tail.join("\n")
                     );
                 }
                 std::thread::sleep(Duration::from_millis(50));

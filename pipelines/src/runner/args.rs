@@ -30,7 +30,7 @@ pub struct Args {
     /// Process at most this many frames per second (drops the rest).
     #[arg(long, env = "FPS_CAP")]
     pub fps_cap: Option<f64>,
-    /// Stop after this many frames.
+    /// Stop after this many frames (0 = no limit, as in the seed's client).
     #[arg(long, env = "MAX_FRAMES")]
     pub max_frames: Option<u64>,
     /// Model name.
@@ -75,7 +75,9 @@ impl Args {
                 unsafe { std::env::remove_var(k) };
             }
         }
-        Args::parse()
+        let mut a = Args::parse();
+        a.max_frames = a.max_frames.filter(|&m| m > 0);
+        a
     }
 
     /// Every environment variable the runner reads: those of its flags, plus RUST_LOG.

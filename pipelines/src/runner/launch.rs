@@ -18,9 +18,12 @@ fn quote(s: &str) -> String {
 /// The `gst-launch` description of the whole run.
 pub fn pipeline_description(a: &Args, video: &str) -> String {
     let source = if video.contains("://") {
-        format!("uridecodebin uri={}", quote(video))
+        format!("uridecodebin name=input uri={}", quote(video))
     } else {
-        format!("filesrc location={} ! decodebin", quote(video))
+        format!(
+            "filesrc name=source location={} ! decodebin name=input",
+            quote(video)
+        )
     };
     let mut d = format!("{source} ! videoconvert ! queue max-size-buffers=4");
     if let Some(fps) = a.fps_cap {

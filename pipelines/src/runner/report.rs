@@ -99,6 +99,27 @@ pub fn frame_size(pad: &gst::Pad) -> (u32, u32) {
         .unwrap_or((0, 0))
 }
 
+/// Exit code of a run in which no frame could be decoded from VIDEO_PATH.
+pub const EXIT_UNDECODABLE: i32 = 4;
+
+/// Whether `src` (the origin of a bus message) is part of reading the input: the source and
+/// what decodebin/uridecodebin made (named `source`/`input` by [`super::launch`]), as opposed
+/// to our elements, the encoder or the sinks.
+pub fn is_input_element(src: &gst::Object, pipeline: &gst::Pipeline) -> bool {
+    let input: Vec<gst::Element> = ["source", "input"]
+        .iter()
+        .filter_map(|n| pipeline.by_name(n))
+        .collect();
+    let mut cur = Some(src.clone());
+    while let Some(o) = cur {
+        if input.iter().any(|i| i.upcast_ref::<gst::Object>() == &o) {
+            return true;
+        }
+        cur = o.parent();
+    }
+    false
+}
+
 /// Frames in the whole input (duration × frame rate), capped by MAX_FRAMES; `None` when unknown.
 pub fn total_frames(
     pipeline: &gst::Pipeline,
@@ -113,6 +134,18 @@ pub fn total_frames(
         .ok()?;
     let t = (d.nseconds() as f64 / 1e9 * f.numer() as f64 / f.denom().max(1) as f64).round() as u64;
     Some(max_frames.map_or(t, |m| t.min(m)))
+}
+
+/// The warning for a run that ended with fewer frames than the input holds (frames the decoder
+/// could not decode are skipped silently by GStreamer); one frame of rounding is allowed.
+pub fn lost_frames_warning(video: &str, frames: u64, total: Option<u64>) -> Option<String> {
+    let t = total?;
+    (frames + 1 < t).then(|| {
+        format!(
+            "VIDEO_PATH: only {frames} of the {t} frames in {video} could be decoded (damaged?); \
+             the results cover the frames that decoded"
+        )
+    })
 }
 
 /// One progress line: a bar with ETA when the total is known, else a plain count.

@@ -101,3 +101,27 @@ pub fn parse_labels(text: &str) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .collect()
 }
+
+/// The output a model may add to name its classes: BYTES, one element per class in id order
+/// (batched: `[B, nc]`, every row the same). The `onnx` and `yolov8_person` models fill it from
+/// the ONNX export's metadata. It is never decoded as detections.
+pub const LABELS_OUTPUT: &str = "class_names";
+
+/// The class names in a `LABELS_OUTPUT` tensor: Triton's BYTES encoding (each element a 4-byte
+/// little-endian length, then that many bytes), first row only. `None` for anything malformed
+/// (a length past the end, bytes that are not UTF-8, an empty tensor).
+pub fn labels_from_tensor(shape: &[i64], data: &[u8]) -> Option<Vec<String>> {
+    let per_row = usize::try_from(*shape.last()?).ok()?;
+    let mut names = Vec::with_capacity(per_row);
+    let mut rest = data;
+    while names.len() < per_row {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > tail.len() {
+            return None;
+        }
+        names.push(std::str::from_utf8(&tail[..len]).ok()?.trim().to_string());
+        rest = &tail[len..];
+    }
+    (!names.is_empty()).then_some(names)
+}

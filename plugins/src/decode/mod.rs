@@ -9,7 +9,7 @@
 //!   `scores [1,M]`, `classes [1,M]` (TensorRT EfficientNMS style).
 
 mod labels;
-pub use labels::{COCO80, parse_labels};
+pub use labels::{COCO80, LABELS_OUTPUT, labels_from_tensor, parse_labels};
 
 /// One output tensor as received (datatype as Triton or numpy names it).
 #[derive(Debug, Clone)]
@@ -70,6 +70,8 @@ pub fn describe(outputs: &[(String, Vec<i64>)]) -> String {
 
 /// Chooses a decoder from output names and shapes (ModelMetadata or a first response).
 pub fn detect(outputs: &[(String, Vec<i64>)]) -> Result<Decoder, String> {
+    let outputs: Vec<&(String, Vec<i64>)> =
+        outputs.iter().filter(|(n, _)| n != LABELS_OUTPUT).collect();
     let has = |k: &str| {
         outputs
             .iter()
@@ -78,7 +80,7 @@ pub fn detect(outputs: &[(String, Vec<i64>)]) -> Result<Decoder, String> {
     if outputs.len() == 4 && has("num") && has("box") && has("score") && has("class") {
         return Ok(Decoder::EfficientNms);
     }
-    if let [(_, shape)] = outputs
+    if let [(_, shape)] = outputs[..]
         && shape.len() == 3
     {
         if shape[2] == 6 {
@@ -93,7 +95,7 @@ pub fn detect(outputs: &[(String, Vec<i64>)]) -> Result<Decoder, String> {
         "decoder=auto cannot tell the output layout from: {}; expected one [1,4+nc,N] or [1,N,4+nc] \
          tensor (yolov8), one [1,M,6] tensor (xyxy-score-class), or four tensors num/boxes/scores/classes \
          (efficient-nms); set the decoder property",
-        describe(outputs)
+        describe(&outputs.into_iter().cloned().collect::<Vec<_>>())
     ))
 }
 
@@ -154,6 +156,12 @@ fn as_f32_owned(o: &Output) -> Result<Vec<f32>, String> {
 /// Decodes `outputs` with `decoder`, applies thresholds, class filter, NMS (yolov8) and the
 /// detection cap. Detections come out best first.
 pub fn decode(decoder: Decoder, outputs: &[Output], p: &Params) -> Result<Vec<Det>, String> {
+    let kept: Vec<Output> = outputs
+        .iter()
+        .filter(|o| o.name != LABELS_OUTPUT)
+        .cloned()
+        .collect();
+    let outputs = &kept[..];
     let keep_class = |c: usize| p.classes.as_ref().is_none_or(|k| k.contains(&c));
     let mut dets = match decoder {
         Decoder::Yolov8 => {

@@ -104,6 +104,29 @@ impl Session {
         applied
     }
 
+    /// Class names carried by the answer itself (the `class_names` output), unless labels-file
+    /// fixed them.
+    fn take_labels(&mut self, out: &InferOutput) {
+        if self.labels_locked {
+            return;
+        }
+        let Some(names) = out
+            .outputs
+            .iter()
+            .find(|o| {
+                o.name == decode::LABELS_OUTPUT && matches!(o.dtype.as_str(), "BYTES" | "bytes")
+            })
+            .and_then(|o| decode::labels_from_tensor(&o.shape, &o.data))
+        else {
+            return;
+        };
+        if names != self.labels {
+            self.labels = names;
+            // A classes label the model lacks keeps the filter resolved before.
+            let _ = self.resolve_classes();
+        }
+    }
+
     /// Class filter from the `classes` property (labels or ids), against the current labels.
     fn resolve_classes(&mut self) -> Result<(), String> {
         let Some(list) = self
@@ -138,6 +161,7 @@ impl Session {
     /// The model's raw detections (tensor pixels), choosing the decoder from this answer when
     /// nothing chose it before.
     pub fn decode(&mut self, out: &InferOutput) -> Result<Vec<decode::Det>, String> {
+        self.take_labels(out);
         if self.setting == DecoderProp::None {
             return Ok(vec![]);
         }
