@@ -11,6 +11,7 @@ PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp libgstrtspserver-1.0-dev
   protobuf-compiler pkg-config fonts-dejavu-core python3-venv
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  opencv-doc
 )
 
 missing=()

@@ -145,11 +145,16 @@ fn run(a: &Args, pipeline: &gst::Pipeline, stats: &Mutex<Stats>, src: &gst::Pad)
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
             match msg.view() {
                 gst::MessageView::Eos(_) => {
-                    let frames = stats.lock().unwrap().frames;
+                    let (frames, missing) = {
+                        let s = stats.lock().unwrap();
+                        (s.frames, s.missing)
+                    };
                     let full_run = a.fps_cap.is_none() && interrupts.load(Ordering::SeqCst) == 0;
                     let total = report::total_frames(pipeline, src, a.max_frames);
                     let lost = full_run
-                        .then(|| report::lost_frames_warning(&video_name(a), frames, total))
+                        .then(|| {
+                            report::lost_frames_warning(&video_name(a), frames, missing, total)
+                        })
                         .flatten();
                     if let Some(why) = damaged.take().or(lost) {
                         eprintln!("\ntriton-video: warning: {why}");
@@ -215,7 +220,9 @@ fn main() {
     src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         if let Some(buf) = info.buffer() {
             let (w, h) = report::frame_size(pad);
-            st.lock().unwrap().count(buf, w, h);
+            let mut st = st.lock().unwrap();
+            st.count(buf, w, h);
+            st.note_pts(buf.pts().map(|p| p.nseconds()), report::frame_duration(pad));
         }
         gst::PadProbeReturn::Ok
     });

@@ -33,6 +33,17 @@ fn runner(env: &[(&str, &str)], args: &[&str]) -> Command {
     c
 }
 
+/// Runs a triton-video command; its stderr never holds a GStreamer critical or warning.
+trait Run {
+    fn run(&mut self) -> Output;
+}
+
+impl Run for Command {
+    fn run(&mut self) -> Output {
+        gst_triton_tests::stderr::output("triton-video", self)
+    }
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -118,8 +129,7 @@ async fn demo_through_the_proxy_matches_the_drawn_shapes() {
                 ],
                 &[],
             )
-            .output()
-            .unwrap()
+            .run()
         }
     })
     .await
@@ -152,8 +162,7 @@ fn direct_to_triton_with_max_frames_and_other_layout() {
             shared_url().trim_start_matches("http://"),
         ],
     )
-    .output()
-    .unwrap();
+    .run();
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     // 1280×720 → r = 0.5: 0.5/r + 0.5 px, plus the H.264 round trip blurring the edges.
@@ -164,7 +173,7 @@ fn direct_to_triton_with_max_frames_and_other_layout() {
 #[test]
 fn clear_errors_and_exit_codes() {
     let dir = tmpdir("errors");
-    let missing = runner(&[], &[]).output().unwrap();
+    let missing = runner(&[], &[]).run();
     assert_eq!(missing.status.code(), Some(2));
     assert!(
         text(&missing).contains("VIDEO_PATH is required"),
@@ -172,9 +181,7 @@ fn clear_errors_and_exit_codes() {
         text(&missing)
     );
 
-    let nofile = runner(&[("VIDEO_PATH", "/no/such/video.mp4")], &[])
-        .output()
-        .unwrap();
+    let nofile = runner(&[("VIDEO_PATH", "/no/such/video.mp4")], &[]).run();
     assert_eq!(nofile.status.code(), Some(2));
     assert!(text(&nofile).contains("no such file: /no/such/video.mp4"));
 
@@ -184,8 +191,7 @@ fn clear_errors_and_exit_codes() {
         &[("VIDEO_PATH", clip.to_str().unwrap()), ("MM_ADDR", &dead)],
         &[],
     )
-    .output()
-    .unwrap();
+    .run();
     assert_eq!(bad_addr.status.code(), Some(3));
     assert!(
         text(&bad_addr).contains("cannot reach the proxy"),
@@ -209,8 +215,7 @@ fn clear_errors_and_exit_codes() {
         ],
         &[],
     )
-    .output()
-    .unwrap();
+    .run();
     assert_eq!(wrong.status.code(), Some(3));
     let t = text(&wrong);
     assert!(
@@ -230,8 +235,7 @@ fn clear_errors_and_exit_codes() {
         ],
         &[],
     )
-    .output()
-    .unwrap();
+    .run();
     assert_eq!(unknown.status.code(), Some(3));
     assert!(text(&unknown).contains("MODEL_NAME"), "{}", text(&unknown));
     drop(proxy);
@@ -272,6 +276,7 @@ fn ctrl_c_finishes_a_playable_mp4() {
     // SAFETY: plain kill(2) on our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
+    gst_triton_tests::stderr::assert_clean("triton-video", &out.stderr);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("interrupted"), "{t}");
@@ -279,4 +284,107 @@ fn ctrl_c_finishes_a_playable_mp4() {
     let lines = std::fs::read_to_string(&jsonl).unwrap().lines().count();
     assert!(n > 0 && n < 600, "{n} frames");
     assert_eq!(lines, n, "the JSON lines and the video agree");
+}
+
+/// `bytes` with the stretch `from..to` (fractions of the length) overwritten by pseudo-random
+/// bytes, then cut to `keep` of its length.
+fn damage(bytes: &[u8], from: f64, to: f64, keep: f64) -> Vec<u8> {
+    let mut d = bytes.to_vec();
+    let n = d.len() as f64;
+    let mut x: u32 = 0x9e37_79b9;
+    for b in &mut d[(n * from) as usize..(n * to) as usize] {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    d.truncate((n * keep) as usize);
+    d
+}
+
+#[test]
+fn max_frames_zero_undecodable_and_damaged_inputs() {
+    let dir = tmpdir("inputs");
+    let (clip, _) = make_clip(&dir, 90, 320, 240);
+    let url = shared_url();
+    let direct = [
+        "--direct",
+        "--triton-url",
+        url.trim_start_matches("http://"),
+    ];
+    let run = |video: &Path, results: &str, extra: &[(&str, &str)]| {
+        let results = dir.join(results);
+        let mut env = vec![
+            ("VIDEO_PATH", video.to_str().unwrap()),
+            ("RESULTS_DIR", results.to_str().unwrap()),
+            ("MODEL_NAME", "shapes_yolov8"),
+        ];
+        env.extend_from_slice(extra);
+        let out = runner(&env, &direct).run();
+        let t = text(&out);
+        assert!(!t.contains("panicked"), "{t}");
+        let lines = std::fs::read_to_string(results.join("frame_counts.jsonl"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        (out.status.code(), t, lines)
+    };
+
+    // MAX_FRAMES=0 is "no limit", as in the seed's client.
+    let (code, t, lines) = run(&clip, "all", &[("MAX_FRAMES", "0")]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("frames:      90 (90 ok"), "{t}");
+    assert_eq!(lines, 90);
+    assert!(!t.contains("warning"), "an intact file: {t}");
+
+    // Nothing decodes: one line naming the file, exit 4, never 0.
+    let junk = dir.join("junk.mp4");
+    std::fs::write(&junk, b"not a video\n".repeat(200)).unwrap();
+    let (code, t, _) = run(&junk, "junk", &[]);
+    assert_eq!(code, Some(4), "{t}");
+    let named: Vec<&str> = t
+        .lines()
+        .filter(|l| l.starts_with("triton-video:"))
+        .collect();
+    assert_eq!(named.len(), 1, "{t}");
+    assert!(
+        named[0].starts_with(&format!(
+            "triton-video: VIDEO_PATH: nothing could be decoded from {}",
+            junk.display()
+        )),
+        "{t}"
+    );
+
+    // Damaged part way, in the two containers a camera recording comes in: garbled in the
+    // middle (MP4), garbled and cut (MPEG-TS). Results for what decodes, a warning, exit 0.
+    let ts = dir.join("in.ts");
+    let mut remux = std::process::Command::new("gst-launch-1.0");
+    remux
+        .args(["-q", "filesrc", &format!("location={}", clip.display())])
+        .args([
+            "!",
+            "qtdemux",
+            "!",
+            "h264parse",
+            "!",
+            "mpegtsmux",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", ts.display()));
+    let remuxed = gst_triton_tests::stderr::output("gst-launch-1.0 remux", &mut remux);
+    assert!(remuxed.status.success());
+    for (name, src, keep) in [("garbled.mp4", &clip, 1.0), ("cut.ts", &ts, 0.8)] {
+        let bad = dir.join(name);
+        std::fs::write(&bad, damage(&std::fs::read(src).unwrap(), 0.45, 0.55, keep)).unwrap();
+        let (code, t, lines) = run(&bad, &format!("out-{name}"), &[]);
+        assert_eq!(code, Some(0), "{name}: {t}");
+        assert!(lines > 10 && lines < 90, "{name}: {lines} frames: {t}");
+        let warning = format!("triton-video: warning: VIDEO_PATH: only {lines} of the ");
+        assert!(t.contains(&warning), "{name}: {t}");
+        assert!(t.contains(&bad.display().to_string()), "{name}: {t}");
+        assert!(
+            t.contains(&format!("frames:      {lines} ({lines} ok")),
+            "{name}: {t}"
+        );
+    }
 }

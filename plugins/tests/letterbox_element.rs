@@ -192,6 +192,12 @@ fn no_leaks_over_1000_frames() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
+    // As every gst-launch-1.0 run in the tests (gst_triton_tests::stderr, which this crate cannot
+    // depend on): no GLib/GStreamer criticals or warnings.
+    assert!(
+        !err.contains("-CRITICAL **") && !err.contains("-WARNING **"),
+        "{err}"
+    );
     // The tracer declares its record format ("object-alive, type-name=(string)%s, ...") and then
     // logs one "object-alive" record per object still alive at exit.
     assert!(

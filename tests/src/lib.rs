@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod mock;
 pub mod pipeline;
 pub mod proxy;
+pub mod stderr;
 pub mod triton;
 
 use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;

@@ -95,7 +95,7 @@ mod tests {
         ]);
         let d = pipeline_description(&a, "/v/in.mp4");
         assert!(
-            d.starts_with("filesrc location=\"/v/in.mp4\" ! decodebin"),
+            d.starts_with("filesrc name=source location=\"/v/in.mp4\" ! decodebin name=input"),
             "{d}"
         );
         assert!(d.contains("videorate drop-only=true max-rate=10"), "{d}");
@@ -110,7 +110,10 @@ mod tests {
 
         let a = Args::parse_from(["triton-video", "--direct", "--triton-url", "t:8001"]);
         let d = pipeline_description(&a, "rtsp://cam/1");
-        assert!(d.starts_with("uridecodebin uri=\"rtsp://cam/1\""), "{d}");
+        assert!(
+            d.starts_with("uridecodebin name=input uri=\"rtsp://cam/1\""),
+            "{d}"
+        );
         assert!(d.contains("url=\"http://t:8001\" transport=triton"), "{d}");
         assert!(!d.contains("videorate"), "{d}");
     }

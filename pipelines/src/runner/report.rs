@@ -16,6 +16,19 @@ pub struct Stats {
     pub per_class: BTreeMap<String, u64>,
     pub latencies: Vec<f64>,
     pub last_error: String,
+    /// Frames missing between consecutive timestamps (the decoder skipped what it could not
+    /// decode); only meaningful when nothing else drops frames (no FPS_CAP).
+    pub missing: u64,
+    last_pts: Option<u64>,
+}
+
+/// Whole frames missing between two consecutive timestamps `prev` and `pts` (ns) of a stream
+/// with frames `dur` ns apart: 0 for the next frame, allowing half a frame of jitter.
+pub fn missing_between(prev: u64, pts: u64, dur: u64) -> u64 {
+    if dur == 0 || pts <= prev {
+        return 0;
+    }
+    ((pts - prev) as f64 / dur as f64).round().max(1.0) as u64 - 1
 }
 
 impl Stats {
@@ -37,6 +50,16 @@ impl Stats {
         }
         for d in gsttriton::meta::detections(buf, w, h) {
             *self.per_class.entry(d.label).or_default() += 1;
+        }
+    }
+
+    /// Notes a frame's timestamp; `dur`: the frame duration from the caps (ns, 0 = unknown).
+    pub fn note_pts(&mut self, pts: Option<u64>, dur: u64) {
+        if let Some(p) = pts {
+            if let Some(prev) = self.last_pts {
+                self.missing += missing_between(prev, p, dur);
+            }
+            self.last_pts = Some(p);
         }
     }
 
@@ -83,6 +106,16 @@ impl Stats {
         ));
         s
     }
+}
+
+/// One frame's duration in ns from a pad's caps (`framerate`), 0 when unknown or variable.
+pub fn frame_duration(pad: &gst::Pad) -> u64 {
+    pad.current_caps()
+        .and_then(|c| c.structure(0)?.get::<gst::Fraction>("framerate").ok())
+        .filter(|f| f.numer() > 0 && f.denom() > 0)
+        .map_or(0, |f| {
+            (1_000_000_000u128 * f.denom() as u128 / f.numer() as u128) as u64
+        })
 }
 
 /// Width and height from a pad's current caps (0×0 before negotiation).
@@ -138,11 +171,16 @@ pub fn total_frames(
 
 /// The warning for a run that ended with fewer frames than the input holds (frames the decoder
 /// could not decode are skipped silently by GStreamer); one frame of rounding is allowed.
-pub fn lost_frames_warning(video: &str, frames: u64, total: Option<u64>) -> Option<String> {
-    let t = total?;
-    (frames + 1 < t).then(|| {
+pub fn lost_frames_warning(
+    video: &str,
+    frames: u64,
+    missing: u64,
+    total: Option<u64>,
+) -> Option<String> {
+    let known = total.map_or(frames + missing, |t| t.max(frames + missing));
+    (frames + 1 < known || missing > 0).then(|| {
         format!(
-            "VIDEO_PATH: only {frames} of the {t} frames in {video} could be decoded (damaged?); \
+            "VIDEO_PATH: only {frames} of the {known} frames in {video} could be decoded (damaged?); \
              the results cover the frames that decoded"
         )
     })
@@ -228,5 +266,41 @@ mod tests {
             progress_line(7, 0, 2.5, Some(0)),
             "7 frames 2.5 fps errors 0"
         );
+    }
+}
+
+#[cfg(test)]
+mod loss_tests {
+    use super::*;
+
+    #[test]
+    fn missing_frames_between_timestamps() {
+        let d = 33_333_333;
+        assert_eq!(missing_between(0, d, d), 0, "the next frame");
+        assert_eq!(
+            missing_between(0, d + d / 3, d),
+            0,
+            "jitter under half a frame"
+        );
+        assert_eq!(missing_between(0, 4 * d, d), 3, "three frames skipped");
+        assert_eq!(missing_between(5 * d, 5 * d, d), 0, "a repeated timestamp");
+        assert_eq!(missing_between(5 * d, 4 * d, d), 0, "backwards");
+        assert_eq!(missing_between(0, 10 * d, 0), 0, "unknown rate");
+    }
+
+    #[test]
+    fn lost_frames_need_a_gap_or_a_shortfall() {
+        assert_eq!(lost_frames_warning("v", 90, 0, Some(90)), None);
+        assert_eq!(lost_frames_warning("v", 89, 0, Some(90)), None, "rounding");
+        assert_eq!(lost_frames_warning("v", 90, 0, None), None);
+        let w = lost_frames_warning("in.mp4", 79, 0, Some(90)).unwrap();
+        assert!(
+            w.starts_with("VIDEO_PATH: only 79 of the 90 frames in in.mp4"),
+            "{w}"
+        );
+        let w = lost_frames_warning("in.ts", 62, 10, Some(70)).unwrap();
+        assert!(w.contains("only 62 of the 72 frames"), "{w}");
+        let w = lost_frames_warning("in.ts", 62, 1, None).unwrap();
+        assert!(w.contains("only 62 of the 63 frames"), "{w}");
     }
 }
