@@ -272,3 +272,32 @@ fn iou_of_known_boxes() {
     assert_eq!(iou(&[0.0, 0.0, 1.0, 1.0], &[2.0, 2.0, 3.0, 3.0]), 0.0);
     assert_eq!(iou(&[0.0, 0.0, 0.0, 0.0], &[0.0, 0.0, 0.0, 0.0]), 0.0);
 }
+
+#[test]
+fn the_labels_output_is_never_decoded_and_parses_strictly() {
+    let yolo_shape = vec![1, 6, 8400];
+    let with_labels = [
+        ("output0".to_string(), yolo_shape.clone()),
+        (LABELS_OUTPUT.to_string(), vec![-1, 2]),
+    ];
+    assert_eq!(detect(&with_labels), Ok(Decoder::Yolov8));
+    let effnms: Vec<(String, Vec<i64>)> = ["num_dets", "boxes", "scores", "classes", LABELS_OUTPUT]
+        .iter()
+        .map(|n| (n.to_string(), vec![1]))
+        .collect();
+    assert_eq!(detect(&effnms), Ok(Decoder::EfficientNms));
+
+    let t = [3u32.to_le_bytes().as_slice(), b"cat", &0u32.to_le_bytes()].concat();
+    assert_eq!(
+        labels_from_tensor(&[1, 2], &t),
+        Some(vec!["cat".to_string(), String::new()])
+    );
+    // First row only, from a [2, 1] batch.
+    let two = [1u32.to_le_bytes().as_slice(), b"a", &1u32.to_le_bytes(), b"b"].concat();
+    assert_eq!(labels_from_tensor(&[2, 1], &two), Some(vec!["a".to_string()]));
+    assert_eq!(labels_from_tensor(&[1, 2], &t[..7]), None, "second length missing");
+    assert_eq!(labels_from_tensor(&[1, 1], &[4, 0, 0, 0, b'a']), None, "past the end");
+    assert_eq!(labels_from_tensor(&[1, 1], &[1, 0, 0, 0, 0xff]), None, "not UTF-8");
+    assert_eq!(labels_from_tensor(&[1, 0], &[]), None, "empty");
+    assert_eq!(labels_from_tensor(&[], &t), None, "no shape");
+}

@@ -419,4 +419,42 @@ mod tests {
         assert_eq!(out[1].label, "class7");
         assert_eq!(out[1].bbox, [0.0, 0.0, 1280.0, 720.0]);
     }
+    /// Triton's BYTES encoding of `names` (one row).
+    fn bytes_tensor(names: &[&str]) -> Vec<u8> {
+        names
+            .iter()
+            .flat_map(|n| {
+                let mut v = (n.len() as u32).to_le_bytes().to_vec();
+                v.extend_from_slice(n.as_bytes());
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn labels_come_from_the_answer_unless_labels_file_fixed_them() {
+        let mut answer = xyxy_answer(&[[1.0, 2.0, 3.0, 4.0, 0.9, 1.0]]);
+        answer.outputs.push(OutTensor {
+            name: "class_names".into(),
+            dtype: "bytes".into(), // as the proxy names BYTES
+            shape: vec![1, 2],
+            data: bytes_tensor(&["Normal", "Fall"]).into(),
+        });
+        let mut s = Session::new(&settings(), None).unwrap();
+        // Decoded despite the extra output (the decoder is chosen from the answer, too).
+        let dets = s.decode(&answer).unwrap();
+        assert_eq!(dets.len(), 1);
+        assert_eq!(s.labels(), ["Normal", "Fall"]);
+        assert_eq!(s.decoder(), Some(Decoder::XyxyScoreClass));
+
+        let mut locked = Session::new(&settings(), Some("x\ny\n")).unwrap();
+        locked.decode(&answer).unwrap();
+        assert_eq!(locked.labels(), ["x", "y"]);
+
+        // A malformed tensor (length past the end) changes nothing.
+        answer.outputs[1].data = vec![9, 0, 0, 0, b'a'].into();
+        let mut s = Session::new(&settings(), None).unwrap();
+        s.decode(&answer).unwrap();
+        assert_eq!(s.labels()[1], "bicycle");
+    }
 }
