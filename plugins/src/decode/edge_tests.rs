@@ -293,11 +293,32 @@ fn the_labels_output_is_never_decoded_and_parses_strictly() {
         Some(vec!["cat".to_string(), String::new()])
     );
     // First row only, from a [2, 1] batch.
-    let two = [1u32.to_le_bytes().as_slice(), b"a", &1u32.to_le_bytes(), b"b"].concat();
-    assert_eq!(labels_from_tensor(&[2, 1], &two), Some(vec!["a".to_string()]));
-    assert_eq!(labels_from_tensor(&[1, 2], &t[..7]), None, "second length missing");
-    assert_eq!(labels_from_tensor(&[1, 1], &[4, 0, 0, 0, b'a']), None, "past the end");
-    assert_eq!(labels_from_tensor(&[1, 1], &[1, 0, 0, 0, 0xff]), None, "not UTF-8");
+    let two = [
+        1u32.to_le_bytes().as_slice(),
+        b"a",
+        &1u32.to_le_bytes(),
+        b"b",
+    ]
+    .concat();
+    assert_eq!(
+        labels_from_tensor(&[2, 1], &two),
+        Some(vec!["a".to_string()])
+    );
+    assert_eq!(
+        labels_from_tensor(&[1, 2], &t[..7]),
+        None,
+        "second length missing"
+    );
+    assert_eq!(
+        labels_from_tensor(&[1, 1], &[4, 0, 0, 0, b'a']),
+        None,
+        "past the end"
+    );
+    assert_eq!(
+        labels_from_tensor(&[1, 1], &[1, 0, 0, 0, 0xff]),
+        None,
+        "not UTF-8"
+    );
     assert_eq!(labels_from_tensor(&[1, 0], &[]), None, "empty");
     assert_eq!(labels_from_tensor(&[], &t), None, "no shape");
 }

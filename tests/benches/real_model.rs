@@ -1,0 +1,91 @@
+//! The real pretrained detector: the whole `triton-video` run (decode, letterbox, inference through
+//! `tritoninfer`, overlay, H.264 encode, JSON lines) on 200 frames of OpenCV's `vtest.avi` with
+//! `yolov8_person`, against the model alone: a plain Rust client sending 200 `[1,3,640,640]` FP32
+//! tensors with the same concurrency (4 in flight), same Triton, same run. A CNN's compute does
+//! not depend on the pixel values, so the client sends one letterbox-grey tensor.
+//! `cargo bench -p gst-triton-tests --bench real_model`
+
+use std::time::Instant;
+
+use futures::StreamExt;
+use gst_triton_tests::artifacts;
+use gst_triton_tests::triton::Triton;
+use gst_triton_tests::triton_client;
+use triton_proto::inference::ModelInferRequest;
+use triton_proto::inference::model_infer_request::InferInputTensor;
+
+const FRAMES: usize = 200;
+const IN_FLIGHT: usize = 4;
+const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+
+async fn model_only(url: &str, n: usize) -> f64 {
+    let c = triton_client(url).await.unwrap();
+    let grey = (114.0f32 / 255.0).to_le_bytes();
+    let data = bytes::Bytes::from(grey.repeat(3 * 640 * 640));
+    let t = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let mut c = c.clone();
+            let data = data.clone();
+            async move {
+                let req = ModelInferRequest {
+                    model_name: "yolov8_person".into(),
+                    id: i.to_string(),
+                    inputs: vec![InferInputTensor {
+                        name: "images".into(),
+                        datatype: "FP32".into(),
+                        shape: vec![1, 3, 640, 640],
+                        ..Default::default()
+                    }],
+                    raw_input_contents: vec![data],
+                    ..Default::default()
+                };
+                c.model_infer(req).await.unwrap();
+            }
+        })
+        .buffered(IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await;
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn whole_run(url: &str, n: usize) -> f64 {
+    let dir = std::env::temp_dir().join(format!("bench-real-{}", std::process::id()));
+    let t = Instant::now();
+    let out = std::process::Command::new(artifacts::bin("triton-video"))
+        .env("VIDEO_PATH", VTEST)
+        .env("RESULTS_DIR", &dir)
+        .env("MODEL_NAME", "yolov8_person")
+        .env("MAX_FRAMES", n.to_string())
+        .env("MAX_IN_FLIGHT", IN_FLIGHT.to_string())
+        .args(["--direct", "--triton-url", url])
+        .output()
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    n as f64 / secs
+}
+
+fn main() {
+    assert!(
+        std::path::Path::new(VTEST).is_file(),
+        "{VTEST} missing: scripts/setup.sh installs opencv-doc"
+    );
+    let triton = Triton::start().expect("start Triton");
+    let url = triton.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(model_only(&url, 8)); // warm-up
+    let model = rt.block_on(model_only(&url, FRAMES));
+    let ours = whole_run(&url, FRAMES);
+    println!("yolov8_person, 640x640 FP32, {IN_FLIGHT} in flight, {FRAMES} frames of vtest.avi");
+    println!(
+        "model only (plain client): {model:.2} f/s; whole triton-video run: {ours:.2} f/s; ratio {:.2}",
+        ours / model
+    );
+    drop(triton);
+}
