@@ -433,3 +433,25 @@ fn tiny_and_one_pixel_sources() {
         }
     }
 }
+
+#[test]
+fn spec_names_shapes_and_the_resizer_keeps_its_spec() {
+    assert_eq!(DType::F32.triton_name(), "FP32");
+    assert_eq!(DType::F16.triton_name(), "FP16");
+    assert_eq!(DType::U8.triton_name(), "UINT8");
+    let nchw = TensorSpec {
+        width: 320,
+        height: 192,
+        ..Default::default()
+    };
+    assert_eq!(nchw.shape(), [1, 3, 192, 320]);
+    let nhwc = TensorSpec {
+        layout: Layout::Nhwc,
+        dtype: DType::U8,
+        ..nchw.clone()
+    };
+    assert_eq!(nhwc.shape(), [1, 192, 320, 3]);
+    let r = Resizer::new(640, 480, &nhwc);
+    assert_eq!(r.spec(), &nhwc);
+    assert_eq!(r.spec().byte_size(), 320 * 192 * 3);
+}
