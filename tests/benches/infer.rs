@@ -6,13 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use futures::StreamExt;
 use gst::prelude::*;
 use gst_triton_tests::pipeline::{draw_rgb, init};
 use gst_triton_tests::triton::Triton;
-use gst_triton_tests::{Rect, draw_tensor, triton_client};
-use triton_proto::inference::ModelInferRequest;
-use triton_proto::inference::model_infer_request::InferInputTensor;
+use gst_triton_tests::{Rect, draw_tensor, plain_client_rate};
 
 const SIZE: usize = 320; // tensor side: keeps the CPU model fast enough for 10k frames
 const IN_FLIGHT: usize = 4;
@@ -27,33 +24,9 @@ fn rss_kib() -> u64 {
 }
 
 async fn plain_client(url: &str, n: usize) -> f64 {
-    let c = triton_client(url).await.unwrap();
     let data = bytes::Bytes::from(draw_tensor(SIZE, SIZE, &[Rect::new(20, 30, 60, 40, 0)]));
-    let t = Instant::now();
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let mut c = c.clone();
-            let data = data.clone();
-            async move {
-                let req = ModelInferRequest {
-                    model_name: "shapes_nms".into(),
-                    id: i.to_string(),
-                    inputs: vec![InferInputTensor {
-                        name: "images".into(),
-                        datatype: "FP32".into(),
-                        shape: vec![1, 3, SIZE as i64, SIZE as i64],
-                        ..Default::default()
-                    }],
-                    raw_input_contents: vec![data],
-                    ..Default::default()
-                };
-                c.model_infer(req).await.unwrap();
-            }
-        })
-        .buffered(IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await;
-    n as f64 / t.elapsed().as_secs_f64()
+    let shape = [1, 3, SIZE as i64, SIZE as i64];
+    plain_client_rate(url, "shapes_nms", shape, data, n, IN_FLIGHT).await
 }
 
 /// Runs `n` frames through the pipeline; calls `at(count)` after every frame leaves tritoninfer.

@@ -8,9 +8,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use gst_triton_tests::proxy::{Chat, TestProxy, image_packet};
 use gst_triton_tests::triton::Triton;
-use gst_triton_tests::triton_client;
-use triton_proto::inference::ModelInferRequest;
-use triton_proto::inference::model_infer_request::InferInputTensor;
+use gst_triton_tests::{images_request, triton_client};
 
 const FRAMES_PER_STREAM: usize = 120;
 
@@ -35,18 +33,7 @@ async fn direct(url: String, streams: usize) -> f64 {
                         let mut c = c.clone();
                         let data = data.clone();
                         async move {
-                            let req = ModelInferRequest {
-                                model_name: "identity".into(),
-                                id: i.to_string(),
-                                inputs: vec![InferInputTensor {
-                                    name: "images".into(),
-                                    datatype: "FP32".into(),
-                                    shape: vec![1, 3, 640, 640],
-                                    ..Default::default()
-                                }],
-                                raw_input_contents: vec![data],
-                                ..Default::default()
-                            };
+                            let req = images_request("identity", i, [1, 3, 640, 640], data);
                             let r = c.model_infer(req).await.unwrap().into_inner();
                             assert_eq!(r.raw_output_contents[0].len(), 640 * 640 * 12);
                         }

@@ -7,46 +7,18 @@
 
 use std::time::Instant;
 
-use futures::StreamExt;
 use gst_triton_tests::artifacts;
+use gst_triton_tests::plain_client_rate;
 use gst_triton_tests::triton::Triton;
-use gst_triton_tests::triton_client;
-use triton_proto::inference::ModelInferRequest;
-use triton_proto::inference::model_infer_request::InferInputTensor;
 
 const FRAMES: usize = 200;
 const IN_FLIGHT: usize = 4;
 const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
 
 async fn model_only(url: &str, n: usize) -> f64 {
-    let c = triton_client(url).await.unwrap();
     let grey = (114.0f32 / 255.0).to_le_bytes();
     let data = bytes::Bytes::from(grey.repeat(3 * 640 * 640));
-    let t = Instant::now();
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let mut c = c.clone();
-            let data = data.clone();
-            async move {
-                let req = ModelInferRequest {
-                    model_name: "yolov8_person".into(),
-                    id: i.to_string(),
-                    inputs: vec![InferInputTensor {
-                        name: "images".into(),
-                        datatype: "FP32".into(),
-                        shape: vec![1, 3, 640, 640],
-                        ..Default::default()
-                    }],
-                    raw_input_contents: vec![data],
-                    ..Default::default()
-                };
-                c.model_infer(req).await.unwrap();
-            }
-        })
-        .buffered(IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await;
-    n as f64 / t.elapsed().as_secs_f64()
+    plain_client_rate(url, "yolov8_person", [1, 3, 640, 640], data, n, IN_FLIGHT).await
 }
 
 fn whole_run(url: &str, n: usize) -> f64 {

@@ -167,3 +167,52 @@ pub async fn triton_client(
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE))
 }
+
+/// A `ModelInferRequest` for `model` with one FP32 `images` tensor of `shape`.
+pub fn images_request(
+    model: &str,
+    id: usize,
+    shape: [i64; 4],
+    data: bytes::Bytes,
+) -> triton_proto::inference::ModelInferRequest {
+    use triton_proto::inference::model_infer_request::InferInputTensor;
+    triton_proto::inference::ModelInferRequest {
+        model_name: model.into(),
+        id: id.to_string(),
+        inputs: vec![InferInputTensor {
+            name: "images".into(),
+            datatype: "FP32".into(),
+            shape: shape.to_vec(),
+            ..Default::default()
+        }],
+        raw_input_contents: vec![data],
+        ..Default::default()
+    }
+}
+
+/// The model alone: `n` requests of [`images_request`] from one plain client with `in_flight`
+/// outstanding; returns requests per second (the benchmarks' baseline).
+pub async fn plain_client_rate(
+    url: &str,
+    model: &str,
+    shape: [i64; 4],
+    data: bytes::Bytes,
+    n: usize,
+    in_flight: usize,
+) -> f64 {
+    use futures::StreamExt;
+    let c = triton_client(url).await.unwrap();
+    let t = std::time::Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let mut c = c.clone();
+            let req = images_request(model, i, shape, data.clone());
+            async move {
+                c.model_infer(req).await.unwrap();
+            }
+        })
+        .buffered(in_flight)
+        .collect::<Vec<_>>()
+        .await;
+    n as f64 / t.elapsed().as_secs_f64()
+}

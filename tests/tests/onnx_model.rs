@@ -24,6 +24,10 @@ fn users_onnx_export_runs_and_decodes() {
         repo.join("onnx/1/model.py"),
     )
     .unwrap();
+    // The shared code model.py imports from the repository's root (two levels up).
+    for shared in ["onnx_backend.py", "onnx_common.py"] {
+        std::fs::copy(root.join("models").join(shared), repo.join(shared)).unwrap();
+    }
     // Two objects in tensor pixels (640×640): a "person" (0) and a "car" (2).
     let st = Command::new(root.join(".venv/bin/python"))
         .arg(root.join("tests/python/make_yolo_onnx.py"))

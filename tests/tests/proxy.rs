@@ -682,7 +682,9 @@ async fn model_info_through_the_proxy() {
     let info = c.model_info(req).await.unwrap().into_inner();
     let outs: Vec<_> = info.outputs.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(outs, ["num_dets", "boxes", "scores", "classes"]);
-    assert_eq!(info.inputs[0].shape, vec![1, 3, -1, -1]);
+    // A batching model (max_batch_size 8): Triton prepends the batch dimension as -1.
+    assert_eq!(info.inputs[0].shape, vec![-1, 3, -1, -1]);
+    assert_eq!(info.max_batch_size, 8);
     assert_eq!(info.parameters["class_names"], CLASS_NAMES.join(","));
     let err = c
         .model_info(ModelInfoRequest {

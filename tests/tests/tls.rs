@@ -107,11 +107,14 @@ fn tls_and_mtls_end_to_end() {
     // Plain text against a TLS port fails too, clearly.
     let plain = infer(&format!("http://127.0.0.1:{}", p.addr.port()), "");
     // Explained when h2 reports the TLS bytes as a protocol error; when the connection fails
-    // first, a transport error (never an answer, never an authentication error).
+    // first, a transport error or a cancelled request (the server's alert closed the connection
+    // under it) — never an answer, never an authentication error. (Explaining those two as well
+    // is open in issue 17.)
     let msg = plain.errors.join("\n");
     assert!(
         (msg.contains("it may speak TLS") && msg.contains("https://"))
-            || msg.contains("Unknown: transport error"),
+            || msg.contains("Unknown: transport error")
+            || msg.contains("Cancelled: operation was canceled"),
         "{msg}"
     );
     drop(p);

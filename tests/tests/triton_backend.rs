@@ -73,9 +73,10 @@ async fn health_metadata_config_and_inference() {
     assert_eq!(meta.name, "shapes_yolov8");
     assert_eq!(meta.inputs[0].name, "images");
     assert_eq!(meta.inputs[0].datatype, "FP32");
-    assert_eq!(meta.inputs[0].shape, vec![1, 3, -1, -1]);
+    // Batched (max_batch_size 8): Triton shows the batch dimension as -1.
+    assert_eq!(meta.inputs[0].shape, vec![-1, 3, -1, -1]);
     assert_eq!(meta.outputs[0].name, "output0");
-    assert_eq!(meta.outputs[0].shape, vec![1, 8, 8400]);
+    assert_eq!(meta.outputs[0].shape, vec![-1, 8, 8400]);
 
     let cfg = c
         .model_config(ModelConfigRequest {
@@ -89,9 +90,9 @@ async fn health_metadata_config_and_inference() {
         .unwrap();
     assert_eq!(cfg.name, "shapes_yolov8");
     assert_eq!(cfg.backend, "python");
-    assert_eq!(cfg.max_batch_size, 0);
+    assert_eq!(cfg.max_batch_size, 8);
     assert_eq!(cfg.input[0].data_type, DataType::TypeFp32 as i32);
-    assert_eq!(cfg.output[0].dims, vec![1, 8, 8400]);
+    assert_eq!(cfg.output[0].dims, vec![8, 8400]);
     assert_eq!(
         cfg.parameters["class_names"].string_value,
         CLASS_NAMES.join(",")
