@@ -455,3 +455,35 @@ fn spec_names_shapes_and_the_resizer_keeps_its_spec() {
     assert_eq!(r.spec(), &nhwc);
     assert_eq!(r.spec().byte_size(), 320 * 192 * 3);
 }
+
+#[test]
+fn nhwc_matches_planar_with_padding_at_the_sides() {
+    // A portrait source: the image sits between left and right padding (left = 10 here).
+    let (w, h) = (60, 90);
+    let e = encode(&picture(w, h), w, h, PixelFormat::Rgb, 0);
+    for dtype in [DType::F32, DType::U8] {
+        let planar_spec = TensorSpec {
+            width: 48,
+            height: 40,
+            dtype,
+            ..Default::default()
+        };
+        let nhwc_spec = TensorSpec {
+            layout: Layout::Nhwc,
+            ..planar_spec.clone()
+        };
+        let g = Resizer::new(w as u32, h as u32, &planar_spec).geometry;
+        assert!(g.left >= 8 && g.top == 0, "{g:?}");
+        let (planar, nhwc) = (run(&e, w, h, &planar_spec), run(&e, w, h, &nhwc_spec));
+        let n = 48 * 40;
+        for i in 0..n {
+            for c in 0..3 {
+                assert_eq!(
+                    nhwc[i * 3 + c],
+                    planar[c * n + i],
+                    "{dtype:?} pixel {i} channel {c}"
+                );
+            }
+        }
+    }
+}
