@@ -461,7 +461,7 @@ fn nhwc_matches_planar_with_padding_at_the_sides() {
     // A portrait source: the image sits between left and right padding (left = 10 here).
     let (w, h) = (60, 90);
     let e = encode(&picture(w, h), w, h, PixelFormat::Rgb, 0);
-    for dtype in [DType::F32, DType::U8] {
+    for dtype in [DType::F32, DType::F16, DType::U8] {
         let planar_spec = TensorSpec {
             width: 48,
             height: 40,
