@@ -451,6 +451,12 @@ mod tests {
         locked.decode(&answer).unwrap();
         assert_eq!(locked.labels(), ["x", "y"]);
 
+        // Only a BYTES tensor of that name counts (the same bytes typed FP32 are not names).
+        answer.outputs[1].dtype = "FP32".into();
+        let mut s = Session::new(&settings(), None).unwrap();
+        s.decode(&answer).unwrap();
+        assert_eq!(s.labels()[1], "bicycle");
+        answer.outputs[1].dtype = "BYTES".into();
         // A malformed tensor (length past the end) changes nothing.
         answer.outputs[1].data = vec![9, 0, 0, 0, b'a'].into();
         let mut s = Session::new(&settings(), None).unwrap();
