@@ -353,9 +353,19 @@ impl Inner {
 
     /// Maps a Triton error to what the client sees (always naming Triton).
     fn triton_status(&self, s: Status) -> Status {
+        let timeout = s.message().contains("Timeout expired");
+        // A connection that died under the request (Triton killed or restarting) shows as
+        // Unknown "transport error" or Cancelled: for the client that is Triton being unreachable.
+        let lost = (s.code() == Code::Unknown && s.message().starts_with("transport error"))
+            || (s.code() == Code::Cancelled && !timeout);
         match s.code() {
             Code::Unavailable => Status::unavailable(format!(
                 "Triton at {} is unreachable ({}); retry later",
+                self.triton_url,
+                s.message()
+            )),
+            _ if lost => Status::unavailable(format!(
+                "Triton at {} is unreachable (the connection was lost: {}); retry later",
                 self.triton_url,
                 s.message()
             )),
