@@ -97,12 +97,14 @@ fn cap_frames(pipeline: &gst::Pipeline, max: u64) -> Arc<AtomicBool> {
     reached
 }
 
-fn video_name(a: &Args) -> String {
-    a.video_path.clone().unwrap_or_default()
-}
-
 /// Runs until EOS or an error; returns the exit code.
-fn run(a: &Args, pipeline: &gst::Pipeline, stats: &Mutex<Stats>, src: &gst::Pad) -> i32 {
+fn run(
+    a: &Args,
+    video: &str,
+    pipeline: &gst::Pipeline,
+    stats: &Mutex<Stats>,
+    src: &gst::Pad,
+) -> i32 {
     let cap_reached = a.max_frames.map(|m| cap_frames(pipeline, m));
     // First Ctrl-C: EOS, so the mp4 and the JSON lines are finished properly; second: abort.
     let interrupts = Arc::new(AtomicU32::new(0));
@@ -152,9 +154,7 @@ fn run(a: &Args, pipeline: &gst::Pipeline, stats: &Mutex<Stats>, src: &gst::Pad)
                     let full_run = a.fps_cap.is_none() && interrupts.load(Ordering::SeqCst) == 0;
                     let total = report::total_frames(pipeline, src, a.max_frames);
                     let lost = full_run
-                        .then(|| {
-                            report::lost_frames_warning(&video_name(a), frames, missing, total)
-                        })
+                        .then(|| report::lost_frames_warning(video, frames, missing, total))
                         .flatten();
                     if let Some(why) = damaged.take().or(lost) {
                         eprintln!("\ntriton-video: warning: {why}");
@@ -169,7 +169,7 @@ fn run(a: &Args, pipeline: &gst::Pipeline, stats: &Mutex<Stats>, src: &gst::Pad)
                     if from_input && frames == 0 {
                         eprintln!(
                             "\ntriton-video: VIDEO_PATH: nothing could be decoded from {}: {}",
-                            video_name(a),
+                            video,
                             e.error()
                         );
                         return report::EXIT_UNDECODABLE;
@@ -178,7 +178,7 @@ fn run(a: &Args, pipeline: &gst::Pipeline, stats: &Mutex<Stats>, src: &gst::Pad)
                         // Damaged part way: keep what decoded and finish the files.
                         damaged = Some(format!(
                             "VIDEO_PATH: {} is damaged after {frames} frames ({}); the results cover the frames that decoded",
-                            video_name(a),
+                            video,
                             e.error()
                         ));
                         static_pad(pipeline, "letterbox", "sink")
@@ -219,21 +219,21 @@ fn main() {
     let st = stats.clone();
     src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         if let Some(buf) = info.buffer() {
-            let (w, h) = report::frame_size(pad);
+            let (w, h, dur) = report::frame_info(pad);
             let mut st = st.lock().unwrap();
             st.count(buf, w, h);
-            st.note_pts(buf.pts().map(|p| p.nseconds()), report::frame_duration(pad));
+            st.note_pts(buf.pts().map(|p| p.nseconds()), dur);
         }
         gst::PadProbeReturn::Ok
     });
     let started = Instant::now();
-    let mut code = run(&a, &pipeline, &stats, &src);
+    let mut code = run(&a, &video, &pipeline, &stats, &src);
     let _ = pipeline.set_state(gst::State::Null);
     let s = stats.lock().unwrap();
     println!("\n{}", s.summary(started.elapsed(), &a.results_dir));
     if code == 0 && s.frames == 0 {
         // A run that processed nothing never reports success.
-        eprintln!("triton-video: VIDEO_PATH: no frame was decoded from {video}",);
+        eprintln!("triton-video: VIDEO_PATH: no frame was decoded from {video}");
         code = report::EXIT_UNDECODABLE;
     }
     std::process::exit(code);

@@ -108,28 +108,27 @@ impl Stats {
     }
 }
 
-/// One frame's duration in ns from a pad's caps (`framerate`), 0 when unknown or variable.
-pub fn frame_duration(pad: &gst::Pad) -> u64 {
-    pad.current_caps()
-        .and_then(|c| c.structure(0)?.get::<gst::Fraction>("framerate").ok())
+/// Width, height and one frame's duration in ns from a pad's current caps, read once per frame
+/// (0×0 before negotiation; duration 0 when the frame rate is unknown or variable).
+pub fn frame_info(pad: &gst::Pad) -> (u32, u32, u64) {
+    let Some(caps) = pad.current_caps() else {
+        return (0, 0, 0);
+    };
+    let Some(s) = caps.structure(0) else {
+        return (0, 0, 0);
+    };
+    let dur = s
+        .get::<gst::Fraction>("framerate")
+        .ok()
         .filter(|f| f.numer() > 0 && f.denom() > 0)
         .map_or(0, |f| {
             (1_000_000_000u128 * f.denom() as u128 / f.numer() as u128) as u64
-        })
-}
-
-/// Width and height from a pad's current caps (0×0 before negotiation).
-pub fn frame_size(pad: &gst::Pad) -> (u32, u32) {
-    pad.current_caps()
-        .and_then(|c| {
-            c.structure(0).map(|s| {
-                (
-                    s.get::<i32>("width").unwrap_or(0) as u32,
-                    s.get::<i32>("height").unwrap_or(0) as u32,
-                )
-            })
-        })
-        .unwrap_or((0, 0))
+        });
+    (
+        s.get::<i32>("width").unwrap_or(0) as u32,
+        s.get::<i32>("height").unwrap_or(0) as u32,
+        dur,
+    )
 }
 
 /// Exit code of a run in which no frame could be decoded from VIDEO_PATH.

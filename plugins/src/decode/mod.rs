@@ -156,12 +156,18 @@ fn as_f32_owned(o: &Output) -> Result<Vec<f32>, String> {
 /// Decodes `outputs` with `decoder`, applies thresholds, class filter, NMS (yolov8) and the
 /// detection cap. Detections come out best first.
 pub fn decode(decoder: Decoder, outputs: &[Output], p: &Params) -> Result<Vec<Det>, String> {
-    let kept: Vec<Output> = outputs
-        .iter()
-        .filter(|o| o.name != LABELS_OUTPUT)
-        .cloned()
-        .collect();
-    let outputs = &kept[..];
+    // Only answers that carry the labels output pay for a filtered copy.
+    let kept: Vec<Output>;
+    let outputs = if outputs.iter().any(|o| o.name == LABELS_OUTPUT) {
+        kept = outputs
+            .iter()
+            .filter(|o| o.name != LABELS_OUTPUT)
+            .cloned()
+            .collect();
+        &kept[..]
+    } else {
+        outputs
+    };
     let keep_class = |c: usize| p.classes.as_ref().is_none_or(|k| k.contains(&c));
     let mut dets = match decoder {
         Decoder::Yolov8 => {

@@ -28,6 +28,8 @@ pub struct Session {
     labels: Vec<String>,
     /// Labels came from labels-file: the model's class names do not replace them.
     labels_locked: bool,
+    /// The last `class_names` tensor taken from an answer (unchanged ones are not parsed again).
+    labels_seen: Option<bytes::Bytes>,
     classes: Option<String>,
     params: Params,
 }
@@ -52,6 +54,7 @@ impl Session {
             setting: s.decoder,
             labels,
             labels_locked,
+            labels_seen: None,
             classes: s.classes.clone(),
             params: Params {
                 conf_threshold: s.conf_threshold as f32,
@@ -110,14 +113,17 @@ impl Session {
         if self.labels_locked {
             return;
         }
-        let Some(names) = out
-            .outputs
-            .iter()
-            .find(|o| {
-                o.name == decode::LABELS_OUTPUT && matches!(o.dtype.as_str(), "BYTES" | "bytes")
-            })
-            .and_then(|o| decode::labels_from_tensor(&o.shape, &o.data))
-        else {
+        let Some(tensor) = out.outputs.iter().find(|o| {
+            o.name == decode::LABELS_OUTPUT && matches!(o.dtype.as_str(), "BYTES" | "bytes")
+        }) else {
+            return;
+        };
+        // Every answer carries the same names: parse them only when the bytes change.
+        if self.labels_seen.as_ref() == Some(&tensor.data) {
+            return;
+        }
+        self.labels_seen = Some(tensor.data.clone());
+        let Some(names) = decode::labels_from_tensor(&tensor.shape, &tensor.data) else {
             return;
         };
         if names != self.labels {
