@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: Python model tests, then the Rust workspace (unit, property, element and
-# end-to-end tests) against one real Triton started here on free ports, plus fmt and clippy.
+# end-to-end tests) against one real Triton started here on free ports, plus fmt and clippy, the
+# GStreamer 1.26 build of the v1_24 feature in a Debian 13 root, and mutation testing in CI.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -50,6 +51,13 @@ cargo build --workspace --locked --all-targets
 
 stage "rust: tests (shared Triton at $TRITON_TEST_URL)"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+
+if [ "${SKIP_GST126:-0}" = 1 ]; then
+  echo "== GStreamer 1.26 build and tests skipped (SKIP_GST126=1)"
+else
+  stage "GStreamer 1.26 (Debian 13 root): the v1_24 feature built and tested (scripts/test-gst126.sh)"
+  bash scripts/test-gst126.sh
+fi
 
 stage "mutation testing: geometry, proxy control + auth, endpoint (scripts/mutants.sh --ci)"
 bash scripts/mutants.sh --ci

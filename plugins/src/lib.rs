@@ -2,7 +2,8 @@
 //!
 //! * `tritonletterbox`: frame → model tensor (letterbox, colour conversion, normalisation) as a meta.
 //! * `tritoninfer`: tensor → Triton (directly or through `triton-proxy`) → detections as
-//!   `GstVideoRegionOfInterestMeta` plus a `TritonResultMeta`.
+//!   `GstVideoRegionOfInterestMeta` plus a `TritonResultMeta` (and, with the `v1_24` feature, a
+//!   `GstAnalyticsRelationMeta`: see [`analytics`]).
 //! * `detoverlay`: draws the detections on the frames.
 //! * `detjsonsink`: one JSON line per frame with counts and boxes.
 //!
@@ -10,6 +11,8 @@
 //! [`infer::session`], [`overlay::draw`]) with no GStreamer types; [`meta`] reads and writes the
 //! metas the elements exchange; [`video`] holds the format helpers the filters share.
 
+#[cfg(feature = "v1_24")]
+pub mod analytics;
 pub mod decode;
 pub mod infer;
 pub mod jsonsink;

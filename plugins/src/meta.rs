@@ -217,9 +217,39 @@ pub fn add_detection(buffer: &mut gst::BufferRef, d: &Detection, frame_w: u32, f
     );
 }
 
-/// Reads every detection ROI meta of a buffer (frame size needed to turn the normalised
-/// coordinates back into sub-pixel boxes; ROIs without a `detection` param use their integer box).
+/// Attaches an analysed frame's detections: one ROI meta each ([`add_detection`]) and, with the
+/// `v1_24` feature, one `GstAnalyticsRelationMeta` holding them all, empty when there are none
+/// ([`crate::analytics`]). An error names the metadata that could not be added (the ROI metas are
+/// there either way).
+pub fn add_detections(
+    buffer: &mut gst::BufferRef,
+    dets: &[Detection],
+    frame_w: u32,
+    frame_h: u32,
+) -> Result<(), String> {
+    for d in dets {
+        add_detection(buffer, d, frame_w, frame_h);
+    }
+    #[cfg(feature = "v1_24")]
+    crate::analytics::add_detections(buffer, dets)
+        .map_err(|e| format!("GstAnalyticsRelationMeta: {e}"))?;
+    Ok(())
+}
+
+/// Reads every detection of a buffer: its ROI metas (frame size needed to turn the normalised
+/// coordinates back into sub-pixel boxes; ROIs without a `detection` param use their integer box)
+/// or, with the `v1_24` feature and where the frame has no ROI meta, the object-detection mtds of
+/// its `GstAnalyticsRelationMeta` (made by another element; ours carry both, read once).
 pub fn detections(buffer: &gst::BufferRef, frame_w: u32, frame_h: u32) -> Vec<Detection> {
+    let rois = roi_detections(buffer, frame_w, frame_h);
+    #[cfg(feature = "v1_24")]
+    if rois.is_empty() {
+        return crate::analytics::detections(buffer);
+    }
+    rois
+}
+
+fn roi_detections(buffer: &gst::BufferRef, frame_w: u32, frame_h: u32) -> Vec<Detection> {
     let (fw, fh) = (frame_w as f64, frame_h as f64);
     buffer
         .iter_meta::<gst_video::VideoRegionOfInterestMeta>()

@@ -16,7 +16,8 @@ pub fn debug_dir() -> PathBuf {
         .join("debug")
 }
 
-/// Runs `cargo build --workspace --all-targets` once per process; panics when it fails. Always
+/// Runs `cargo build --workspace --all-targets` (plus the `v1_24` feature when this crate has it)
+/// once per process; panics when it fails. Always
 /// exactly what `scripts/test.sh` builds (and what `cargo test` needs): another selection unifies
 /// the dependencies' features differently and would rebuild, and replace, the shared artifacts.
 fn build() {
@@ -26,11 +27,14 @@ fn build() {
         return;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .current_dir(repo_root())
-        .args(["build", "--workspace", "--all-targets"])
-        .status()
-        .expect("run cargo build");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo_root())
+        .args(["build", "--workspace", "--all-targets"]);
+    if cfg!(feature = "v1_24") {
+        // scripts/test-gst126.sh builds the workspace with the GStreamer >= 1.24 feature.
+        cmd.arg("--features=gst-triton-tests/v1_24");
+    }
+    let st = cmd.status().expect("run cargo build");
     assert!(st.success(), "cargo build --workspace --all-targets failed");
     *done = true;
 }

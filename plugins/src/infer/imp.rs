@@ -456,11 +456,12 @@ impl TritonInfer {
         let b = buffer.make_mut();
         match decoded {
             Ok(dets) => {
-                for d in r.session.detections(dets, &geometry) {
-                    meta::add_detection(b, &d, geometry.src_w, geometry.src_h);
-                    result.detections += 1;
-                    result.labels.push(d.label);
+                let dets = r.session.detections(dets, &geometry);
+                if let Err(e) = meta::add_detections(b, &dets, geometry.src_w, geometry.src_h) {
+                    gst::warning!(CAT, imp = self, "frame {frame_no}: {e}");
                 }
+                result.detections = dets.len() as u32;
+                result.labels = dets.into_iter().map(|d| d.label).collect();
                 if r.failures_since_warning > 0 {
                     gst::info!(
                         CAT,
@@ -474,6 +475,9 @@ impl TritonInfer {
             Err(e) => {
                 result.status = "error".into();
                 result.error = e.clone();
+                // An analysed frame always says what was found: here nothing (an empty analytics
+                // meta, so overlays that keep the last boxes until a new meta arrives clear them).
+                meta::add_detections(b, &[], geometry.src_w, geometry.src_h).ok();
                 if r.settings.on_error == OnError::Fail {
                     drop(guard);
                     // Refuse further frames before anyone hears of the error.

@@ -17,13 +17,16 @@ pub fn plugin_dir() -> std::path::PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = std::process::Command::new(cargo)
-            .current_dir(&root)
-            // Exactly what scripts/test.sh builds: another selection unifies features
-            // differently and would rebuild (and replace) the shared artifacts.
-            .args(["build", "--workspace", "--all-targets"])
-            .status()
-            .expect("run cargo build");
+        let mut cmd = std::process::Command::new(cargo);
+        // Exactly what scripts/test.sh (or, with the feature, scripts/test-gst126.sh) builds:
+        // another selection unifies features differently and would rebuild (and replace) the
+        // shared artifacts.
+        cmd.current_dir(&root)
+            .args(["build", "--workspace", "--all-targets"]);
+        if cfg!(feature = "v1_24") {
+            cmd.arg("--features=gst-triton-tests/v1_24");
+        }
+        let st = cmd.status().expect("run cargo build");
         assert!(st.success(), "cargo build --workspace --all-targets failed");
     });
     std::env::var_os("CARGO_TARGET_DIR")

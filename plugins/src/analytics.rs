@@ -1,0 +1,72 @@
+//! GStreamer ≥ 1.24 analytics metadata (cargo feature `v1_24`): the `GstAnalyticsRelationMeta`
+//! that upstream `objectdetectionoverlay`, the gst-plugins-rs analytics elements and DL Streamer
+//! read. One relation meta per frame holds, per detection, an object-detection mtd (box in frame
+//! pixels, confidence, class quark = label) and a classification mtd (label, confidence) that the
+//! object-detection mtd `RELATE_TO`s. Written alongside the ROI metas, never instead of them.
+
+use gst::glib;
+use gst_analytics::prelude::*;
+use gst_analytics::{
+    AnalyticsClassificationMtd, AnalyticsODMtd, AnalyticsRelationMeta,
+    AnalyticsRelationMetaInitParams, RelTypes,
+};
+
+use crate::meta::Detection;
+
+/// Adds one relation meta holding `dets` (frame pixels), also when `dets` is empty: a frame that
+/// was analysed says so, and overlays that keep drawing the last boxes until a new relation meta
+/// arrives (upstream `objectdetectionoverlay` does) clear them.
+pub fn add_detections(
+    buffer: &mut gst::BufferRef,
+    dets: &[Detection],
+) -> Result<(), glib::BoolError> {
+    // Two mtds per detection; the relation matrix grows by itself, but sizing it avoids regrowth.
+    let n = dets.len().max(1);
+    let params = AnalyticsRelationMetaInitParams::new(2 * n, 64 * n);
+    let mut meta = AnalyticsRelationMeta::add_full(buffer, &params);
+    for d in dets {
+        let label = glib::Quark::from_str(d.label.as_str());
+        let [x1, y1, x2, y2] = d.bbox;
+        let (x, y) = (x1.round(), y1.round());
+        let (w, h) = ((x2.round() - x).max(0.0), (y2.round() - y).max(0.0));
+        let conf = d.confidence as f32;
+        let od = meta
+            .add_od_mtd(label, x as i32, y as i32, w as i32, h as i32, conf)?
+            .id();
+        let cls = meta.add_one_cls_mtd(conf, label)?.id();
+        meta.set_relation(RelTypes::RELATE_TO, od, cls)?;
+    }
+    Ok(())
+}
+
+/// Reads the object-detection mtds of every relation meta of a buffer. The label is the object
+/// type's quark (or, where that is unset, the first class of a related classification mtd); the
+/// class id is unknown to this metadata and reported as -1.
+pub fn detections(buffer: &gst::BufferRef) -> Vec<Detection> {
+    let mut out = Vec::new();
+    for meta in buffer.iter_meta::<AnalyticsRelationMeta>() {
+        for od in meta.iter::<AnalyticsODMtd>() {
+            let Ok(loc) = od.location() else { continue };
+            let label = od
+                .obj_type()
+                .or_else(|| {
+                    meta.iter_direct_related::<AnalyticsClassificationMtd>(
+                        od.id(),
+                        RelTypes::RELATE_TO,
+                    )
+                    .find(|c| !c.is_empty())
+                    .map(|c| c.quark(0))
+                })
+                .map(|q| q.as_str().to_string())
+                .unwrap_or_default();
+            let (x, y) = (loc.x as f64, loc.y as f64);
+            out.push(Detection {
+                label,
+                class_id: -1,
+                confidence: od.confidence_level() as f64,
+                bbox: [x, y, x + loc.w as f64, y + loc.h as f64],
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,175 @@
+//! GStreamer ≥ 1.24 analytics metadata (feature `v1_24`; run by scripts/test-gst126.sh on
+//! GStreamer 1.26): what we write is read back through the `gstreamer-analytics` API itself, and
+//! frames that carry only a relation meta (made here as another element would) are drawn by
+//! detoverlay and counted by detjsonsink.
+
+mod common;
+
+use common::init;
+use gst::prelude::*;
+use gst_analytics::prelude::*;
+use gst_analytics::{AnalyticsClassificationMtd, AnalyticsODMtd, AnalyticsRelationMeta, RelTypes};
+use gsttriton::meta::{self, Detection};
+use gsttriton::overlay::draw::class_colour;
+
+fn det(label: &str, class_id: i32, confidence: f64, bbox: [f64; 4]) -> Detection {
+    Detection {
+        label: label.into(),
+        class_id,
+        confidence,
+        bbox,
+    }
+}
+
+fn rgb_caps(w: i32, h: i32) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", w)
+        .field("height", h)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build()
+}
+
+/// A grey RGB frame (every byte 128), `w` a multiple of 4 so rows are not padded.
+fn grey(w: usize, h: usize) -> gst::Buffer {
+    let mut b = gst::Buffer::with_size(w * h * 3).unwrap();
+    b.get_mut().unwrap().map_writable().unwrap().fill(128);
+    b
+}
+
+#[test]
+fn add_detections_writes_one_od_mtd_and_a_related_cls_mtd_per_detection() {
+    init();
+    let dets = [
+        det("red", 0, 0.91, [10.4, 20.6, 50.2, 80.5]),
+        det("blue", 2, 0.55, [100.0, 5.0, 140.0, 30.0]),
+        det("person", 0, 0.3, [0.0, 0.0, 7.0, 9.0]),
+    ];
+    let mut buf = gst::Buffer::with_size(16).unwrap();
+    meta::add_detections(buf.get_mut().unwrap(), &dets, 640, 480).unwrap();
+
+    // The ROI metas are still there, one per detection.
+    assert_eq!(
+        buf.iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+            .count(),
+        3
+    );
+    let metas: Vec<_> = buf.iter_meta::<AnalyticsRelationMeta>().collect();
+    assert_eq!(metas.len(), 1, "one relation meta per frame");
+    let rmeta = &metas[0];
+    let ods: Vec<_> = rmeta.iter::<AnalyticsODMtd>().collect();
+    assert_eq!(ods.len(), dets.len());
+    for (od, d) in ods.iter().zip(&dets) {
+        let loc = od.location().unwrap();
+        let [x1, y1, x2, y2] = d.bbox.map(|v| v.round() as i32);
+        assert_eq!(
+            (loc.x, loc.y, loc.w, loc.h),
+            (x1, y1, x2 - x1, y2 - y1),
+            "{}",
+            d.label
+        );
+        assert_eq!(od.obj_type().unwrap().as_str(), d.label.as_str());
+        assert!((od.confidence_level() - d.confidence as f32).abs() < 1e-6);
+        let cls: Vec<_> = rmeta
+            .iter_direct_related::<AnalyticsClassificationMtd>(od.id(), RelTypes::RELATE_TO)
+            .collect();
+        assert_eq!(cls.len(), 1, "{}: one related classification", d.label);
+        assert_eq!(cls[0].len(), 1);
+        assert_eq!(cls[0].quark(0).as_str(), d.label.as_str());
+        assert!((cls[0].level(0) - d.confidence as f32).abs() < 1e-6);
+        assert!(
+            rmeta
+                .relation(od.id(), cls[0].id())
+                .contains(RelTypes::RELATE_TO)
+        );
+    }
+    // Our reader prefers the sub-pixel ROI boxes when both are present (no double count).
+    let read = meta::detections(&buf, 640, 480);
+    assert_eq!(read.len(), 3);
+    assert_eq!(read[0].bbox, dets[0].bbox);
+    assert_eq!(read[0].class_id, 0);
+
+    // An analysed frame without detections still gets its (empty) relation meta.
+    let mut empty = gst::Buffer::with_size(16).unwrap();
+    meta::add_detections(empty.get_mut().unwrap(), &[], 640, 480).unwrap();
+    let metas: Vec<_> = empty.iter_meta::<AnalyticsRelationMeta>().collect();
+    assert_eq!(metas.len(), 1);
+    assert_eq!(metas[0].iter::<AnalyticsODMtd>().count(), 0);
+    assert!(meta::detections(&empty, 640, 480).is_empty());
+}
+
+/// Adds a relation meta the way another producer would (no ROI metas, no class ids).
+fn add_foreign(buf: &mut gst::BufferRef, boxes: &[(&str, f32, [i32; 4])]) {
+    let mut m = AnalyticsRelationMeta::add(buf);
+    for &(label, conf, [x, y, w, h]) in boxes {
+        m.add_od_mtd(gst::glib::Quark::from_str(label), x, y, w, h, conf)
+            .unwrap();
+    }
+}
+
+#[test]
+fn detoverlay_and_detjsonsink_read_frames_that_carry_only_analytics_meta() {
+    init();
+    let (w, h) = (160usize, 120usize);
+    let boxes = [
+        ("car", 0.8f32, [20, 30, 60, 50]),
+        ("dog", 0.6, [100, 10, 40, 30]),
+    ];
+
+    // The reader: labels, confidences and boxes come back; class ids are unknown (-1).
+    let mut buf = grey(w, h);
+    add_foreign(buf.get_mut().unwrap(), &boxes);
+    let read = meta::detections(&buf, w as u32, h as u32);
+    assert_eq!(read.len(), 2);
+    for (d, (label, conf, [x, y, bw, bh])) in read.iter().zip(boxes) {
+        assert_eq!(d.label, label);
+        assert_eq!(d.class_id, -1);
+        assert!((d.confidence - conf as f64).abs() < 1e-6);
+        assert_eq!(
+            d.bbox,
+            [x as f64, y as f64, (x + bw) as f64, (y + bh) as f64]
+        );
+    }
+
+    // detoverlay draws each box's edges (colour chosen from the label) and leaves the rest.
+    let mut hns = gst_check::Harness::new("detoverlay");
+    hns.element().unwrap().set_property("show-labels", false);
+    hns.element().unwrap().set_property("thickness", 2u32);
+    hns.set_src_caps(rgb_caps(w as i32, h as i32));
+    let out = hns.push_and_pull(buf).unwrap();
+    let map = out.map_readable().unwrap();
+    let px = |x: i32, y: i32| {
+        let i = (y as usize * w + x as usize) * 3;
+        [map[i], map[i + 1], map[i + 2]]
+    };
+    for (label, _, [x, y, bw, bh]) in boxes {
+        let c = class_colour(label.bytes().map(|b| b as i64).sum());
+        for (ex, ey) in [
+            (x + bw / 2, y),
+            (x + bw / 2, y + bh - 1),
+            (x, y + bh / 2),
+            (x + bw - 1, y + bh / 2),
+        ] {
+            assert_eq!(px(ex, ey), c, "{label}: edge ({ex},{ey})");
+        }
+        assert_eq!(px(x + bw / 2, y + bh / 2), [128; 3], "{label}: centre");
+        assert_eq!(px(x + bw + 4, y + bh / 2), [128; 3], "{label}: outside");
+    }
+
+    // detjsonsink counts them per label.
+    let dir = std::env::temp_dir().join(format!("analytics-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("counts.jsonl");
+    let mut sink =
+        gst_check::Harness::new_parse(&format!("detjsonsink location={}", path.display()));
+    sink.set_src_caps(rgb_caps(w as i32, h as i32));
+    let mut buf = grey(w, h);
+    add_foreign(buf.get_mut().unwrap(), &boxes);
+    assert_eq!(sink.push(buf), Ok(gst::FlowSuccess::Ok));
+    assert!(sink.push_event(gst::event::Eos::new()));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["counts"]["car"], 1, "{line}");
+    assert_eq!(line["counts"]["dog"], 1, "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
