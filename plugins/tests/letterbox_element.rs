@@ -116,6 +116,18 @@ fn padded_strides_give_the_kernel_answer() {
         got == want,
         "tensor from a padded-stride frame differs from the tight one"
     );
+    // The `threads` property splits the rows; the tensor stays the same.
+    let mut h = gst_check::Harness::new("tritonletterbox");
+    h.element().unwrap().set_property("threads", 3u32);
+    h.set_src_caps(caps("RGB", 641, 479));
+    let out = h.push_and_pull(frame(&info, 7)).unwrap();
+    let got = meta::tensor_meta(&out)
+        .unwrap()
+        .tensor
+        .map_readable()
+        .unwrap()
+        .to_vec();
+    assert!(got == want, "threads=3 changed the tensor");
 }
 
 #[test]

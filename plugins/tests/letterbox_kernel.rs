@@ -213,8 +213,57 @@ fn reference(e: &Encoded, w: usize, h: usize, spec: &TensorSpec) -> Vec<f32> {
     out
 }
 
+/// The row loops a run uses: SIMD where the CPU has it (the default) or forced portable, and how
+/// many threads split the rows. Every path must produce the same bytes.
+#[derive(Debug, Clone, Copy)]
+struct Path {
+    simd: bool,
+    threads: usize,
+}
+
+const DEFAULT: Path = Path {
+    simd: true,
+    threads: 1,
+};
+const PATHS: [Path; 3] = [
+    DEFAULT,
+    Path {
+        simd: false,
+        threads: 1,
+    },
+    Path {
+        simd: true,
+        threads: 3,
+    },
+];
+
 fn run(e: &Encoded, w: usize, h: usize, spec: &TensorSpec) -> Vec<f32> {
+    run_on(e, w, h, spec, DEFAULT)
+}
+
+fn run_on(e: &Encoded, w: usize, h: usize, spec: &TensorSpec, path: Path) -> Vec<f32> {
+    let out = run_bytes(e, w, h, spec, path);
+    match spec.dtype {
+        DType::F32 => out
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        DType::F16 => out
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
+            .collect(),
+        DType::U8 => out.iter().map(|v| *v as f32).collect(),
+    }
+}
+
+fn run_bytes(e: &Encoded, w: usize, h: usize, spec: &TensorSpec, path: Path) -> Vec<u8> {
     let mut r = Resizer::new(w as u32, h as u32, spec);
+    r.set_simd(path.simd);
+    r.set_threads(path.threads);
+    assert_eq!(r.threads(), path.threads);
+    if !path.simd {
+        assert_eq!(r.simd_path(), "portable");
+    }
     let planes: Vec<&[u8]> = e.planes.iter().map(Vec::as_slice).collect();
     let src = SrcImage {
         format: e.format,
@@ -231,19 +280,10 @@ fn run(e: &Encoded, w: usize, h: usize, spec: &TensorSpec) -> Vec<f32> {
             e.strides.get(2).copied().unwrap_or(0),
         ],
     };
-    let mut out = vec![0u8; spec.byte_size()];
+    // Poison first: a byte the resizer fails to write shows up.
+    let mut out = vec![0xA5u8; spec.byte_size()];
     r.run(&src, &YuvToRgb::new(YuvMatrix::Bt601, false), &mut out);
-    match spec.dtype {
-        DType::F32 => out
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        DType::F16 => out
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
-            .collect(),
-        DType::U8 => out.iter().map(|v| *v as f32).collect(),
-    }
+    out
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> (f32, usize) {
@@ -273,6 +313,7 @@ fn every_format_matches_the_reference() {
         (181, 243, 96, 128),
         (64, 48, 160, 120),
         (641, 479, 320, 320),
+        (480, 270, 160, 160), // exactly 3×: every tap's second weight is 0
     ] {
         let rgb = picture(w, h);
         let spec = TensorSpec {
@@ -283,11 +324,49 @@ fn every_format_matches_the_reference() {
         for f in ALL {
             for pad in [0, 6] {
                 let e = encode(&rgb, w, h, f, pad);
-                let (d, at) = max_diff(&run(&e, w, h, &spec), &reference(&e, w, h, &spec));
-                assert!(
-                    d <= 1.0 / 255.0,
-                    "{f:?} {w}x{h}->{tw}x{th} pad {pad}: differs by {d} at {at}"
-                );
+                let want = reference(&e, w, h, &spec);
+                for path in PATHS {
+                    let (d, at) = max_diff(&run_on(&e, w, h, &spec, path), &want);
+                    assert!(
+                        d <= 1.0 / 255.0,
+                        "{f:?} {w}x{h}->{tw}x{th} pad {pad} {path:?}: differs by {d} at {at}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_portable_and_threaded_paths_write_identical_bytes() {
+    for (w, h, tw, th) in [(640, 360, 320, 320), (181, 243, 96, 128), (33, 17, 64, 64)] {
+        let rgb = picture(w, h);
+        for f in ALL {
+            let e = encode(&rgb, w, h, f, 6);
+            for dtype in [DType::F32, DType::F16, DType::U8] {
+                for layout in [Layout::Nchw, Layout::Nhwc] {
+                    let spec = TensorSpec {
+                        width: tw,
+                        height: th,
+                        dtype,
+                        layout,
+                        bgr: f == PixelFormat::Bgr,
+                        ..Default::default()
+                    };
+                    let base = run_bytes(&e, w, h, &spec, DEFAULT);
+                    assert!(!base.iter().all(|&b| b == 0xA5), "{f:?}: nothing written");
+                    for path in PATHS.into_iter().chain([Path {
+                        simd: false,
+                        threads: 4,
+                    }]) {
+                        let got = run_bytes(&e, w, h, &spec, path);
+                        let diff = got.iter().zip(&base).position(|(a, b)| a != b);
+                        assert_eq!(
+                            diff, None,
+                            "{f:?} {w}x{h}->{tw}x{th} {dtype:?} {layout:?} {path:?}: first differing byte"
+                        );
+                    }
+                }
             }
         }
     }

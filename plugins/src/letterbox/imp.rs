@@ -63,6 +63,7 @@ struct Settings {
     scale: f64,
     mean: String,
     std: String,
+    threads: u32,
 }
 
 impl Default for Settings {
@@ -78,6 +79,7 @@ impl Default for Settings {
             scale: 1.0 / 255.0,
             mean: String::new(),
             std: String::new(),
+            threads: 1,
         }
     }
 }
@@ -164,10 +166,12 @@ impl TritonLetterbox {
         &self,
         info: gst_video::VideoInfo,
         spec: &TensorSpec,
+        threads: u32,
     ) -> Result<State, gst::LoggableError> {
         let format = pixel_format(info.format())
             .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
-        let resizer = Resizer::new(info.width(), info.height(), spec);
+        let mut resizer = Resizer::new(info.width(), info.height(), spec);
+        resizer.set_threads(threads as usize);
         let pool = gst::BufferPool::new();
         let mut config = pool.config();
         config.set_params(None, spec.byte_size() as u32, 2, 0);
@@ -178,12 +182,14 @@ impl TritonLetterbox {
         gst::debug!(
             CAT,
             imp = self,
-            "{}x{} {:?} -> {:?}: {:?}",
+            "{}x{} {:?} -> {:?}: {:?}, {} thread(s), {} row loops",
             info.width(),
             info.height(),
             format,
             spec,
-            resizer.geometry
+            resizer.geometry,
+            resizer.threads(),
+            resizer.simd_path()
         );
         Ok(State {
             yuv: yuv_for(&info),
@@ -210,6 +216,7 @@ impl ObjectImpl for TritonLetterbox {
                 glib::ParamSpecDouble::builder("scale").nick("Scale").blurb("Pixel multiplier before mean/std (default 1/255)").minimum(-1e6).maximum(1e6).default_value(d.scale).mutable_ready().build(),
                 glib::ParamSpecString::builder("mean").nick("Mean").blurb("Per-channel mean subtracted after scaling, in tensor channel order: 'm' or 'r,g,b' (empty = 0)").mutable_ready().build(),
                 glib::ParamSpecString::builder("std").nick("Std").blurb("Per-channel divisor after the mean: 's' or 'r,g,b' (empty = 1)").mutable_ready().build(),
+                glib::ParamSpecUInt::builder("threads").nick("Threads").blurb("Threads that share each frame's rows (for 4K inputs; 1 = the streaming thread only)").minimum(1).maximum(64).default_value(d.threads).mutable_ready().build(),
             ]
         });
         PROPS.as_ref()
@@ -238,6 +245,7 @@ impl ObjectImpl for TritonLetterbox {
                     .expect("type checked")
                     .unwrap_or_default()
             }
+            "threads" => s.threads = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -255,6 +263,7 @@ impl ObjectImpl for TritonLetterbox {
             "scale" => s.scale.to_value(),
             "mean" => s.mean.to_value(),
             "std" => s.std.to_value(),
+            "threads" => s.threads.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -311,13 +320,14 @@ impl BaseTransformImpl for TritonLetterbox {
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "bad caps {incaps}"))?;
-        let spec = self
-            .settings
-            .lock()
-            .unwrap()
-            .spec()
-            .map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
-        let new = self.make_state(info, &spec)?;
+        let (spec, threads) = {
+            let s = self.settings.lock().unwrap();
+            (
+                s.spec().map_err(|e| gst::loggable_error!(CAT, "{e}"))?,
+                s.threads,
+            )
+        };
+        let new = self.make_state(info, &spec, threads)?;
         if let Some(old) = self.state.lock().unwrap().replace(new) {
             let _ = old.pool.set_active(false);
         }

@@ -3,6 +3,7 @@
 
 pub mod geometry;
 pub mod kernel;
+mod resize;
 
 mod imp;
 

@@ -1,0 +1,545 @@
+//! The letterbox resizer: colour conversion + bilinear resize + normalisation into a model tensor,
+//! in one pass over the output rows.
+//!
+//! Sampling is OpenCV's `INTER_LINEAR` with half-pixel centres (see [`super::kernel`]). Per output
+//! row, the one or two source rows it needs are converted and resampled horizontally into planar
+//! channel rows (kept for the next output row when it needs them too); the vertical blend, the
+//! normalisation and the store then run as one contiguous loop per channel, which the compiler
+//! vectorises. A tap whose weight is exactly zero is skipped (an integer downscale such as
+//! 1920×1080 → 640×360 reads one source row and one pixel per output pixel), which leaves every
+//! value bit-identical.
+//!
+//! Speed paths, all producing bit-identical tensors (IEEE operations in the same order, no fused
+//! multiply-add): on x86-64 the row loops are compiled a second time for AVX2 and chosen at run
+//! time when the CPU has it ([`Resizer::set_simd`] forces the portable path, for tests); aarch64
+//! gets NEON from the baseline target. [`Resizer::set_threads`] splits the output rows into bands
+//! run on scoped threads, each with its own row buffers.
+
+use super::geometry::Letterbox;
+use super::kernel::{DType, Layout, PixelFormat, SrcImage, TensorSpec, YuvToRgb};
+
+/// One output column/row tap: source index and weight of the next source pixel.
+#[derive(Debug, Clone, Copy)]
+struct Tap {
+    i0: usize,
+    i1: usize,
+    f: f32,
+}
+
+fn taps(src: usize, dst: usize) -> Vec<Tap> {
+    let scale = src as f64 / dst as f64;
+    (0..dst)
+        .map(|o| {
+            let s = (o as f64 + 0.5) * scale - 0.5;
+            let mut i0 = s.floor();
+            let mut f = s - i0;
+            if i0 < 0.0 {
+                i0 = 0.0;
+                f = 0.0;
+            }
+            let mut i0 = i0 as usize;
+            if i0 >= src - 1 {
+                i0 = src - 1;
+                f = 0.0;
+            }
+            Tap {
+                i0,
+                i1: (i0 + 1).min(src - 1),
+                f: f as f32,
+            }
+        })
+        .collect()
+}
+
+/// What every band reads: taps, normalisation, the spec. Immutable during a run.
+struct Plan {
+    geometry: Letterbox,
+    spec: TensorSpec,
+    xs: Vec<Tap>,
+    ys: Vec<Tap>,
+    /// Normalisation per output channel k: out = v·a[k] + b[k], v from RGB channel `chan[k]`.
+    a: [f32; 3],
+    b: [f32; 3],
+    chan: [usize; 3],
+    /// A tensor row of the padding value, per output channel (normalised).
+    pad: [Vec<f32>; 3],
+    avx2: bool,
+}
+
+/// Row buffers of one band (one thread).
+struct Scratch {
+    /// Source row converted to RGB, 3·src_w (used when the downscale is mild).
+    rgb: Vec<f32>,
+    /// Two horizontally resampled source rows, planar R, G, B (new_w each), and their source rows.
+    h: [[Vec<f32>; 3]; 2],
+    h_src: [usize; 2],
+    /// One finished output channel row (F16/U8 stores and NHWC interleave go through it).
+    vals: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(src_w: usize, nw: usize) -> Scratch {
+        let row = || [vec![0.0; nw], vec![0.0; nw], vec![0.0; nw]];
+        Scratch {
+            rgb: vec![0.0; 3 * src_w],
+            h: [row(), row()],
+            h_src: [usize::MAX; 2],
+            vals: vec![0.0; nw],
+        }
+    }
+}
+
+/// The tensor rows `y0..y1` of one band: per channel plane (NCHW) or interleaved (NHWC).
+enum Band<'a> {
+    Planar([&'a mut [u8]; 3]),
+    Packed(&'a mut [u8]),
+}
+
+/// Reusable letterbox resizer for one (source size, tensor spec) pair.
+pub struct Resizer {
+    pub geometry: Letterbox,
+    plan: Plan,
+    scratch: Vec<Scratch>,
+}
+
+impl Resizer {
+    pub fn new(src_w: u32, src_h: u32, spec: &TensorSpec) -> Resizer {
+        let geometry = Letterbox::new(src_w, src_h, spec.width, spec.height, spec.scale_up);
+        let xs = taps(src_w as usize, geometry.new_w as usize);
+        let ys = taps(src_h as usize, geometry.new_h as usize);
+        let chan = if spec.bgr { [2, 1, 0] } else { [0, 1, 2] };
+        let mut a = [1.0; 3];
+        let mut b = [0.0; 3];
+        if spec.dtype != DType::U8 {
+            for k in 0..3 {
+                let c = chan[k];
+                a[k] = spec.scale / spec.std[c];
+                b[k] = -spec.mean[c] / spec.std[c];
+            }
+        }
+        let pad =
+            std::array::from_fn(|k| vec![spec.pad_value as f32 * a[k] + b[k]; spec.width as usize]);
+        let plan = Plan {
+            pad,
+            geometry,
+            spec: spec.clone(),
+            xs,
+            ys,
+            a,
+            b,
+            chan,
+            avx2: false,
+        };
+        let mut r = Resizer {
+            geometry,
+            scratch: vec![Scratch::new(src_w as usize, geometry.new_w as usize)],
+            plan,
+        };
+        r.set_simd(true);
+        r
+    }
+
+    /// The spec this resizer was built for.
+    pub fn spec(&self) -> &TensorSpec {
+        &self.plan.spec
+    }
+
+    /// Splits the output rows across `n` threads (1 = the calling thread only).
+    pub fn set_threads(&mut self, n: usize) {
+        let (w, nw) = (self.geometry.src_w as usize, self.geometry.new_w as usize);
+        self.scratch.resize_with(n.max(1), || Scratch::new(w, nw));
+    }
+
+    pub fn threads(&self) -> usize {
+        self.scratch.len()
+    }
+
+    /// `false` forces the portable row loops even where the CPU has AVX2 (the tensor is the same).
+    pub fn set_simd(&mut self, on: bool) {
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = on;
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.plan.avx2 = on && std::is_x86_feature_detected!("avx2");
+        }
+    }
+
+    /// The row loops in use: `"avx2"` or `"portable"`.
+    pub fn simd_path(&self) -> &'static str {
+        if self.plan.avx2 { "avx2" } else { "portable" }
+    }
+
+    /// Converts, resizes and normalises `src` into `out` (exactly `spec.byte_size()` bytes).
+    pub fn run(&mut self, src: &SrcImage, yuv: &YuvToRgb, out: &mut [u8]) {
+        let g = self.geometry;
+        assert_eq!(
+            src.width, g.src_w as usize,
+            "source width changed; build a new Resizer"
+        );
+        assert_eq!(
+            src.height, g.src_h as usize,
+            "source height changed; build a new Resizer"
+        );
+        assert_eq!(out.len(), self.plan.spec.byte_size(), "tensor buffer size");
+        let h = self.plan.spec.height as usize;
+        let n = self.scratch.len();
+        // Band edges: the content rows split evenly, padding above/below to the first/last band.
+        let (top, nh) = (g.top as usize, g.new_h as usize);
+        let edges: Vec<usize> = (0..=n)
+            .map(|i| match i {
+                0 => 0,
+                i if i == n => h,
+                i => top + nh * i / n,
+            })
+            .collect();
+        let bands = split_bands(&self.plan.spec, out, &edges);
+        let plan = &self.plan;
+        if n == 1 {
+            let band = bands.into_iter().next().expect("one band");
+            plan.band(&mut self.scratch[0], src, yuv, band, 0, h);
+            return;
+        }
+        std::thread::scope(|s| {
+            for ((band, scratch), e) in bands
+                .into_iter()
+                .zip(&mut self.scratch)
+                .zip(edges.windows(2))
+            {
+                let (y0, y1) = (e[0], e[1]);
+                s.spawn(move || plan.band(scratch, src, yuv, band, y0, y1));
+            }
+        });
+    }
+}
+
+/// Splits the tensor into the bands `edges[i]..edges[i+1]` (tensor rows).
+fn split_bands<'a>(spec: &TensorSpec, out: &'a mut [u8], edges: &[usize]) -> Vec<Band<'a>> {
+    let row = spec.width as usize * spec.dtype.size();
+    match spec.layout {
+        Layout::Nhwc => {
+            let mut rest = out;
+            let mut bands = Vec::new();
+            for e in edges.windows(2) {
+                let (band, r) = rest.split_at_mut((e[1] - e[0]) * row * 3);
+                bands.push(Band::Packed(band));
+                rest = r;
+            }
+            bands
+        }
+        Layout::Nchw => {
+            let plane = row * spec.height as usize;
+            let (p0, rest) = out.split_at_mut(plane);
+            let (p1, p2) = rest.split_at_mut(plane);
+            let mut planes = [p0, p1, p2];
+            let mut bands = Vec::new();
+            for e in edges.windows(2) {
+                let mut parts: [&mut [u8]; 3] = [&mut [], &mut [], &mut []];
+                for (k, p) in planes.iter_mut().enumerate() {
+                    let (band, r) = std::mem::take(p).split_at_mut((e[1] - e[0]) * row);
+                    parts[k] = band;
+                    *p = r;
+                }
+                bands.push(Band::Planar(parts));
+            }
+            bands
+        }
+    }
+}
+
+impl Plan {
+    /// Fills the band's padding and computes its content rows (tensor rows `y0..y1`).
+    fn band(
+        &self,
+        s: &mut Scratch,
+        src: &SrcImage,
+        yuv: &YuvToRgb,
+        mut out: Band,
+        y0: usize,
+        y1: usize,
+    ) {
+        s.h_src = [usize::MAX; 2];
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only when the running CPU reports AVX2 (set_simd).
+            unsafe { self.band_avx2(s, src, yuv, &mut out, y0, y1) };
+            return;
+        }
+        self.band_body(s, src, yuv, &mut out, y0, y1);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn band_avx2(
+        &self,
+        s: &mut Scratch,
+        src: &SrcImage,
+        yuv: &YuvToRgb,
+        out: &mut Band,
+        y0: usize,
+        y1: usize,
+    ) {
+        self.band_body(s, src, yuv, out, y0, y1);
+    }
+
+    #[inline(always)]
+    fn band_body(
+        &self,
+        s: &mut Scratch,
+        src: &SrcImage,
+        yuv: &YuvToRgb,
+        out: &mut Band,
+        y0: usize,
+        y1: usize,
+    ) {
+        let g = &self.geometry;
+        let (left, top, nw, nh) = (
+            g.left as usize,
+            g.top as usize,
+            g.new_w as usize,
+            g.new_h as usize,
+        );
+        let w = self.spec.width as usize;
+        for y in y0..y1 {
+            let (r, yr) = (y - y0, y);
+            if yr < top || yr >= top + nh {
+                self.fill(out, r, 0, w);
+                continue;
+            }
+            self.fill(out, r, 0, left);
+            self.fill(out, r, left + nw, w);
+            let t = self.ys[yr - top];
+            let (k0, k1) = if t.f == 0.0 {
+                let k = ensure_row(self, s, src, yuv, t.i0, usize::MAX);
+                (k, k)
+            } else {
+                let k0 = ensure_row(self, s, src, yuv, t.i0, t.i1);
+                (k0, ensure_row(self, s, src, yuv, t.i1, t.i0))
+            };
+            for k in 0..3 {
+                let c = self.chan[k];
+                let (a, b) = (self.a[k], self.b[k]);
+                let (h0, h1) = (&s.h[k0][c], &s.h[k1][c]);
+                let (f, gw) = (t.f, 1.0 - t.f);
+                // F32 straight into the tensor row where it is aligned; else through `vals`.
+                if let (DType::F32, Band::Planar(p)) = (self.spec.dtype, &mut *out) {
+                    let bytes = &mut p[k][(r * w + left) * 4..(r * w + left + nw) * 4];
+                    // SAFETY: any bit pattern is a valid f32; align_to_mut returns only the aligned middle.
+                    let (head, mid, tail) = unsafe { bytes.align_to_mut::<f32>() };
+                    if head.is_empty() && tail.is_empty() && cfg!(target_endian = "little") {
+                        blend(mid, h0, h1, gw, f, a, b);
+                        continue;
+                    }
+                }
+                blend(&mut s.vals, h0, h1, gw, f, a, b);
+                store_row(self.spec.dtype, out, k, r, w, left, &s.vals);
+            }
+        }
+    }
+
+    /// Fills tensor columns `x0..x1` of band row `r` with the padding value, every channel.
+    #[inline(always)]
+    fn fill(&self, out: &mut Band, r: usize, x0: usize, x1: usize) {
+        if x1 <= x0 {
+            return;
+        }
+        let w = self.spec.width as usize;
+        for k in 0..3 {
+            match (self.spec.dtype, &mut *out) {
+                (DType::U8, Band::Planar(p)) => {
+                    p[k][r * w + x0..r * w + x1].fill(self.spec.pad_value)
+                }
+                (DType::F32, Band::Planar(p)) if cfg!(target_endian = "little") => {
+                    let bytes = &mut p[k][(r * w + x0) * 4..(r * w + x1) * 4];
+                    // SAFETY: any bit pattern is a valid f32; align_to_mut returns only the aligned middle.
+                    match unsafe { bytes.align_to_mut::<f32>() } {
+                        ([], mid, []) => mid.fill(self.pad[k][0]),
+                        _ => store_row(DType::F32, out, k, r, w, x0, &self.pad[k][..x1 - x0]),
+                    }
+                }
+                (dtype, out) => store_row(dtype, out, k, r, w, x0, &self.pad[k][..x1 - x0]),
+            }
+        }
+    }
+}
+
+/// `out[x] = (h0[x]·g + h1[x]·f)·a + b` (or `h0[x]·a + b` when f is 0: same value, one read).
+#[inline(always)]
+fn blend(out: &mut [f32], h0: &[f32], h1: &[f32], g: f32, f: f32, a: f32, b: f32) {
+    if f == 0.0 {
+        for (o, p) in out.iter_mut().zip(h0) {
+            *o = (p * g) * a + b;
+        }
+    } else {
+        for ((o, p), q) in out.iter_mut().zip(h0).zip(h1) {
+            *o = (p * g + q * f) * a + b;
+        }
+    }
+}
+
+/// Stores one finished channel row `vals` at band row `r`, tensor column `x0`.
+#[inline(always)]
+fn store_row(dtype: DType, out: &mut Band, k: usize, r: usize, w: usize, x0: usize, vals: &[f32]) {
+    let n = vals.len();
+    let (dst, start, step) = match out {
+        Band::Planar(p) => (&mut *p[k], r * w + x0, 1),
+        Band::Packed(p) => (&mut **p, (r * w + x0) * 3 + k, 3),
+    };
+    match dtype {
+        DType::F32 => {
+            let d = &mut dst[start * 4..];
+            for (i, v) in vals.iter().enumerate() {
+                d[i * step * 4..i * step * 4 + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        DType::F16 => {
+            let d = &mut dst[start * 2..];
+            for (i, v) in vals.iter().enumerate() {
+                d[i * step * 2..i * step * 2 + 2]
+                    .copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+            }
+        }
+        DType::U8 => {
+            let d = &mut dst[start..];
+            for i in 0..n {
+                d[i * step] = vals[i].round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+}
+
+/// Makes sure source row `want` is converted and horizontally resampled into one of the two
+/// slots (never the one holding `keep`); returns the slot.
+#[inline(always)]
+fn ensure_row(
+    p: &Plan,
+    s: &mut Scratch,
+    src: &SrcImage,
+    yuv: &YuvToRgb,
+    want: usize,
+    keep: usize,
+) -> usize {
+    if let Some(k) = s.h_src.iter().position(|&r| r == want) {
+        return k;
+    }
+    let slot = if s.h_src[0] == keep { 1 } else { 0 };
+    let [hr, hg, hb] = &mut s.h[slot];
+    if 2 * p.xs.len() <= src.width {
+        // Strong downscale: convert just the taps of each output pixel (one where f is 0).
+        let out = [&mut hr[..], &mut hg[..], &mut hb[..]];
+        match src.format.packed() {
+            Some((3, o)) => taps_packed::<3>(&p.xs, src_row(src, 0, want), o, out),
+            Some((_, o)) => taps_packed::<4>(&p.xs, src_row(src, 0, want), o, out),
+            None => {
+                let yrow = src_row(src, 0, want);
+                let (u, v, step) = match src.format {
+                    PixelFormat::Nv12 => {
+                        let uv = src_row(src, 1, want / 2);
+                        (uv, &uv[1..], 2)
+                    }
+                    _ => (src_row(src, 1, want / 2), src_row(src, 2, want / 2), 1),
+                };
+                taps_yuv(&p.xs, yuv, yrow, u, v, step, out);
+            }
+        }
+    } else {
+        convert_row(src, yuv, want, &mut s.rgb);
+        for (x, t) in p.xs.iter().enumerate() {
+            let a = &s.rgb[3 * t.i0..3 * t.i0 + 3];
+            let q = &s.rgb[3 * t.i1..3 * t.i1 + 3];
+            let g = 1.0 - t.f;
+            hr[x] = a[0] * g + q[0] * t.f;
+            hg[x] = a[1] * g + q[1] * t.f;
+            hb[x] = a[2] * g + q[2] * t.f;
+        }
+    }
+    s.h_src[slot] = want;
+    slot
+}
+
+/// Row `y` of plane `k`, from its start to the end of the plane.
+#[inline(always)]
+fn src_row<'a>(src: &SrcImage<'a>, k: usize, y: usize) -> &'a [u8] {
+    &src.planes[k][y * src.strides[k]..]
+}
+
+/// Horizontal taps over a packed row (`BPP` bytes per pixel, R/G/B at `o`) into planar rows.
+#[inline(always)]
+fn taps_packed<const BPP: usize>(xs: &[Tap], row: &[u8], o: [usize; 3], out: [&mut [f32]; 3]) {
+    let [hr, hg, hb] = out;
+    for (x, t) in xs.iter().enumerate() {
+        let a = &row[t.i0 * BPP..t.i0 * BPP + BPP];
+        let a = [a[o[0]] as f32, a[o[1]] as f32, a[o[2]] as f32];
+        if t.f == 0.0 {
+            (hr[x], hg[x], hb[x]) = (a[0], a[1], a[2]);
+        } else {
+            let q = &row[t.i1 * BPP..t.i1 * BPP + BPP];
+            let q = [q[o[0]] as f32, q[o[1]] as f32, q[o[2]] as f32];
+            let g = 1.0 - t.f;
+            hr[x] = a[0] * g + q[0] * t.f;
+            hg[x] = a[1] * g + q[1] * t.f;
+            hb[x] = a[2] * g + q[2] * t.f;
+        }
+    }
+}
+
+/// Horizontal taps over a YUV 4:2:0 row: luma `y`, chroma `u`/`v` with `step` bytes between the
+/// samples of one plane (1 for I420, 2 for NV12's interleaved UV), converted per tap.
+#[inline(always)]
+fn taps_yuv(
+    xs: &[Tap],
+    yuv: &YuvToRgb,
+    y: &[u8],
+    u: &[u8],
+    v: &[u8],
+    step: usize,
+    out: [&mut [f32]; 3],
+) {
+    let [hr, hg, hb] = out;
+    let px = |i: usize| yuv.convert(y[i], u[(i / 2) * step], v[(i / 2) * step]);
+    for (x, t) in xs.iter().enumerate() {
+        let a = px(t.i0);
+        if t.f == 0.0 {
+            (hr[x], hg[x], hb[x]) = (a[0], a[1], a[2]);
+        } else {
+            let q = px(t.i1);
+            let g = 1.0 - t.f;
+            hr[x] = a[0] * g + q[0] * t.f;
+            hg[x] = a[1] * g + q[1] * t.f;
+            hb[x] = a[2] * g + q[2] * t.f;
+        }
+    }
+}
+
+/// Source row `y` as RGB floats (0..255) into `rgb` (3·width).
+#[inline(always)]
+fn convert_row(src: &SrcImage, yuv: &YuvToRgb, y: usize, rgb: &mut [f32]) {
+    let w = src.width;
+    if let Some((bpp, [r, g, b])) = src.format.packed() {
+        let row = &src.planes[0][y * src.strides[0]..y * src.strides[0] + w * bpp];
+        for (o, p) in rgb.chunks_exact_mut(3).zip(row.chunks_exact(bpp)) {
+            o[0] = p[r] as f32;
+            o[1] = p[g] as f32;
+            o[2] = p[b] as f32;
+        }
+        return;
+    }
+    let yrow = &src.planes[0][y * src.strides[0]..y * src.strides[0] + w];
+    let cy = y / 2;
+    match src.format {
+        PixelFormat::I420 => {
+            let urow = &src.planes[1][cy * src.strides[1]..];
+            let vrow = &src.planes[2][cy * src.strides[2]..];
+            for (x, o) in rgb.chunks_exact_mut(3).enumerate() {
+                o.copy_from_slice(&yuv.convert(yrow[x], urow[x / 2], vrow[x / 2]));
+            }
+        }
+        PixelFormat::Nv12 => {
+            let uv = &src.planes[1][cy * src.strides[1]..];
+            for (x, o) in rgb.chunks_exact_mut(3).enumerate() {
+                let c = 2 * (x / 2);
+                o.copy_from_slice(&yuv.convert(yrow[x], uv[c], uv[c + 1]));
+            }
+        }
+        _ => unreachable!("packed formats handled above"),
+    }
+}
