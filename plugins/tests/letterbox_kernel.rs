@@ -566,3 +566,39 @@ fn nhwc_matches_planar_with_padding_at_the_sides() {
         }
     }
 }
+
+#[test]
+fn vectorised_yuv_rows_match_the_per_pixel_conversion() {
+    let samples: Vec<u8> = (0..=255u8)
+        .step_by(5)
+        .chain([1, 16, 128, 235, 240, 254])
+        .collect();
+    let n = samples.len();
+    for matrix in [YuvMatrix::Bt601, YuvMatrix::Bt709, YuvMatrix::Bt2020] {
+        for full in [false, true] {
+            let conv = YuvToRgb::new(matrix, full);
+            for &y in &samples {
+                let (ys, us, vs) = (
+                    vec![y; n * n],
+                    (0..n * n).map(|i| samples[i / n]).collect::<Vec<_>>(),
+                    (0..n * n).map(|i| samples[i % n]).collect::<Vec<_>>(),
+                );
+                let (mut r, mut g, mut b) = (vec![0.0; n * n], vec![0.0; n * n], vec![0.0; n * n]);
+                conv.convert_rows(&ys, &us, &vs, [&mut r, &mut g, &mut b]);
+                for i in 0..n * n {
+                    let want = conv.convert(ys[i], us[i], vs[i]);
+                    for (c, got) in [r[i], g[i], b[i]].into_iter().enumerate() {
+                        assert!(
+                            (got - want[c]).abs() <= 1e-3,
+                            "{matrix:?} full={full} yuv ({}, {}, {}) channel {c}: {got} vs {}",
+                            ys[i],
+                            us[i],
+                            vs[i],
+                            want[c]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -63,6 +63,14 @@ struct Plan {
     chan: [usize; 3],
     /// A tensor row of the padding value, per output channel (normalised).
     pad: [Vec<f32>; 3],
+    /// The column taps' weights as rows (1 − f, f), and whether any f is non-zero.
+    gx: Vec<f32>,
+    fx: Vec<f32>,
+    x_blend: bool,
+    /// `Some((step, first, f))` when column x's taps are `first + step·x` and the next pixel,
+    /// with the same weight f, for every x (integer downscales: 2× → step 2, f ½): the packed
+    /// formats then read the taps in fixed-size chunks, without an index per column.
+    regular: Option<(usize, usize, f32)>,
     avx2: bool,
 }
 
@@ -75,6 +83,10 @@ struct Scratch {
     h_src: [usize; 2],
     /// One finished output channel row (F16/U8 stores and NHWC interleave go through it).
     vals: Vec<f32>,
+    /// YUV samples gathered at the taps (Y, U, V; new_w each), and the second taps converted.
+    taps: [Vec<u8>; 3],
+    taps1: [Vec<u8>; 3],
+    rgb1: [Vec<f32>; 3],
 }
 
 impl Scratch {
@@ -85,6 +97,9 @@ impl Scratch {
             h: [row(), row()],
             h_src: [usize::MAX; 2],
             vals: vec![0.0; nw],
+            taps: [vec![0; nw], vec![0; nw], vec![0; nw]],
+            taps1: [vec![0; nw], vec![0; nw], vec![0; nw]],
+            rgb1: [vec![0.0; nw], vec![0.0; nw], vec![0.0; nw]],
         }
     }
 }
@@ -120,6 +135,10 @@ impl Resizer {
         let pad =
             std::array::from_fn(|k| vec![spec.pad_value as f32 * a[k] + b[k]; spec.width as usize]);
         let plan = Plan {
+            gx: xs.iter().map(|t| 1.0 - t.f).collect(),
+            fx: xs.iter().map(|t| t.f).collect(),
+            x_blend: xs.iter().any(|t| t.f != 0.0),
+            regular: regular(&xs, src_w as usize),
             pad,
             geometry,
             spec: spec.clone(),
@@ -392,19 +411,39 @@ fn store_row(dtype: DType, out: &mut Band, k: usize, r: usize, w: usize, x0: usi
             }
         }
         DType::F16 => {
+            // Converted 64 at a time by `half` (F16C where the CPU has it; same rounding).
+            use half::slice::HalfFloatSliceExt;
             let d = &mut dst[start * 2..];
-            for (i, v) in vals.iter().enumerate() {
-                d[i * step * 2..i * step * 2 + 2]
-                    .copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+            let mut tmp = [half::f16::ZERO; 64];
+            for (c, chunk) in vals.chunks(64).enumerate() {
+                let t = &mut tmp[..chunk.len()];
+                t.convert_from_f32_slice(chunk);
+                for (j, v) in t.iter().enumerate() {
+                    let i = (c * 64 + j) * step * 2;
+                    d[i..i + 2].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        DType::U8 if step == 1 => {
+            for (d, v) in dst[start..start + n].iter_mut().zip(vals) {
+                *d = round_u8(*v);
             }
         }
         DType::U8 => {
             let d = &mut dst[start..];
             for i in 0..n {
-                d[i * step] = vals[i].round().clamp(0.0, 255.0) as u8;
+                d[i * step] = round_u8(vals[i]);
             }
         }
     }
+}
+
+/// `v.round().clamp(0.0, 255.0) as u8` (half away from zero), in operations that vectorise.
+#[inline(always)]
+fn round_u8(v: f32) -> u8 {
+    let v = v.clamp(0.0, 255.0);
+    let t = v as i32; // truncation; v ≥ 0 (NaN → 0, as before)
+    (t + (v - t as f32 >= 0.5) as i32) as u8
 }
 
 /// Makes sure source row `want` is converted and horizontally resampled into one of the two
@@ -427,8 +466,41 @@ fn ensure_row(
         // Strong downscale: convert just the taps of each output pixel (one where f is 0).
         let out = [&mut hr[..], &mut hg[..], &mut hb[..]];
         match src.format.packed() {
-            Some((3, o)) => taps_packed::<3>(&p.xs, src_row(src, 0, want), o, out),
-            Some((_, o)) => taps_packed::<4>(&p.xs, src_row(src, 0, want), o, out),
+            Some((bpp, o)) if p.regular.is_some() => {
+                let (step, first, f) = p.regular.expect("checked");
+                let row = &src_row(src, 0, want)[first * bpp..];
+                match (bpp, o[0] == 2) {
+                    (3, false) => regular_packed::<3, false>(row, step, f, out),
+                    (3, true) => regular_packed::<3, true>(row, step, f, out),
+                    (_, false) => regular_packed::<4, false>(row, step, f, out),
+                    (_, true) => regular_packed::<4, true>(row, step, f, out),
+                }
+            }
+            Some((bpp, o)) => {
+                // Gather the bytes at both taps into planar rows, then blend in vectorised rows.
+                let row = src_row(src, 0, want);
+                let [t0r, t0g, t0b] = &mut s.taps;
+                let [t1r, t1g, t1b] = &mut s.taps1;
+                let (t0, t1) = ([t0r, t0g, t0b], [t1r, t1g, t1b]);
+                if bpp == 3 {
+                    gather_packed::<3>(&p.xs, row, o, t0, t1, p.x_blend);
+                } else {
+                    gather_packed::<4>(&p.xs, row, o, t0, t1, p.x_blend);
+                }
+                for ((h, a), q) in out.into_iter().zip(&s.taps).zip(&s.taps1) {
+                    if p.x_blend {
+                        for ((((o, a), q), g), f) in
+                            h.iter_mut().zip(a).zip(q).zip(&p.gx).zip(&p.fx)
+                        {
+                            *o = *a as f32 * g + *q as f32 * f;
+                        }
+                    } else {
+                        for (o, a) in h.iter_mut().zip(a) {
+                            *o = *a as f32;
+                        }
+                    }
+                }
+            }
             None => {
                 let yrow = src_row(src, 0, want);
                 let (u, v, step) = match src.format {
@@ -438,7 +510,20 @@ fn ensure_row(
                     }
                     _ => (src_row(src, 1, want / 2), src_row(src, 2, want / 2), 1),
                 };
-                taps_yuv(&p.xs, yuv, yrow, u, v, step, out);
+                // Gather the samples at the taps, convert them in vectorised rows, blend.
+                let [ty, tu, tv] = &mut s.taps;
+                let [r1, g1, b1] = &mut s.rgb1;
+                gather_yuv(&p.xs, |t| t.i0, yrow, u, v, step, [ty, tu, tv]);
+                yuv.convert_rows(ty, tu, tv, out);
+                if p.x_blend {
+                    gather_yuv(&p.xs, |t| t.i1, yrow, u, v, step, [ty, tu, tv]);
+                    yuv.convert_rows(ty, tu, tv, [r1, g1, b1]);
+                    for (h, q) in [(hr, r1), (hg, g1), (hb, b1)] {
+                        for (((o, q), g), f) in h.iter_mut().zip(q.iter()).zip(&p.gx).zip(&p.fx) {
+                            *o = *o * g + q * f;
+                        }
+                    }
+                }
             }
         }
     } else {
@@ -462,51 +547,88 @@ fn src_row<'a>(src: &SrcImage<'a>, k: usize, y: usize) -> &'a [u8] {
     &src.planes[k][y * src.strides[k]..]
 }
 
-/// Horizontal taps over a packed row (`BPP` bytes per pixel, R/G/B at `o`) into planar rows.
+/// See [`Plan::regular`]: the step is at least 2, so both taps lie inside one chunk.
+fn regular(xs: &[Tap], src_w: usize) -> Option<(usize, usize, f32)> {
+    let (t0, t1) = (xs.first()?, xs.get(1)?);
+    let step = t1.i0.checked_sub(t0.i0)?;
+    let ok = step >= 2
+        && xs.last()?.i1 < src_w
+        && xs.iter().enumerate().all(|(x, t)| {
+            t.i0 == t0.i0 + step * x && t.i1 == t.i0 + 1 && t.f.to_bits() == t0.f.to_bits()
+        });
+    ok.then_some((step, t0.i0, t0.f))
+}
+
+/// Regular taps over a packed row that starts at the first tap: chunk x (`step` pixels) holds
+/// column x's two taps as its first two pixels (the last column, whose chunk may run past the
+/// row, is read on its own). `BGR`: the bytes are B, G, R (+ X).
 #[inline(always)]
-fn taps_packed<const BPP: usize>(xs: &[Tap], row: &[u8], o: [usize; 3], out: [&mut [f32]; 3]) {
+fn regular_packed<const BPP: usize, const BGR: bool>(
+    row: &[u8],
+    step: usize,
+    f: f32,
+    out: [&mut [f32]; 3],
+) {
     let [hr, hg, hb] = out;
+    let n = hr.len();
+    let (o0, o2) = if BGR { (2, 0) } else { (0, 2) };
+    let g = 1.0 - f;
+    let last = step * (n - 1) * BPP;
+    let chunks = row[..last]
+        .chunks_exact(step * BPP)
+        .chain([&row[last..last + 2 * BPP]]);
+    for (((r, gg), b), c) in hr
+        .iter_mut()
+        .zip(hg.iter_mut())
+        .zip(hb.iter_mut())
+        .zip(chunks)
+    {
+        *r = c[o0] as f32 * g + c[BPP + o0] as f32 * f;
+        *gg = c[1] as f32 * g + c[BPP + 1] as f32 * f;
+        *b = c[o2] as f32 * g + c[BPP + o2] as f32 * f;
+    }
+}
+
+/// Gathers the R, G, B bytes (at offsets `o` of `BPP`-byte pixels) at the first tap of every
+/// output column into `t0` and, when `both`, at the second tap into `t1`.
+#[inline(always)]
+fn gather_packed<const BPP: usize>(
+    xs: &[Tap],
+    row: &[u8],
+    o: [usize; 3],
+    t0: [&mut Vec<u8>; 3],
+    t1: [&mut Vec<u8>; 3],
+    both: bool,
+) {
+    let [ar, ag, ab] = t0;
+    let [qr, qg, qb] = t1;
     for (x, t) in xs.iter().enumerate() {
         let a = &row[t.i0 * BPP..t.i0 * BPP + BPP];
-        let a = [a[o[0]] as f32, a[o[1]] as f32, a[o[2]] as f32];
-        if t.f == 0.0 {
-            (hr[x], hg[x], hb[x]) = (a[0], a[1], a[2]);
-        } else {
+        (ar[x], ag[x], ab[x]) = (a[o[0]], a[o[1]], a[o[2]]);
+        if both {
             let q = &row[t.i1 * BPP..t.i1 * BPP + BPP];
-            let q = [q[o[0]] as f32, q[o[1]] as f32, q[o[2]] as f32];
-            let g = 1.0 - t.f;
-            hr[x] = a[0] * g + q[0] * t.f;
-            hg[x] = a[1] * g + q[1] * t.f;
-            hb[x] = a[2] * g + q[2] * t.f;
+            (qr[x], qg[x], qb[x]) = (q[o[0]], q[o[1]], q[o[2]]);
         }
     }
 }
 
-/// Horizontal taps over a YUV 4:2:0 row: luma `y`, chroma `u`/`v` with `step` bytes between the
-/// samples of one plane (1 for I420, 2 for NV12's interleaved UV), converted per tap.
+/// Gathers the Y, U, V samples at one tap of every output column (`tap` picks `i0` or `i1`);
+/// chroma samples are `step` bytes apart (1 for I420, 2 for NV12's interleaved UV).
 #[inline(always)]
-fn taps_yuv(
+fn gather_yuv(
     xs: &[Tap],
-    yuv: &YuvToRgb,
+    tap: impl Fn(&Tap) -> usize,
     y: &[u8],
     u: &[u8],
     v: &[u8],
     step: usize,
-    out: [&mut [f32]; 3],
+    out: [&mut [u8]; 3],
 ) {
-    let [hr, hg, hb] = out;
-    let px = |i: usize| yuv.convert(y[i], u[(i / 2) * step], v[(i / 2) * step]);
+    let [ty, tu, tv] = out;
     for (x, t) in xs.iter().enumerate() {
-        let a = px(t.i0);
-        if t.f == 0.0 {
-            (hr[x], hg[x], hb[x]) = (a[0], a[1], a[2]);
-        } else {
-            let q = px(t.i1);
-            let g = 1.0 - t.f;
-            hr[x] = a[0] * g + q[0] * t.f;
-            hg[x] = a[1] * g + q[1] * t.f;
-            hb[x] = a[2] * g + q[2] * t.f;
-        }
+        let i = tap(t);
+        let c = (i / 2) * step;
+        (ty[x], tu[x], tv[x]) = (y[i], u[c], v[c]);
     }
 }
 
@@ -541,5 +663,47 @@ fn convert_row(src: &SrcImage, yuv: &YuvToRgb, y: usize, rgb: &mut [f32]) {
             }
         }
         _ => unreachable!("packed formats handled above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_u8_is_round_then_clamp() {
+        let edge = [
+            0.49999997f32,
+            0.5,
+            1.5,
+            2.5,
+            254.5,
+            254.49998,
+            255.0,
+            255.5,
+            300.0,
+            -0.4,
+            -3.0,
+        ];
+        let all = (0..=2600)
+            .map(|i| i as f32 / 10.0 - 1.0)
+            .chain(edge)
+            .chain([f32::NAN]);
+        for v in all {
+            assert_eq!(round_u8(v), v.round().clamp(0.0, 255.0) as u8, "{v}");
+        }
+    }
+
+    #[test]
+    fn regular_taps_are_recognised_only_where_every_column_follows() {
+        // 2×: column x reads 2x and 2x+1 with f ½; 3×: 3x+1 (f 0); 6×: 6x+2 (f ½).
+        assert_eq!(regular(&taps(1280, 640), 1280), Some((2, 0, 0.5)));
+        assert_eq!(regular(&taps(1920, 640), 1920), Some((3, 1, 0.0)));
+        assert_eq!(regular(&taps(3840, 640), 3840), Some((6, 2, 0.5)));
+        // Not an integer ratio, an upscale, equal sizes, too few columns: no.
+        assert_eq!(regular(&taps(1000, 640), 1000), None);
+        assert_eq!(regular(&taps(320, 640), 320), None);
+        assert_eq!(regular(&taps(640, 640), 640), None);
+        assert_eq!(regular(&taps(2, 1), 2), None);
     }
 }
