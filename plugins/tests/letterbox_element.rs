@@ -103,30 +103,21 @@ fn padded_strides_give_the_kernel_answer() {
         &YuvToRgb::new(YuvMatrix::Bt601, false),
         &mut want,
     );
-    let mut h = gst_check::Harness::new("tritonletterbox");
-    h.set_src_caps(caps("RGB", 641, 479));
-    let out = h.push_and_pull(input).unwrap();
-    let got = meta::tensor_meta(&out)
-        .unwrap()
-        .tensor
-        .map_readable()
-        .unwrap()
-        .to_vec();
+    // The tensor the element makes from one frame, with `threads` threads.
+    let tensor = |input: gst::Buffer, threads: u32| {
+        let mut h = gst_check::Harness::new("tritonletterbox");
+        h.element().unwrap().set_property("threads", threads);
+        h.set_src_caps(caps("RGB", 641, 479));
+        let out = h.push_and_pull(input).unwrap();
+        let m = meta::tensor_meta(&out).unwrap();
+        m.tensor.map_readable().unwrap().to_vec()
+    };
     assert!(
-        got == want,
+        tensor(input, 1) == want,
         "tensor from a padded-stride frame differs from the tight one"
     );
     // The `threads` property splits the rows; the tensor stays the same.
-    let mut h = gst_check::Harness::new("tritonletterbox");
-    h.element().unwrap().set_property("threads", 3u32);
-    h.set_src_caps(caps("RGB", 641, 479));
-    let out = h.push_and_pull(frame(&info, 7)).unwrap();
-    let got = meta::tensor_meta(&out)
-        .unwrap()
-        .tensor
-        .map_readable()
-        .unwrap()
-        .to_vec();
+    let got = tensor(frame(&info, 7), 3);
     assert!(got == want, "threads=3 changed the tensor");
 }
 
