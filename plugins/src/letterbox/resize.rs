@@ -86,6 +86,8 @@ struct Scratch {
     /// YUV samples gathered at the taps (Y, U, V; new_w each), and the second taps converted.
     taps: [Vec<u8>; 3],
     taps1: [Vec<u8>; 3],
+    /// Two packed source rows blended (vertical first), 4·src_w.
+    vrow: Vec<f32>,
     rgb1: [Vec<f32>; 3],
 }
 
@@ -99,6 +101,7 @@ impl Scratch {
             vals: vec![0.0; nw],
             taps: [vec![0; nw], vec![0; nw], vec![0; nw]],
             taps1: [vec![0; nw], vec![0; nw], vec![0; nw]],
+            vrow: vec![0.0; 4 * src_w],
             rgb1: [vec![0.0; nw], vec![0.0; nw], vec![0.0; nw]],
         }
     }
@@ -326,8 +329,17 @@ impl Plan {
             }
             self.fill(out, r, 0, left);
             self.fill(out, r, left + nw, w);
-            let t = self.ys[yr - top];
-            let (k0, k1) = if t.f == 0.0 {
+            let mut t = self.ys[yr - top];
+            let (k0, k1) = if let (Some(reg), Some((bpp, o))) = (self.regular, src.format.packed())
+                && t.f != 0.0
+            {
+                // Packed, regular taps, two source rows: blend the rows first (one contiguous,
+                // vectorised loop over the bytes the taps read), then the taps once.
+                vertical_first(s, src, reg, bpp, o, t);
+                s.h_src = [usize::MAX; 2]; // slot 0 now holds a blend, not a source row
+                t.f = 0.0;
+                (0, 0)
+            } else if t.f == 0.0 {
                 let k = ensure_row(self, s, src, yuv, t.i0, usize::MAX);
                 (k, k)
             } else {
@@ -441,8 +453,10 @@ fn store_row(dtype: DType, out: &mut Band, k: usize, r: usize, w: usize, x0: usi
 /// `v.round().clamp(0.0, 255.0) as u8` (half away from zero), in operations that vectorise.
 #[inline(always)]
 fn round_u8(v: f32) -> u8 {
-    let v = v.clamp(0.0, 255.0);
-    let t = v as i32; // truncation; v ≥ 0 (NaN → 0, as before)
+    let v = v.max(0.0).min(255.0); // NaN → 0 (max ignores NaN), as `NaN as u8` gave before
+    // SAFETY: v is finite and in 0..=255, so the truncation is exact and in i32's range (the
+    // unchecked cast is a plain cvttps2dq, which vectorises; `as` adds saturation checks).
+    let t = unsafe { v.to_int_unchecked::<i32>() };
     (t + (v - t as f32 >= 0.5) as i32) as u8
 }
 
@@ -545,6 +559,46 @@ fn ensure_row(
 #[inline(always)]
 fn src_row<'a>(src: &SrcImage<'a>, k: usize, y: usize) -> &'a [u8] {
     &src.planes[k][y * src.strides[k]..]
+}
+
+/// Packed source, regular taps (see [`Plan::regular`]): blends source rows `t.i0` and `t.i1`
+/// over the bytes the column taps read (into `s.vrow`), then reads the taps of that one row into
+/// slot 0 of the planar rows.
+#[inline(always)]
+fn vertical_first(
+    s: &mut Scratch,
+    src: &SrcImage,
+    reg: (usize, usize, f32),
+    bpp: usize,
+    o: [usize; 3],
+    t: Tap,
+) {
+    let (step, first, f) = reg;
+    let n = s.h[0][0].len();
+    let (lo, hi) = (first * bpp, (first + step * (n - 1) + 2) * bpp);
+    let (r0, r1) = (
+        &src_row(src, 0, t.i0)[lo..hi],
+        &src_row(src, 0, t.i1)[lo..hi],
+    );
+    let (g, fy) = (1.0 - t.f, t.f);
+    let v = &mut s.vrow[..hi - lo];
+    for ((d, a), b) in v.iter_mut().zip(r0).zip(r1) {
+        *d = *a as f32 * g + *b as f32 * fy;
+    }
+    let [hr, hg, hb] = &mut s.h[0];
+    let gx = 1.0 - f;
+    let chunk = step * bpp;
+    for (x, ((r, gg), b)) in hr
+        .iter_mut()
+        .zip(hg.iter_mut())
+        .zip(hb.iter_mut())
+        .enumerate()
+    {
+        let c = &v[x * chunk..x * chunk + 2 * bpp];
+        *r = c[o[0]] * gx + c[bpp + o[0]] * f;
+        *gg = c[o[1]] * gx + c[bpp + o[1]] * f;
+        *b = c[o[2]] * gx + c[bpp + o[2]] * f;
+    }
 }
 
 /// See [`Plan::regular`]: the step is at least 2, so both taps lie inside one chunk.
