@@ -453,7 +453,10 @@ fn store_row(dtype: DType, out: &mut Band, k: usize, r: usize, w: usize, x0: usi
 /// `v.round().clamp(0.0, 255.0) as u8` (half away from zero), in operations that vectorise.
 #[inline(always)]
 fn round_u8(v: f32) -> u8 {
-    let v = v.max(0.0).min(255.0); // NaN → 0 (max ignores NaN), as `NaN as u8` gave before
+    // Not `clamp`: that keeps NaN, which the unchecked cast below must never see; `max` maps NaN
+    // to 0, as `NaN as u8` did before.
+    #[allow(clippy::manual_clamp)]
+    let v = v.max(0.0).min(255.0);
     // SAFETY: v is finite and in 0..=255, so the truncation is exact and in i32's range (the
     // unchecked cast is a plain cvttps2dq, which vectorises; `as` adds saturation checks).
     let t = unsafe { v.to_int_unchecked::<i32>() };
