@@ -31,7 +31,7 @@ TARGETS=(
   "queue|gst-plugin-triton|plugins/src/infer/queue.rs|--lib|0"
   "proxy|triton-proxy|proxy/src/control.rs proxy/src/auth.rs|--lib|0"
   "endpoint|triton-endpoint|endpoint/src/lib.rs endpoint/src/error.rs|--lib|0"
-  "kernel|gst-plugin-triton|plugins/src/letterbox/kernel.rs plugins/src/letterbox/resize.rs|--lib --test letterbox_kernel|5"
+  "kernel|gst-plugin-triton|plugins/src/letterbox/kernel.rs plugins/src/letterbox/resize.rs plugins/src/letterbox/rows.rs|--lib --test letterbox_kernel|5"
 )
 case "${1:-}" in
   --ci) WANT=(geometry proxy endpoint) ;;

@@ -4,6 +4,7 @@
 pub mod geometry;
 pub mod kernel;
 mod resize;
+mod rows;
 
 mod imp;
 

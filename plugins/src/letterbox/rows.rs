@@ -1,0 +1,233 @@
+//! Row-level pieces of the letterbox resizer (`resize.rs`): the taps, reading them from source
+//! rows (gathered, or in fixed chunks where they are regular), colour conversion of a row, the
+//! blend and the UINT8 rounding. Each is `#[inline(always)]` where the row loops use it, so the
+//! AVX2 build of those loops compiles it for AVX2 too.
+
+use super::kernel::{PixelFormat, SrcImage, YuvToRgb};
+
+/// One output column/row tap: source index and weight of the next source pixel.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tap {
+    pub(super) i0: usize,
+    pub(super) i1: usize,
+    pub(super) f: f32,
+}
+
+pub(super) fn taps(src: usize, dst: usize) -> Vec<Tap> {
+    let scale = src as f64 / dst as f64;
+    (0..dst)
+        .map(|o| {
+            let s = (o as f64 + 0.5) * scale - 0.5;
+            let mut i0 = s.floor();
+            let mut f = s - i0;
+            if i0 < 0.0 {
+                i0 = 0.0;
+                f = 0.0;
+            }
+            let mut i0 = i0 as usize;
+            if i0 >= src - 1 {
+                i0 = src - 1;
+                f = 0.0;
+            }
+            Tap {
+                i0,
+                i1: (i0 + 1).min(src - 1),
+                f: f as f32,
+            }
+        })
+        .collect()
+}
+
+/// `out[x] = (h0[x]·g + h1[x]·f)·a + b` (or `h0[x]·a + b` when f is 0: same value, one read).
+#[inline(always)]
+pub(super) fn blend(out: &mut [f32], h0: &[f32], h1: &[f32], g: f32, f: f32, a: f32, b: f32) {
+    if f == 0.0 {
+        for (o, p) in out.iter_mut().zip(h0) {
+            *o = (p * g) * a + b;
+        }
+    } else {
+        for ((o, p), q) in out.iter_mut().zip(h0).zip(h1) {
+            *o = (p * g + q * f) * a + b;
+        }
+    }
+}
+
+/// `v.round().clamp(0.0, 255.0) as u8` (half away from zero), in operations that vectorise.
+#[inline(always)]
+pub(super) fn round_u8(v: f32) -> u8 {
+    // Not `clamp`: that keeps NaN, which the unchecked cast below must never see; `max` maps NaN
+    // to 0, as `NaN as u8` did before.
+    #[allow(clippy::manual_clamp)]
+    let v = v.max(0.0).min(255.0);
+    // SAFETY: v is finite and in 0..=255, so the truncation is exact and in i32's range (the
+    // unchecked cast is a plain cvttps2dq, which vectorises; `as` adds saturation checks).
+    let t = unsafe { v.to_int_unchecked::<i32>() };
+    (t + (v - t as f32 >= 0.5) as i32) as u8
+}
+
+/// Row `y` of plane `k`, from its start to the end of the plane.
+#[inline(always)]
+pub(super) fn src_row<'a>(src: &SrcImage<'a>, k: usize, y: usize) -> &'a [u8] {
+    &src.planes[k][y * src.strides[k]..]
+}
+
+/// See `Plan::regular` (resize.rs): the step is at least 2, so both taps lie inside one chunk.
+pub(super) fn regular(xs: &[Tap], src_w: usize) -> Option<(usize, usize, f32)> {
+    let (t0, t1) = (xs.first()?, xs.get(1)?);
+    let step = t1.i0.checked_sub(t0.i0)?;
+    let ok = step >= 2
+        && xs.last()?.i1 < src_w
+        && xs.iter().enumerate().all(|(x, t)| {
+            t.i0 == t0.i0 + step * x && t.i1 == t.i0 + 1 && t.f.to_bits() == t0.f.to_bits()
+        });
+    ok.then_some((step, t0.i0, t0.f))
+}
+
+/// Regular taps over a packed row that starts at the first tap: chunk x (`step` pixels) holds
+/// column x's two taps as its first two pixels (the last column, whose chunk may run past the
+/// row, is read on its own). `BGR`: the bytes are B, G, R (+ X).
+#[inline(always)]
+pub(super) fn regular_packed<const BPP: usize, const BGR: bool>(
+    row: &[u8],
+    step: usize,
+    f: f32,
+    out: [&mut [f32]; 3],
+) {
+    let [hr, hg, hb] = out;
+    let n = hr.len();
+    let (o0, o2) = if BGR { (2, 0) } else { (0, 2) };
+    let g = 1.0 - f;
+    let last = step * (n - 1) * BPP;
+    let chunks = row[..last]
+        .chunks_exact(step * BPP)
+        .chain([&row[last..last + 2 * BPP]]);
+    for (((r, gg), b), c) in hr
+        .iter_mut()
+        .zip(hg.iter_mut())
+        .zip(hb.iter_mut())
+        .zip(chunks)
+    {
+        *r = c[o0] as f32 * g + c[BPP + o0] as f32 * f;
+        *gg = c[1] as f32 * g + c[BPP + 1] as f32 * f;
+        *b = c[o2] as f32 * g + c[BPP + o2] as f32 * f;
+    }
+}
+
+/// Gathers the R, G, B bytes (at offsets `o` of `BPP`-byte pixels) at the first tap of every
+/// output column into `t0` and, when `both`, at the second tap into `t1`.
+#[inline(always)]
+pub(super) fn gather_packed<const BPP: usize>(
+    xs: &[Tap],
+    row: &[u8],
+    o: [usize; 3],
+    t0: [&mut Vec<u8>; 3],
+    t1: [&mut Vec<u8>; 3],
+    both: bool,
+) {
+    let [ar, ag, ab] = t0;
+    let [qr, qg, qb] = t1;
+    for (x, t) in xs.iter().enumerate() {
+        let a = &row[t.i0 * BPP..t.i0 * BPP + BPP];
+        (ar[x], ag[x], ab[x]) = (a[o[0]], a[o[1]], a[o[2]]);
+        if both {
+            let q = &row[t.i1 * BPP..t.i1 * BPP + BPP];
+            (qr[x], qg[x], qb[x]) = (q[o[0]], q[o[1]], q[o[2]]);
+        }
+    }
+}
+
+/// Gathers the Y, U, V samples at one tap of every output column (`tap` picks `i0` or `i1`);
+/// chroma samples are `step` bytes apart (1 for I420, 2 for NV12's interleaved UV).
+#[inline(always)]
+pub(super) fn gather_yuv(
+    xs: &[Tap],
+    tap: impl Fn(&Tap) -> usize,
+    y: &[u8],
+    u: &[u8],
+    v: &[u8],
+    step: usize,
+    out: [&mut [u8]; 3],
+) {
+    let [ty, tu, tv] = out;
+    for (x, t) in xs.iter().enumerate() {
+        let i = tap(t);
+        let c = (i / 2) * step;
+        (ty[x], tu[x], tv[x]) = (y[i], u[c], v[c]);
+    }
+}
+
+/// Source row `y` as RGB floats (0..255) into `rgb` (3·width).
+#[inline(always)]
+pub(super) fn convert_row(src: &SrcImage, yuv: &YuvToRgb, y: usize, rgb: &mut [f32]) {
+    let w = src.width;
+    if let Some((bpp, [r, g, b])) = src.format.packed() {
+        let row = &src.planes[0][y * src.strides[0]..y * src.strides[0] + w * bpp];
+        for (o, p) in rgb.chunks_exact_mut(3).zip(row.chunks_exact(bpp)) {
+            o[0] = p[r] as f32;
+            o[1] = p[g] as f32;
+            o[2] = p[b] as f32;
+        }
+        return;
+    }
+    let yrow = &src.planes[0][y * src.strides[0]..y * src.strides[0] + w];
+    let cy = y / 2;
+    match src.format {
+        PixelFormat::I420 => {
+            let urow = &src.planes[1][cy * src.strides[1]..];
+            let vrow = &src.planes[2][cy * src.strides[2]..];
+            for (x, o) in rgb.chunks_exact_mut(3).enumerate() {
+                o.copy_from_slice(&yuv.convert(yrow[x], urow[x / 2], vrow[x / 2]));
+            }
+        }
+        PixelFormat::Nv12 => {
+            let uv = &src.planes[1][cy * src.strides[1]..];
+            for (x, o) in rgb.chunks_exact_mut(3).enumerate() {
+                let c = 2 * (x / 2);
+                o.copy_from_slice(&yuv.convert(yrow[x], uv[c], uv[c + 1]));
+            }
+        }
+        _ => unreachable!("packed formats handled above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_u8_is_round_then_clamp() {
+        let edge = [
+            0.49999997f32,
+            0.5,
+            1.5,
+            2.5,
+            254.5,
+            254.49998,
+            255.0,
+            255.5,
+            300.0,
+            -0.4,
+            -3.0,
+        ];
+        let all = (0..=2600)
+            .map(|i| i as f32 / 10.0 - 1.0)
+            .chain(edge)
+            .chain([f32::NAN]);
+        for v in all {
+            assert_eq!(round_u8(v), v.round().clamp(0.0, 255.0) as u8, "{v}");
+        }
+    }
+
+    #[test]
+    fn regular_taps_are_recognised_only_where_every_column_follows() {
+        // 2×: column x reads 2x and 2x+1 with f ½; 3×: 3x+1 (f 0); 6×: 6x+2 (f ½).
+        assert_eq!(regular(&taps(1280, 640), 1280), Some((2, 0, 0.5)));
+        assert_eq!(regular(&taps(1920, 640), 1920), Some((3, 1, 0.0)));
+        assert_eq!(regular(&taps(3840, 640), 3840), Some((6, 2, 0.5)));
+        // Not an integer ratio, an upscale, equal sizes, too few columns: no.
+        assert_eq!(regular(&taps(1000, 640), 1000), None);
+        assert_eq!(regular(&taps(320, 640), 320), None);
+        assert_eq!(regular(&taps(640, 640), 640), None);
+        assert_eq!(regular(&taps(2, 1), 2), None);
+    }
+}
