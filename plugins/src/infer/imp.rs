@@ -475,9 +475,6 @@ impl TritonInfer {
             Err(e) => {
                 result.status = "error".into();
                 result.error = e.clone();
-                // An analysed frame always says what was found: here nothing (an empty analytics
-                // meta, so overlays that keep the last boxes until a new meta arrives clear them).
-                meta::add_detections(b, &[], geometry.src_w, geometry.src_h).ok();
                 if r.settings.on_error == OnError::Fail {
                     drop(guard);
                     // Refuse further frames before anyone hears of the error.
@@ -493,6 +490,9 @@ impl TritonInfer {
                     );
                     return Err(gst::FlowError::Error);
                 }
+                // An analysed frame always says what was found: here nothing (an empty analytics
+                // meta, so overlays that keep the last boxes until a new meta arrives clear them).
+                meta::add_detections(b, &[], geometry.src_w, geometry.src_h).ok();
                 r.failures_since_warning += 1;
                 let due = r
                     .last_warning

@@ -84,11 +84,21 @@ enum Band<'a> {
     Packed(&'a mut [u8]),
 }
 
+/// What one band computes: tensor rows `y0..y1` of `src`.
+struct Job<'a> {
+    src: &'a SrcImage<'a>,
+    yuv: &'a YuvToRgb,
+    y0: usize,
+    y1: usize,
+}
+
 /// Reusable letterbox resizer for one (source size, tensor spec) pair.
 pub struct Resizer {
     pub geometry: Letterbox,
     plan: Plan,
     scratch: Vec<Scratch>,
+    /// Tensor rows where each thread's band starts, and the end (`threads() + 1` values).
+    edges: Vec<usize>,
 }
 
 impl Resizer {
@@ -125,9 +135,11 @@ impl Resizer {
         };
         let mut r = Resizer {
             geometry,
-            scratch: vec![Scratch::new(src_w as usize, geometry.new_w as usize)],
+            scratch: Vec::new(),
+            edges: Vec::new(),
             plan,
         };
+        r.set_threads(1);
         r.set_simd(true);
         r
     }
@@ -139,8 +151,23 @@ impl Resizer {
 
     /// Splits the output rows across `n` threads (1 = the calling thread only).
     pub fn set_threads(&mut self, n: usize) {
-        let (w, nw) = (self.geometry.src_w as usize, self.geometry.new_w as usize);
-        self.scratch.resize_with(n.max(1), || Scratch::new(w, nw));
+        let g = self.geometry;
+        let (w, nw) = (g.src_w as usize, g.new_w as usize);
+        let n = n.max(1);
+        self.scratch.resize_with(n, || Scratch::new(w, nw));
+        // Band edges: the content rows split evenly, padding above/below to the first/last band.
+        let (h, top, nh) = (
+            self.plan.spec.height as usize,
+            g.top as usize,
+            g.new_h as usize,
+        );
+        self.edges = (0..=n)
+            .map(|i| match i {
+                0 => 0,
+                i if i == n => h,
+                i => top + nh * i / n,
+            })
+            .collect();
     }
 
     pub fn threads(&self) -> usize {
@@ -175,31 +202,40 @@ impl Resizer {
         );
         assert_eq!(out.len(), self.plan.spec.byte_size(), "tensor buffer size");
         let h = self.plan.spec.height as usize;
-        let n = self.scratch.len();
-        // Band edges: the content rows split evenly, padding above/below to the first/last band.
-        let (top, nh) = (g.top as usize, g.new_h as usize);
-        let edges: Vec<usize> = (0..=n)
-            .map(|i| match i {
-                0 => 0,
-                i if i == n => h,
-                i => top + nh * i / n,
-            })
-            .collect();
-        let bands = split_bands(&self.plan.spec, out, &edges);
         let plan = &self.plan;
-        if n == 1 {
-            let band = bands.into_iter().next().expect("one band");
-            plan.band(&mut self.scratch[0], src, yuv, band, 0, h);
+        if self.scratch.len() == 1 {
+            // One band, the whole tensor: no allocation per frame.
+            let band = match plan.spec.layout {
+                Layout::Nhwc => Band::Packed(out),
+                Layout::Nchw => {
+                    let (p0, rest) = out.split_at_mut(out.len() / 3);
+                    let (p1, p2) = rest.split_at_mut(p0.len());
+                    Band::Planar([p0, p1, p2])
+                }
+            };
+            let job = Job {
+                src,
+                yuv,
+                y0: 0,
+                y1: h,
+            };
+            plan.band(&mut self.scratch[0], &job, band);
             return;
         }
+        let bands = split_bands(&plan.spec, out, &self.edges);
         std::thread::scope(|s| {
             for ((band, scratch), e) in bands
                 .into_iter()
                 .zip(&mut self.scratch)
-                .zip(edges.windows(2))
+                .zip(self.edges.windows(2))
             {
-                let (y0, y1) = (e[0], e[1]);
-                s.spawn(move || plan.band(scratch, src, yuv, band, y0, y1));
+                let job = Job {
+                    src,
+                    yuv,
+                    y0: e[0],
+                    y1: e[1],
+                };
+                s.spawn(move || plan.band(scratch, &job, band));
             }
         });
     }
@@ -241,49 +277,26 @@ fn split_bands<'a>(spec: &TensorSpec, out: &'a mut [u8], edges: &[usize]) -> Vec
 
 impl Plan {
     /// Fills the band's padding and computes its content rows (tensor rows `y0..y1`).
-    fn band(
-        &self,
-        s: &mut Scratch,
-        src: &SrcImage,
-        yuv: &YuvToRgb,
-        mut out: Band,
-        y0: usize,
-        y1: usize,
-    ) {
+    fn band(&self, s: &mut Scratch, job: &Job, mut out: Band) {
         s.h_src = [usize::MAX; 2];
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: `avx2` is set only when the running CPU reports AVX2 (set_simd).
-            unsafe { self.band_avx2(s, src, yuv, &mut out, y0, y1) };
+            unsafe { self.band_avx2(s, job, &mut out) };
             return;
         }
-        self.band_body(s, src, yuv, &mut out, y0, y1);
+        self.band_body(s, job, &mut out);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn band_avx2(
-        &self,
-        s: &mut Scratch,
-        src: &SrcImage,
-        yuv: &YuvToRgb,
-        out: &mut Band,
-        y0: usize,
-        y1: usize,
-    ) {
-        self.band_body(s, src, yuv, out, y0, y1);
+    unsafe fn band_avx2(&self, s: &mut Scratch, job: &Job, out: &mut Band) {
+        self.band_body(s, job, out);
     }
 
     #[inline(always)]
-    fn band_body(
-        &self,
-        s: &mut Scratch,
-        src: &SrcImage,
-        yuv: &YuvToRgb,
-        out: &mut Band,
-        y0: usize,
-        y1: usize,
-    ) {
+    fn band_body(&self, s: &mut Scratch, job: &Job, out: &mut Band) {
+        let &Job { src, yuv, y0, y1 } = job;
         let g = &self.geometry;
         let (left, top, nw, nh) = (
             g.left as usize,
