@@ -63,6 +63,30 @@ pub struct Config {
     /// HTTP/2 keepalive ping interval in seconds (0 = off).
     #[arg(long, env = "PROXY_KEEPALIVE_SECS", default_value_t = 30)]
     pub proxy_keepalive_secs: u64,
+    /// Seconds to wait for a keepalive ping's answer before dropping the connection.
+    #[arg(long, env = "PROXY_KEEPALIVE_TIMEOUT_SECS", default_value_t = 20)]
+    pub proxy_keepalive_timeout_secs: u64,
+    /// Open Chat streams at most, all clients together (0 = no limit).
+    #[arg(long, env = "PROXY_MAX_STREAMS", default_value_t = 1024)]
+    pub proxy_max_streams: usize,
+    /// Open Chat streams at most per credential (0 = no limit).
+    #[arg(long, env = "PROXY_MAX_STREAMS_PER_KEY", default_value_t = 0)]
+    pub proxy_max_streams_per_key: usize,
+    /// Seconds a stream may stay without a packet and with nothing in flight before the proxy
+    /// ends it (0 = never).
+    #[arg(long, env = "PROXY_STREAM_IDLE_SECS", default_value_t = 300)]
+    pub proxy_stream_idle_secs: u64,
+    /// Seconds after which a client connection is asked to go away, so that long-lived streams
+    /// rebalance across replicas (0 = never).
+    #[arg(long, env = "PROXY_MAX_CONNECTION_AGE_SECS", default_value_t = 0)]
+    pub proxy_max_connection_age_secs: u64,
+    /// Seconds a connection past its age may take to finish before it is closed.
+    #[arg(
+        long,
+        env = "PROXY_MAX_CONNECTION_AGE_GRACE_SECS",
+        default_value_t = 30
+    )]
+    pub proxy_max_connection_age_grace_secs: u64,
     /// Requests per stream outstanding to Triton at once.
     #[arg(long, env = "PROXY_MAX_INFLIGHT", default_value_t = 8)]
     pub proxy_max_inflight: usize,

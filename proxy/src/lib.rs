@@ -7,7 +7,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod control;
+pub mod limits;
 pub mod metrics;
 pub mod service;
 
@@ -19,9 +21,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Endpoint, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Endpoint, Server};
 use tonic_health::ServingStatus;
 use triton_proto::inference::ServerReadyRequest;
 use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -132,6 +134,13 @@ impl Proxy {
             max_inflight: config.proxy_max_inflight,
             max_message_bytes: config.proxy_max_message_bytes,
             metrics: Arc::new(metrics::Metrics::default()),
+            limits: Arc::new(limits::Limits::new(
+                config.proxy_max_streams,
+                config.proxy_max_streams_per_key,
+                secs(config.proxy_stream_idle_secs),
+                secs(config.proxy_max_connection_age_secs),
+            )),
+            conns: Arc::default(),
             draining,
         }));
         Ok(Proxy {
@@ -191,13 +200,27 @@ impl Proxy {
             .http2_adaptive_window(Some(true));
         if config.proxy_keepalive_secs > 0 {
             builder = builder
-                .http2_keepalive_interval(Some(Duration::from_secs(config.proxy_keepalive_secs)));
+                .http2_keepalive_interval(secs(config.proxy_keepalive_secs))
+                .http2_keepalive_timeout(secs(config.proxy_keepalive_timeout_secs.max(1)));
         }
-        if let Some(tls) = tls_config(&config)? {
-            builder = builder
-                .tls_config(tls)
-                .context("PROXY_TLS_CERT/PROXY_TLS_KEY: invalid TLS configuration")?;
+        if let Some(age) = secs(config.proxy_max_connection_age_secs) {
+            // GOAWAY at the age (our streams end themselves then, after their owed Acks); the
+            // connection is closed when the grace is over, whatever is still open.
+            builder =
+                builder
+                    .max_connection_age(age)
+                    .max_connection_age_grace(Duration::from_secs(
+                        config.proxy_max_connection_age_grace_secs,
+                    ));
         }
+        let tls = tls_acceptor(&config)?;
+        let (incoming, accept_task) = conn::accept(
+            listener,
+            tls,
+            service.0.conns.clone(),
+            service.0.metrics.clone(),
+        );
+        tasks.push(accept_task);
         let grpc = InterceptedService::new(
             MultiModalServer::new(service.clone())
                 .max_decoding_message_size(max)
@@ -228,7 +251,7 @@ impl Proxy {
             .add_service(grpc)
             .add_service(health)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async {
                 let _ = stop_rx.await;
             });
         let result = tokio::select! {
@@ -284,30 +307,67 @@ pub async fn health_check(c: &Config) -> i32 {
     }
 }
 
-fn tls_config(c: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
-    match (&c.proxy_tls_cert, &c.proxy_tls_key) {
+/// Seconds as an optional duration: 0 = off.
+fn secs(n: u64) -> Option<Duration> {
+    (n > 0).then(|| Duration::from_secs(n))
+}
+
+/// The TLS side of the client-facing port (rustls, HTTP/2 by ALPN), or `None` for plaintext.
+fn tls_acceptor(c: &Config) -> anyhow::Result<conn::Tls> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = match (&c.proxy_tls_cert, &c.proxy_tls_key) {
         (None, None) => {
             if c.proxy_tls_client_ca.is_some() {
                 bail!("PROXY_TLS_CLIENT_CA needs PROXY_TLS_CERT and PROXY_TLS_KEY");
             }
-            Ok(None)
+            return Ok(None);
         }
-        (Some(cert), Some(key)) => {
-            let cert = std::fs::read(cert)
-                .with_context(|| format!("PROXY_TLS_CERT: cannot read {}", cert.display()))?;
-            let key = std::fs::read(key)
-                .with_context(|| format!("PROXY_TLS_KEY: cannot read {}", key.display()))?;
-            let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-            if let Some(ca) = &c.proxy_tls_client_ca {
-                let ca = std::fs::read(ca).with_context(|| {
-                    format!("PROXY_TLS_CLIENT_CA: cannot read {}", ca.display())
-                })?;
-                tls = tls.client_ca_root(Certificate::from_pem(ca));
-            }
-            Ok(Some(tls))
-        }
+        (Some(cert), Some(key)) => (cert, key),
         _ => bail!("PROXY_TLS_CERT and PROXY_TLS_KEY must be set together"),
+    };
+    let read = |field: &str, p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("{field}: cannot read {}", p.display()))
+    };
+    let chain = CertificateDer::pem_slice_iter(&read("PROXY_TLS_CERT", cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("PROXY_TLS_CERT: not a PEM certificate chain ({e})"))?;
+    if chain.is_empty() {
+        bail!(
+            "PROXY_TLS_CERT: no certificate in {}; expected a PEM chain",
+            cert.display()
+        );
     }
+    let key = PrivateKeyDer::from_pem_slice(&read("PROXY_TLS_KEY", key)?)
+        .map_err(|e| anyhow::anyhow!("PROXY_TLS_KEY: not a PEM private key ({e})"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS: no protocol version")?;
+    let builder = match &c.proxy_tls_client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in CertificateDer::pem_slice_iter(&read("PROXY_TLS_CLIENT_CA", ca)?) {
+                let der = der.map_err(|e| {
+                    anyhow::anyhow!("PROXY_TLS_CLIENT_CA: not a PEM certificate ({e})")
+                })?;
+                roots
+                    .add(der)
+                    .context("PROXY_TLS_CLIENT_CA: not a usable CA certificate")?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .context("PROXY_TLS_CLIENT_CA: no usable CA certificate")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut tls = builder
+        .with_single_cert(chain, key)
+        .context("PROXY_TLS_CERT/PROXY_TLS_KEY: the key does not fit the certificate")?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))))
 }
 
 /// The health service name of the whole server (grpc.health.v1: the empty name).

@@ -65,6 +65,44 @@ pub struct Metrics {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub auth_failures: AtomicU64,
+    pub connections_open: AtomicI64,
+    pub connections_total: AtomicU64,
+    /// Connections closed before HTTP/2, by reason (wrong protocol, failed TLS, silence).
+    pub connections_refused: Labelled,
+    /// Streams refused at open, by the limit that refused them.
+    pub streams_rejected: Labelled,
+    /// Streams the proxy ended itself, by reason (idle, max_connection_age).
+    pub streams_ended: Labelled,
+}
+
+/// A counter with one label whose values the proxy chooses (never the client).
+#[derive(Default)]
+pub struct Labelled(Mutex<std::collections::BTreeMap<&'static str, u64>>);
+
+impl Labelled {
+    pub fn inc(&self, label: &'static str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(label).or_default() += 1;
+        }
+    }
+
+    pub fn get(&self, label: &str) -> u64 {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(label).copied())
+            .unwrap_or(0)
+    }
+
+    fn render(&self, name: &str, label: &str, help: &str, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        if let Ok(m) = self.0.lock() {
+            for (v, n) in m.iter() {
+                let _ = writeln!(out, "{name}{{{label}=\"{v}\"}} {n}");
+            }
+        }
+    }
 }
 
 impl Metrics {
@@ -138,12 +176,42 @@ impl Metrics {
                 "counter",
                 self.auth_failures.load(Ordering::Relaxed) as f64,
             ),
+            (
+                "proxy_connections_open",
+                "Open client connections.",
+                "gauge",
+                self.connections_open.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_connections_total",
+                "Client connections accepted.",
+                "counter",
+                self.connections_total.load(Ordering::Relaxed) as f64,
+            ),
         ] {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
         }
+        self.connections_refused.render(
+            "proxy_connections_refused_total",
+            "reason",
+            "Connections closed before HTTP/2, by reason.",
+            &mut out,
+        );
+        self.streams_rejected.render(
+            "proxy_streams_rejected_total",
+            "limit",
+            "Streams refused at open, by the limit that refused them.",
+            &mut out,
+        );
+        self.streams_ended.render(
+            "proxy_streams_ended_total",
+            "reason",
+            "Streams the proxy ended itself, by reason.",
+            &mut out,
+        );
         out
     }
 }

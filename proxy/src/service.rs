@@ -24,6 +24,7 @@ use triton_proto::multimodal::{
 
 use crate::auth::{Authenticator, Principal};
 use crate::control::{self, Defaults, PacketError, Plan};
+use crate::limits::{self, Activity, End, Limits};
 use crate::metrics::Metrics;
 
 /// Shared state of the service.
@@ -35,6 +36,10 @@ pub struct Inner {
     pub max_inflight: usize,
     pub max_message_bytes: usize,
     pub metrics: Arc<Metrics>,
+    /// Stream limits and the streams open under them.
+    pub limits: Arc<Limits>,
+    /// Open client connections (for their age).
+    pub conns: Arc<crate::conn::Registry>,
     /// Becomes true on shutdown: streams stop taking packets, finish in-flight ones and end.
     pub draining: watch::Receiver<bool>,
 }
@@ -83,30 +88,73 @@ impl MultiModal for Service {
         let principal = Arc::new(principal(&req)?);
         let remote = req.remote_addr();
         let inner = self.0.clone();
-        let mut draining = inner.draining.clone();
-        let drain = async move {
-            let _ = draining.wait_for(|d| *d).await;
-        };
+        let slot = inner.limits.admit(&principal.label).map_err(|(limit, status)| {
+            inner.metrics.streams_rejected.inc(limit);
+            tracing::warn!(?remote, credential = %principal.label, limit, "refused a stream over the limit");
+            status
+        })?;
         tracing::info!(?remote, credential = %principal.label, "stream opened");
         let guard = StreamGuard::new(inner.metrics.clone());
+        let activity = Arc::new(Activity::default());
+        let age_deadline = inner
+            .limits
+            .max_age
+            .map(|age| tokio::time::Instant::from_std(inner.conns.born(remote) + age));
+        let end = Arc::new(std::sync::Mutex::new(None::<End>));
+        let stop = {
+            let (end, activity, inner) = (end.clone(), activity.clone(), inner.clone());
+            async move {
+                let why = limits::stop(
+                    inner.draining.clone(),
+                    activity,
+                    inner.limits.idle,
+                    age_deadline,
+                )
+                .await;
+                if let Some(label) = why.label() {
+                    inner.metrics.streams_ended.inc(label);
+                    tracing::info!(
+                        ?remote,
+                        reason = label,
+                        "ending the stream after its owed Acks"
+                    );
+                }
+                if let Ok(mut e) = end.lock() {
+                    *e = Some(why);
+                }
+            }
+        };
+        let last = {
+            let (inner, end) = (inner.clone(), end.clone());
+            futures::stream::once(async move {
+                let why = end.lock().ok().and_then(|e| *e);
+                why.and_then(|w| w.status(&inner.limits)).map(Err)
+            })
+            .filter_map(std::future::ready)
+        };
         let inbound = req.into_inner();
         let n = inner.max_inflight.max(1);
         let max_bytes = inner.max_message_bytes;
         let acks = inbound
-            .take_until(Box::pin(drain))
+            .take_until(Box::pin(stop))
             .map(move |r| {
                 let inner = inner.clone();
                 let principal = principal.clone();
+                let activity = activity.clone();
+                activity.packet_in();
                 async move {
-                    match r {
+                    let item = match r {
                         Ok(pkt) => Ok(inner.answer(pkt, &principal).await),
                         // The client's stream broke (e.g. an oversized message): end ours with a
                         // status that says why, after the Acks already owed.
                         Err(status) => Err(client_stream_error(status, max_bytes)),
-                    }
+                    };
+                    activity.ack_out();
+                    item
                 }
             })
             .buffered(n)
+            .chain(last)
             .scan(false, |failed, item| {
                 if *failed {
                     return std::future::ready(None);
@@ -115,7 +163,7 @@ impl MultiModal for Service {
                 std::future::ready(Some(item))
             })
             .map(move |item| {
-                let _ = &guard;
+                let _ = (&guard, &slot);
                 item
             });
         Ok(Response::new(Box::pin(acks)))
