@@ -6,6 +6,7 @@
 //! handshake is ours (rustls) so that a refused client certificate is explained the same way.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -66,7 +67,25 @@ enum Io {
 pub struct Conn {
     io: Io,
     info: TcpConnectInfo,
+    /// `PROXY_MAX_CONNECTION_AGE` + grace: from then on, reads and writes fail and the server
+    /// closes the connection, whatever is still open on it.
+    close_at: Option<Pin<Box<tokio::time::Sleep>>>,
     _guard: Guard,
+}
+
+impl Conn {
+    fn past_lifetime(&mut self, cx: &mut Context<'_>) -> bool {
+        self.close_at
+            .as_mut()
+            .is_some_and(|s| s.as_mut().poll(cx).is_ready())
+    }
+}
+
+fn lifetime_over() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "PROXY_MAX_CONNECTION_AGE_SECS + PROXY_MAX_CONNECTION_AGE_GRACE_SECS reached",
+    )
 }
 
 impl Connected for Conn {
@@ -82,7 +101,11 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        if this.past_lifetime(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
+        match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
@@ -95,7 +118,11 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        if this.past_lifetime(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
+        match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
@@ -117,7 +144,11 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        if this.past_lifetime(cx) {
+            return Poll::Ready(Err(lifetime_over()));
+        }
+        match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
@@ -207,6 +238,7 @@ pub type Tls = Option<TlsAcceptor>;
 pub fn accept(
     listener: TcpListener,
     tls: Tls,
+    lifetime: Option<Duration>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
 ) -> (
@@ -255,6 +287,7 @@ pub fn accept(
                 let conn = Conn {
                     io,
                     info,
+                    close_at: lifetime.map(|l| Box::pin(tokio::time::sleep(l))),
                     _guard: Guard {
                         peer: Some(peer),
                         registry,

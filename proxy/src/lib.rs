@@ -86,6 +86,16 @@ impl Proxy {
         }
         control::tensor_bytes(&defaults.input.shape, &defaults.input.dtype)
             .map_err(|e| anyhow::anyhow!("TRITON_INPUT_SHAPE/TRITON_INPUT_DTYPE: {e}"))?;
+        if config.proxy_max_connection_age_secs > 0
+            && config.proxy_max_connection_age_grace_secs < 2 * limits::AGE_MARGIN.as_secs()
+        {
+            bail!(
+                "PROXY_MAX_CONNECTION_AGE_GRACE_SECS: expected at least {} s (streams end {} s \
+                 after the GOAWAY, then need time for their last Acks)",
+                2 * limits::AGE_MARGIN.as_secs(),
+                limits::AGE_MARGIN.as_secs()
+            );
+        }
         if config.triton_timeout_secs.is_nan() || config.triton_timeout_secs <= 0.0 {
             bail!("TRITON_TIMEOUT_SECS: expected a positive number of seconds");
         }
@@ -203,20 +213,20 @@ impl Proxy {
                 .http2_keepalive_interval(secs(config.proxy_keepalive_secs))
                 .http2_keepalive_timeout(secs(config.proxy_keepalive_timeout_secs.max(1)));
         }
-        if let Some(age) = secs(config.proxy_max_connection_age_secs) {
-            // GOAWAY at the age (our streams end themselves then, after their owed Acks); the
-            // connection is closed when the grace is over, whatever is still open.
-            builder =
-                builder
-                    .max_connection_age(age)
-                    .max_connection_age_grace(Duration::from_secs(
-                        config.proxy_max_connection_age_grace_secs,
-                    ));
+        let age = secs(config.proxy_max_connection_age_secs);
+        if let Some(age) = age {
+            // GOAWAY at the age (tonic's graceful shutdown of the connection; our streams end
+            // themselves AGE_MARGIN later, after their owed Acks). tonic's own grace would skip
+            // the GOAWAY, so the forced close after the grace is ours (conn::Conn).
+            builder = builder.max_connection_age(age);
         }
         let tls = tls_acceptor(&config)?;
+        let lifetime =
+            age.map(|a| a + Duration::from_secs(config.proxy_max_connection_age_grace_secs));
         let (incoming, accept_task) = conn::accept(
             listener,
             tls,
+            lifetime,
             service.0.conns.clone(),
             service.0.metrics.clone(),
         );

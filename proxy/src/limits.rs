@@ -9,6 +9,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::Status;
 
+/// How long after its connection's GOAWAY (`PROXY_MAX_CONNECTION_AGE_SECS`) a stream ends.
+pub const AGE_MARGIN: Duration = Duration::from_secs(1);
+
 /// The configured limits and the streams open now.
 #[derive(Default)]
 pub struct Limits {
@@ -91,6 +94,13 @@ impl Limits {
             limits: self.clone(),
             key: key.to_string(),
         })
+    }
+
+    /// When a stream on a connection accepted at `born` stops taking packets: [`AGE_MARGIN`]
+    /// after the connection's GOAWAY, so that the client's next stream goes to a new connection.
+    pub fn age_end(&self, born: std::time::Instant) -> Option<tokio::time::Instant> {
+        self.max_age
+            .map(|age| tokio::time::Instant::from_std(born + age + AGE_MARGIN))
     }
 
     /// Streams open now (all credentials).

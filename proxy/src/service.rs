@@ -96,10 +96,7 @@ impl MultiModal for Service {
         tracing::info!(?remote, credential = %principal.label, "stream opened");
         let guard = StreamGuard::new(inner.metrics.clone());
         let activity = Arc::new(Activity::default());
-        let age_deadline = inner
-            .limits
-            .max_age
-            .map(|age| tokio::time::Instant::from_std(inner.conns.born(remote) + age));
+        let age_deadline = inner.limits.age_end(inner.conns.born(remote));
         let end = Arc::new(std::sync::Mutex::new(None::<End>));
         let stop = {
             let (end, activity, inner) = (end.clone(), activity.clone(), inner.clone());
