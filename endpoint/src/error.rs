@@ -108,6 +108,28 @@ impl Error {
     }
 }
 
+/// A TLS connection that failed inside the handshake without a TLS alert (the peer reset it,
+/// closed it, or answered bytes that are not TLS): most likely a plaintext server.
+pub(crate) fn tls_handshake_failed(chain: &str, tls: bool, n: &Names) -> Option<Error> {
+    let lower = chain.to_lowercase();
+    let not_tls = [
+        "reset by peer",
+        "tls handshake eof",
+        "invalidcontenttype",
+        "corrupt message",
+        "invalidmessage",
+    ];
+    (tls && !lower.contains("alert") && not_tls.iter().any(|m| lower.contains(m))).then(|| {
+        Error::TlsMismatch {
+            what: "the server did not complete a TLS handshake (it may speak plaintext)",
+            hint: format!(
+                "if it does, use an http:// address in {} and no TLS files",
+                n.url
+            ),
+        }
+    })
+}
+
 /// What a TLS alert or an HTTP/2 protocol error in a status's source chain means.
 fn tls_mismatch(s: &tonic::Status, n: &Names, tls: bool) -> Option<Error> {
     let chain = error_chain(s);
@@ -140,7 +162,9 @@ fn tls_mismatch(s: &tonic::Status, n: &Names, tls: bool) -> Option<Error> {
                 n.tls_cert, n.tls_key
             ),
         )
-    } else if s.code() == tonic::Code::Internal && s.message().contains("h2 protocol error") {
+    } else if (s.code() == tonic::Code::Internal && s.message().contains("h2 protocol error"))
+        || chain.contains("this port speaks TLS")
+    {
         (
             "the server did not answer as plaintext HTTP/2 (it may speak TLS)",
             format!(
@@ -237,6 +261,32 @@ mod tests {
             Error::from_status_on(&closed, &n, false),
             Error::Status { .. }
         ));
+        // triton-proxy's GOAWAY to a plaintext client on its TLS port.
+        let mut goaway = tonic::Status::unavailable("connection error");
+        goaway.set_source(std::sync::Arc::new(std::io::Error::other(
+            "connection error received: this port speaks TLS: use an https:// address",
+        )));
+        assert!(
+            Error::from_status(&goaway, &n)
+                .to_string()
+                .contains("use an https:// address in url")
+        );
+        // A TLS handshake the server reset or answered in plaintext.
+        for chain in [
+            "transport error: Connection reset by peer (os error 104)",
+            "transport error: tls handshake eof",
+            "received corrupt message of type InvalidContentType",
+        ] {
+            let e = tls_handshake_failed(chain, true, &n).expect(chain);
+            assert!(
+                e.to_string().contains("use an http:// address in url"),
+                "{e}"
+            );
+            assert_eq!(e.kind(), Kind::Config);
+            assert!(tls_handshake_failed(chain, false, &n).is_none());
+        }
+        assert!(tls_handshake_failed("received fatal alert: UnknownCA", true, &n).is_none());
+        assert!(tls_handshake_failed("Connection refused (os error 111)", true, &n).is_none());
         // Anything else stays what it was.
         let e = Error::from_status(&with_source("transport error", "DecodeError"), &n);
         assert!(

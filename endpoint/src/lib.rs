@@ -175,13 +175,16 @@ impl Target {
 
     /// Connects now (within `connect_timeout`).
     pub async fn connect(&self) -> Result<Channel, Error> {
-        self.endpoint()?
-            .connect()
-            .await
-            .map_err(|e| Error::Connect {
-                url: self.url.clone(),
-                detail: error_chain(&e),
-            })
+        self.endpoint()?.connect().await.map_err(|e| {
+            let detail = error_chain(&e);
+            match error::tls_handshake_failed(&detail, self.tls_enabled(), &self.names) {
+                Some(mismatch) => mismatch,
+                None => Error::Connect {
+                    url: self.url.clone(),
+                    detail,
+                },
+            }
+        })
     }
 
     /// A channel that connects on first use and reconnects by itself.

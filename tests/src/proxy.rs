@@ -212,3 +212,116 @@ pub fn ack_output(ack: &Ack, name: &str) -> (Vec<i64>, Vec<u8>) {
     };
     (shape, data)
 }
+
+/// The `triton-proxy` binary in a process of its own (for RSS, restarts and its log), on a fixed
+/// loopback port so that a restart comes back on the same address.
+pub struct ProxyProcess {
+    pub port: u16,
+    pub metrics_port: u16,
+    args: Vec<String>,
+    log: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl ProxyProcess {
+    /// Starts it in front of `triton_url` (api key `test-key`) with extra flags `args`, and
+    /// waits until it listens.
+    pub fn start(triton_url: &str, args: &[&str]) -> ProxyProcess {
+        let port = crate::triton::free_port();
+        let metrics_port = crate::triton::free_port();
+        let mut all: Vec<String> = [
+            "--triton-url",
+            triton_url,
+            "--proxy-host",
+            "127.0.0.1",
+            "--triton-model-name",
+            "shapes_yolov8",
+            "--grpc-expect-api-key",
+            "test-key",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        all.extend(["--proxy-port".into(), port.to_string()]);
+        all.extend(["--proxy-metrics-port".into(), metrics_port.to_string()]);
+        all.extend(args.iter().map(|s| s.to_string()));
+        let log =
+            std::env::temp_dir().join(format!("triton-proxy-{}-{port}.log", std::process::id()));
+        let mut p = ProxyProcess {
+            port,
+            metrics_port,
+            args: all,
+            log,
+            child: None,
+        };
+        p.restart();
+        p
+    }
+
+    /// (Re)starts the process on the same ports; its log is appended to.
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("proxy log file");
+        let mut cmd = std::process::Command::new(crate::artifacts::bin("triton-proxy"));
+        cmd.args(&self.args)
+            .env_remove("GRPC_EXPECT_BEARER")
+            .env_remove("PROXY_KEYS_FILE")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        self.child = Some(crate::triton::spawn_tied(cmd).expect("spawn triton-proxy"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "triton-proxy did not listen on {}: {}",
+                self.port,
+                self.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, no drain.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            crate::triton::kill_group(&mut c, libc::SIGKILL);
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Resident memory in bytes, from /proc.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gst_triton_tests::Rect;
 use gst_triton_tests::pipeline::{draw_rgb, run_frames};
-use gst_triton_tests::proxy::TestProxy;
+use gst_triton_tests::proxy::{ProxyProcess, TestProxy};
 use gst_triton_tests::triton::shared_url;
 use gsttriton::meta;
 use rcgen::{
@@ -45,8 +45,8 @@ fn leaf(
     std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
 }
 
-fn pki() -> Pki {
-    let dir = std::env::temp_dir().join(format!("tls-{}", std::process::id()));
+fn pki(tag: &str) -> Pki {
+    let dir = std::env::temp_dir().join(format!("tls-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let good = ca("gst-triton test CA");
     let other = ca("some other CA");
@@ -79,7 +79,7 @@ fn infer(url: &str, tls: &str) -> gst_triton_tests::pipeline::Run {
 
 #[test]
 fn tls_and_mtls_end_to_end() {
-    let pki = pki();
+    let pki = pki("e2e");
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // TLS: the right CA works; another CA is a clear certificate error.
@@ -112,11 +112,21 @@ fn tls_and_mtls_end_to_end() {
     // is open in issue 17.)
     let msg = plain.errors.join("\n");
     assert!(
-        (msg.contains("it may speak TLS") && msg.contains("https://"))
-            || msg.contains("Unknown: transport error")
-            || msg.contains("Cancelled: operation was canceled"),
+        msg.contains("it may speak TLS") && msg.contains("use an https:// address in url"),
         "{msg}"
     );
+    // And TLS against a plaintext port: the handshake fails, explained.
+    let plain_proxy = rt.block_on(TestProxy::start(&shared_url(), &[])).unwrap();
+    let wrong = infer(
+        &format!("https://127.0.0.1:{}", plain_proxy.addr.port()),
+        &format!("tls-ca-file={}", pki.path("ca.pem")),
+    );
+    let msg = wrong.errors.join("\n");
+    assert!(
+        msg.contains("it may speak plaintext") && msg.contains("use an http:// address in url"),
+        "{msg}"
+    );
+    drop(plain_proxy);
     drop(p);
 
     // mTLS: no client certificate → refused; a certificate from another CA → refused; ours → works.
@@ -172,4 +182,59 @@ fn tls_and_mtls_end_to_end() {
     assert!(client.errors.is_empty(), "{:?}", client.errors);
     assert_eq!(meta::detections(&client.buffers[1], 96, 64).len(), 1);
     drop(p);
+}
+
+/// The proxy's own log says what each mismatched client got wrong and what to set.
+#[test]
+fn tls_mismatches_are_explained_in_the_proxy_log() {
+    let pki = pki("log");
+    let proxy = ProxyProcess::start(
+        &shared_url(),
+        &[
+            "--proxy-tls-cert",
+            &pki.path("server.pem"),
+            "--proxy-tls-key",
+            &pki.path("server.key"),
+            "--proxy-tls-client-ca",
+            &pki.path("ca.pem"),
+        ],
+    );
+    let url = format!("https://127.0.0.1:{}", proxy.port);
+    let ca = format!("tls-ca-file={}", pki.path("ca.pem"));
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = proxy.log_text();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the proxy log lacks '{needle}':\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let anonymous = infer(&url, &ca);
+    assert!(!anonymous.errors.is_empty());
+    wait_for("the client sent no certificate, and PROXY_TLS_CLIENT_CA requires one");
+    let stranger = infer(
+        &url,
+        &format!(
+            "{ca} tls-cert-file={} tls-key-file={}",
+            pki.path("stranger.pem"),
+            pki.path("stranger.key")
+        ),
+    );
+    assert!(!stranger.errors.is_empty());
+    wait_for("it must be signed by the CA in PROXY_TLS_CLIENT_CA");
+    let plain = infer(&format!("http://127.0.0.1:{}", proxy.port), "");
+    assert!(!plain.errors.is_empty());
+    wait_for("plaintext on the TLS port: the client must use an https:// address");
+    let untrusting = infer(&url, &format!("tls-ca-file={}", pki.path("other-ca.pem")));
+    assert!(!untrusting.errors.is_empty());
+    let log = wait_for("it does not trust this proxy's certificate");
+    for secret in ["BEGIN PRIVATE KEY", "test-key"] {
+        assert!(!log.contains(secret), "the log shows {secret}");
+    }
 }
