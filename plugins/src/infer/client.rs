@@ -38,7 +38,7 @@ pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Where requests go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,11 @@ pub enum InferError {
     /// An answer we cannot read.
     #[error("{0}")]
     Protocol(String),
+    /// The stream ended before this request's answer (the server ended it: connection age, idle
+    /// timeout, shutdown; or the connection broke). [`Client::infer`] sends such a request once
+    /// more on a new stream before it reports the inner error.
+    #[error("{0}")]
+    StreamEnded(Box<InferError>),
 }
 
 impl From<triton_endpoint::Error> for InferError {
@@ -400,10 +405,24 @@ impl Client {
         note
     }
 
-    /// Sends one request and waits for its answer, at most `timeout` from now.
+    /// Sends one request and waits for its answer, at most `timeout` from now. A request whose
+    /// stream ended before its answer (it may never have been processed) is sent once more on a
+    /// new stream, within the same deadline: a proxy that ends streams for their connection's
+    /// age, an idle timeout or a shutdown costs no frame.
     pub async fn infer(&self, r: Request) -> Answer {
+        let deadline = tokio::time::Instant::now() + self.cfg.timeout;
+        match self.attempt(&r, deadline).await {
+            Err(InferError::StreamEnded(first)) => match self.attempt(&r, deadline).await {
+                Err(InferError::StreamEnded(e)) => Err(*e),
+                Err(InferError::Backoff { .. }) => Err(*first),
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    async fn attempt(&self, r: &Request, deadline: tokio::time::Instant) -> Answer {
         let c = &self.cfg;
-        let deadline = tokio::time::Instant::now() + c.timeout;
         let conn = tokio::time::timeout_at(deadline, self.connection())
             .await
             .map_err(|_| InferError::ConnectTimeout {
@@ -423,7 +442,9 @@ impl Client {
                         stream_id: String::new(),
                         capture_ts_ns: 0,
                     }),
-                    payload: Some(Payload::Frame(Frame { data: r.data })),
+                    payload: Some(Payload::Frame(Frame {
+                        data: r.data.clone(),
+                    })),
                 };
                 s.send(p).await.is_ok()
             }
@@ -446,7 +467,7 @@ impl Client {
                             ..Default::default()
                         })
                         .collect(),
-                    raw_input_contents: vec![r.data],
+                    raw_input_contents: vec![r.data.clone()],
                     ..Default::default()
                 };
                 s.send(req).await.is_ok()
@@ -454,7 +475,7 @@ impl Client {
         };
         if !sent {
             conn.forget(&r.id);
-            return Err(conn.ended_because());
+            return Err(InferError::StreamEnded(Box::new(conn.ended_because())));
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(res)) => res,
@@ -478,7 +499,7 @@ impl Conn {
         }
         if let Ok(mut p) = self.pending.lock() {
             for (_, tx) in p.drain() {
-                let _ = tx.send(Err(why.clone()));
+                let _ = tx.send(Err(InferError::StreamEnded(Box::new(why.clone()))));
             }
         }
     }
