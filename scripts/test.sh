@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: Python model tests, then the Rust workspace (unit, property, element and
-# end-to-end tests) against one real Triton started here on free ports, plus fmt and clippy, the
-# GStreamer 1.26 build of the v1_24 feature in a Debian 13 root, and mutation testing in CI.
+# end-to-end tests) against one real Triton started here on free ports, plus fmt and clippy, a
+# 2-minute soak with faults, the GStreamer 1.26 build of the v1_24 feature in a Debian 13 root, and mutation testing in CI.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -51,6 +51,9 @@ cargo build --workspace --locked --all-targets
 
 stage "rust: tests (shared Triton at $TRITON_TEST_URL)"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+
+stage "soak: 2 minutes through the proxy, Triton restarted twice and the proxy once (scripts/soak.sh)"
+bash scripts/soak.sh --minutes 2
 
 if [ "${SKIP_GST126:-0}" = 1 ]; then
   echo "== GStreamer 1.26 build and tests skipped (SKIP_GST126=1)"

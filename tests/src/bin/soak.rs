@@ -1,0 +1,435 @@
+//! `soak`: a long run through `triton-proxy` to a ground-truth model while Triton is restarted
+//! twice and the proxy once (each a SIGKILL, like a crash), on loopback only.
+//!
+//! 8 camera-like streams (30 frames/s each, up to 4 packets in flight) send drawn rectangles to
+//! `shapes_nms`; every OK Ack is checked against the rectangle drawn. A stream that breaks (the
+//! proxy died) reconnects and sends again what was not answered. Printed: frames sent, Acks ok,
+//! error Acks (the outages), misordered Acks, lost frames (sent, never answered), wrong answers,
+//! proxy RSS start/peak/end, and latency p50/p99; the last line is
+//! `soak: sent N, ok N, errors N, lost 0, misordered 0`. Exit status 1 when a frame was lost, an
+//! Ack came out of order, an answer was wrong, or no frame was answered ok after the last fault.
+//!
+//! Usage: `soak [--minutes M] [--frames N] [--streams S] [--fps F]` (scripts/soak.sh builds and
+//! runs it). Without `--minutes` it runs until every stream sent `--frames` (5000).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst_triton_tests::proxy::{ProxyProcess, ack_output, image_packet, shapes_note};
+use gst_triton_tests::triton::{Triton, repo_root};
+use gst_triton_tests::{MAX_MESSAGE, Rect, draw_tensor, f32s};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use triton_proto::multimodal::multi_modal_client::MultiModalClient;
+
+const SIZE: usize = 64;
+const IN_FLIGHT: usize = 4;
+
+struct Args {
+    minutes: Option<f64>,
+    frames: u64,
+    streams: usize,
+    fps: f64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        minutes: None,
+        frames: 5000,
+        streams: 8,
+        fps: 30.0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| -> String {
+            it.next()
+                .unwrap_or_else(|| fail(&format!("{name}: expected a value")))
+        };
+        match flag.as_str() {
+            "--minutes" => {
+                a.minutes =
+                    Some(value("--minutes").parse().unwrap_or_else(|_| {
+                        fail("--minutes: expected a number of minutes, e.g. 2")
+                    }))
+            }
+            "--frames" => {
+                a.frames = value("--frames")
+                    .parse()
+                    .unwrap_or_else(|_| fail("--frames: expected a whole number"))
+            }
+            "--streams" => {
+                a.streams = value("--streams")
+                    .parse()
+                    .unwrap_or_else(|_| fail("--streams: expected a whole number"))
+            }
+            "--fps" => {
+                a.fps = value("--fps")
+                    .parse()
+                    .unwrap_or_else(|_| fail("--fps: expected a number"))
+            }
+            other => fail(&format!(
+                "unknown argument '{other}'; expected --minutes M, --frames N, --streams S, --fps F"
+            )),
+        }
+    }
+    a
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("soak: {msg}");
+    std::process::exit(2)
+}
+
+#[derive(Default)]
+struct Stats {
+    sent: AtomicU64,
+    ok: AtomicU64,
+    errors: AtomicU64,
+    misordered: AtomicU64,
+    wrong: AtomicU64,
+    resent: AtomicU64,
+    lost: AtomicU64,
+    /// OK Acks after the last fault.
+    ok_after_faults: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+/// The rectangle drawn in frame `seq` of stream `s`.
+fn rect(s: usize, seq: u64) -> Rect {
+    let k = (seq as usize + s * 3) % 16;
+    Rect::new(
+        4 + (k % 4) as u32 * 10,
+        4 + (k / 4) as u32 * 10,
+        16,
+        12,
+        k % 4,
+    )
+}
+
+fn packet(s: usize, seq: u64) -> triton_proto::multimodal::DataPacket {
+    image_packet(
+        &format!("{s}-{seq}"),
+        &shapes_note("shapes_nms", SIZE, SIZE, true),
+        draw_tensor(SIZE, SIZE, &[rect(s, seq)]),
+    )
+}
+
+/// Whether an OK Ack holds exactly the drawn rectangle.
+fn answer_is_right(ack: &triton_proto::multimodal::Ack, want: &Rect) -> bool {
+    let (_, data) = ack_output(ack, "output0");
+    let boxes: Vec<Rect> = f32s(&data)
+        .chunks_exact(6)
+        .map(|c| Rect {
+            x1: c[0],
+            y1: c[1],
+            x2: c[2],
+            y2: c[3],
+            class: c[5] as usize,
+        })
+        .collect();
+    boxes.len() == 1 && boxes[0].class == want.class && boxes[0].max_edge_error(want) <= 1.5
+}
+
+/// One camera: sends at `fps` until `frames` or `stop`, keeps up to IN_FLIGHT outstanding,
+/// reconnects after a broken stream and sends the unanswered frames again.
+async fn camera(
+    s: usize,
+    url: String,
+    frames: u64,
+    fps: f64,
+    stop: tokio::time::Instant,
+    faults_over: Arc<std::sync::atomic::AtomicBool>,
+    st: Arc<Stats>,
+) {
+    let interval = Duration::from_secs_f64(1.0 / fps);
+    let mut next_seq = 0u64;
+    let mut next_at = tokio::time::Instant::now();
+    let mut outstanding: VecDeque<(u64, Instant)> = VecDeque::new();
+    let drain_deadline = stop + Duration::from_secs(60);
+    'connections: loop {
+        if tokio::time::Instant::now() > drain_deadline {
+            break;
+        }
+        let client = match tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+        {
+            Ok(ch) => MultiModalClient::new(ch)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let (tx, rx) = mpsc::channel(IN_FLIGHT * 2);
+        let mut req = tonic::Request::new(ReceiverStream::new(rx));
+        req.metadata_mut()
+            .insert("x-domino-api-key", "test-key".parse().unwrap());
+        let mut acks = match client.clone().chat(req).await {
+            Ok(r) => r.into_inner(),
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        for (seq, t) in outstanding.iter_mut() {
+            *t = Instant::now();
+            st.resent.fetch_add(1, Ordering::Relaxed);
+            if tx.send(packet(s, *seq)).await.is_err() {
+                continue 'connections;
+            }
+        }
+        loop {
+            let now = tokio::time::Instant::now();
+            let more = next_seq < frames && now < stop;
+            if !more && outstanding.is_empty() {
+                return;
+            }
+            if !more && now > drain_deadline {
+                break 'connections;
+            }
+            let can_send = more && outstanding.len() < IN_FLIGHT;
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_at), if can_send => {
+                    if tx.send(packet(s, next_seq)).await.is_err() {
+                        continue 'connections;
+                    }
+                    outstanding.push_back((next_seq, Instant::now()));
+                    st.sent.fetch_add(1, Ordering::Relaxed);
+                    next_seq += 1;
+                    next_at = (next_at + interval).max(tokio::time::Instant::now() - interval * 4);
+                }
+                m = tokio::time::timeout(Duration::from_secs(30), acks.message()) => {
+                    let ack = match m {
+                        Ok(Ok(Some(a))) => a,
+                        // Ended, broken, or silent for 30 s: a new stream.
+                        _ => continue 'connections,
+                    };
+                    let seq: u64 = ack
+                        .correlation_id
+                        .rsplit('-')
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(u64::MAX);
+                    let sent_at = match outstanding.front() {
+                        Some((front, t)) if *front == seq => {
+                            let t = *t;
+                            outstanding.pop_front();
+                            t
+                        }
+                        _ => {
+                            st.misordered.fetch_add(1, Ordering::Relaxed);
+                            match outstanding.iter().position(|(q, _)| *q == seq) {
+                                Some(i) => outstanding.remove(i).unwrap().1,
+                                None => continue,
+                            }
+                        }
+                    };
+                    if ack.status_code == 0 {
+                        st.ok.fetch_add(1, Ordering::Relaxed);
+                        if faults_over.load(Ordering::Relaxed) {
+                            st.ok_after_faults.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if !answer_is_right(&ack, &rect(s, seq)) {
+                            st.wrong.fetch_add(1, Ordering::Relaxed);
+                        }
+                        st.latencies_us.lock().unwrap().push(sent_at.elapsed().as_micros() as u64);
+                    } else {
+                        st.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+    st.lost
+        .fetch_add(outstanding.len() as u64, Ordering::Relaxed);
+}
+
+/// A model repository with only `shapes_nms` (fast restarts).
+fn model_repo() -> std::path::PathBuf {
+    let root = repo_root();
+    let dir = std::env::temp_dir().join(format!("soak-models-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["shapes_nms", "shapes_backend.py", "shapes_common.py"] {
+        std::os::unix::fs::symlink(root.join("models").join(name), dir.join(name)).unwrap();
+    }
+    dir
+}
+
+fn mib(b: u64) -> u64 {
+    b >> 20
+}
+
+fn main() {
+    let a = args();
+    let repo = model_repo();
+    let t0 = Instant::now();
+    let mut triton = Triton::start_with(&repo).unwrap_or_else(|e| fail(&format!("Triton: {e:#}")));
+    let proxy = Arc::new(Mutex::new(ProxyProcess::start(&triton.url(), &[])));
+    let url = proxy.lock().unwrap().url();
+    let planned = match a.minutes {
+        Some(m) => Duration::from_secs_f64(m * 60.0),
+        None => Duration::from_secs_f64(a.frames as f64 / a.fps),
+    };
+    println!(
+        "soak: {} streams × {} frames at {} frames/s through triton-proxy to shapes_nms, {:.0} s planned{}; Triton restarted at 1/4 and 3/4, the proxy at 1/2 (SIGKILL each); setup {:.1} s",
+        a.streams,
+        a.frames,
+        a.fps,
+        planned.as_secs_f64(),
+        if a.minutes.is_some() {
+            " (bounded by --minutes)"
+        } else {
+            ""
+        },
+        t0.elapsed().as_secs_f64()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let st = Arc::new(Stats::default());
+    let faults_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rss = Arc::new(Mutex::new((0u64, 0u64, 0u64))); // start, peak, last
+    let start = Instant::now();
+    rt.block_on(async {
+        let stop = tokio::time::Instant::now() + planned;
+        let cams: Vec<_> = (0..a.streams)
+            .map(|s| {
+                tokio::spawn(camera(
+                    s,
+                    url.clone(),
+                    a.frames,
+                    a.fps,
+                    stop,
+                    faults_over.clone(),
+                    st.clone(),
+                ))
+            })
+            .collect();
+        // Proxy RSS every 500 ms, and progress every 15 s.
+        let sampler = {
+            let (proxy, rss, st) = (proxy.clone(), rss.clone(), st.clone());
+            tokio::spawn(async move {
+                let mut tick = 0u64;
+                loop {
+                    let now = proxy.lock().unwrap().rss_bytes();
+                    if let Some(b) = now {
+                        let mut r = rss.lock().unwrap();
+                        if r.0 == 0 {
+                            r.0 = b;
+                        }
+                        r.1 = r.1.max(b);
+                        r.2 = b;
+                    }
+                    tick += 1;
+                    if tick % 30 == 0 {
+                        println!(
+                            "soak: {:>4.0} s: sent {}, ok {}, errors {}",
+                            start.elapsed().as_secs_f64(),
+                            st.sent.load(Ordering::Relaxed),
+                            st.ok.load(Ordering::Relaxed),
+                            st.errors.load(Ordering::Relaxed)
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+        };
+        // The faults, on a blocking thread (restarts wait for readiness).
+        let faults = {
+            let (proxy, faults_over) = (proxy.clone(), faults_over.clone());
+            tokio::task::spawn_blocking(move || {
+                let at = |f: f64| start + planned.mul_f64(f);
+                let wait =
+                    |t: Instant| std::thread::sleep(t.saturating_duration_since(Instant::now()));
+                wait(at(0.25));
+                triton.kill();
+                let t = Instant::now();
+                triton
+                    .restart()
+                    .unwrap_or_else(|e| fail(&format!("Triton restart: {e:#}")));
+                println!(
+                    "soak: Triton killed and restarted at {:.0} s (ready after {:.1} s)",
+                    at(0.25).duration_since(start).as_secs_f64(),
+                    t.elapsed().as_secs_f64()
+                );
+                wait(at(0.5));
+                proxy.lock().unwrap().restart();
+                println!(
+                    "soak: proxy killed and restarted at {:.0} s",
+                    start.elapsed().as_secs_f64()
+                );
+                wait(at(0.75));
+                triton.kill();
+                let t = Instant::now();
+                triton
+                    .restart()
+                    .unwrap_or_else(|e| fail(&format!("Triton restart: {e:#}")));
+                println!(
+                    "soak: Triton killed and restarted at {:.0} s (ready after {:.1} s)",
+                    at(0.75).duration_since(start).as_secs_f64(),
+                    t.elapsed().as_secs_f64()
+                );
+                faults_over.store(true, Ordering::Relaxed);
+                triton
+            })
+        };
+        for c in cams {
+            c.await.unwrap();
+        }
+        sampler.abort();
+        // Keep Triton alive until every camera is done; then it goes with the process.
+        let triton = faults.await.unwrap();
+        drop(triton);
+    });
+    let _ = std::fs::remove_dir_all(&repo);
+    let mut lat = std::mem::take(&mut *st.latencies_us.lock().unwrap());
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map(|us| *us as f64 / 1000.0)
+            .unwrap_or(0.0)
+    };
+    let (r0, rpeak, rend) = *rss.lock().unwrap();
+    let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
+    println!(
+        "soak: ran {:.0} s; proxy RSS start {} MiB, peak {} MiB, end {} MiB",
+        start.elapsed().as_secs_f64(),
+        mib(r0),
+        mib(rpeak),
+        mib(rend)
+    );
+    println!(
+        "soak: latency of ok Acks p50 {:.1} ms, p99 {:.1} ms; resent after broken streams {}; wrong answers {}; ok after the last fault {}",
+        pct(0.5),
+        pct(0.99),
+        g(&st.resent),
+        g(&st.wrong),
+        g(&st.ok_after_faults)
+    );
+    println!(
+        "soak: sent {}, ok {}, errors {}, lost {}, misordered {}",
+        g(&st.sent),
+        g(&st.ok),
+        g(&st.errors),
+        g(&st.lost),
+        g(&st.misordered)
+    );
+    let answered = g(&st.ok) + g(&st.errors);
+    if g(&st.lost) > 0
+        || g(&st.misordered) > 0
+        || g(&st.wrong) > 0
+        || g(&st.ok_after_faults) == 0
+        || answered != g(&st.sent)
+    {
+        std::process::exit(1);
+    }
+}
