@@ -163,6 +163,7 @@ fn tls_mismatch(s: &tonic::Status, n: &Names, tls: bool) -> Option<Error> {
             ),
         )
     } else if (s.code() == tonic::Code::Internal && s.message().contains("h2 protocol error"))
+        || s.message().contains("this port speaks TLS")
         || chain.contains("this port speaks TLS")
     {
         (

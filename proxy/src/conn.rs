@@ -2,7 +2,8 @@
 //! remembered by peer address with the time they were opened (for `PROXY_MAX_CONNECTION_AGE`),
 //! and classified by their first bytes. A client that speaks the wrong protocol for the port —
 //! TLS on the plaintext port, plaintext on the TLS port, HTTP/1.1 — gets one log line that says
-//! what to change, and where the protocol allows, an answer it can show its user. The TLS
+//! what to change, and where the protocol allows, an answer it can show its user (HTTP/1.1: a 426;
+//! plaintext gRPC on the TLS port: an `UNAVAILABLE` status saying to use https://). The TLS
 //! handshake is ours (rustls) so that a refused client certificate is explained the same way.
 
 use std::collections::HashMap;
@@ -367,37 +368,43 @@ async fn open(
                  PROXY_TLS_CERT, e.g. tritoninfer tls-ca-file)"
             );
             if opening == Opening::Http2 {
-                // An HTTP/2 client reads this GOAWAY and can show its text to its user.
-                let _ = sock.write_all(&goaway_frames(PLAINTEXT_ON_TLS)).await;
+                // A gRPC client gets a status it can show its user.
+                answer_plaintext_h2(sock).await;
+            } else {
+                let _ = sock.shutdown().await;
             }
-            let _ = sock.shutdown().await;
             Err("plaintext_on_tls_port")
         }
         (_, None) => Ok(Io::Plain(sock)),
     }
 }
 
-/// The debug text of the GOAWAY a plaintext HTTP/2 client gets on the TLS port.
+/// The status message a plaintext gRPC client gets on the TLS port.
 pub const PLAINTEXT_ON_TLS: &str = "this port speaks TLS: use an https:// address";
 
-/// An empty SETTINGS frame, then GOAWAY (last stream 0, PROTOCOL_ERROR) with `debug` as its data.
-fn goaway_frames(debug: &str) -> Vec<u8> {
-    let mut out = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
-    let len = 8 + debug.len();
-    out.extend_from_slice(&[
-        (len >> 16) as u8,
-        (len >> 8) as u8,
-        len as u8,
-        0x7,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ]);
-    out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x1]);
-    out.extend_from_slice(debug.as_bytes());
-    out
+/// Speaks just enough plaintext HTTP/2 to answer each request of a plaintext gRPC client on the
+/// TLS port with `UNAVAILABLE` and [`PLAINTEXT_ON_TLS`], then closes (within the handshake
+/// timeout of the caller).
+async fn answer_plaintext_h2(sock: TcpStream) {
+    let Ok(mut conn) = h2::server::handshake(sock).await else {
+        return;
+    };
+    if let Some(Ok((_req, mut respond))) = conn.accept().await {
+        let resp = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "14")
+            .header("grpc-message", PLAINTEXT_ON_TLS)
+            .body(())
+            .expect("static response");
+        let _ = respond.send_response(resp, true);
+    }
+    conn.graceful_shutdown();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        std::future::poll_fn(|cx| conn.poll_closed(cx)),
+    )
+    .await;
 }
 
 #[cfg(test)]
@@ -415,20 +422,6 @@ mod tests {
         assert_eq!(classify(b"PRX * HTTP/2.0"), Opening::Unknown);
         assert_eq!(classify(b"\x00\x01\x02garbage"), Opening::Unknown);
         assert_eq!(classify(b""), Opening::Unknown);
-    }
-
-    #[test]
-    fn goaway_is_a_settings_frame_then_a_goaway_with_the_text() {
-        let f = goaway_frames("abc");
-        assert_eq!(&f[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-        assert_eq!(&f[9..12], &[0, 0, 11], "length = 8 + text");
-        assert_eq!(f[12], 7, "GOAWAY");
-        assert_eq!(
-            &f[18..26],
-            &[0, 0, 0, 0, 0, 0, 0, 1],
-            "last stream 0, PROTOCOL_ERROR"
-        );
-        assert_eq!(&f[26..], b"abc");
     }
 
     #[test]

@@ -74,6 +74,19 @@ pub fn draw_tensor(w: usize, h: usize, rects: &[Rect]) -> Vec<u8> {
     t.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
+/// The boxes of an NMS-style output: rows of `x1, y1, x2, y2, score, class` (f32).
+pub fn nms_rects(rows: &[f32]) -> Vec<Rect> {
+    rows.chunks_exact(6)
+        .map(|c| Rect {
+            x1: c[0],
+            y1: c[1],
+            x2: c[2],
+            y2: c[3],
+            class: c[5] as usize,
+        })
+        .collect()
+}
+
 /// Little-endian f32s from bytes.
 pub fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytes

@@ -82,6 +82,28 @@ pub fn run_frames(
             })
             .build(),
     );
+    // An error stops the pipeline at once (from another thread): a push blocked on a pipeline
+    // that stopped on an error would otherwise wait forever.
+    let failed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let bus = pipeline.bus().unwrap();
+    {
+        let (failed, weak) = (failed.clone(), pipeline.downgrade());
+        bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Error(e) = msg.view() {
+                failed
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} ({:?})", e.error(), e.debug()));
+                if let Some(p) = weak.upgrade() {
+                    std::thread::spawn(move || {
+                        let _ = p.set_state(gst::State::Null);
+                    });
+                }
+                return gst::BusSyncReply::Drop;
+            }
+            gst::BusSyncReply::Pass
+        });
+    }
     pipeline.set_state(gst::State::Playing).unwrap();
     // GStreamer lays RGB rows out on 4-byte strides: copy the tight rows into that layout.
     let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, w as u32, h as u32)
@@ -105,31 +127,32 @@ pub fn run_frames(
         }
     }
     let _ = src.end_of_stream();
-    let bus = pipeline.bus().unwrap();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let deadline = std::time::Instant::now() + timeout;
     loop {
+        if !failed.lock().unwrap().is_empty() {
+            break;
+        }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             errors.push("timeout waiting for EOS".into());
             break;
         }
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64))
+        let wait = left.min(Duration::from_millis(100));
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(wait.as_millis() as u64))
         else {
             continue;
         };
         match msg.view() {
             gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => {
-                errors.push(format!("{} ({:?})", e.error(), e.debug()));
-                break;
-            }
             gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
             _ => {}
         }
     }
     pipeline.set_state(gst::State::Null).unwrap();
+    bus.unset_sync_handler();
+    errors.splice(0..0, std::mem::take(&mut *failed.lock().unwrap()));
     let buffers = std::mem::take(&mut *out.lock().unwrap());
     Run {
         buffers,

@@ -123,7 +123,15 @@ impl Chat {
         url: &str,
         header: Option<(&'static str, &str)>,
     ) -> Result<Chat, tonic::Status> {
-        let mut c = client(url).await;
+        Chat::open_on(&client(url).await, header).await
+    }
+
+    /// Opens a stream on an existing client (its connection), with an auth header if any.
+    pub async fn open_on(
+        client: &MultiModalClient<Channel>,
+        header: Option<(&'static str, &str)>,
+    ) -> Result<Chat, tonic::Status> {
+        let mut c = client.clone();
         let (tx, rx) = mpsc::channel(64);
         let mut req = tonic::Request::new(ReceiverStream::new(rx));
         if let Some((k, v)) = header {

@@ -16,16 +16,7 @@ fn shapes(w: usize, h: usize, rects: &[Rect]) -> Vec<u8> {
 fn nms_boxes(ack: &triton_proto::multimodal::Ack) -> Vec<Rect> {
     let (shape, data) = ack_output(ack, "output0");
     assert_eq!(shape.len(), 3);
-    f32s(&data)
-        .chunks_exact(6)
-        .map(|c| Rect {
-            x1: c[0],
-            y1: c[1],
-            x2: c[2],
-            y2: c[3],
-            class: c[5] as usize,
-        })
-        .collect()
+    nms_rects(&f32s(&data))
 }
 
 #[tokio::test]

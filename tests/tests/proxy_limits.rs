@@ -157,12 +157,8 @@ async fn connection_age_ends_streams_after_their_acks_and_a_new_connection_works
     .unwrap();
     let url = proxy.url();
     let client = gst_triton_tests::proxy::client(&url).await;
-    let mut c = client.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    req.metadata_mut()
-        .insert("x-domino-api-key", "test-key".parse().unwrap());
-    let mut acks = c.chat(req).await.unwrap().into_inner();
+    let key = Some(("x-domino-api-key", "test-key"));
+    let Chat { tx, rx: mut acks } = Chat::open_on(&client, key).await.unwrap();
     // Keep 4 packets in flight: some are at Triton when the age is reached.
     let sender = tokio::spawn(async move {
         let mut sent = 0u32;
@@ -203,12 +199,7 @@ async fn connection_age_ends_streams_after_their_acks_and_a_new_connection_works
         status.message()
     );
     // The same client opens a new stream: its channel reconnects after the GOAWAY.
-    let mut c = client.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    req.metadata_mut()
-        .insert("x-domino-api-key", "test-key".parse().unwrap());
-    let mut acks = c.chat(req).await.unwrap().into_inner();
+    let Chat { tx, rx: mut acks } = Chat::open_on(&client, key).await.unwrap();
     let sent = tx.send(packet("again")).await;
     let ack = acks.message().await;
     assert!(sent.is_ok(), "the new stream: {ack:?}");

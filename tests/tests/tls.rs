@@ -21,6 +21,20 @@ impl Pki {
     fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
+
+    /// The proxy's flags for mTLS with the test CA.
+    fn mtls_args(&self) -> Vec<String> {
+        [
+            "--proxy-tls-cert",
+            &self.path("server.pem"),
+            "--proxy-tls-key",
+            &self.path("server.key"),
+            "--proxy-tls-client-ca",
+            &self.path("ca.pem"),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
 }
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
@@ -133,14 +147,10 @@ fn tls_and_mtls_end_to_end() {
     let p = rt
         .block_on(TestProxy::start(
             &shared_url(),
-            &[
-                "--proxy-tls-cert",
-                &pki.path("server.pem"),
-                "--proxy-tls-key",
-                &pki.path("server.key"),
-                "--proxy-tls-client-ca",
-                &pki.path("ca.pem"),
-            ],
+            &pki.mtls_args()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
         ))
         .unwrap();
     let url = format!("https://127.0.0.1:{}", p.addr.port());
@@ -190,14 +200,10 @@ fn tls_mismatches_are_explained_in_the_proxy_log() {
     let pki = pki("log");
     let proxy = ProxyProcess::start(
         &shared_url(),
-        &[
-            "--proxy-tls-cert",
-            &pki.path("server.pem"),
-            "--proxy-tls-key",
-            &pki.path("server.key"),
-            "--proxy-tls-client-ca",
-            &pki.path("ca.pem"),
-        ],
+        &pki.mtls_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
     );
     let url = format!("https://127.0.0.1:{}", proxy.port);
     let ca = format!("tls-ca-file={}", pki.path("ca.pem"));
@@ -234,6 +240,41 @@ fn tls_mismatches_are_explained_in_the_proxy_log() {
     let untrusting = infer(&url, &format!("tls-ca-file={}", pki.path("other-ca.pem")));
     assert!(!untrusting.errors.is_empty());
     let log = wait_for("it does not trust this proxy's certificate");
+    // triton-video says the same in its own setting names, and exits 2 (a configuration mistake).
+    let clip = gst_triton_tests::artifacts::demo_clip("tls-video", 2, 96, 64);
+    let video = |addr: &str, extra: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(gst_triton_tests::artifacts::bin("triton-video"));
+        for k in [
+            "TRITON_URL",
+            "GRPC_BEARER_TOKEN",
+            "TLS_CERT_FILE",
+            "TLS_KEY_FILE",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("MM_ADDR", addr)
+            .env("DOMINO_API_KEY", "test-key")
+            .env("VIDEO_PATH", &clip)
+            .env("RESULTS_DIR", clip.with_file_name("results"))
+            .env("MODEL_NAME", "shapes_nms")
+            .envs(extra.iter().copied());
+        let out = c.output().expect("run triton-video");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ca_file = pki.path("ca.pem");
+    let (code, err) = video(&url, &[("TLS_CA_FILE", &ca_file)]);
+    assert!(
+        code == Some(2) && err.contains("TLS_CERT_FILE") && err.contains("TLS_KEY_FILE"),
+        "triton-video without a client certificate: {code:?} {err}"
+    );
+    let (code, err) = video(&format!("http://127.0.0.1:{}", proxy.port), &[]);
+    assert!(
+        code == Some(2) && err.contains("use an https:// address in MM_ADDR"),
+        "triton-video in plaintext: {code:?} {err}"
+    );
     for secret in ["BEGIN PRIVATE KEY", "test-key"] {
         assert!(!log.contains(secret), "the log shows {secret}");
     }

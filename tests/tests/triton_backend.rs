@@ -152,17 +152,7 @@ async fn other_layouts_and_sizes() {
         .unwrap()
         .into_inner();
     assert_eq!(r.outputs[0].shape, vec![1, 2, 6]);
-    let rows = f32s(&r.raw_output_contents[0]);
-    let found: Vec<Rect> = rows
-        .chunks_exact(6)
-        .map(|c| Rect {
-            x1: c[0],
-            y1: c[1],
-            x2: c[2],
-            y2: c[3],
-            class: c[5] as usize,
-        })
-        .collect();
+    let found = nms_rects(&f32s(&r.raw_output_contents[0]));
     assert_same_boxes(&found, &rects, 0.01);
 
     let r = c

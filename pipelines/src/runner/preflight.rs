@@ -84,7 +84,7 @@ async fn check(a: &Args) -> Result<(), Failure> {
     if a.direct {
         let mut c = GrpcInferenceServiceClient::new(ch);
         let ready = c.server_ready(ServerReadyRequest {}).await.map_err(|s| {
-            let e = Error::from_status(&s, &Names::RUNNER);
+            let e = Error::from_status_on(&s, &Names::RUNNER, target.tls_enabled());
             let why = match &e {
                 Error::TlsMismatch { .. } => e.to_string(),
                 _ => s.message().to_string(),
@@ -122,7 +122,7 @@ async fn check(a: &Args) -> Result<(), Failure> {
         })
         .await;
     let Err(s) = info else { return Ok(()) };
-    let e = Error::from_status(&s, &Names::RUNNER);
+    let e = Error::from_status_on(&s, &Names::RUNNER, target.tls_enabled());
     let message = match s.code() {
         _ if matches!(e, Error::TlsMismatch { .. }) => format!("the proxy at {addr}: {e}"),
         // An older proxy without ModelInfo: carry on, inference will tell.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use gst_triton_tests::proxy::{ProxyProcess, ack_output, image_packet, shapes_note};
 use gst_triton_tests::triton::{Triton, repo_root};
-use gst_triton_tests::{MAX_MESSAGE, Rect, draw_tensor, f32s};
+use gst_triton_tests::{MAX_MESSAGE, Rect, draw_tensor, f32s, nms_rects};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use triton_proto::multimodal::multi_modal_client::MultiModalClient;
@@ -119,16 +119,7 @@ fn packet(s: usize, seq: u64) -> triton_proto::multimodal::DataPacket {
 /// Whether an OK Ack holds exactly the drawn rectangle.
 fn answer_is_right(ack: &triton_proto::multimodal::Ack, want: &Rect) -> bool {
     let (_, data) = ack_output(ack, "output0");
-    let boxes: Vec<Rect> = f32s(&data)
-        .chunks_exact(6)
-        .map(|c| Rect {
-            x1: c[0],
-            y1: c[1],
-            x2: c[2],
-            y2: c[3],
-            class: c[5] as usize,
-        })
-        .collect();
+    let boxes = nms_rects(&f32s(&data));
     boxes.len() == 1 && boxes[0].class == want.class && boxes[0].max_edge_error(want) <= 1.5
 }
 
@@ -300,7 +291,13 @@ fn main() {
     let rss = Arc::new(Mutex::new((0u64, 0u64, 0u64))); // start, peak, last
     let start = Instant::now();
     rt.block_on(async {
-        let stop = tokio::time::Instant::now() + planned;
+        // With --minutes the run stops sending then; without, when every stream sent its frames
+        // (the time bound is only a backstop for a machine that cannot keep the rate).
+        let stop = tokio::time::Instant::now()
+            + match a.minutes {
+                Some(_) => planned,
+                None => planned * 4,
+            };
         let cams: Vec<_> = (0..a.streams)
             .map(|s| {
                 tokio::spawn(camera(
@@ -330,7 +327,7 @@ fn main() {
                         r.2 = b;
                     }
                     tick += 1;
-                    if tick % 30 == 0 {
+                    if tick.is_multiple_of(30) {
                         println!(
                             "soak: {:>4.0} s: sent {}, ok {}, errors {}",
                             start.elapsed().as_secs_f64(),
@@ -350,17 +347,20 @@ fn main() {
                 let at = |f: f64| start + planned.mul_f64(f);
                 let wait =
                     |t: Instant| std::thread::sleep(t.saturating_duration_since(Instant::now()));
+                let crash_triton = |triton: &mut Triton, at: Instant| {
+                    triton.kill();
+                    let t = Instant::now();
+                    triton
+                        .restart()
+                        .unwrap_or_else(|e| fail(&format!("Triton restart: {e:#}")));
+                    println!(
+                        "soak: Triton killed and restarted at {:.0} s (ready after {:.1} s)",
+                        at.duration_since(start).as_secs_f64(),
+                        t.elapsed().as_secs_f64()
+                    );
+                };
                 wait(at(0.25));
-                triton.kill();
-                let t = Instant::now();
-                triton
-                    .restart()
-                    .unwrap_or_else(|e| fail(&format!("Triton restart: {e:#}")));
-                println!(
-                    "soak: Triton killed and restarted at {:.0} s (ready after {:.1} s)",
-                    at(0.25).duration_since(start).as_secs_f64(),
-                    t.elapsed().as_secs_f64()
-                );
+                crash_triton(&mut triton, at(0.25));
                 wait(at(0.5));
                 proxy.lock().unwrap().restart();
                 println!(
@@ -368,16 +368,7 @@ fn main() {
                     start.elapsed().as_secs_f64()
                 );
                 wait(at(0.75));
-                triton.kill();
-                let t = Instant::now();
-                triton
-                    .restart()
-                    .unwrap_or_else(|e| fail(&format!("Triton restart: {e:#}")));
-                println!(
-                    "soak: Triton killed and restarted at {:.0} s (ready after {:.1} s)",
-                    at(0.75).duration_since(start).as_secs_f64(),
-                    t.elapsed().as_secs_f64()
-                );
+                crash_triton(&mut triton, at(0.75));
                 faults_over.store(true, Ordering::Relaxed);
                 triton
             })
