@@ -99,6 +99,13 @@ impl Drop for TestProxy {
     }
 }
 
+/// The value of the metric line that starts with `series` in a `/metrics` text (0 when absent).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A client with 64 MiB limits.
 pub async fn client(url: &str) -> MultiModalClient<Channel> {
     let ch = tonic::transport::Endpoint::from_shared(url.to_string())

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use gst_triton_tests::proxy::{Chat, TestProxy, image_packet, shapes_note};
+use gst_triton_tests::proxy::{Chat, TestProxy, image_packet, metric, shapes_note};
 use gst_triton_tests::triton::shared_url;
 use gst_triton_tests::{Rect, draw_tensor};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,13 +16,6 @@ fn packet(id: &str) -> triton_proto::multimodal::DataPacket {
         &shapes_note("shapes_nms", 16, 16, true),
         draw_tensor(16, 16, &[Rect::new(2, 2, 8, 8, 1)]),
     )
-}
-
-/// The value of a metric line that starts with `series` (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gst_triton_tests::proxy::{Chat, TestProxy, image_packet, shapes_note};
+use gst_triton_tests::proxy::{Chat, TestProxy, image_packet, metric, shapes_note};
 use gst_triton_tests::triton::shared_url;
 use gst_triton_tests::{Rect, draw_tensor};
 use proptest::prelude::*;
@@ -59,12 +59,6 @@ fn frame_types(mut b: &[u8]) -> Vec<u8> {
         b = &b[(9 + len).min(b.len())..];
     }
     types
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
