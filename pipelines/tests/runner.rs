@@ -144,30 +144,44 @@ async fn demo_through_the_proxy_matches_the_drawn_shapes() {
     assert_eq!(decoded_frames(&results.join("annotated.mp4")), 60);
 }
 
+/// Direct to Triton, with the tensors in the gRPC messages and then in shared memory
+/// (`SHARED_MEMORY=1`): both match the drawn shapes, with the same detections.
 #[test]
 fn direct_to_triton_with_max_frames_and_other_layout() {
     let dir = tmpdir("direct");
     let (clip, truth) = make_clip(&dir, 40, 1280, 720);
-    let results = dir.join("results");
-    let out = runner(
-        &[
-            ("VIDEO_PATH", clip.to_str().unwrap()),
-            ("RESULTS_DIR", results.to_str().unwrap()),
-            ("MODEL_NAME", "shapes_effnms"),
-            ("MAX_FRAMES", "25"),
-        ],
-        &[
-            "--direct",
-            "--triton-url",
-            shared_url().trim_start_matches("http://"),
-        ],
-    )
-    .run();
-    let t = text(&out);
-    assert!(out.status.success(), "{t}");
-    // 1280×720 → r = 0.5: 0.5/r + 0.5 px, plus the H.264 round trip blurring the edges.
-    check_against_truth(&results.join("frame_counts.jsonl"), &truth, 25, 4.0);
-    assert_eq!(decoded_frames(&results.join("annotated.mp4")), 25);
+    let mut seen = Vec::new();
+    for shm in ["", "1"] {
+        let results = dir.join(format!("results{shm}"));
+        let out = runner(
+            &[
+                ("VIDEO_PATH", clip.to_str().unwrap()),
+                ("RESULTS_DIR", results.to_str().unwrap()),
+                ("MODEL_NAME", "shapes_effnms"),
+                ("MAX_FRAMES", "25"),
+                ("SHARED_MEMORY", shm),
+            ],
+            &[
+                "--direct",
+                "--triton-url",
+                shared_url().trim_start_matches("http://"),
+            ],
+        )
+        .run();
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        let jsonl = results.join("frame_counts.jsonl");
+        // 1280×720 → r = 0.5: 0.5/r + 0.5 px, plus the H.264 round trip blurring the edges.
+        check_against_truth(&jsonl, &truth, 25, 4.0);
+        assert_eq!(decoded_frames(&results.join("annotated.mp4")), 25);
+        let dets: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["detections"].clone())
+            .collect();
+        seen.push(dets);
+    }
+    assert_eq!(seen[0], seen[1], "shared memory changed the detections");
 }
 
 #[test]

@@ -319,6 +319,29 @@ impl GrpcInferenceService for Service {
         }
     }
 
+    // A server without the system shared-memory extension (like the KServe v2 servers that
+    // are not Triton).
+    async fn system_shared_memory_status(
+        &self,
+        _: Request<SystemSharedMemoryStatusRequest>,
+    ) -> Result<Response<SystemSharedMemoryStatusResponse>, Status> {
+        Err(Status::unimplemented("no system shared memory"))
+    }
+
+    async fn system_shared_memory_register(
+        &self,
+        _: Request<SystemSharedMemoryRegisterRequest>,
+    ) -> Result<Response<SystemSharedMemoryRegisterResponse>, Status> {
+        Err(Status::unimplemented("no system shared memory"))
+    }
+
+    async fn system_shared_memory_unregister(
+        &self,
+        _: Request<SystemSharedMemoryUnregisterRequest>,
+    ) -> Result<Response<SystemSharedMemoryUnregisterResponse>, Status> {
+        Err(Status::unimplemented("no system shared memory"))
+    }
+
     async fn model_stream_infer(
         &self,
         req: Request<Streaming<ModelInferRequest>>,

@@ -140,6 +140,12 @@ impl Triton {
         format!("http://127.0.0.1:{}", self.grpc_port)
     }
 
+    /// The pid of the server's process group leader (every process of the server is in its
+    /// group, the Python backend's stubs included).
+    pub fn group(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))

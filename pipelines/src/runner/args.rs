@@ -57,6 +57,10 @@ pub struct Args {
     /// Triton address for --direct.
     #[arg(long, env = "TRITON_URL", default_value = "localhost:8001")]
     pub triton_url: String,
+    /// With --direct: tensors go through POSIX shared memory registered with Triton (Triton on
+    /// this host, sharing /dev/shm) instead of the gRPC messages.
+    #[arg(long, env = "SHARED_MEMORY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub shared_memory: bool,
     /// Requests in flight at once.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4)]
     pub max_in_flight: u32,
@@ -118,7 +122,7 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 18, "{names:?}");
+        assert_eq!(names.len(), 19, "{names:?}");
     }
 
     #[test]

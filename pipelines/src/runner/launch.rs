@@ -49,6 +49,9 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
         a.conf_thres,
         a.max_in_flight
     ));
+    if a.shared_memory {
+        d.push_str(" shared-memory=system");
+    }
     if let Some(v) = a.model_version.as_deref().filter(|v| !v.is_empty()) {
         d.push_str(&format!(" model-version={}", quote(v)));
     }
@@ -116,5 +119,12 @@ mod tests {
         );
         assert!(d.contains("url=\"http://t:8001\" transport=triton"), "{d}");
         assert!(!d.contains("videorate"), "{d}");
+        assert!(!d.contains("shared-memory"), "{d}");
+        let a = Args::parse_from(["triton-video", "--direct", "--shared-memory"]);
+        let d = pipeline_description(&a, "/v/in.mp4");
+        assert!(
+            d.contains("transport=triton") && d.contains("shared-memory=system"),
+            "{d}"
+        );
     }
 }

@@ -65,6 +65,12 @@ pub fn preflight(a: &Args) -> Result<(), Failure> {
 }
 
 async fn check(a: &Args) -> Result<(), Failure> {
+    if a.shared_memory && !a.direct {
+        return Err(Failure {
+            code: 2,
+            message: "--shared-memory (SHARED_MEMORY) needs --direct: the proxy carries tensors over the network; shared memory is for a Triton on this host".into(),
+        });
+    }
     let target = target(a);
     let (addr, _) = a.server();
     let who = if a.direct { "Triton" } else { "the proxy" };
@@ -162,6 +168,13 @@ mod tests {
         );
         let f = run(&["--direct", "--triton-url", "http://bad host:1"]);
         assert!(f.message.starts_with("TRITON_URL: "), "{}", f.message);
+    }
+
+    #[test]
+    fn shared_memory_without_direct_is_a_configuration_error() {
+        let f = run(&["--shared-memory"]);
+        assert_eq!(f.code, 2);
+        assert!(f.message.contains("needs --direct"), "{}", f.message);
     }
 
     #[test]

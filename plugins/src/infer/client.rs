@@ -25,6 +25,7 @@ use triton_proto::multimodal::multi_modal_client::MultiModalClient;
 use triton_proto::multimodal::{DataPacket, Frame, Meta, ModelInfoRequest, data_packet::Payload};
 
 use super::answer::{Reply, ack_to_output, triton_reply};
+use super::shm_pool::{OutSpec, ShmPool};
 
 /// The process-wide runtime of all `tritoninfer` instances.
 pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -82,6 +83,13 @@ pub enum InferError {
     /// more on a new stream before it reports the inner error.
     #[error("{0}")]
     StreamEnded(Box<InferError>),
+    /// `shared-memory=system` could not be set up or used (the text says why and what to do).
+    #[error("{0}")]
+    SharedMemory(String),
+    /// An output did not fit the shared memory set aside for it; [`Client::infer`] sends the
+    /// request once more with that output as bytes.
+    #[error("{0}")]
+    Resend(Box<InferError>),
 }
 
 impl From<triton_endpoint::Error> for InferError {
@@ -106,6 +114,8 @@ pub struct ClientConfig {
     pub model_version: String,
     pub output_names: Vec<String>,
     pub timeout: Duration,
+    /// `shared-memory=system` (transport=triton only): tensors go through these regions.
+    pub shm: Option<Arc<ShmPool>>,
 }
 
 /// One output tensor of an answer.
@@ -267,6 +277,20 @@ impl Client {
                     .await
                     .ok()
                     .and_then(|r| r.into_inner().config);
+                if let Some(pool) = &c.shm {
+                    let batched = cfg.as_ref().is_some_and(|c| c.max_batch_size > 0);
+                    pool.set_outputs(
+                        meta.outputs
+                            .iter()
+                            .map(|o| OutSpec {
+                                name: o.name.clone(),
+                                dtype: o.datatype.clone(),
+                                shape: o.shape.clone(),
+                                batched,
+                            })
+                            .collect(),
+                    );
+                }
                 Ok(ModelDesc {
                     input_name: meta.inputs.first().map(|i| i.name.clone()),
                     outputs: meta
@@ -412,11 +436,13 @@ impl Client {
     pub async fn infer(&self, r: Request) -> Answer {
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
         match self.attempt(&r, deadline).await {
-            Err(InferError::StreamEnded(first)) => match self.attempt(&r, deadline).await {
-                Err(InferError::StreamEnded(e)) => Err(*e),
-                Err(InferError::Backoff { .. }) => Err(*first),
-                other => other,
-            },
+            Err(InferError::StreamEnded(first) | InferError::Resend(first)) => {
+                match self.attempt(&r, deadline).await {
+                    Err(InferError::StreamEnded(e) | InferError::Resend(e)) => Err(*e),
+                    Err(InferError::Backoff { .. }) => Err(*first),
+                    other => other,
+                }
+            }
             other => other,
         }
     }
@@ -429,6 +455,17 @@ impl Client {
                 url: c.target.url.clone(),
                 ms: c.timeout.as_millis(),
             })??;
+        // With shared memory the tensor is in a region before the request is sent.
+        let lease = match (&conn.tx, &c.shm) {
+            (Sender::Triton(_), Some(pool)) => Some(
+                tokio::time::timeout_at(deadline, pool.lease(&r.spec, &r.data, &c.output_names))
+                    .await
+                    .map_err(|_| InferError::Timeout {
+                        ms: c.timeout.as_millis(),
+                    })??,
+            ),
+            _ => None,
+        };
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = conn.pending.lock() {
             p.insert(r.id.clone(), tx);
@@ -449,7 +486,7 @@ impl Client {
                 s.send(p).await.is_ok()
             }
             Sender::Triton(s) => {
-                let req = ModelInferRequest {
+                let mut req = ModelInferRequest {
                     model_name: c.model.clone(),
                     model_version: c.model_version.clone(),
                     id: r.id.clone(),
@@ -470,6 +507,9 @@ impl Client {
                     raw_input_contents: vec![r.data.clone()],
                     ..Default::default()
                 };
+                if let Some(l) = &lease {
+                    l.fill(&mut req);
+                }
                 s.send(req).await.is_ok()
             }
         };
@@ -478,7 +518,10 @@ impl Client {
             return Err(InferError::StreamEnded(Box::new(conn.ended_because())));
         }
         match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(res)) => res,
+            Ok(Ok(res)) => match lease {
+                Some(l) => l.finish(res),
+                None => res,
+            },
             Ok(Err(_)) => Err(InferError::Closed("stream closed before the answer".into())),
             Err(_) => {
                 conn.forget(&r.id);

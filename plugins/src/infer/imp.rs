@@ -10,6 +10,7 @@ use super::client::{Client, InferError, InferOutput, RUNTIME, Request, TensorSpe
 use super::queue::{OrderedQueue, Refused};
 use super::session::Session;
 use super::settings::{self, OnError, Settings};
+use super::shm_pool;
 use crate::letterbox::geometry::Letterbox;
 use crate::meta;
 
@@ -108,9 +109,10 @@ impl ObjectSubclass for TritonInfer {
 }
 
 fn flow_error(r: Refused<gst::FlowError>) -> gst::FlowError {
-    match r {
-        Refused::Flushing => gst::FlowError::Flushing,
-        Refused::Flow(e) => e,
+    if let Refused::Flow(e) = r {
+        e
+    } else {
+        gst::FlowError::Flushing
     }
 }
 
@@ -130,9 +132,13 @@ impl TritonInfer {
         let settings_error =
             |e: String| gst::error_msg!(gst::LibraryError::Settings, ("tritoninfer: {}", e));
         let session = Session::new(&s, labels_text.as_deref()).map_err(settings_error)?;
-        let cfg = s
-            .client_config()
-            .map_err(|e| settings_error(e.to_string()))?;
+        let cfg = s.client_config().map_err(settings_error)?;
+        if let Some(pool) = cfg.shm.clone() {
+            match shm_pool::prepare_blocking(&RUNTIME, pool).map_err(settings_error)? {
+                Ok(gone) => gst::info!(CAT, imp = self, "shared memory ok; removed {gone:?}"),
+                Err(e) => gst::warning!(CAT, imp = self, "shared memory not checked: {e}"),
+            }
+        }
         *self.running.lock().unwrap() = Some(Running {
             client: Arc::new(Client::new(cfg)),
             settings: s,
@@ -576,8 +582,11 @@ impl ElementImpl for TritonInfer {
             return Err(gst::StateChangeError);
         }
         let ret = self.parent_change_state(transition)?;
-        if transition == gst::StateChange::PausedToReady {
-            *self.running.lock().unwrap() = None;
+        if transition == gst::StateChange::PausedToReady
+            && let Some(r) = self.running.lock().unwrap().take()
+            && let Err(e) = shm_pool::close_blocking(&RUNTIME, r.client.config())
+        {
+            gst::warning!(CAT, imp = self, "shared memory regions left in Triton: {e}");
         }
         Ok(ret)
     }

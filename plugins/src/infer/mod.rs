@@ -6,6 +6,7 @@
 //! * [`session`]: pure per-run logic (labels, classes, decoder choice, answer → detections).
 //! * [`client`]: the gRPC side (both transports, reconnect, typed errors); `answer` reads
 //!   what the servers send back.
+//! * `shm`, `shm_pool`: `shared-memory=system` (POSIX regions registered with Triton).
 //! * `queue`: the ordered, bounded hand-over from the chain function to the src task.
 //! * `imp`: the GStreamer element only (pads, queue, src task, flush, EOS).
 
@@ -15,6 +16,8 @@ mod imp;
 mod queue;
 pub mod session;
 pub mod settings;
+mod shm;
+mod shm_pool;
 
 use gst::glib;
 use gst::prelude::*;

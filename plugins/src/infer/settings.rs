@@ -8,6 +8,7 @@ use gst::prelude::*;
 use triton_endpoint::{Auth, Names, Target, Tls};
 
 use super::client::{ClientConfig, Transport};
+use super::shm_pool::ShmPool;
 
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
@@ -51,6 +52,19 @@ pub enum OnError {
     Fail = 1,
 }
 
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstTritonSharedMemory")]
+pub enum SharedMemoryProp {
+    #[enum_value(name = "Tensors travel in the gRPC messages", nick = "none")]
+    None = 0,
+    #[enum_value(
+        name = "POSIX shared memory registered with Triton (transport=triton, same host)",
+        nick = "system"
+    )]
+    System = 1,
+}
+
 #[derive(Clone)]
 pub struct Settings {
     pub url: String,
@@ -77,6 +91,7 @@ pub struct Settings {
     pub labels_file: Option<String>,
     pub classes: Option<String>,
     pub on_error: OnError,
+    pub shared_memory: SharedMemoryProp,
 }
 
 impl Default for Settings {
@@ -106,6 +121,7 @@ impl Default for Settings {
             labels_file: None,
             classes: None,
             on_error: OnError::Skip,
+            shared_memory: SharedMemoryProp::None,
         }
     }
 }
@@ -235,6 +251,10 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .blurb("What a failed request does")
             .mutable_ready()
             .build(),
+        glib::ParamSpecEnum::builder_with_default("shared-memory", d.shared_memory)
+            .blurb("system: tensors go through POSIX shared memory registered with Triton (transport=triton, Triton on this host)")
+            .mutable_ready()
+            .build(),
     ]
 }
 
@@ -272,6 +292,7 @@ impl Settings {
             "labels-file" => s.labels_file = opt(value),
             "classes" => s.classes = opt(value),
             "on-error" => s.on_error = value.get().expect("type checked"),
+            "shared-memory" => s.shared_memory = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -305,6 +326,7 @@ impl Settings {
             "labels-file" => s.labels_file.to_value(),
             "classes" => s.classes.to_value(),
             "on-error" => s.on_error.to_value(),
+            "shared-memory" => s.shared_memory.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -316,8 +338,12 @@ fn env_nonempty(k: &str) -> Option<String> {
 
 impl Settings {
     /// The client's configuration: address, TLS and credentials (properties first, then the
-    /// `DOMINO_API_KEY` / `GRPC_BEARER_TOKEN` environment), outputs to ask for.
-    pub fn client_config(&self) -> Result<ClientConfig, triton_endpoint::Error> {
+    /// `DOMINO_API_KEY` / `GRPC_BEARER_TOKEN` environment), outputs to ask for, shared memory.
+    pub fn client_config(&self) -> Result<ClientConfig, String> {
+        if self.shared_memory == SharedMemoryProp::System && self.transport != TransportProp::Triton
+        {
+            return Err("shared-memory=system needs transport=triton: the proxy carries tensors over the network; set shared-memory=none, or transport=triton with Triton on this host".into());
+        }
         let mut target = Target::new(self.url.clone(), Names::ELEMENT);
         target.keepalive = Some(Duration::from_secs(30));
         target.tls = Tls {
@@ -345,9 +371,13 @@ impl Settings {
             None if self.transport == TransportProp::Proxy => vec!["output0".to_string()],
             None => vec![],
         };
+        let auth = Auth::new(api_key.as_deref(), bearer.as_deref(), &Names::ELEMENT)
+            .map_err(|e| e.to_string())?;
         Ok(ClientConfig {
+            shm: (self.shared_memory == SharedMemoryProp::System)
+                .then(|| ShmPool::new(target.clone(), auth.clone())),
             target,
-            auth: Auth::new(api_key.as_deref(), bearer.as_deref(), &Names::ELEMENT)?,
+            auth,
             transport: match self.transport {
                 TransportProp::Proxy => Transport::Proxy,
                 TransportProp::Triton => Transport::Triton,

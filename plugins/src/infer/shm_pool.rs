@@ -1,0 +1,540 @@
+//! The Triton side of `shared-memory=system`: a pool of registered regions, one per request in
+//! flight, each holding the input tensor and the outputs whose size is known in advance.
+//!
+//! A request leases a region ([`ShmPool::lease`]), writes its tensor there and names the region
+//! in its input and output parameters instead of carrying bytes; the answer's outputs are read
+//! back from the region ([`Lease::finish`]) and the region goes back to the pool. A region whose
+//! request got no answer (timeout, broken stream) may still be written by Triton, so it is never
+//! reused: it is unlinked at once and unregistered with the next lease. [`ShmPool::prepare`]
+//! (at start) removes what killed processes left, locally and in Triton, and checks that Triton
+//! can open a region of ours; [`ShmPool::close`] (at stop) unregisters every region.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use triton_endpoint::{Auth, Target};
+use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use triton_proto::inference::{
+    InferParameter, ModelInferRequest, SystemSharedMemoryRegisterRequest,
+    SystemSharedMemoryStatusRequest, SystemSharedMemoryUnregisterRequest, infer_parameter,
+};
+
+use super::client::{Answer, ClientConfig, InferError, TensorSpec};
+use super::shm::{self, Region};
+
+type Rpc = GrpcInferenceServiceClient<InterceptedService<Channel, Auth>>;
+
+/// An output whose shape the model describes (from ModelMetadata + ModelConfig).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutSpec {
+    pub name: String,
+    pub dtype: String,
+    /// The metadata shape: with a leading -1 for the batch when `batched`.
+    pub shape: Vec<i64>,
+    pub batched: bool,
+}
+
+/// Bytes per element of a KServe datatype; `None` for BYTES (variable length).
+pub fn dtype_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "BOOL" | "UINT8" | "INT8" => 1,
+        "UINT16" | "INT16" | "FP16" | "BF16" => 2,
+        "UINT32" | "INT32" | "FP32" => 4,
+        "UINT64" | "INT64" | "FP64" => 8,
+        _ => return None,
+    })
+}
+
+/// Room for an output whose size the description does not fix: the input's size (an identity
+/// or image-to-image model), at least 1 MiB (detections). An answer that needs more is sent
+/// once more with that output as bytes, and the output stays bytes from then on.
+const GUESS_MIN: usize = 1 << 20;
+const ALIGN: usize = 64;
+
+impl OutSpec {
+    /// Bytes this output takes for a request of batch `batch`, `None` when the shape is not fixed.
+    fn bytes(&self, batch: i64) -> Option<usize> {
+        let dims = if self.batched {
+            self.shape.get(1..)?
+        } else {
+            &self.shape[..]
+        };
+        let mut n = dtype_size(&self.dtype)?;
+        for &d in dims {
+            n = n.checked_mul(usize::try_from(d).ok()?)?;
+        }
+        if self.batched {
+            n = n.checked_mul(usize::try_from(batch).ok()?)?;
+        }
+        Some(n)
+    }
+}
+
+/// Where a request's tensors lie in a region: the input at 0, then each output.
+#[derive(Debug, Clone, PartialEq)]
+struct Layout {
+    input: usize,
+    /// (name, offset, room)
+    outputs: Vec<(String, usize, usize)>,
+}
+
+impl Layout {
+    fn len(&self) -> usize {
+        self.outputs
+            .last()
+            .map_or(self.input, |(_, off, room)| off + room)
+    }
+}
+
+struct Slot {
+    region: Region,
+    layout: Layout,
+}
+
+#[derive(Default)]
+struct State {
+    free: Vec<Slot>,
+    outputs: Vec<OutSpec>,
+    /// Outputs that did not fit their guessed room: always sent as bytes.
+    bytes_only: HashSet<String>,
+    registered: HashSet<String>,
+    /// Registered names whose region was dropped: to unregister.
+    retired: Vec<String>,
+    /// After [`ShmPool::close`]: no new region, none back to the pool.
+    closed: bool,
+}
+
+pub struct ShmPool {
+    target: Target,
+    auth: Auth,
+    state: Mutex<State>,
+}
+
+fn param(v: infer_parameter::ParameterChoice) -> InferParameter {
+    InferParameter {
+        parameter_choice: Some(v),
+    }
+}
+
+/// The three parameters that point a tensor at a region.
+fn point_at(
+    params: &mut std::collections::HashMap<String, InferParameter>,
+    region: &str,
+    offset: usize,
+    len: usize,
+) {
+    use infer_parameter::ParameterChoice::{Int64Param, StringParam};
+    params.insert(
+        "shared_memory_region".into(),
+        param(StringParam(region.into())),
+    );
+    params.insert(
+        "shared_memory_byte_size".into(),
+        param(Int64Param(len as i64)),
+    );
+    params.insert(
+        "shared_memory_offset".into(),
+        param(Int64Param(offset as i64)),
+    );
+}
+
+impl ShmPool {
+    pub fn new(target: Target, auth: Auth) -> Arc<ShmPool> {
+        Arc::new(ShmPool {
+            target,
+            auth,
+            state: Mutex::default(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn rpc(&self) -> Result<Rpc, InferError> {
+        let ch = self.target.connect().await?;
+        Ok(GrpcInferenceServiceClient::new(InterceptedService::new(
+            ch,
+            self.auth.clone(),
+        )))
+    }
+
+    /// What a refusal by Triton means for this feature.
+    fn refused(&self, what: &str, key: &str, s: &tonic::Status) -> InferError {
+        let url = &self.target.url;
+        InferError::SharedMemory(if s.code() == tonic::Code::Unimplemented {
+            format!(
+                "shared-memory=system: the server at {url} does not offer system shared memory ({what}: {}); set shared-memory=none",
+                s.code()
+            )
+        } else {
+            format!(
+                "shared-memory=system: Triton at {url} could not {what} {key}: {}; it must run on this host and see this /dev/shm (same IPC namespace, and a user that may open files of this one); for a remote Triton set shared-memory=none",
+                s.message()
+            )
+        })
+    }
+
+    /// Removes the regions of processes that died (in `/dev/shm` and in Triton's region
+    /// manager), then checks with a small region that Triton can open ours. Returns the names
+    /// removed. An error: Triton refused (remote host, no shared-memory extension) or is not
+    /// reachable (the caller decides).
+    pub async fn prepare(&self) -> Result<Vec<String>, InferError> {
+        let mut removed = shm::remove_stale_local();
+        let mut rpc = self.rpc().await?;
+        let status = rpc
+            .system_shared_memory_status(SystemSharedMemoryStatusRequest::default())
+            .await
+            .map_err(|s| self.refused("list shared memory", "regions", &s))?
+            .into_inner();
+        for name in status.regions.into_keys().filter(|n| shm::is_stale(n)) {
+            let req = SystemSharedMemoryUnregisterRequest { name: name.clone() };
+            if rpc.system_shared_memory_unregister(req).await.is_ok() {
+                removed.push(name);
+            }
+        }
+        let probe = self.create(4096)?;
+        self.register(&mut rpc, &probe).await?;
+        self.unregister(&mut rpc, vec![probe.name().to_string()])
+            .await;
+        Ok(removed)
+    }
+
+    fn create(&self, len: usize) -> Result<Region, InferError> {
+        let name = shm::new_name();
+        Region::create(&name, len).map_err(|e| {
+            InferError::SharedMemory(format!(
+                "shared-memory=system: cannot create /dev/shm/{name} of {len} bytes: {e} (in a container, /dev/shm may be too small: --shm-size)"
+            ))
+        })
+    }
+
+    async fn register(&self, rpc: &mut Rpc, r: &Region) -> Result<(), InferError> {
+        rpc.system_shared_memory_register(SystemSharedMemoryRegisterRequest {
+            name: r.name().into(),
+            key: r.key(),
+            offset: 0,
+            byte_size: r.len() as u64,
+        })
+        .await
+        .map_err(|s| self.refused("open shared-memory region", &r.key(), &s))?;
+        self.state().registered.insert(r.name().into());
+        Ok(())
+    }
+
+    async fn unregister(&self, rpc: &mut Rpc, names: Vec<String>) {
+        for name in names {
+            let req = SystemSharedMemoryUnregisterRequest { name: name.clone() };
+            if rpc.system_shared_memory_unregister(req).await.is_ok() {
+                self.state().registered.remove(&name);
+            }
+        }
+    }
+
+    /// The outputs the model describes (their sizes decide which go through the region).
+    pub fn set_outputs(&self, outputs: Vec<OutSpec>) {
+        self.state().outputs = outputs;
+    }
+
+    fn layout(&self, spec: &TensorSpec, input: usize, requested: &[String]) -> Layout {
+        let st = self.state();
+        let batch = spec.shape.first().copied().unwrap_or(1);
+        let mut off = input.next_multiple_of(ALIGN);
+        let mut outputs = Vec::new();
+        for name in requested.iter().filter(|n| !st.bytes_only.contains(*n)) {
+            let Some(o) = st.outputs.iter().find(|o| &o.name == name) else {
+                continue;
+            };
+            if dtype_size(&o.dtype).is_none() {
+                continue;
+            }
+            let room = o.bytes(batch).unwrap_or(input.max(GUESS_MIN));
+            outputs.push((name.clone(), off, room));
+            off = (off + room).next_multiple_of(ALIGN);
+        }
+        Layout { input, outputs }
+    }
+
+    /// A region holding `data` for a request asking for `requested` outputs.
+    pub async fn lease(
+        self: &Arc<Self>,
+        spec: &TensorSpec,
+        data: &[u8],
+        requested: &[String],
+    ) -> Result<Lease, InferError> {
+        let layout = self.layout(spec, data.len(), requested);
+        let stopped = || InferError::SharedMemory("shared memory: the element stopped".into());
+        let (found, retired) = {
+            let mut st = self.state();
+            if st.closed {
+                return Err(stopped());
+            }
+            let i = st.free.iter().position(|s| s.layout == layout);
+            let found = i.map(|i| st.free.swap_remove(i));
+            if found.is_none() {
+                // The tensor or the outputs changed: regions of the old layout are not needed.
+                let old: Vec<Slot> = st.free.drain(..).collect();
+                st.retired
+                    .extend(old.iter().map(|s| s.region.name().to_string()));
+            }
+            (found, std::mem::take(&mut st.retired))
+        };
+        let slot = match found {
+            Some(s) if retired.is_empty() => s,
+            found => {
+                let mut rpc = self.rpc().await?;
+                self.unregister(&mut rpc, retired).await;
+                match found {
+                    Some(s) => s,
+                    None => {
+                        let region = self.create(layout.len())?;
+                        self.register(&mut rpc, &region).await?;
+                        if self.state().closed {
+                            // Stopped while registering: close() did not see this one.
+                            self.unregister(&mut rpc, vec![region.name().into()]).await;
+                            return Err(stopped());
+                        }
+                        Slot { region, layout }
+                    }
+                }
+            }
+        };
+        slot.region
+            .write(0, data)
+            .map_err(|e| InferError::SharedMemory(e.to_string()))?;
+        Ok(Lease {
+            pool: self.clone(),
+            slot: Some(slot),
+        })
+    }
+
+    /// Unregisters every region of this pool (at stop) and unlinks the free ones; regions still
+    /// on loan are unlinked when their request ends.
+    pub async fn close(&self) -> Result<(), InferError> {
+        let names: Vec<String> = {
+            let mut st = self.state();
+            st.closed = true;
+            st.free.clear();
+            st.retired.clear();
+            st.registered.iter().cloned().collect()
+        };
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut rpc = self.rpc().await?;
+        self.unregister(&mut rpc, names).await;
+        let left = self.state().registered.len();
+        if left > 0 {
+            return Err(InferError::SharedMemory(format!(
+                "{left} shared-memory regions could not be unregistered from Triton"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A region whose request got its answer: reused, unless the pool is closed (then it is
+    /// unlinked here; close() unregistered it).
+    fn give_back(&self, slot: Slot) {
+        let mut st = self.state();
+        if !st.closed {
+            st.free.push(slot);
+        }
+    }
+}
+
+/// [`ShmPool::prepare`] at start, within 5 s. `Err`: a refusal, the element must not start;
+/// `Ok(Err)`: not checked (server unreachable: the first request tries again); `Ok(Ok)`: the
+/// leftovers removed.
+pub fn prepare_blocking(
+    rt: &tokio::runtime::Runtime,
+    pool: Arc<ShmPool>,
+) -> Result<Result<Vec<String>, String>, String> {
+    let wait = std::time::Duration::from_secs(5);
+    match rt.block_on(async move { tokio::time::timeout(wait, pool.prepare()).await }) {
+        Ok(Ok(gone)) => Ok(Ok(gone)),
+        Ok(Err(e @ InferError::SharedMemory(_))) => Err(e.to_string()),
+        Ok(Err(e)) => Ok(Err(e.to_string())),
+        Err(_) => Ok(Err("no answer within 5 s".into())),
+    }
+}
+
+/// [`ShmPool::close`] at stop, within 3 s, when the client has a pool.
+pub fn close_blocking(rt: &tokio::runtime::Runtime, cfg: &ClientConfig) -> Result<(), String> {
+    let Some(pool) = cfg.shm.clone() else {
+        return Ok(());
+    };
+    let wait = std::time::Duration::from_secs(3);
+    match rt.block_on(async move { tokio::time::timeout(wait, pool.close()).await }) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("Triton did not answer within 3 s".into()),
+    }
+}
+
+/// One request's region. Dropped without [`Lease::finish`], the region is retired.
+pub struct Lease {
+    pool: Arc<ShmPool>,
+    slot: Option<Slot>,
+}
+
+/// `output 'NAME'` of Triton's "should be at least N bytes" refusal.
+fn too_small(msg: &str) -> Option<&str> {
+    if !msg.contains("should be at least") {
+        return None;
+    }
+    let rest = &msg[msg.find("for output '")? + "for output '".len()..];
+    Some(&rest[..rest.find('\'')?])
+}
+
+impl Lease {
+    /// Points the request's input and the outputs laid out in the region at it.
+    pub fn fill(&self, req: &mut ModelInferRequest) {
+        let Some(slot) = &self.slot else { return };
+        let name = slot.region.name();
+        for input in &mut req.inputs {
+            point_at(&mut input.parameters, name, 0, slot.layout.input);
+        }
+        req.raw_input_contents.clear();
+        for out in &mut req.outputs {
+            if let Some((_, off, room)) = slot.layout.outputs.iter().find(|o| o.0 == out.name) {
+                point_at(&mut out.parameters, name, *off, *room);
+            }
+        }
+    }
+
+    /// Reads the outputs that Triton wrote into the region and returns the region to the pool.
+    /// An output that did not fit its room turns into [`InferError::Resend`] (it is asked for as
+    /// bytes from now on).
+    pub fn finish(mut self, answer: Answer) -> Answer {
+        let slot = self.slot.take().expect("finished once");
+        let result = match answer {
+            Ok(mut out) => {
+                for t in &mut out.outputs {
+                    let Some((_, off, room)) = slot.layout.outputs.iter().find(|o| o.0 == t.name)
+                    else {
+                        continue;
+                    };
+                    let n = t
+                        .shape
+                        .iter()
+                        .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?));
+                    let len = n.and_then(|n| n.checked_mul(dtype_size(&t.dtype)?));
+                    let data = len
+                        .filter(|l| l <= room)
+                        .and_then(|l| slot.region.read(*off, l).ok())
+                        .ok_or_else(|| {
+                            InferError::Protocol(format!(
+                                "output {}: shape {:?} {} does not fit its {room} bytes of shared memory",
+                                t.name, t.shape, t.dtype
+                            ))
+                        });
+                    match data {
+                        Ok(d) => t.data = d.into(),
+                        Err(e) => {
+                            self.pool.give_back(slot);
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Err(InferError::Triton(msg)) => match too_small(&msg) {
+                Some(name) => {
+                    self.pool.state().bytes_only.insert(name.to_string());
+                    Err(InferError::Resend(Box::new(InferError::Triton(msg))))
+                }
+                None => Err(InferError::Triton(msg)),
+            },
+            Err(e) => {
+                // No answer: Triton may still write into this region. Not reused.
+                self.slot = Some(slot);
+                return Err(e);
+            }
+        };
+        self.pool.give_back(slot);
+        result
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.pool
+                .state()
+                .retired
+                .push(slot.region.name().to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(name: &str, dtype: &str, shape: &[i64], batched: bool) -> OutSpec {
+        OutSpec {
+            name: name.into(),
+            dtype: dtype.into(),
+            shape: shape.to_vec(),
+            batched,
+        }
+    }
+
+    #[test]
+    fn output_sizes_come_from_fixed_shapes_only() {
+        assert_eq!(
+            out("o", "FP32", &[-1, 8, 8400], true).bytes(2),
+            Some(2 * 8 * 8400 * 4)
+        );
+        assert_eq!(out("o", "FP16", &[1, 8, 10], false).bytes(5), Some(160));
+        assert_eq!(out("o", "FP32", &[-1, -1, 6], true).bytes(1), None);
+        assert_eq!(out("o", "FP32", &[-1, 6], false).bytes(1), None);
+        assert_eq!(out("o", "BYTES", &[4], false).bytes(1), None);
+        assert_eq!(out("o", "INT64", &[], false).bytes(1), Some(8));
+        assert_eq!(out("o", "FP32", &[i64::MAX, 4], false).bytes(1), None);
+        assert_eq!(dtype_size("UINT8"), Some(1));
+        assert_eq!(dtype_size("FP64"), Some(8));
+    }
+
+    #[test]
+    fn layout_aligns_guesses_and_skips_bytes_outputs() {
+        let pool = ShmPool::new(
+            Target::new("http://127.0.0.1:1", triton_endpoint::Names::ELEMENT),
+            Auth::default(),
+        );
+        pool.set_outputs(vec![
+            out("boxes", "FP32", &[-1, 100, 4], true),
+            out("dets", "FP32", &[-1, -1, 6], true),
+            out("class_names", "BYTES", &[4], false),
+        ]);
+        let spec = TensorSpec {
+            input_name: "images".into(),
+            dtype: "FP32".into(),
+            shape: vec![1, 3, 8, 8],
+        };
+        let names: Vec<String> = ["boxes", "dets", "class_names", "unknown"]
+            .map(String::from)
+            .into();
+        let l = pool.layout(&spec, 768, &names);
+        assert_eq!(l.input, 768);
+        assert_eq!(
+            l.outputs,
+            vec![
+                ("boxes".into(), 768, 1600),
+                ("dets".into(), 2368, GUESS_MIN)
+            ]
+        );
+        assert_eq!(l.len(), 2368 + GUESS_MIN);
+        pool.state().bytes_only.insert("dets".into());
+        assert_eq!(pool.layout(&spec, 768, &names).outputs.len(), 1);
+    }
+
+    #[test]
+    fn the_too_small_refusal_names_its_output() {
+        let m = "shared memory size specified with the request for output 'output0' (100 bytes) should be at least 192 bytes to hold the results";
+        assert_eq!(too_small(m), Some("output0"));
+        assert_eq!(too_small("for output 'x' failed"), None);
+        assert_eq!(too_small("should be at least 3 bytes"), None);
+    }
+}
