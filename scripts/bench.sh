@@ -14,4 +14,5 @@ cargo bench -p gst-plugin-triton --bench decode
 cargo bench -p gst-plugin-triton --bench overlay
 cargo bench -p gst-triton-tests --bench proxy
 cargo bench -p gst-triton-tests --bench infer
+cargo bench -p gst-triton-tests --bench shared_memory
 cargo bench -p gst-triton-tests --bench real_model

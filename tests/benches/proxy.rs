@@ -1,14 +1,22 @@
-//! 640×640 FP32 frames to the `identity` model three ways — direct to Triton, through triton-proxy
-//! with base64 outputs, through triton-proxy with binary outputs — over 1 and 8 streams, 8 requests
-//! in flight per stream. Prints frames/s and the ratio to direct, all measured in this run.
-//! `cargo bench -p gst-triton-tests --bench proxy`
+//! The process in the middle, side by side in one run: 640×640 FP32 frames (4.9 MB in, 4.9 MB
+//! out) to the `identity` model — direct to the server, through nginx `grpc_pass` (Debian
+//! `nginx-light`, one process, plain HTTP/2 forwarding), through `triton-proxy` (release build, a
+//! process of its own) with base64 and with binary outputs — over 1 and 8 streams, 8 requests in
+//! flight per stream. Prints frames per second, the ratio to direct, and the CPU time per frame of
+//! the process in the middle (user + system from `/proc/PID/stat`) against nginx's.
+//!
+//! `cargo bench -p gst-triton-tests --bench proxy` (a real Triton);
+//! `cargo bench -p gst-triton-tests --bench proxy -- --echo` (an in-process echo KServe server
+//! instead: no Triton venv needed, and the server costs nothing).
 
 use std::time::Instant;
 
 use futures::StreamExt;
-use gst_triton_tests::proxy::{Chat, TestProxy, image_packet};
+use gst_triton_tests::mock::{MockKserve, Script};
+use gst_triton_tests::nginx::Nginx;
+use gst_triton_tests::proxy::{Chat, ProxyProcess, image_packet};
 use gst_triton_tests::triton::Triton;
-use gst_triton_tests::{images_request, triton_client};
+use gst_triton_tests::{cpu_secs, images_request, triton_client};
 
 const FRAMES_PER_STREAM: usize = 120;
 
@@ -20,7 +28,8 @@ fn frame() -> bytes::Bytes {
     )
 }
 
-async fn direct(url: String, streams: usize) -> f64 {
+/// KServe `ModelInfer` calls, 8 in flight per stream (to the server, or through nginx).
+async fn kserve(url: String, streams: usize) -> f64 {
     let data = frame();
     let t = Instant::now();
     let tasks: Vec<_> = (0..streams)
@@ -50,6 +59,7 @@ async fn direct(url: String, streams: usize) -> f64 {
     (streams * FRAMES_PER_STREAM) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// `Chat` streams through triton-proxy, every packet sent at once (the proxy pipelines them).
 async fn via_proxy(url: String, streams: usize, binary: bool) -> f64 {
     let data = frame().to_vec();
     let note = serde_json::json!({"model":"identity","inputs":[{"name":"images","shape":[1,3,640,640],"dtype":"FP32","from":"image"}],"binary":binary}).to_string();
@@ -81,34 +91,91 @@ async fn via_proxy(url: String, streams: usize, binary: bool) -> f64 {
     (streams * FRAMES_PER_STREAM) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Frames per second and the CPU ms per frame of process group `middle`.
+async fn measure(
+    middle: Option<u32>,
+    streams: usize,
+    run: impl Future<Output = f64>,
+) -> (f64, f64) {
+    let c0 = cpu_secs(None, middle);
+    let fps = run.await;
+    let cpu = cpu_secs(None, middle) - c0;
+    (fps, cpu * 1000.0 / (streams * FRAMES_PER_STREAM) as f64)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let triton = tokio::task::spawn_blocking(|| Triton::start().expect("start Triton"))
-        .await
-        .unwrap();
-    let url = triton.url();
-    let proxy = TestProxy::start(&url, &[]).await.unwrap();
-    let purl = proxy.url();
-    // Warm up both paths.
-    direct(url.clone(), 1).await;
+    let echo = std::env::args().any(|a| a == "--echo");
+    let (_triton, _mock, url) = if echo {
+        let m = MockKserve::start(Script {
+            echo: true,
+            ..Script::default()
+        });
+        let url = m.url();
+        (None, Some(m), url)
+    } else {
+        let t = tokio::task::spawn_blocking(|| Triton::start().expect("start Triton"))
+            .await
+            .unwrap();
+        let url = t.url();
+        (Some(t), None, url)
+    };
+    let upstream = url.trim_start_matches("http://").to_string();
+    let nginx = Nginx::start(&upstream).expect("nginx");
+    let proxy = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || ProxyProcess::start_release(&url, &[])
+    })
+    .await
+    .unwrap();
+    let (nurl, purl) = (nginx.url(), proxy.url());
+    // Warm up every path.
+    kserve(url.clone(), 1).await;
+    kserve(nurl.clone(), 1).await;
     via_proxy(purl.clone(), 1, true).await;
+    let server = if echo {
+        "in-process echo server"
+    } else {
+        "Triton identity"
+    };
     println!(
-        "640x640 FP32 (4.9 MB) to identity, {FRAMES_PER_STREAM} frames per stream, 8 in flight per stream"
+        "640x640 FP32 (4.9 MB in and out) to {server}, {FRAMES_PER_STREAM} frames per stream, 8 in flight per stream"
     );
     println!(
-        "{:<8} {:>12} {:>14} {:>14} {:>12} {:>12}",
-        "streams", "direct f/s", "proxy b64 f/s", "proxy bin f/s", "b64/direct", "bin/direct"
+        "{:<8} {:<22} {:>9} {:>10} {:>16} {:>10}",
+        "streams", "path", "f/s", "/direct", "middle CPU/frame", "/nginx"
     );
-    for streams in [1, 8] {
-        let d = direct(url.clone(), streams).await;
-        let b = via_proxy(purl.clone(), streams, false).await;
-        let r = via_proxy(purl.clone(), streams, true).await;
-        println!(
-            "{streams:<8} {d:>12.1} {b:>14.1} {r:>14.1} {:>12.2} {:>12.2}",
-            b / d,
-            r / d
-        );
+    for round in 1..=2 {
+        for streams in [1, 8] {
+            let (d, _) = measure(None, streams, kserve(url.clone(), streams)).await;
+            let (n, n_cpu) = measure(nginx.pid(), streams, kserve(nurl.clone(), streams)).await;
+            let (b, b_cpu) = measure(
+                proxy.pid(),
+                streams,
+                via_proxy(purl.clone(), streams, false),
+            )
+            .await;
+            let (r, r_cpu) =
+                measure(proxy.pid(), streams, via_proxy(purl.clone(), streams, true)).await;
+            println!(
+                "{streams:<8} {:<22} {d:>9.1} {:>10.2} {:>16} {:>10}",
+                "direct", 1.0, "-", "-"
+            );
+            for (name, fps, cpu) in [
+                ("nginx grpc_pass", n, n_cpu),
+                ("triton-proxy base64", b, b_cpu),
+                ("triton-proxy binary", r, r_cpu),
+            ] {
+                println!(
+                    "{streams:<8} {name:<22} {fps:>9.1} {:>10.2} {:>13.2} ms {:>10.2}",
+                    fps / d,
+                    cpu,
+                    cpu / n_cpu
+                );
+            }
+        }
+        if round == 1 {
+            println!("(round 2)");
+        }
     }
-    drop(proxy);
-    drop(triton);
 }

@@ -7,37 +7,11 @@
 use std::time::Instant;
 
 use gst::prelude::*;
-use gst_triton_tests::Rect;
 use gst_triton_tests::pipeline::{draw_rgb, init};
 use gst_triton_tests::triton::Triton;
+use gst_triton_tests::{Rect, cpu_secs};
 
 const SIDE: usize = 640;
-
-/// User + system CPU seconds of the processes whose process group is `pgrp` (or of `pid` alone).
-fn cpu_secs(pid: Option<u32>, pgrp: Option<u32>) -> f64 {
-    // SAFETY: a plain getter.
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let mut ticks = 0u64;
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = e.file_name();
-        let Some(p) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        // Fields from 3 (state): pgrp is field 5, utime 14, stime 15.
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let group: u32 = f[2].parse().unwrap_or(0);
-        if pid == Some(p) || pgrp == Some(group) {
-            ticks += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
-        }
-    }
-    ticks as f64 / tck
-}
 
 struct Figures {
     fps: f64,

@@ -51,6 +51,19 @@ pub fn bin(name: &str) -> PathBuf {
     debug_dir().join(name)
 }
 
+/// A fresh optimised binary of the workspace (`cargo build --release --bin NAME`), for benchmarks
+/// that run it as a process of its own.
+pub fn release_bin(name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["build", "--release", "--bin", name])
+        .status()
+        .expect("run cargo build --release");
+    assert!(st.success(), "cargo build --release --bin {name} failed");
+    debug_dir().with_file_name("release").join(name)
+}
+
 /// A fresh example of the plugin crate.
 pub fn example(name: &str) -> PathBuf {
     build();

@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod mock;
+pub mod nginx;
 pub mod pipeline;
 pub mod proxy;
 pub mod stderr;
@@ -228,4 +229,34 @@ pub async fn plain_client_rate(
         .collect::<Vec<_>>()
         .await;
     n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// User + system CPU seconds, from `/proc`, of process `pid` and of every process in process group
+/// `pgrp` (a server's helpers included); for the benchmarks' CPU-per-frame figures.
+pub fn cpu_secs(pid: Option<u32>, pgrp: Option<u32>) -> f64 {
+    // SAFETY: a plain getter.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut ticks = 0u64;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let Some(p) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        // Fields from 3 (state) on: pgrp is field 5, utime 14, stime 15.
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if f.len() < 13 {
+            continue;
+        }
+        let group: u32 = f[2].parse().unwrap_or(0);
+        if pid == Some(p) || pgrp == Some(group) {
+            ticks += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+        }
+    }
+    ticks as f64 / tck
 }

@@ -37,6 +37,9 @@ pub struct Script {
     pub fail: Rule<Option<String>>,
     /// `Some(code)`: ModelMetadata fails with this status.
     pub metadata_error: Option<tonic::Code>,
+    /// Answer with the request's first input as `output0` (same bytes, shape and datatype)
+    /// instead of a detection: an identity model with no cost, for benchmarks.
+    pub echo: bool,
 }
 
 impl Default for Script {
@@ -45,6 +48,7 @@ impl Default for Script {
             delay_ms: Box::new(|_| 0),
             fail: Box::new(|_| None),
             metadata_error: None,
+            echo: false,
         }
     }
 }
@@ -199,9 +203,9 @@ impl Service {
         let now = c.outstanding.fetch_add(1, Ordering::SeqCst) + 1;
         c.peak.fetch_max(now, Ordering::SeqCst);
         let n = frame_of(&req.id);
-        let (delay, fail) = {
+        let (delay, fail, echo) = {
             let s = shared.script.lock().unwrap();
-            ((s.delay_ms)(n), (s.fail)(n))
+            ((s.delay_ms)(n), (s.fail)(n), s.echo)
         };
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let mut gate = shared.gate.subscribe();
@@ -218,6 +222,22 @@ impl Service {
             return ModelStreamInferResponse {
                 error_message: message,
                 infer_response: Some(response),
+            };
+        }
+        if echo && let (Some(i), Some(data)) = (req.inputs.first(), req.raw_input_contents.first())
+        {
+            return ModelStreamInferResponse {
+                error_message: String::new(),
+                infer_response: Some(ModelInferResponse {
+                    outputs: vec![InferOutputTensor {
+                        name: "output0".into(),
+                        datatype: i.datatype.clone(),
+                        shape: i.shape.clone(),
+                        ..Default::default()
+                    }],
+                    raw_output_contents: vec![data.clone()],
+                    ..response
+                }),
             };
         }
         let b = box_for(n);

@@ -231,6 +231,7 @@ pub fn ack_output(ack: &Ack, name: &str) -> (Vec<i64>, Vec<u8>) {
 /// The `triton-proxy` binary in a process of its own (for RSS, restarts and its log), on a fixed
 /// loopback port so that a restart comes back on the same address.
 pub struct ProxyProcess {
+    bin: std::path::PathBuf,
     pub port: u16,
     pub metrics_port: u16,
     args: Vec<String>,
@@ -242,6 +243,19 @@ impl ProxyProcess {
     /// Starts it in front of `triton_url` (api key `test-key`) with extra flags `args`, and
     /// waits until it listens.
     pub fn start(triton_url: &str, args: &[&str]) -> ProxyProcess {
+        Self::start_bin(crate::artifacts::bin("triton-proxy"), triton_url, args)
+    }
+
+    /// The same with the release build (benchmarks).
+    pub fn start_release(triton_url: &str, args: &[&str]) -> ProxyProcess {
+        Self::start_bin(
+            crate::artifacts::release_bin("triton-proxy"),
+            triton_url,
+            args,
+        )
+    }
+
+    fn start_bin(bin: std::path::PathBuf, triton_url: &str, args: &[&str]) -> ProxyProcess {
         let port = crate::triton::free_port();
         let metrics_port = crate::triton::free_port();
         let mut all: Vec<String> = [
@@ -263,6 +277,7 @@ impl ProxyProcess {
         let log =
             std::env::temp_dir().join(format!("triton-proxy-{}-{port}.log", std::process::id()));
         let mut p = ProxyProcess {
+            bin,
             port,
             metrics_port,
             args: all,
@@ -281,7 +296,7 @@ impl ProxyProcess {
             .append(true)
             .open(&self.log)
             .expect("proxy log file");
-        let mut cmd = std::process::Command::new(crate::artifacts::bin("triton-proxy"));
+        let mut cmd = std::process::Command::new(&self.bin);
         cmd.args(&self.args)
             .env_remove("GRPC_EXPECT_BEARER")
             .env_remove("PROXY_KEYS_FILE")
