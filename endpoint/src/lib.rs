@@ -127,7 +127,9 @@ impl Target {
             })?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
-            .http2_adaptive_window(true);
+            .http2_adaptive_window(true)
+            // Answers of several MB arrive in 1 MiB DATA frames instead of 16 KiB ones.
+            .max_frame_size(1 << 20);
         if let Some(k) = self.keepalive {
             ep = ep.http2_keep_alive_interval(k).keep_alive_while_idle(true);
         }
