@@ -9,6 +9,11 @@ bash scripts/setup.sh
 if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c 'import cv2' 2>/dev/null; then
   python3 -m venv .venv-bench && .venv-bench/bin/pip install -q opencv-python-headless numpy
 fi
+# nginx grpc_pass is the proxy benchmark's baseline (Debian nginx-light).
+if [ ! -x /usr/sbin/nginx ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get install -y -q nginx-light >/dev/null
+fi
 cargo bench -p gst-plugin-triton --bench letterbox
 cargo bench -p gst-plugin-triton --bench decode
 cargo bench -p gst-plugin-triton --bench overlay
