@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use gst::prelude::*;
-use gst_triton_tests::pipeline::{draw_rgb, init};
+use gst_triton_tests::pipeline::{draw_rgb, feed_and_wait, init};
 use gst_triton_tests::triton::Triton;
 use gst_triton_tests::{Rect, draw_tensor, plain_client_rate};
 
@@ -58,18 +58,9 @@ fn pipeline(url: &str, n: usize, at: impl Fn(u64) + Send + Sync + 'static) -> f6
     let frame = gst::Buffer::from_slice(draw_rgb(w, h, &[Rect::new(40, 60, 120, 80, 0)]));
     p.set_state(gst::State::Playing).unwrap();
     let t = Instant::now();
-    for i in 0..n {
-        let mut b = frame.copy();
-        b.get_mut()
-            .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(33 * i as u64));
-        src.push_buffer(b).unwrap();
+    if let Some(e) = feed_and_wait(&p, &src, &frame, n) {
+        panic!("{e}");
     }
-    src.end_of_stream().unwrap();
-    p.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::NONE,
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
     let fps = count.load(Ordering::SeqCst) as f64 / t.elapsed().as_secs_f64();
     p.set_state(gst::State::Null).unwrap();
     fps

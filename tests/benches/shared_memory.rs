@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use gst::prelude::*;
-use gst_triton_tests::pipeline::{draw_rgb, init};
+use gst_triton_tests::pipeline::{draw_rgb, feed_and_wait, init};
 use gst_triton_tests::triton::Triton;
 use gst_triton_tests::{Rect, cpu_secs};
 
@@ -42,23 +42,12 @@ fn run(url: &str, triton: u32, shm: &str, n: usize) -> Figures {
         cpu_secs(None, Some(triton)),
         Instant::now(),
     );
-    for i in 0..n {
-        let mut b = frame.copy();
-        b.get_mut()
-            .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(33 * i as u64));
-        src.push_buffer(b).unwrap();
-    }
-    src.end_of_stream().unwrap();
-    let msg = p.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::NONE,
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
+    let error = feed_and_wait(&p, &src, &frame, n);
     let wall = w0.elapsed().as_secs_f64();
     let (c1, t1) = (cpu_secs(Some(me), None), cpu_secs(None, Some(triton)));
     p.set_state(gst::State::Null).unwrap();
-    if let Some(gst::MessageView::Error(e)) = msg.as_ref().map(|m| m.view()) {
-        panic!("{shm}: {} ({:?})", e.error(), e.debug());
+    if let Some(e) = error {
+        panic!("{shm}: {e}");
     }
     Figures {
         fps: n as f64 / wall,

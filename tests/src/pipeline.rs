@@ -160,3 +160,29 @@ pub fn run_frames(
         warnings,
     }
 }
+
+/// Pushes `n` copies of `frame` (30 f/s timestamps) into `src`, then EOS, and waits until the
+/// pipeline reports EOS or an error; returns the error text, if any (benchmarks).
+pub fn feed_and_wait(
+    pipeline: &gst::Pipeline,
+    src: &gst_app::AppSrc,
+    frame: &gst::Buffer,
+    n: usize,
+) -> Option<String> {
+    for i in 0..n {
+        let mut b = frame.copy();
+        b.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(33 * i as u64));
+        src.push_buffer(b).ok()?;
+    }
+    src.end_of_stream().ok()?;
+    let msg = pipeline.bus()?.timed_pop_filtered(
+        gst::ClockTime::NONE,
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Error(e)) => Some(format!("{} ({:?})", e.error(), e.debug())),
+        _ => None,
+    }
+}

@@ -23,6 +23,7 @@ use triton_proto::inference::{
 
 use super::client::{Answer, ClientConfig, InferError, TensorSpec};
 use super::shm::{self, Region};
+use triton_proto::dtype::size_of as dtype_size;
 
 type Rpc = GrpcInferenceServiceClient<InterceptedService<Channel, Auth>>;
 
@@ -34,17 +35,6 @@ pub struct OutSpec {
     /// The metadata shape: with a leading -1 for the batch when `batched`.
     pub shape: Vec<i64>,
     pub batched: bool,
-}
-
-/// Bytes per element of a KServe datatype; `None` for BYTES (variable length).
-pub fn dtype_size(dtype: &str) -> Option<usize> {
-    Some(match dtype {
-        "BOOL" | "UINT8" | "INT8" => 1,
-        "UINT16" | "INT16" | "FP16" | "BF16" => 2,
-        "UINT32" | "INT32" | "FP32" => 4,
-        "UINT64" | "INT64" | "FP64" => 8,
-        _ => return None,
-    })
 }
 
 /// Room for an output whose size the description does not fix: the input's size (an identity
@@ -493,8 +483,6 @@ mod tests {
         assert_eq!(out("o", "BYTES", &[4], false).bytes(1), None);
         assert_eq!(out("o", "INT64", &[], false).bytes(1), Some(8));
         assert_eq!(out("o", "FP32", &[i64::MAX, 4], false).bytes(1), None);
-        assert_eq!(dtype_size("UINT8"), Some(1));
-        assert_eq!(dtype_size("FP64"), Some(8));
     }
 
     #[test]
