@@ -11,7 +11,7 @@ use gst::prelude::*;
 use gst_triton_tests::artifacts::plugin_dir;
 use gst_triton_tests::mock::{MockKserve, Script};
 use gst_triton_tests::pipeline::{draw_rgb, init, run_frames};
-use gst_triton_tests::triton::shared_url;
+use gst_triton_tests::triton::{Triton, shared_url};
 use gst_triton_tests::{CLASS_NAMES, Rect, triton_client};
 use gsttriton::meta;
 use triton_proto::inference::SystemSharedMemoryStatusRequest;
@@ -195,6 +195,58 @@ fn an_error_stops_the_pipeline_and_leaves_no_region() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Triton restarted under a running pipeline forgets our registrations: once it is back, frames
+/// are answered again (new regions registered), every frame comes out, and none is left at stop.
+#[test]
+fn a_restarted_triton_gets_new_regions_and_frames_flow_again() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut triton = Triton::start().expect("start Triton");
+    let url = triton.url();
+    let n = 90;
+    let frames: Vec<Vec<u8>> = (0..n).map(|i| draw_rgb(W, H, &scene(i % 8))).collect();
+    let middle = format!(
+        "tritonletterbox ! tritoninfer url={url} transport=triton model=shapes_nms shared-memory=system on-error=skip timeout-ms=5000 max-in-flight=2"
+    );
+    let run = run_frames(
+        &middle,
+        W,
+        H,
+        &frames,
+        |i| {
+            std::thread::sleep(Duration::from_millis(30));
+            if i == 30 {
+                triton.restart().expect("restart Triton");
+            }
+        },
+        Duration::from_secs(120),
+    );
+    assert!(run.errors.is_empty(), "{:?}", run.errors);
+    assert_eq!(run.buffers.len(), n as usize, "frames in != frames out");
+    let status: Vec<String> = run
+        .buffers
+        .iter()
+        .map(|b| meta::result_meta(b).expect("result meta").status)
+        .collect();
+    // Frames sent after the restart was complete are answered.
+    let after: Vec<&String> = status[40..].iter().collect();
+    assert!(
+        after.iter().all(|s| *s == "ok"),
+        "after the restart: {after:?} (errors: {:?})",
+        run.buffers[40..]
+            .iter()
+            .filter_map(|b| meta::result_meta(b)
+                .filter(|m| m.status != "ok")
+                .map(|m| m.error))
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    let (t, l) = regions_of(&url, std::process::id());
+    assert!(
+        t.is_empty() && l.is_empty(),
+        "left after stop: Triton {t:?}, /dev/shm {l:?}"
+    );
 }
 
 fn gst_launch(pipeline: &str) -> Command {

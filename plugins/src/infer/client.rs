@@ -86,8 +86,9 @@ pub enum InferError {
     /// `shared-memory=system` could not be set up or used (the text says why and what to do).
     #[error("{0}")]
     SharedMemory(String),
-    /// An output did not fit the shared memory set aside for it; [`Client::infer`] sends the
-    /// request once more with that output as bytes.
+    /// Shared memory met a change: an output did not fit the room set aside for it (it goes as
+    /// bytes from now on), or Triton restarted and forgot our regions (new ones are registered).
+    /// [`Client::infer`] sends the request once more.
     #[error("{0}")]
     Resend(Box<InferError>),
 }

@@ -81,6 +81,8 @@ impl Layout {
 struct Slot {
     region: Region,
     layout: Layout,
+    /// [`State::generation`] when registered.
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -94,6 +96,8 @@ struct State {
     retired: Vec<String>,
     /// After [`ShmPool::close`]: no new region, none back to the pool.
     closed: bool,
+    /// Bumped when Triton no longer knows our regions (it restarted): older ones are dropped.
+    generation: u64,
 }
 
 pub struct ShmPool {
@@ -286,7 +290,12 @@ impl ShmPool {
                             self.unregister(&mut rpc, vec![region.name().into()]).await;
                             return Err(stopped());
                         }
-                        Slot { region, layout }
+                        let generation = self.state().generation;
+                        Slot {
+                            region,
+                            layout,
+                            generation,
+                        }
                     }
                 }
             }
@@ -328,9 +337,20 @@ impl ShmPool {
     /// unlinked here; close() unregistered it).
     fn give_back(&self, slot: Slot) {
         let mut st = self.state();
-        if !st.closed {
+        if !st.closed && slot.generation == st.generation {
             st.free.push(slot);
         }
+    }
+
+    /// Triton answered that it does not know a region of ours: it restarted and forgot every
+    /// registration. Drops them all (unlinked here, nothing to unregister); the next lease
+    /// registers a new region.
+    fn forget_registrations(&self) {
+        let mut st = self.state();
+        st.generation += 1;
+        st.free.clear();
+        st.registered.clear();
+        st.retired.clear();
     }
 }
 
@@ -428,6 +448,10 @@ impl Lease {
                     }
                 }
                 Ok(out)
+            }
+            Err(InferError::Triton(msg)) if msg.contains("Unable to find shared memory region") => {
+                self.pool.forget_registrations();
+                Err(InferError::Resend(Box::new(InferError::Triton(msg))))
             }
             Err(InferError::Triton(msg)) => match too_small(&msg) {
                 Some(name) => {
