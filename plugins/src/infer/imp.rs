@@ -582,11 +582,13 @@ impl ElementImpl for TritonInfer {
             return Err(gst::StateChangeError);
         }
         let ret = self.parent_change_state(transition)?;
-        if transition == gst::StateChange::PausedToReady
-            && let Some(r) = self.running.lock().unwrap().take()
-            && let Err(e) = shm_pool::close_blocking(&RUNTIME, r.client.config())
-        {
-            gst::warning!(CAT, imp = self, "shared memory regions left in Triton: {e}");
+        if transition == gst::StateChange::PausedToReady {
+            let stopped = self.running.lock().unwrap().take();
+            if let Some(r) = stopped
+                && let Err(e) = shm_pool::close_blocking(&RUNTIME, r.client.config())
+            {
+                gst::warning!(CAT, imp = self, "shared memory regions left in Triton: {e}");
+            }
         }
         Ok(ret)
     }
