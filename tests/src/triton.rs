@@ -200,7 +200,10 @@ impl Triton {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let text = self.log_text();
-            if text.contains("Started GRPCInferenceService") {
+            // Both listening: the metrics service starts just after gRPC (tests read it).
+            if text.contains("Started GRPCInferenceService")
+                && text.contains("Started Metrics Service")
+            {
                 return Ok(());
             }
             if !self.is_running() {
