@@ -263,6 +263,34 @@ mod tests {
     use super::*;
     use tonic::service::Interceptor;
 
+    /// The client's first SETTINGS frame lets the server send DATA frames of up to 1 MiB (a
+    /// tensor answer in a few frames instead of hundreds of 16 KiB ones).
+    #[tokio::test]
+    async fn the_client_accepts_data_frames_of_one_mebibyte() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let client = tokio::spawn(async move { Target::new(url, Names::ELEMENT).connect().await });
+        let (mut sock, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("the client connected")
+            .unwrap();
+        // The connection preface, then a SETTINGS frame: a 9-byte header and 6-byte entries.
+        let mut head = [0u8; 24 + 9];
+        sock.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head[..24], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert_eq!(head[24 + 3], 0x4, "a SETTINGS frame first");
+        let len = u32::from_be_bytes([0, head[24], head[25], head[26]]) as usize;
+        let mut body = vec![0u8; len];
+        sock.read_exact(&mut body).await.unwrap();
+        let max_frame = body
+            .chunks(6)
+            .find(|e| u16::from_be_bytes([e[0], e[1]]) == 0x5)
+            .map(|e| u32::from_be_bytes([e[2], e[3], e[4], e[5]]));
+        assert_eq!(max_frame, Some(1 << 20));
+        client.abort();
+    }
+
     #[test]
     fn urls_without_a_scheme_get_http() {
         assert_eq!(normalize_url("localhost:8001"), "http://localhost:8001");
