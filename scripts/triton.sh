@@ -139,7 +139,7 @@ case $cmd in
         rm -f "$(pidfile)"
         die "tritonserver exited while starting: $(model_error "$log")"
       fi
-      # Ready when both listen: the metrics service starts just after gRPC (tests read both).
+      # Ready when both have started: the metrics service starts just after gRPC (tests read both).
       if grep -q "Started GRPCInferenceService" "$log" && grep -q "Started Metrics Service" "$log"; then break; fi
       if [ $SECONDS -ge $deadline ]; then
         kill -TERM -- "-$pid" 2>/dev/null || true

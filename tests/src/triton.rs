@@ -200,7 +200,7 @@ impl Triton {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let text = self.log_text();
-            // Both listening: the metrics service starts just after gRPC (tests read it).
+            // Both started: the metrics service starts just after gRPC (tests read it).
             if text.contains("Started GRPCInferenceService")
                 && text.contains("Started Metrics Service")
             {

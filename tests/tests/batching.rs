@@ -26,7 +26,17 @@ fn counter(metrics: &str, name: &str, model: &str) -> f64 {
 }
 
 fn triton_metrics(port: u16) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Triton logs "Started Metrics Service" a moment before the port answers: poll to a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() > deadline => {
+                panic!("Triton's metrics port {port}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let mut body = String::new();
