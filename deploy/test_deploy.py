@@ -62,7 +62,7 @@ class Validators(unittest.TestCase):
         bad = broken_copy("k8s/30-proxy.yaml", "containerPort: 50051", "containerPort: fifty")
         r = tool("kubernetes-validate", "--strict", os.path.join(bad, "k8s", "30-proxy.yaml"))
         self.assertNotEqual(r.returncode, 0, "a string containerPort passed")
-        bad = broken_copy("k8s/20-triton.yaml", "replicas: 1", "replicas: 1\n  replicaz: 2")
+        bad = broken_copy("k8s/20-triton.yaml", "replicas: 2", "replicas: 2\n  replicaz: 2")
         r = tool("kubernetes-validate", "--strict", os.path.join(bad, "k8s", "20-triton.yaml"))
         self.assertNotEqual(r.returncode, 0, "an unknown field passed")
 
@@ -169,6 +169,27 @@ class Policies(unittest.TestCase):
                 self.assertIn("requests", c["resources"], c["name"])
                 if d["metadata"]["name"] in ("triton", "triton-proxy"):
                     self.assertIn("grpc", c["readinessProbe"], c["name"])
+
+    def test_scaling_out(self):
+        """Triton behind a headless Service the proxy resolves; PDBs and the HPA hit real targets."""
+        by = {(d["kind"], d["metadata"]["name"]): d for d in self.docs}
+        svc = by[("Service", "triton")]["spec"]
+        self.assertEqual(svc.get("clusterIP"), "None", "Triton's Service must be headless")
+        proxy = by[("Deployment", "triton-proxy")]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in proxy["env"]}
+        host, port = env["TRITON_URL"].rsplit(":", 1)
+        self.assertEqual(host, "triton")
+        self.assertIn(int(port), [p["port"] for p in svc["ports"]])
+        self.assertGreater(by[("Deployment", "triton")]["spec"]["replicas"], 1)
+        pdbs = [d for d in self.docs if d["kind"] == "PodDisruptionBudget"]
+        self.assertEqual(sorted(self.selected(d["spec"]["selector"])[0] for d in pdbs), ["triton", "triton-proxy"])
+        for d in pdbs:
+            self.assertEqual(len(self.selected(d["spec"]["selector"])), 1, d["metadata"]["name"])
+        hpa = by[("HorizontalPodAutoscaler", "triton-proxy")]["spec"]
+        target = hpa["scaleTargetRef"]
+        self.assertIn(("Deployment", target["name"]), by)
+        self.assertIn("cpu", proxy["resources"]["requests"], "CPU utilisation needs a CPU request")
+        self.assertLessEqual(hpa["minReplicas"], hpa["maxReplicas"])
 
 
 if __name__ == "__main__":

@@ -14,9 +14,13 @@ use clap::Parser;
     about = "Authenticating gRPC proxy: multimodal.MultiModal/Chat → Triton"
 )]
 pub struct Config {
-    /// Triton gRPC address (host:port or http[s]://host:port).
+    /// Triton gRPC address (host:port or http[s]://host:port); several separated by commas. A
+    /// name that resolves to several addresses counts as several servers.
     #[arg(long, env = "TRITON_URL", default_value = "localhost:8001")]
     pub triton_url: String,
+    /// Seconds between DNS look-ups of TRITON_URL's names (0 = only at start).
+    #[arg(long, env = "PROXY_RESOLVE_SECS", default_value_t = 10)]
+    pub proxy_resolve_secs: u64,
     /// Model used when a packet's control JSON names none.
     #[arg(long, env = "TRITON_MODEL_NAME", default_value = "yolov8n")]
     pub triton_model_name: String,
@@ -134,14 +138,5 @@ impl Config {
             )
         })?;
         Ok(SocketAddr::new(ip, self.proxy_port))
-    }
-
-    /// Triton URL with a scheme.
-    pub fn triton_endpoint(&self) -> String {
-        if self.triton_url.contains("://") {
-            self.triton_url.clone()
-        } else {
-            format!("http://{}", self.triton_url)
-        }
     }
 }

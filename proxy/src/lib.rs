@@ -5,6 +5,7 @@
 //! shutdown future resolves, then stops taking packets, finishes the in-flight ones and ends every
 //! stream cleanly.
 
+pub mod ack;
 pub mod auth;
 pub mod config;
 pub mod conn;
@@ -12,6 +13,7 @@ pub mod control;
 pub mod limits;
 pub mod metrics;
 pub mod service;
+pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,10 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 use tonic_health::ServingStatus;
-use triton_proto::inference::ServerReadyRequest;
-use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use triton_proto::multimodal::multi_modal_server::MultiModalServer;
 
 pub use config::Config;
@@ -100,26 +100,17 @@ impl Proxy {
             bail!("TRITON_TIMEOUT_SECS: expected a positive number of seconds");
         }
 
-        let url = config.triton_endpoint();
-        let mut endpoint = Endpoint::from_shared(url.clone())
-            .with_context(|| format!("TRITON_URL: '{}' is not a valid address", config.triton_url))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            // Large tensors: let HTTP/2 flow-control windows grow (the 64 KiB default throttles),
-            // and let Triton send DATA frames up to 1 MiB (fewer frames per 4.9 MB answer).
-            .http2_adaptive_window(true)
-            .max_frame_size(MAX_FRAME);
-        if config.proxy_keepalive_secs > 0 {
-            endpoint = endpoint
-                .http2_keep_alive_interval(Duration::from_secs(config.proxy_keepalive_secs))
-                .keep_alive_while_idle(true);
-        }
-        // Lazy: the proxy starts (and reports NOT_SERVING) while Triton is down, and the channel
-        // reconnects by itself when Triton comes back.
-        let channel = endpoint.connect_lazy();
-        let triton = GrpcInferenceServiceClient::new(channel)
-            .max_decoding_message_size(config.proxy_max_message_bytes)
-            .max_encoding_message_size(config.proxy_max_message_bytes);
+        // Every entry checked now (one line naming a bad one); names resolved once now and
+        // then every PROXY_RESOLVE_SECS; channels lazy, so the proxy starts while Triton is down.
+        let upstreams = upstream::Pool::new(
+            &config.triton_url,
+            upstream::ChannelSettings {
+                max_message_bytes: config.proxy_max_message_bytes,
+                keepalive: secs(config.proxy_keepalive_secs),
+                max_frame: MAX_FRAME,
+            },
+        )
+        .await?;
 
         let listener = TcpListener::bind(config.listen_addr()?)
             .await
@@ -139,13 +130,12 @@ impl Proxy {
         );
         let (drain_tx, draining) = watch::channel(false);
         let service = service::Service(Arc::new(service::Inner {
-            triton,
-            triton_url: config.triton_url.clone(),
+            upstreams: upstreams.clone(),
             auth,
             defaults,
             max_inflight: config.proxy_max_inflight,
             max_message_bytes: config.proxy_max_message_bytes,
-            metrics: Arc::new(metrics::Metrics::default()),
+            metrics: Arc::new(metrics::Metrics::with_upstreams(upstreams)),
             limits: Arc::new(limits::Limits::new(
                 config.proxy_max_streams,
                 config.proxy_max_streams_per_key,
@@ -199,8 +189,12 @@ impl Proxy {
 
         let (reporter, health) = tonic_health::server::health_reporter();
         tasks.push(tokio::spawn(track_triton_health(
-            service.0.triton.clone(),
+            service.0.upstreams.clone(),
             reporter,
+        )));
+        tasks.push(tokio::spawn(upstream::keep_resolving(
+            service.0.upstreams.clone(),
+            secs(config.proxy_resolve_secs),
         )));
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(triton_proto::FILE_DESCRIPTOR_SET)
@@ -393,18 +387,15 @@ pub const OVERALL_HEALTH: &str = "";
 /// The served `multimodal.MultiModal` service; its health name comes from its type.
 type ChatServer = MultiModalServer<service::Service>;
 
-/// grpc.health.v1: SERVING only while Triton says it is ready.
+/// grpc.health.v1: SERVING while at least one Triton says it is ready. The same probe ejects
+/// and brings back each upstream.
 async fn track_triton_health(
-    triton: GrpcInferenceServiceClient<tonic::transport::Channel>,
+    upstreams: Arc<upstream::Pool>,
     reporter: tonic_health::server::HealthReporter,
 ) {
     let mut last = None;
     loop {
-        let mut c = triton.clone();
-        let ready = matches!(
-            tokio::time::timeout(Duration::from_secs(2), c.server_ready(ServerReadyRequest {})).await,
-            Ok(Ok(r)) if r.get_ref().ready
-        );
+        let ready = upstreams.probe().await;
         if last != Some(ready) {
             let status = if ready {
                 ServingStatus::Serving
@@ -423,7 +414,7 @@ async fn track_triton_health(
             }
             last = Some(ready);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(upstream::PROBE_EVERY).await;
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Metrics {
     pub streams_rejected: Labelled,
     /// Streams the proxy ended itself, by reason (idle, max_connection_age).
     pub streams_ended: Labelled,
+    /// The upstreams, for their per-upstream series.
+    pub upstreams: std::sync::OnceLock<std::sync::Arc<crate::upstream::Pool>>,
 }
 
 /// A counter with one label whose values the proxy chooses (never the client).
@@ -106,6 +108,13 @@ impl Labelled {
 }
 
 impl Metrics {
+    pub fn with_upstreams(upstreams: std::sync::Arc<crate::upstream::Pool>) -> Metrics {
+        Metrics {
+            upstreams: upstreams.into(),
+            ..Default::default()
+        }
+    }
+
     /// Counts one packet by model and gRPC status code name.
     pub fn request(&self, model: &str, status: tonic::Code) {
         let code: &'static str = code_name(status);
@@ -212,6 +221,9 @@ impl Metrics {
             "Streams the proxy ended itself, by reason.",
             &mut out,
         );
+        if let Some(u) = self.upstreams.get() {
+            u.render_metrics(&mut out);
+        }
         out
     }
 }

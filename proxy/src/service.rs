@@ -8,10 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
-use triton_proto::dtype;
-use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use triton_proto::inference::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use triton_proto::inference::{
     ModelConfigRequest, ModelInferRequest, ModelInferResponse, ModelMetadataRequest,
@@ -28,8 +25,8 @@ use crate::metrics::Metrics;
 
 /// Shared state of the service.
 pub struct Inner {
-    pub triton: GrpcInferenceServiceClient<Channel>,
-    pub triton_url: String,
+    /// The Triton servers requests are balanced over.
+    pub upstreams: Arc<crate::upstream::Pool>,
     pub auth: Authenticator,
     pub defaults: Defaults,
     pub max_inflight: usize,
@@ -179,14 +176,16 @@ impl MultiModal for Service {
         if !principal.may_use(&model) {
             return Err(Status::permission_denied(not_allowed(&model, &principal)));
         }
-        let mut c = self.0.triton.clone();
+        let upstream = self.0.upstream(None)?;
+        let lease = upstream.lease();
+        let mut c = lease.client();
         let meta = c
             .model_metadata(ModelMetadataRequest {
                 name: model.clone(),
                 version: r.version.clone(),
             })
             .await
-            .map_err(|e| self.0.triton_status(e))?
+            .map_err(|e| triton_status(e, &upstream.url))?
             .into_inner();
         let cfg = c
             .model_config(ModelConfigRequest {
@@ -194,7 +193,7 @@ impl MultiModal for Service {
                 version: r.version,
             })
             .await
-            .map_err(|e| self.0.triton_status(e))?
+            .map_err(|e| triton_status(e, &upstream.url))?
             .into_inner()
             .config
             .unwrap_or_default();
@@ -217,6 +216,54 @@ impl MultiModal for Service {
                 .collect(),
             max_batch_size: cfg.max_batch_size,
         }))
+    }
+}
+
+/// How one attempt at a request ended.
+enum Sent {
+    /// The upstream is unreachable or died under the request: another may take it.
+    Lost(Status),
+    /// Any other error (the request reached Triton, or the deadline passed).
+    Failed(Status),
+}
+
+impl From<Status> for PacketError {
+    fn from(s: Status) -> Self {
+        PacketError {
+            code: s.code(),
+            message: s.message().to_string(),
+        }
+    }
+}
+
+/// Maps a Triton error to what the client sees (always naming Triton).
+fn triton_status(s: Status, url: &str) -> Status {
+    let timeout = s.message().contains("Timeout expired");
+    // A connection that died under the request (Triton killed or restarting) shows as
+    // Unknown "transport error" or Cancelled: for the client that is Triton being unreachable.
+    let lost = (s.code() == Code::Unknown && s.message().starts_with("transport error"))
+        || (s.code() == Code::Cancelled && !timeout);
+    match s.code() {
+        Code::Unavailable => Status::unavailable(format!(
+            "Triton at {} is unreachable ({}); retry later",
+            url,
+            s.message()
+        )),
+        _ if lost => Status::unavailable(format!(
+            "Triton at {} is unreachable (the connection was lost: {}); retry later",
+            url,
+            s.message()
+        )),
+        // tonic reports its own client deadline as Cancelled "Timeout expired".
+        Code::DeadlineExceeded | Code::Cancelled
+            if s.code() == Code::DeadlineExceeded || s.message().contains("Timeout expired") =>
+        {
+            Status::deadline_exceeded(format!(
+                "timeout: Triton did not answer in time ({})",
+                s.message()
+            ))
+        }
+        code => Status::new(code, format!("Triton: {}", s.message())),
     }
 }
 
@@ -370,60 +417,66 @@ impl Inner {
                 .collect(),
         };
         let timeout = Duration::from_secs_f64(plan.timeout_secs);
-        let mut request = Request::new(req);
-        request.set_timeout(timeout);
-        let mut client = self.triton.clone();
-        let resp = match tokio::time::timeout(timeout, client.model_infer(request)).await {
-            Err(_) => {
-                return Err(PacketError {
-                    code: Code::DeadlineExceeded,
-                    message: format!(
-                        "timeout: Triton did not answer within {} s; expected a larger 'timeout'",
-                        plan.timeout_secs
-                    ),
-                });
-            }
-            Ok(Err(status)) => {
-                let s = self.triton_status(status);
-                return Err(PacketError {
-                    code: s.code(),
-                    message: s.message().to_string(),
-                });
-            }
-            Ok(Ok(r)) => r.into_inner(),
+        let deadline = tokio::time::Instant::now() + timeout;
+        let first = self.upstream(None).map_err(PacketError::from)?;
+        let resp = match self.send(&first, req.clone(), deadline, plan).await {
+            // Inference is idempotent: a request whose server is unreachable (or died under it)
+            // goes once more to another, within the same deadline.
+            Err(Sent::Lost(s)) => match self.upstreams.pick(Some(&first)) {
+                Some(other) => {
+                    self.upstreams.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(from = %first.url, to = %other.url, "request sent again to another upstream");
+                    self.send(&other, req, deadline, plan).await
+                }
+                None => Err(Sent::Lost(s)),
+            },
+            other => other,
         };
-        self.encode(resp, plan.binary)
+        match resp {
+            Ok(r) => self.encode(r, plan.binary),
+            Err(Sent::Lost(s) | Sent::Failed(s)) => Err(PacketError::from(s)),
+        }
     }
 
-    /// Maps a Triton error to what the client sees (always naming Triton).
-    fn triton_status(&self, s: Status) -> Status {
-        let timeout = s.message().contains("Timeout expired");
-        // A connection that died under the request (Triton killed or restarting) shows as
-        // Unknown "transport error" or Cancelled: for the client that is Triton being unreachable.
-        let lost = (s.code() == Code::Unknown && s.message().starts_with("transport error"))
-            || (s.code() == Code::Cancelled && !timeout);
-        match s.code() {
-            Code::Unavailable => Status::unavailable(format!(
-                "Triton at {} is unreachable ({}); retry later",
-                self.triton_url,
-                s.message()
-            )),
-            _ if lost => Status::unavailable(format!(
-                "Triton at {} is unreachable (the connection was lost: {}); retry later",
-                self.triton_url,
-                s.message()
-            )),
-            // tonic reports its own client deadline as Cancelled "Timeout expired".
-            Code::DeadlineExceeded | Code::Cancelled
-                if s.code() == Code::DeadlineExceeded
-                    || s.message().contains("Timeout expired") =>
-            {
-                Status::deadline_exceeded(format!(
-                    "timeout: Triton did not answer in time ({})",
-                    s.message()
-                ))
+    /// The upstream for the next request, or UNAVAILABLE when TRITON_URL names none right now.
+    fn upstream(
+        &self,
+        except: Option<&Arc<crate::upstream::Upstream>>,
+    ) -> Result<Arc<crate::upstream::Upstream>, Status> {
+        self.upstreams.pick(except).ok_or_else(|| {
+            Status::unavailable(format!(
+                "no Triton to send to: TRITON_URL '{}' names no server; retry later",
+                self.upstreams.describe()
+            ))
+        })
+    }
+
+    /// One ModelInfer to one upstream, until `deadline`.
+    async fn send(
+        &self,
+        upstream: &Arc<crate::upstream::Upstream>,
+        req: ModelInferRequest,
+        deadline: tokio::time::Instant,
+        plan: &Plan,
+    ) -> Result<ModelInferResponse, Sent> {
+        let lease = upstream.lease();
+        let mut request = Request::new(req);
+        request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout_at(deadline, lease.client().model_infer(request)).await {
+            Err(_) => Err(Sent::Failed(Status::deadline_exceeded(format!(
+                "timeout: Triton did not answer within {} s; expected a larger 'timeout'",
+                plan.timeout_secs
+            )))),
+            Ok(Err(status)) => {
+                let s = triton_status(status, &upstream.url);
+                if s.code() == Code::Unavailable {
+                    upstream.failed();
+                    Err(Sent::Lost(s))
+                } else {
+                    Err(Sent::Failed(s))
+                }
             }
-            code => Status::new(code, format!("Triton: {}", s.message())),
+            Ok(Ok(r)) => Ok(r.into_inner()),
         }
     }
 
@@ -433,156 +486,10 @@ impl Inner {
         binary: bool,
     ) -> Result<(String, Vec<RawOutput>), PacketError> {
         let bytes: usize = resp.raw_output_contents.iter().map(|d| d.len()).sum();
-        let r = ack_outputs(resp, binary)?;
+        let r = crate::ack::ack_outputs(resp, binary)?;
         self.metrics
             .bytes_out
             .fetch_add(bytes as u64, Ordering::Relaxed);
         Ok(r)
-    }
-}
-
-/// The Ack's JSON message and binary outputs for Triton's answer.
-fn ack_outputs(
-    resp: ModelInferResponse,
-    binary: bool,
-) -> Result<(String, Vec<RawOutput>), PacketError> {
-    if resp.raw_output_contents.len() != resp.outputs.len() {
-        return Err(PacketError {
-            code: Code::Internal,
-            message: format!(
-                "Triton answered {} outputs but {} raw_output_contents; expected one raw buffer per output",
-                resp.outputs.len(),
-                resp.raw_output_contents.len()
-            ),
-        });
-    }
-    // The message is written directly: base64 needs no JSON escaping, so the (large) text is
-    // encoded once, straight into the message, instead of built, copied and scanned again.
-    let quoted = |s: &str| serde_json::to_string(s).expect("a str serializes");
-    let room: usize = if binary {
-        0
-    } else {
-        resp.raw_output_contents
-            .iter()
-            .map(|d| d.len().div_ceil(3) * 4)
-            .sum()
-    };
-    let mut message = String::with_capacity(128 + room);
-    message.push_str(&format!(
-        "{{\"model\":{},\"version\":{},\"outputs\":{{",
-        quoted(&resp.model_name),
-        quoted(&resp.model_version)
-    ));
-    let mut raws = Vec::new();
-    for (i, (o, data)) in resp
-        .outputs
-        .into_iter()
-        .zip(resp.raw_output_contents)
-        .enumerate()
-    {
-        let np = dtype::numpy_name(&o.datatype).unwrap_or("bytes");
-        if i > 0 {
-            message.push(',');
-        }
-        message.push_str(&format!(
-            "{}:{{\"dtype\":{},\"shape\":{}",
-            quoted(&o.name),
-            quoted(np),
-            serde_json::Value::from(o.shape.clone())
-        ));
-        if binary {
-            raws.push(RawOutput {
-                name: o.name,
-                dtype: np.into(),
-                shape: o.shape,
-                data,
-            });
-        } else {
-            message.push_str(",\"b64\":\"");
-            // SIMD base64 (AVX2/SSE4.1/NEON chosen at run time).
-            base64_simd::STANDARD.encode_append(&data, &mut message);
-            message.push('"');
-        }
-        message.push('}');
-    }
-    message.push_str("}}");
-    Ok((message, raws))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use base64::Engine;
-    use triton_proto::inference::model_infer_response::InferOutputTensor;
-
-    fn answer() -> ModelInferResponse {
-        let out = |name: &str, dt: &str, shape: Vec<i64>| InferOutputTensor {
-            name: name.into(),
-            datatype: dt.into(),
-            shape,
-            ..Default::default()
-        };
-        ModelInferResponse {
-            model_name: "m\"1".into(),
-            model_version: "3".into(),
-            outputs: vec![
-                out("output0", "FP32", vec![1, 2]),
-                out("a\\b", "UINT8", vec![4]),
-            ],
-            raw_output_contents: vec![
-                vec![0u8, 0, 128, 63, 0, 0, 0, 64].into(),
-                vec![1, 2, 3, 250].into(),
-            ],
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn base64_outputs_are_valid_json_with_every_field() {
-        let (msg, raws) = ack_outputs(answer(), false).unwrap();
-        assert!(raws.is_empty());
-        let v: serde_json::Value = serde_json::from_str(&msg).unwrap();
-        assert_eq!(v["model"], "m\"1");
-        assert_eq!(v["version"], "3");
-        let o = &v["outputs"]["output0"];
-        assert_eq!(o["dtype"], "float32");
-        assert_eq!(o["shape"], serde_json::json!([1, 2]));
-        let b64 = |o: &serde_json::Value| {
-            base64::engine::general_purpose::STANDARD
-                .decode(o["b64"].as_str().unwrap())
-                .unwrap()
-        };
-        assert_eq!(b64(o), vec![0u8, 0, 128, 63, 0, 0, 0, 64]);
-        let o = &v["outputs"]["a\\b"];
-        assert_eq!(o["dtype"], "uint8");
-        assert_eq!(b64(o), vec![1, 2, 3, 250]);
-        assert_eq!(v["outputs"].as_object().unwrap().len(), 2);
-    }
-
-    #[test]
-    fn binary_outputs_carry_the_bytes_and_json_without_b64() {
-        let (msg, raws) = ack_outputs(answer(), true).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&msg).unwrap();
-        assert!(v["outputs"]["output0"].get("b64").is_none(), "{msg}");
-        assert_eq!(v["outputs"]["output0"]["shape"], serde_json::json!([1, 2]));
-        assert_eq!(raws.len(), 2);
-        assert_eq!(
-            (raws[1].name.as_str(), raws[1].dtype.as_str()),
-            ("a\\b", "uint8")
-        );
-        assert_eq!(&raws[1].data[..], &[1, 2, 3, 250]);
-    }
-
-    #[test]
-    fn a_missing_raw_buffer_is_an_internal_error() {
-        let mut r = answer();
-        r.raw_output_contents.pop();
-        let e = ack_outputs(r, true).unwrap_err();
-        assert_eq!(e.code, Code::Internal);
-        assert!(
-            e.message.contains("2 outputs but 1 raw_output_contents"),
-            "{}",
-            e.message
-        );
     }
 }

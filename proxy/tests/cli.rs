@@ -99,6 +99,14 @@ fn bad_settings_name_the_variable() {
         (vec!["--triton-input-from", "audio"], "TRITON_INPUT_FROM"),
         (vec!["--proxy-host", "not-an-ip"], "PROXY_HOST"),
         (
+            vec!["--triton-url", "127.0.0.1:8001,,triton-1:8001"],
+            "TRITON_URL: entry 2 '' is empty; expected host:port",
+        ),
+        (
+            vec!["--triton-url", "127.0.0.1:8001,triton-1"],
+            "TRITON_URL: entry 2 'triton-1' has no port",
+        ),
+        (
             vec!["--proxy-tls-cert", "/nonexistent.pem"],
             "PROXY_TLS_CERT and PROXY_TLS_KEY",
         ),

@@ -263,3 +263,31 @@ pub fn shared_url() -> String {
     })
     .clone()
 }
+
+/// The value of a Prometheus counter line `name{model="...",...} value` of Triton for `model`.
+pub fn counter(metrics: &str, name: &str, model: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("model=\"{model}\"")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} for {model} in Triton's metrics"))
+}
+
+/// Triton's Prometheus text from its metrics port.
+pub fn triton_metrics(port: u16) -> String {
+    use std::io::Write;
+    // Triton logs "Started Metrics Service" a moment before the port answers: poll to a deadline.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => panic!("Triton's metrics port {port}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}

@@ -4,45 +4,16 @@
 //! own statistics (its Prometheus counters: fewer executions than inferences), with every frame of
 //! every stream still answered with its own rectangle.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use gst_triton_tests::pipeline::{draw_rgb, run_frames};
 use gst_triton_tests::proxy::TestProxy;
-use gst_triton_tests::triton::Triton;
+use gst_triton_tests::triton::{Triton, counter, triton_metrics};
 use gst_triton_tests::{CLASS_NAMES, Rect};
 use gsttriton::meta;
 
 const STREAMS: usize = 4;
 const FRAMES: usize = 30;
-
-/// The value of a Prometheus counter line `name{model="...",...} value` for `model`.
-fn counter(metrics: &str, name: &str, model: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("model=\"{model}\"")))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} for {model} in Triton's metrics"))
-}
-
-fn triton_metrics(port: u16) -> String {
-    // Triton logs "Started Metrics Service" a moment before the port answers: poll to a deadline.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match std::net::TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(e) if std::time::Instant::now() > deadline => {
-                panic!("Triton's metrics port {port}: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_cameras_through_one_proxy_are_batched_by_triton() {

@@ -1,0 +1,585 @@
+//! The Triton side: one or more upstream servers (`TRITON_URL`, comma-separated). A DNS name
+//! that resolves to several addresses (a Kubernetes headless Service) counts as several
+//! upstreams and is resolved again every `PROXY_RESOLVE_SECS`.
+//!
+//! Each request goes to the less loaded of two upstreams drawn at random among the ready ones
+//! (power of two choices on requests outstanding). An upstream whose request failed because it
+//! is unreachable, or whose `ServerReady` probe fails, is ejected until a probe (every second)
+//! finds it ready again. With no ready upstream every upstream is a candidate, so a request
+//! gets the usual per-packet error and the first server that returns takes load at once.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use triton_proto::inference::ServerReadyRequest;
+use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+
+/// How often every upstream is asked `ServerReady`.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+pub type TritonClient = GrpcInferenceServiceClient<Channel>;
+
+/// One entry of `TRITON_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Entry {
+    fn url(&self, host: &str) -> String {
+        format!("{}://{host}:{}", self.scheme, self.port)
+    }
+
+    /// A name to resolve into several upstreams: not an address, not `localhost` (whose IPv4 and
+    /// IPv6 addresses are one server), and plaintext (a TLS name must stay a name).
+    fn resolves(&self) -> bool {
+        self.scheme == "http"
+            && self
+                .host
+                .trim_matches(['[', ']'])
+                .parse::<IpAddr>()
+                .is_err()
+            && !self.host.eq_ignore_ascii_case("localhost")
+    }
+}
+
+/// Parses `TRITON_URL`: `host:port` or `http[s]://host:port`, separated by commas. An entry that
+/// is not one fails with a line naming it.
+pub fn parse_list(list: &str) -> anyhow::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for (i, raw) in list.split(',').enumerate() {
+        let s = raw.trim();
+        let bad = |why: &str| {
+            anyhow::anyhow!(
+                "TRITON_URL: entry {} '{s}' {why}; expected host:port or http[s]://host:port, \
+                 several separated by commas",
+                i + 1
+            )
+        };
+        if s.is_empty() {
+            return Err(bad("is empty"));
+        }
+        let with_scheme = if s.contains("://") {
+            s.to_string()
+        } else {
+            format!("http://{s}")
+        };
+        let uri: http::Uri = with_scheme.parse().map_err(|_| bad("is not an address"))?;
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(bad("has a scheme other than http or https"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(bad("has a path"));
+        }
+        let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
+            return Err(bad("has no host"));
+        };
+        let Some(port) = uri.port_u16() else {
+            return Err(bad("has no port"));
+        };
+        let e = Entry {
+            scheme,
+            host: host.to_string(),
+            port,
+        };
+        if out.contains(&e) {
+            return Err(bad("is listed twice"));
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// How channels to upstreams are made (the same for every upstream).
+#[derive(Clone)]
+pub struct ChannelSettings {
+    pub max_message_bytes: usize,
+    pub keepalive: Option<Duration>,
+    pub max_frame: u32,
+}
+
+impl ChannelSettings {
+    fn client(&self, url: &str) -> anyhow::Result<TritonClient> {
+        let mut endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|_| anyhow::anyhow!("TRITON_URL: '{url}' is not a valid address"))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            // Large tensors: let HTTP/2 flow-control windows grow (the 64 KiB default
+            // throttles), and let Triton send DATA frames up to 1 MiB.
+            .http2_adaptive_window(true)
+            .max_frame_size(self.max_frame);
+        if let Some(k) = self.keepalive {
+            endpoint = endpoint
+                .http2_keep_alive_interval(k)
+                .keep_alive_while_idle(true);
+        }
+        // Lazy: the proxy starts while Triton is down, and the channel reconnects by itself.
+        Ok(GrpcInferenceServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes))
+    }
+}
+
+/// One upstream server.
+pub struct Upstream {
+    /// `http://address:port`: in logs, errors and metric labels.
+    pub url: String,
+    client: TritonClient,
+    outstanding: AtomicI64,
+    ready: AtomicBool,
+    requests: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Upstream {
+    fn new(url: String, settings: &ChannelSettings) -> anyhow::Result<Arc<Upstream>> {
+        Ok(Arc::new(Upstream {
+            client: settings.client(&url)?,
+            url,
+            outstanding: AtomicI64::new(0),
+            // Until the first probe: a candidate like any other.
+            ready: AtomicBool::new(true),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }))
+    }
+
+    /// A client for one request, counted as outstanding until the lease is dropped.
+    pub fn lease(self: &Arc<Self>) -> Lease {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Lease {
+            upstream: self.clone(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// A request to this upstream found it unreachable: eject it until a probe finds it ready.
+    pub fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if self.ready.swap(false, Ordering::Relaxed) {
+            tracing::warn!(upstream = %self.url, "Triton is unreachable: ejected until it answers ServerReady");
+        }
+    }
+
+    fn set_ready(&self, ready: bool) {
+        if self.ready.swap(ready, Ordering::Relaxed) != ready {
+            if ready {
+                tracing::info!(upstream = %self.url, "Triton is ready: taking requests");
+            } else {
+                tracing::warn!(upstream = %self.url, "Triton is not ready: ejected");
+            }
+        }
+    }
+
+    async fn probe(&self) -> bool {
+        let mut c = self.client.clone();
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), c.server_ready(ServerReadyRequest {})).await,
+            Ok(Ok(r)) if r.get_ref().ready
+        )
+    }
+}
+
+/// One request's hold on an upstream.
+pub struct Lease {
+    pub upstream: Arc<Upstream>,
+}
+
+impl Lease {
+    pub fn client(&self) -> TritonClient {
+        self.upstream.client.clone()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.upstream.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Every upstream of the proxy.
+pub struct Pool {
+    entries: Vec<Entry>,
+    settings: ChannelSettings,
+    members: RwLock<Vec<Arc<Upstream>>>,
+    seed: AtomicU64,
+    /// Requests sent once more to another upstream after theirs became unreachable.
+    pub retries: AtomicU64,
+}
+
+impl Pool {
+    /// The upstreams of `TRITON_URL` (names resolved once now; see [`Pool::refresh`]).
+    pub async fn new(list: &str, settings: ChannelSettings) -> anyhow::Result<Arc<Pool>> {
+        let entries = parse_list(list)?;
+        let pool = Arc::new(Pool {
+            entries,
+            settings,
+            members: RwLock::default(),
+            seed: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+            retries: AtomicU64::new(0),
+        });
+        pool.refresh().await?;
+        Ok(pool)
+    }
+
+    /// Resolves the names again and updates the members (an upstream that stays keeps its
+    /// connection and counters). A name that resolves to one address or none stays one upstream
+    /// by name (its channel resolves it when it connects).
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        let mut urls = Vec::new();
+        for e in &self.entries {
+            let mut addrs: Vec<IpAddr> = Vec::new();
+            if e.resolves() {
+                match tokio::net::lookup_host((e.host.as_str(), e.port)).await {
+                    Ok(found) => addrs.extend(found.map(|a| a.ip())),
+                    Err(err) => {
+                        tracing::debug!(host = %e.host, error = %err, "TRITON_URL: name not resolved")
+                    }
+                }
+            }
+            urls.extend(expand(e, addrs));
+        }
+        self.apply(urls)
+    }
+
+    /// Makes `urls` the members, keeping the upstreams (connections, counters) that stay.
+    fn apply(&self, urls: Vec<String>) -> anyhow::Result<()> {
+        let old: HashMap<String, Arc<Upstream>> = self
+            .members
+            .read()
+            .map(|m| m.iter().map(|u| (u.url.clone(), u.clone())).collect())
+            .unwrap_or_default();
+        let mut next = Vec::with_capacity(urls.len());
+        for url in urls {
+            match old.get(&url) {
+                Some(u) => next.push(u.clone()),
+                None => {
+                    if !old.is_empty() {
+                        tracing::info!(upstream = %url, "new upstream");
+                    }
+                    next.push(Upstream::new(url, &self.settings)?);
+                }
+            }
+        }
+        for url in old.keys() {
+            if !next.iter().any(|u| &u.url == url) {
+                tracing::info!(upstream = %url, "upstream gone from DNS");
+            }
+        }
+        if let Ok(mut m) = self.members.write() {
+            *m = next;
+        }
+        Ok(())
+    }
+
+    pub fn members(&self) -> Vec<Arc<Upstream>> {
+        self.members.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The upstream for the next request: the one with fewer requests outstanding of two drawn
+    /// at random among the ready ones other than `except` (among all but `except` when none is
+    /// ready). `None` when `except` is the only one.
+    pub fn pick(&self, except: Option<&Arc<Upstream>>) -> Option<Arc<Upstream>> {
+        let members = self.members.read().ok()?;
+        let others: Vec<&Arc<Upstream>> = members
+            .iter()
+            .filter(|u| except.is_none_or(|x| !Arc::ptr_eq(x, u)))
+            .collect();
+        let ready: Vec<&Arc<Upstream>> = others.iter().copied().filter(|u| u.is_ready()).collect();
+        let from = if ready.is_empty() { &others } else { &ready };
+        match from.len() {
+            0 => None,
+            1 => Some(from[0].clone()),
+            n => {
+                let r = self.next_random();
+                let a = (r % n as u64) as usize;
+                let b = (a + 1 + ((r >> 32) % (n as u64 - 1)) as usize) % n;
+                let (ua, ub) = (from[a], from[b]);
+                let load = |u: &Upstream| u.outstanding.load(Ordering::Relaxed);
+                Some(if load(ub) < load(ua) { ub } else { ua }.clone())
+            }
+        }
+    }
+
+    /// xorshift64*: cheap, good enough to spread two choices.
+    fn next_random(&self) -> u64 {
+        let mut x = self.seed.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.seed.store(x, Ordering::Relaxed);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Asks every upstream `ServerReady` and updates who is ready; true when any is.
+    pub async fn probe(&self) -> bool {
+        let members = self.members();
+        let results =
+            futures::future::join_all(members.iter().map(|u| async move { (u, u.probe().await) }))
+                .await;
+        let mut any = false;
+        for (u, ready) in results {
+            u.set_ready(ready);
+            any |= ready;
+        }
+        any
+    }
+
+    /// The address for messages: the list as configured.
+    pub fn describe(&self) -> String {
+        self.entries
+            .iter()
+            .map(|e| e.url(&e.host))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Per-upstream series for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let members = self.members();
+        type Row = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&Upstream) -> f64,
+        );
+        let rows: [Row; 4] = [
+            (
+                "proxy_upstream_requests_total",
+                "Requests sent to each upstream.",
+                "counter",
+                |u| u.requests.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_upstream_failures_total",
+                "Requests that found their upstream unreachable.",
+                "counter",
+                |u| u.failures.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_upstream_outstanding",
+                "Requests outstanding at each upstream.",
+                "gauge",
+                |u| u.outstanding.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_upstream_ready",
+                "1 while an upstream takes requests, 0 while it is ejected.",
+                "gauge",
+                |u| u8::from(u.is_ready()) as f64,
+            ),
+        ];
+        for (name, help, kind, value) in rows {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for u in &members {
+                let label = u.url.replace(['"', '\\', '\n'], "_");
+                let _ = writeln!(out, "{name}{{upstream=\"{label}\"}} {}", value(u));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP proxy_upstream_retries_total Requests sent once more to another upstream.\n\
+             # TYPE proxy_upstream_retries_total counter\nproxy_upstream_retries_total {}",
+            self.retries.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// The upstream URLs of one entry given the addresses its name resolved to: one per distinct
+/// address when there are several, else the entry by name.
+fn expand(e: &Entry, mut addrs: Vec<IpAddr>) -> Vec<String> {
+    addrs.sort();
+    addrs.dedup();
+    if addrs.len() < 2 {
+        return vec![e.url(&e.host)];
+    }
+    addrs
+        .into_iter()
+        .map(|a| match a {
+            IpAddr::V4(v4) => e.url(&v4.to_string()),
+            IpAddr::V6(v6) => e.url(&format!("[{v6}]")),
+        })
+        .collect()
+}
+
+/// Re-resolves `TRITON_URL`'s names every `every` (0 = never).
+pub async fn keep_resolving(pool: Arc<Pool>, every: Option<Duration>) {
+    let Some(every) = every else {
+        return;
+    };
+    if !pool.entries.iter().any(Entry::resolves) {
+        return;
+    }
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = pool.refresh().await {
+            tracing::warn!(error = %e, "TRITON_URL: re-resolving failed; keeping the upstreams");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ChannelSettings {
+        ChannelSettings {
+            max_message_bytes: 1 << 20,
+            keepalive: None,
+            max_frame: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn a_list_parses_with_and_without_schemes() {
+        let l = parse_list(" triton-0:8001, http://10.0.0.2:8001 ,https://t.example:443").unwrap();
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[0].url(&l[0].host), "http://triton-0:8001");
+        assert_eq!(l[1].url(&l[1].host), "http://10.0.0.2:8001");
+        assert_eq!(l[2].url(&l[2].host), "https://t.example:443");
+        assert!(l[0].resolves());
+        assert!(!l[1].resolves());
+        assert!(!l[2].resolves(), "a TLS name stays a name");
+        assert!(!parse_list("localhost:1").unwrap()[0].resolves());
+        assert!(!parse_list("[::1]:1").unwrap()[0].resolves());
+    }
+
+    #[test]
+    fn a_bad_entry_is_named_with_its_position() {
+        for (list, why) in [
+            ("a:1,,b:2", "entry 2 '' is empty"),
+            ("a:1,b", "entry 2 'b' has no port"),
+            (
+                "ftp://a:1",
+                "entry 1 'ftp://a:1' has a scheme other than http or https",
+            ),
+            ("a:1,http://b:2/v2", "entry 2 'http://b:2/v2' has a path"),
+            ("a:1, a:1", "entry 2 'a:1' is listed twice"),
+            ("a b:1", "entry 1 'a b:1' is not an address"),
+        ] {
+            let e = parse_list(list).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("TRITON_URL: {why};")), "{list}: {e}");
+            assert!(e.contains("expected host:port"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn two_choices_prefer_the_less_loaded_and_skip_ejected() {
+        let pool = Pool::new("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", settings())
+            .await
+            .unwrap();
+        let m = pool.members();
+        assert_eq!(m.len(), 3);
+        // Two busy, one idle: the idle one wins every draw that includes it (2 of 3 pairs).
+        let _busy: Vec<Lease> = (0..5).flat_map(|_| [m[0].lease(), m[1].lease()]).collect();
+        let mut counts = [0usize; 3];
+        for _ in 0..3000 {
+            let u = pool.pick(None).unwrap();
+            counts[m.iter().position(|x| Arc::ptr_eq(x, &u)).unwrap()] += 1;
+        }
+        assert!(counts[2] > 1700, "{counts:?}");
+        assert!(counts[0] > 200 && counts[1] > 200, "{counts:?}");
+        // Ejected ones are skipped while another is ready, and `except` is never picked.
+        m[2].failed();
+        for _ in 0..200 {
+            let u = pool.pick(Some(&m[0])).unwrap();
+            assert!(Arc::ptr_eq(&u, &m[1]));
+        }
+        // None ready: every one is a candidate again.
+        m[0].failed();
+        m[1].failed();
+        let mut seen = [false; 3];
+        for _ in 0..200 {
+            let u = pool.pick(None).unwrap();
+            seen[m.iter().position(|x| Arc::ptr_eq(x, &u)).unwrap()] = true;
+        }
+        assert_eq!(seen, [true; 3]);
+        assert!(pool.pick(Some(&m[0])).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_name_with_several_addresses_is_several_upstreams() {
+        let e = &parse_list("triton-headless:8001").unwrap()[0];
+        let v4 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            expand(
+                e,
+                vec![
+                    v4("10.0.0.9"),
+                    v4("10.0.0.2"),
+                    v4("10.0.0.9"),
+                    v4("fd00::1")
+                ]
+            ),
+            [
+                "http://10.0.0.2:8001",
+                "http://10.0.0.9:8001",
+                "http://[fd00::1]:8001"
+            ]
+        );
+        assert_eq!(
+            expand(e, vec![v4("10.0.0.2")]),
+            ["http://triton-headless:8001"]
+        );
+        assert_eq!(expand(e, vec![]), ["http://triton-headless:8001"]);
+        // A re-resolution keeps the upstreams that stay (their connections and counters).
+        let pool = Pool::new("127.0.0.1:1", settings()).await.unwrap();
+        pool.apply(vec![
+            "http://10.0.0.2:8001".into(),
+            "http://10.0.0.9:8001".into(),
+        ])
+        .unwrap();
+        let before = pool.members();
+        let _l = before[1].lease();
+        pool.apply(vec![
+            "http://10.0.0.9:8001".into(),
+            "http://10.0.0.3:8001".into(),
+        ])
+        .unwrap();
+        let after = pool.members();
+        assert_eq!(after.len(), 2);
+        assert!(Arc::ptr_eq(&after[0], &before[1]));
+        assert_eq!(after[1].url, "http://10.0.0.3:8001");
+    }
+
+    #[tokio::test]
+    async fn equal_load_spreads_evenly() {
+        let pool = Pool::new("127.0.0.1:1,127.0.0.1:2", settings())
+            .await
+            .unwrap();
+        let m = pool.members();
+        let mut first = 0;
+        for _ in 0..2000 {
+            if Arc::ptr_eq(&pool.pick(None).unwrap(), &m[0]) {
+                first += 1;
+            }
+        }
+        assert!((800..1200).contains(&first), "{first} of 2000");
+        let one = Pool::new("127.0.0.1:1", settings()).await.unwrap();
+        let only = one.members()[0].clone();
+        assert!(one.pick(Some(&only)).is_none());
+        let _lease = only.lease();
+        let mut text = String::new();
+        one.render_metrics(&mut text);
+        assert!(text.contains("proxy_upstream_outstanding{upstream=\"http://127.0.0.1:1\"} 1"));
+        assert!(text.contains("proxy_upstream_requests_total{upstream=\"http://127.0.0.1:1\"} 1"));
+        assert!(text.contains("proxy_upstream_ready{upstream=\"http://127.0.0.1:1\"} 1"));
+        only.failed();
+        let mut text = String::new();
+        one.render_metrics(&mut text);
+        assert!(text.contains("proxy_upstream_ready{upstream=\"http://127.0.0.1:1\"} 0"));
+        assert!(text.contains("proxy_upstream_failures_total{upstream=\"http://127.0.0.1:1\"} 1"));
+    }
+}
