@@ -29,6 +29,8 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust 1.95 (rustup)" >&2; exit 1; }
 
 bash "$ROOT/scripts/triton.sh" venv >/dev/null
+# MLServer, the second KServe v2 server of the tests, in a venv of its own (.venv-mlserver).
+bash "$ROOT/scripts/mlserver.sh" venv
 
 # Static validators for deploy/ (yamllint, Kubernetes schemas, compose schema, hadolint), kept
 # apart from the Triton venv (which must keep numpy<2).

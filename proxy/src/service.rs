@@ -187,16 +187,18 @@ impl MultiModal for Service {
             .await
             .map_err(|e| triton_status(e, &upstream.url))?
             .into_inner();
-        let cfg = c
+        // ModelConfig is Triton's extension: a plain KServe v2 server (MLServer) has none.
+        let cfg = match c
             .model_config(ModelConfigRequest {
                 name: model,
                 version: r.version,
             })
             .await
-            .map_err(|e| triton_status(e, &upstream.url))?
-            .into_inner()
-            .config
-            .unwrap_or_default();
+        {
+            Ok(r) => r.into_inner().config.unwrap_or_default(),
+            Err(e) if e.code() == Code::Unimplemented => Default::default(),
+            Err(e) => return Err(triton_status(e, &upstream.url)),
+        };
         let info =
             |t: triton_proto::inference::model_metadata_response::TensorMetadata| TensorInfo {
                 name: t.name,

@@ -40,6 +40,10 @@ pub struct Script {
     /// Answer with the request's first input as `output0` (same bytes, shape and datatype)
     /// instead of a detection: an identity model with no cost, for benchmarks.
     pub echo: bool,
+    /// Behave like a KServe v2 server that is not Triton (MLServer, KServe runtimes): no
+    /// `ModelStreamInfer` and no `ModelConfig` (UNIMPLEMENTED), and answers in typed `contents`
+    /// instead of `raw_output_contents`.
+    pub kserve_only: bool,
 }
 
 impl Default for Script {
@@ -49,6 +53,7 @@ impl Default for Script {
             fail: Box::new(|_| None),
             metadata_error: None,
             echo: false,
+            kserve_only: false,
         }
     }
 }
@@ -97,6 +102,17 @@ impl MockKserve {
 
     /// Starts on `port` (0: a free one), e.g. to come back where a killed one was.
     pub fn start_on(port: u16, script: Script) -> MockKserve {
+        Self::start_named(port, script, false)
+    }
+
+    /// Starts with the service under another gRPC name (`package.Service`), like a server that
+    /// renamed the KServe package: `/<name>/ModelInfer` instead of
+    /// `/inference.GRPCInferenceService/ModelInfer`.
+    pub fn start_renamed(script: Script) -> MockKserve {
+        Self::start_named(0, script, true)
+    }
+
+    fn start_named(port: u16, script: Script, renamed: bool) -> MockKserve {
         let shared = Arc::new(Shared {
             script: Mutex::new(script),
             gate: watch::channel(true).0,
@@ -122,11 +138,18 @@ impl MockKserve {
         let svc = GrpcInferenceServiceServer::new(Service(shared.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
+        let incoming = TcpListenerStream::new(listener);
+        let mut builder = tonic::transport::Server::builder();
         runtime.spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await;
+            let _ = match renamed {
+                false => builder.add_service(svc).serve_with_incoming(incoming).await,
+                true => {
+                    builder
+                        .add_service(Renamed(svc))
+                        .serve_with_incoming(incoming)
+                        .await
+                }
+            };
         });
         MockKserve {
             addr,
@@ -310,6 +333,9 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<ModelConfigRequest>,
     ) -> Result<Response<ModelConfigResponse>, Status> {
+        if self.0.script.lock().unwrap().kserve_only {
+            return Err(Status::unimplemented("ModelConfig is a Triton extension"));
+        }
         let mut parameters = std::collections::HashMap::new();
         parameters.insert(
             "class_names".to_string(),
@@ -333,7 +359,11 @@ impl GrpcInferenceService for Service {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let r = Service::answer(self.0.clone(), req.into_inner()).await;
         if r.error_message.is_empty() {
-            Ok(Response::new(r.infer_response.unwrap_or_default()))
+            let mut resp = r.infer_response.unwrap_or_default();
+            if self.0.script.lock().unwrap().kserve_only {
+                typed_contents(&mut resp);
+            }
+            Ok(Response::new(resp))
         } else {
             Err(Status::internal(r.error_message))
         }
@@ -366,6 +396,9 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<Streaming<ModelInferRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
+        if self.0.script.lock().unwrap().kserve_only {
+            return Err(Status::unimplemented("Method not found: ModelStreamInfer"));
+        }
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(1024);
         let shared = self.0.clone();
@@ -379,5 +412,63 @@ impl GrpcInferenceService for Service {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Moves FP32 raw outputs into typed `contents` (how servers other than Triton answer).
+fn typed_contents(resp: &mut ModelInferResponse) {
+    for (o, raw) in resp
+        .outputs
+        .iter_mut()
+        .zip(resp.raw_output_contents.drain(..))
+    {
+        assert_eq!(o.datatype, "FP32", "the mock types FP32 outputs only");
+        o.contents = Some(InferTensorContents {
+            fp32_contents: raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            ..Default::default()
+        });
+    }
+}
+
+/// The mock's service under another gRPC name: requests to `/acme.v2.Inference/<method>` reach
+/// `/inference.GRPCInferenceService/<method>`.
+#[derive(Clone)]
+struct Renamed<S>(S);
+
+impl<S> tonic::server::NamedService for Renamed<S> {
+    const NAME: &'static str = RENAMED_SERVICE;
+}
+
+/// The name [`MockKserve::start_renamed`] serves under.
+pub const RENAMED_SERVICE: &str = "acme.v2.Inference";
+
+impl<S, B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for Renamed<S>
+where
+    S: tonic::codegen::Service<tonic::codegen::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let path = req.uri().path().replacen(
+            &format!("/{RENAMED_SERVICE}/"),
+            "/inference.GRPCInferenceService/",
+            1,
+        );
+        if let Ok(uri) = path.parse() {
+            *req.uri_mut() = uri;
+        }
+        self.0.call(req)
     }
 }

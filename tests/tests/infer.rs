@@ -110,6 +110,12 @@ fn ground_truth_direct_to_triton() {
 }
 
 #[test]
+fn ground_truth_unary_kserve_to_triton() {
+    // transport=kserve: plain KServe v2 ModelInfer calls, pipelined, no streaming extension.
+    ground_truth(&shared_url(), "kserve", "max-in-flight=2");
+}
+
+#[test]
 fn ground_truth_through_the_proxy() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let proxy = rt.block_on(TestProxy::start(&shared_url(), &[])).unwrap();

@@ -63,6 +63,11 @@ fn messages(bus: &gst::Bus, kind: gst::MessageType) -> Vec<String> {
 
 /// Checks that `buf` is frame `n`, answered ok with the mock's box for `n`.
 fn assert_answer_for(buf: &gst::BufferRef, n: u64) {
+    assert_answer_labelled(buf, n, &["red", "green", "blue", "yellow"]);
+}
+
+/// The same, with the label of class `c` expected to be `labels[c]`.
+fn assert_answer_labelled(buf: &gst::BufferRef, n: u64, labels: &[&str]) {
     let r = meta::result_meta(buf).unwrap_or_else(|| panic!("frame {n}: no result meta"));
     assert_eq!(r.frame, n, "frames left out of order");
     assert_eq!(r.status, "ok", "frame {n}: {}", r.error);
@@ -79,11 +84,8 @@ fn assert_answer_for(buf: &gst::BufferRef, n: u64) {
         "frame {n} got another frame's answer: {:?} vs {want:?}",
         d[0].bbox
     );
-    // Class names come from the model's configuration.
-    assert_eq!(
-        d[0].label,
-        ["red", "green", "blue", "yellow"][(n % 4) as usize]
-    );
+    // Class names come from the model's configuration (when the server has one).
+    assert_eq!(d[0].label, labels[(n % 4) as usize]);
 }
 
 #[test]
@@ -315,4 +317,85 @@ fn through_a_real_proxy_in_front_of_the_mock() {
     assert!(mock.peak_outstanding() >= 2, "the proxy did not pipeline");
     drop(h);
     drop(proxy);
+}
+
+/// A KServe v2 server that is not Triton: no ModelStreamInfer, no ModelConfig, typed contents.
+fn kserve_only(delay_ms: fn(u64) -> u64) -> Script {
+    Script {
+        delay_ms: Box::new(delay_ms),
+        kserve_only: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn transport_kserve_pipelines_unary_calls_and_keeps_order() {
+    // Later frames often answer first; unary calls overlap up to max-in-flight; the answers come
+    // in typed contents; the decoder is chosen from ModelMetadata alone (no ModelConfig, so the
+    // labels are COCO's).
+    let mock = MockKserve::start(kserve_only(|n| (n * 7919) % 23));
+    let mut h = harness(&mock.url(), "transport=kserve max-in-flight=6");
+    let n = 90;
+    for i in 0..n {
+        h.push(frame(i)).unwrap();
+    }
+    for i in 0..n {
+        assert_answer_labelled(&h.pull().unwrap(), i, &gsttriton::decode::COCO80);
+    }
+    assert_eq!(mock.received(), n as usize);
+    let peak = mock.peak_outstanding();
+    assert!(
+        (4..=6).contains(&peak),
+        "peak outstanding {peak}: unary calls must overlap but never exceed max-in-flight (6)"
+    );
+}
+
+#[test]
+fn transport_triton_against_a_server_without_streaming_suggests_kserve() {
+    let mock = MockKserve::start(kserve_only(|_| 0));
+    let h = harness(&mock.url(), "on-error=fail");
+    let bus = bus_of(&h);
+    let mut h = h;
+    let _ = h.push(frame(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let errors = loop {
+        let e = messages(&bus, gst::MessageType::Error);
+        if !e.is_empty() || std::time::Instant::now() > deadline {
+            break e;
+        }
+        let _ = h.push(frame(1));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("streaming extension") && e.contains("set transport=kserve")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_renamed_kserve_service_is_reached_through_kserve_service() {
+    let mock = MockKserve::start_renamed(Script::default());
+    let mut h = harness(
+        &mock.url(),
+        &format!(
+            "transport=kserve kserve-service={} max-in-flight=4",
+            gst_triton_tests::mock::RENAMED_SERVICE
+        ),
+    );
+    for i in 0..8 {
+        h.push(frame(i)).unwrap();
+    }
+    for i in 0..8 {
+        // Raw outputs and ModelConfig's class names, under the other service name.
+        assert_answer_for(&h.pull().unwrap(), i);
+    }
+    // The default name finds nothing there: every frame says so.
+    let mut h = harness(&mock.url(), "transport=kserve on-error=skip");
+    h.push(frame(0)).unwrap();
+    let b = h.pull().unwrap();
+    let r = meta::result_meta(&b).unwrap();
+    assert_eq!(r.status, "error");
+    assert!(r.error.contains("Unimplemented"), "{}", r.error);
 }

@@ -1,10 +1,11 @@
 //! Turning what a server sent into an answer: a proxy `Ack` (binary or base64 outputs) or a
-//! Triton stream response (matched by id; an error without an id fails the oldest request).
+//! Triton stream response (matched by id; an error without an id fails the oldest request), or a
+//! unary KServe answer; and the reader loop of both streams.
 
 use triton_proto::inference::{ModelInferResponse, ModelStreamInferResponse};
 use triton_proto::multimodal::Ack;
 
-use super::client::{Answer, InferError, InferOutput, OutTensor};
+use super::client::{Answer, InferError, InferOutput, OutTensor, Pending};
 
 /// What one message read from a response stream means.
 pub enum Reply {
@@ -73,20 +74,32 @@ pub fn ack_to_output(ack: Ack) -> Answer {
     })
 }
 
-fn triton_to_output(r: ModelInferResponse) -> Answer {
-    if r.raw_output_contents.len() != r.outputs.len() {
+pub fn triton_to_output(r: ModelInferResponse) -> Answer {
+    // Raw buffers (Triton, and any server asked for them) or typed contents (the KServe v2
+    // default of other servers).
+    let raw = if r.raw_output_contents.len() == r.outputs.len() {
+        r.raw_output_contents
+    } else if r.raw_output_contents.is_empty() {
+        r.outputs
+            .iter()
+            .map(|o| {
+                super::kserve::contents_to_raw(&o.datatype, &o.contents.clone().unwrap_or_default())
+                    .map_err(|e| InferError::Protocol(format!("output '{}': {e}", o.name)))
+            })
+            .collect::<Result<_, _>>()?
+    } else {
         return Err(InferError::Protocol(format!(
-            "Triton answered {} outputs with {} raw buffers",
+            "the server answered {} outputs with {} raw buffers",
             r.outputs.len(),
             r.raw_output_contents.len()
         )));
-    }
+    };
     Ok(InferOutput {
         model_version: r.model_version,
         outputs: r
             .outputs
             .into_iter()
-            .zip(r.raw_output_contents)
+            .zip(raw)
             .map(|(o, data)| OutTensor {
                 name: o.name,
                 dtype: o.datatype,
@@ -95,6 +108,40 @@ fn triton_to_output(r: ModelInferResponse) -> Answer {
             })
             .collect(),
     })
+}
+
+/// The one reader loop of both streams: hands each reply to its pending request until the
+/// stream ends, and returns why it ended (`explain` may say it better than the status).
+pub async fn read_replies<M>(
+    mut stream: tonic::Streaming<M>,
+    pending: &Pending,
+    (peer, tls): (&str, bool),
+    mut reply: impl FnMut(M) -> Reply,
+    explain: impl Fn(&tonic::Status) -> Option<InferError>,
+) -> InferError {
+    loop {
+        match stream.message().await {
+            Ok(Some(m)) => {
+                let (tx, answer) = match reply(m) {
+                    Reply::For(id, answer) => {
+                        (pending.lock().ok().and_then(|mut p| p.remove(&id)), answer)
+                    }
+                    Reply::Orphan(e) => {
+                        let oldest = pending.lock().ok().and_then(|mut p| {
+                            let k = p.keys().min().cloned()?;
+                            p.remove(&k)
+                        });
+                        (oldest, Err(e))
+                    }
+                };
+                if let Some(tx) = tx {
+                    let _ = tx.send(answer);
+                }
+            }
+            Ok(None) => return InferError::Closed(format!("{peer} closed the stream")),
+            Err(s) => return explain(&s).unwrap_or_else(|| InferError::status(&s, tls)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,14 +17,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use triton_endpoint::{Auth, Names, Target};
+use triton_endpoint::{Auth, Target};
 use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use triton_proto::inference::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use triton_proto::inference::{ModelConfigRequest, ModelInferRequest, ModelMetadataRequest};
 use triton_proto::multimodal::multi_modal_client::MultiModalClient;
 use triton_proto::multimodal::{DataPacket, Frame, Meta, ModelInfoRequest, data_packet::Payload};
 
-use super::answer::{Reply, ack_to_output, triton_reply};
+use super::answer::{Reply, ack_to_output, read_replies, triton_reply, triton_to_output};
+pub use super::error::InferError;
+use super::kserve::Kserve;
 use super::shm_pool::{OutSpec, ShmPool};
 
 /// The process-wide runtime of all `tritoninfer` instances.
@@ -46,63 +48,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub enum Transport {
     Proxy,
     Triton,
-}
-
-/// Why a request got no answer. Cloneable: one broken stream fails every pending request with
-/// the same error.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum InferError {
-    /// Address, TLS, credentials or a refusal by the server (see [`triton_endpoint::Error`]).
-    #[error(transparent)]
-    Endpoint(Arc<triton_endpoint::Error>),
-    /// Reconnecting is backing off after a failure.
-    #[error("not connected to {url} (next attempt in {in_ms} ms): {last}")]
-    Backoff {
-        url: String,
-        in_ms: u128,
-        last: Box<InferError>,
-    },
-    #[error("timeout: no connection to {url} within {ms} ms")]
-    ConnectTimeout { url: String, ms: u128 },
-    #[error("timeout: no answer within {ms} ms (timeout-ms)")]
-    Timeout { ms: u128 },
-    /// The stream ended (the text says who ended it).
-    #[error("{0}")]
-    Closed(String),
-    /// Triton reported an error for this request.
-    #[error("Triton: {0}")]
-    Triton(String),
-    /// The proxy answered this packet with an error status.
-    #[error("proxy: {code:?}: {message}")]
-    Proxy { code: tonic::Code, message: String },
-    /// An answer we cannot read.
-    #[error("{0}")]
-    Protocol(String),
-    /// The stream ended before this request's answer (the server ended it: connection age, idle
-    /// timeout, shutdown; or the connection broke). [`Client::infer`] sends such a request once
-    /// more on a new stream before it reports the inner error.
-    #[error("{0}")]
-    StreamEnded(Box<InferError>),
-    /// `shared-memory=system` could not be set up or used (the text says why and what to do).
-    #[error("{0}")]
-    SharedMemory(String),
-    /// Shared memory met a change: an output did not fit the room set aside for it (it goes as
-    /// bytes from now on), or Triton restarted and forgot our regions (new ones are registered).
-    /// [`Client::infer`] sends the request once more.
-    #[error("{0}")]
-    Resend(Box<InferError>),
-}
-
-impl From<triton_endpoint::Error> for InferError {
-    fn from(e: triton_endpoint::Error) -> Self {
-        InferError::Endpoint(Arc::new(e))
-    }
-}
-
-impl InferError {
-    fn status(s: &tonic::Status, tls: bool) -> InferError {
-        triton_endpoint::Error::from_status_on(s, &Names::ELEMENT, tls).into()
-    }
+    /// Unary `ModelInfer` to any KServe v2 server, one call per request (pipelined by the
+    /// element up to `max-in-flight`).
+    Kserve,
 }
 
 /// Everything the client needs; secrets live inside [`Auth`], which never prints them.
@@ -111,6 +59,8 @@ pub struct ClientConfig {
     pub target: Target,
     pub auth: Auth,
     pub transport: Transport,
+    /// The gRPC service of `Transport::Kserve` (`inference.GRPCInferenceService` by default).
+    pub kserve_service: String,
     pub model: String,
     pub model_version: String,
     pub output_names: Vec<String>,
@@ -159,13 +109,14 @@ pub struct Request {
 }
 
 pub type Answer = Result<InferOutput, InferError>;
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>;
+pub(super) type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>;
 type Intercepted = InterceptedService<Channel, Auth>;
 
 #[derive(Clone)]
 enum Sender {
     Proxy(mpsc::Sender<DataPacket>),
     Triton(mpsc::Sender<ModelInferRequest>),
+    Kserve(Box<Kserve>),
 }
 
 #[derive(Clone)]
@@ -259,25 +210,29 @@ impl Client {
                         .map(|s| crate::decode::parse_labels(s)),
                 })
             }
-            Transport::Triton => {
-                let mut t =
-                    GrpcInferenceServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE);
-                let meta = t
-                    .model_metadata(ModelMetadataRequest {
+            Transport::Triton | Transport::Kserve => {
+                // Triton's own service name for transport=triton; ModelConfig (Triton's
+                // extension) only where the server has it.
+                let service = match c.transport {
+                    Transport::Kserve => c.kserve_service.as_str(),
+                    _ => super::kserve::DEFAULT_SERVICE,
+                };
+                let k = Kserve::new(ch, service, MAX_MESSAGE);
+                let meta = k
+                    .model_metadata(tonic::Request::new(ModelMetadataRequest {
                         name: c.model.clone(),
                         version: c.model_version.clone(),
-                    })
+                    }))
                     .await
-                    .map_err(|s| InferError::status(&s, c.target.tls_enabled()))?
-                    .into_inner();
-                let cfg = t
-                    .model_config(ModelConfigRequest {
+                    .map_err(|s| InferError::status(&s, c.target.tls_enabled()))?;
+                let cfg = k
+                    .model_config(tonic::Request::new(ModelConfigRequest {
                         name: c.model.clone(),
                         version: c.model_version.clone(),
-                    })
+                    }))
                     .await
                     .ok()
-                    .and_then(|r| r.into_inner().config);
+                    .and_then(|r| r.config);
                 if let Some(pool) = &c.shm {
                     let batched = cfg.as_ref().is_some_and(|c| c.max_batch_size > 0);
                     pool.set_outputs(
@@ -373,6 +328,7 @@ impl Client {
                                     let id = std::mem::take(&mut ack.correlation_id);
                                     Reply::For(id, ack_to_output(ack))
                                 },
+                                |_| None,
                             )
                             .await
                         }
@@ -381,7 +337,13 @@ impl Client {
                 });
                 Sender::Proxy(tx)
             }
+            Transport::Kserve => Sender::Kserve(Box::new(Kserve::new(
+                ch,
+                &self.cfg.kserve_service,
+                MAX_MESSAGE,
+            ))),
             Transport::Triton => {
+                let url = self.cfg.target.url.clone();
                 let (tx, rx) = mpsc::channel::<ModelInferRequest>(64);
                 let mut t = GrpcInferenceServiceClient::new(ch)
                     .max_decoding_message_size(MAX_MESSAGE)
@@ -389,13 +351,16 @@ impl Client {
                 let reader = conn.clone();
                 tokio::spawn(async move {
                     let why = match t.model_stream_infer(ReceiverStream::new(rx)).await {
-                        Err(s) => InferError::status(&s, tls),
+                        Err(s) => {
+                            not_streaming(&url, &s).unwrap_or_else(|| InferError::status(&s, tls))
+                        }
                         Ok(resp) => {
                             read_replies(
                                 resp.into_inner(),
                                 &reader.pending,
                                 ("Triton", tls),
                                 triton_reply,
+                                |s| not_streaming(&url, s),
                             )
                             .await
                         }
@@ -458,7 +423,7 @@ impl Client {
             })??;
         // With shared memory the tensor is in a region before the request is sent.
         let lease = match (&conn.tx, &c.shm) {
-            (Sender::Triton(_), Some(pool)) => Some(
+            (Sender::Triton(_) | Sender::Kserve(_), Some(pool)) => Some(
                 tokio::time::timeout_at(deadline, pool.lease(&r.spec, &r.data, &c.output_names))
                     .await
                     .map_err(|_| InferError::Timeout {
@@ -486,32 +451,16 @@ impl Client {
                 };
                 s.send(p).await.is_ok()
             }
-            Sender::Triton(s) => {
-                let mut req = ModelInferRequest {
-                    model_name: c.model.clone(),
-                    model_version: c.model_version.clone(),
-                    id: r.id.clone(),
-                    inputs: vec![InferInputTensor {
-                        name: r.spec.input_name.clone(),
-                        datatype: r.spec.dtype.clone(),
-                        shape: r.spec.shape.clone(),
-                        ..Default::default()
-                    }],
-                    outputs: c
-                        .output_names
-                        .iter()
-                        .map(|n| InferRequestedOutputTensor {
-                            name: n.clone(),
-                            ..Default::default()
-                        })
-                        .collect(),
-                    raw_input_contents: vec![r.data.clone()],
-                    ..Default::default()
+            Sender::Triton(s) => s.send(self.infer_request(r, lease.as_ref())).await.is_ok(),
+            Sender::Kserve(k) => {
+                conn.forget(&r.id);
+                let res = self
+                    .unary(k, &conn, self.infer_request(r, lease.as_ref()), deadline)
+                    .await;
+                return match lease {
+                    Some(l) if !matches!(res, Err(InferError::Timeout { .. })) => l.finish(res),
+                    _ => res,
                 };
-                if let Some(l) = &lease {
-                    l.fill(&mut req);
-                }
-                s.send(req).await.is_ok()
             }
         };
         if !sent {
@@ -534,6 +483,97 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The request for Triton or a KServe server: the tensor as raw bytes, or in the lease's
+    /// shared-memory region.
+    fn infer_request(
+        &self,
+        r: &Request,
+        lease: Option<&super::shm_pool::Lease>,
+    ) -> ModelInferRequest {
+        let c = &self.cfg;
+        let mut req = ModelInferRequest {
+            model_name: c.model.clone(),
+            model_version: c.model_version.clone(),
+            id: r.id.clone(),
+            inputs: vec![InferInputTensor {
+                name: r.spec.input_name.clone(),
+                datatype: r.spec.dtype.clone(),
+                shape: r.spec.shape.clone(),
+                ..Default::default()
+            }],
+            outputs: c
+                .output_names
+                .iter()
+                .map(|n| InferRequestedOutputTensor {
+                    name: n.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            raw_input_contents: vec![r.data.clone()],
+            ..Default::default()
+        };
+        if let Some(l) = lease {
+            l.fill(&mut req);
+        }
+        req
+    }
+
+    /// One unary ModelInfer (transport=kserve). A connection that failed under it ends `conn`
+    /// (the next request reconnects, with backoff) and counts as a stream that ended, so the
+    /// request is sent once more.
+    async fn unary(
+        &self,
+        k: &Kserve,
+        conn: &Conn,
+        req: ModelInferRequest,
+        deadline: tokio::time::Instant,
+    ) -> Answer {
+        let ms = self.cfg.timeout.as_millis();
+        let mut call = tonic::Request::new(req);
+        call.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout_at(deadline, k.model_infer(call)).await {
+            Err(_) => Err(InferError::Timeout { ms }),
+            Ok(Ok(resp)) => triton_to_output(resp),
+            Ok(Err(s)) => {
+                let lost = matches!(s.code(), tonic::Code::Unavailable)
+                    || (s.code() == tonic::Code::Unknown
+                        && s.message().starts_with("transport error"))
+                    || (s.code() == tonic::Code::Cancelled
+                        && !s.message().contains("Timeout expired"));
+                if s.code() == tonic::Code::DeadlineExceeded
+                    || s.message().contains("Timeout expired")
+                {
+                    Err(InferError::Timeout { ms })
+                } else if lost {
+                    let why = InferError::status(&s, self.cfg.target.tls_enabled());
+                    conn.fail_all(why.clone());
+                    Err(InferError::StreamEnded(Box::new(why)))
+                } else {
+                    Err(InferError::Server {
+                        code: s.code(),
+                        message: s.message().to_string(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A server without Triton's streaming extension: it has no ModelStreamInfer (UNIMPLEMENTED), or
+/// its stream carries other messages (MLServer's answers `ModelInferResponse`s there).
+fn not_streaming(url: &str, s: &tonic::Status) -> Option<InferError> {
+    let other = s.message().contains("failed to decode Protobuf message")
+        && s.message().contains("ModelStreamInferResponse");
+    (s.code() == tonic::Code::Unimplemented || other).then(|| {
+        InferError::Protocol(format!(
+            "{url} does not offer Triton's streaming extension (ModelStreamInfer: {}); set \
+             transport=kserve for plain KServe v2 ModelInfer",
+            s.message()
+        ))
+    })
+}
+
 impl Conn {
     /// The stream is over: every pending request fails with `why`.
     fn fail_all(&self, why: InferError) {
@@ -545,39 +585,6 @@ impl Conn {
             for (_, tx) in p.drain() {
                 let _ = tx.send(Err(InferError::StreamEnded(Box::new(why.clone()))));
             }
-        }
-    }
-}
-
-/// The one reader loop of both transports: hands each reply to its pending request until the
-/// stream ends, and returns why it ended.
-async fn read_replies<M>(
-    mut stream: tonic::Streaming<M>,
-    pending: &Pending,
-    (peer, tls): (&str, bool),
-    mut reply: impl FnMut(M) -> Reply,
-) -> InferError {
-    loop {
-        match stream.message().await {
-            Ok(Some(m)) => {
-                let (tx, answer) = match reply(m) {
-                    Reply::For(id, answer) => {
-                        (pending.lock().ok().and_then(|mut p| p.remove(&id)), answer)
-                    }
-                    Reply::Orphan(e) => {
-                        let oldest = pending.lock().ok().and_then(|mut p| {
-                            let k = p.keys().min().cloned()?;
-                            p.remove(&k)
-                        });
-                        (oldest, Err(e))
-                    }
-                };
-                if let Some(tx) = tx {
-                    let _ = tx.send(answer);
-                }
-            }
-            Ok(None) => return InferError::Closed(format!("{peer} closed the stream")),
-            Err(s) => return InferError::status(&s, tls),
         }
     }
 }

@@ -4,15 +4,18 @@
 //!
 //! * [`settings`]: the properties and their defaults.
 //! * [`session`]: pure per-run logic (labels, classes, decoder choice, answer → detections).
-//! * [`client`]: the gRPC side (both transports, reconnect, typed errors); `answer` reads
-//!   what the servers send back.
+//! * [`client`]: the gRPC side (three transports, reconnect); `error`: why a request failed;
+//!   `answer` reads what the servers send back; `kserve`: unary KServe v2 calls on a
+//!   configurable service name.
 //! * `shm`, `shm_pool`: `shared-memory=system` (POSIX regions registered with Triton).
 //! * `queue`: the ordered, bounded hand-over from the chain function to the src task.
 //! * `imp`: the GStreamer element only (pads, queue, src task, flush, EOS).
 
 mod answer;
 pub mod client;
+mod error;
 mod imp;
+mod kserve;
 mod queue;
 pub mod session;
 pub mod settings;

@@ -18,6 +18,11 @@ pub enum TransportProp {
     Proxy = 0,
     #[enum_value(name = "Triton directly: ModelStreamInfer", nick = "triton")]
     Triton = 1,
+    #[enum_value(
+        name = "Any KServe v2 server directly: unary ModelInfer, pipelined",
+        nick = "kserve"
+    )]
+    Kserve = 2,
 }
 
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
@@ -69,6 +74,7 @@ pub enum SharedMemoryProp {
 pub struct Settings {
     pub url: String,
     pub transport: TransportProp,
+    pub kserve_service: String,
     pub model: String,
     pub model_version: String,
     pub input_name: Option<String>,
@@ -99,6 +105,7 @@ impl Default for Settings {
         Settings {
             url: "http://localhost:50051".into(),
             transport: TransportProp::Proxy,
+            kserve_service: super::kserve::DEFAULT_SERVICE.into(),
             model: "yolov8n".into(),
             model_version: String::new(),
             input_name: None,
@@ -139,13 +146,18 @@ pub fn properties() -> Vec<glib::ParamSpec> {
     vec![
         s(
             "url",
-            "gRPC address of triton-proxy (transport=proxy) or Triton (transport=triton); https:// for TLS",
+            "gRPC address of triton-proxy (transport=proxy), Triton (transport=triton) or a KServe v2 server (transport=kserve); https:// for TLS",
             Some(&d.url),
         ),
         glib::ParamSpecEnum::builder_with_default("transport", d.transport)
-            .blurb("proxy: multimodal Chat stream; triton: ModelStreamInfer")
+            .blurb("proxy: multimodal Chat stream; triton: ModelStreamInfer; kserve: unary ModelInfer (any KServe v2 server)")
             .mutable_ready()
             .build(),
+        s(
+            "kserve-service",
+            "gRPC service of transport=kserve, for servers that rename the package",
+            Some(&d.kserve_service),
+        ),
         s("model", "Model name", Some(&d.model)),
         s(
             "model-version",
@@ -270,6 +282,10 @@ impl Settings {
         match name {
             "url" => s.url = opt(value).unwrap_or_default(),
             "transport" => s.transport = value.get().expect("type checked"),
+            "kserve-service" => {
+                s.kserve_service =
+                    opt(value).unwrap_or_else(|| super::kserve::DEFAULT_SERVICE.into())
+            }
             "model" => s.model = opt(value).unwrap_or_default(),
             "model-version" => s.model_version = opt(value).unwrap_or_default(),
             "input-name" => s.input_name = opt(value),
@@ -303,6 +319,7 @@ impl Settings {
         match name {
             "url" => s.url.to_value(),
             "transport" => s.transport.to_value(),
+            "kserve-service" => s.kserve_service.to_value(),
             "model" => s.model.to_value(),
             "model-version" => s.model_version.to_value(),
             "input-name" => s.input_name.to_value(),
@@ -340,9 +357,16 @@ impl Settings {
     /// The client's configuration: address, TLS and credentials (properties first, then the
     /// `DOMINO_API_KEY` / `GRPC_BEARER_TOKEN` environment), outputs to ask for, shared memory.
     pub fn client_config(&self) -> Result<ClientConfig, String> {
-        if self.shared_memory == SharedMemoryProp::System && self.transport != TransportProp::Triton
+        if self.shared_memory == SharedMemoryProp::System && self.transport == TransportProp::Proxy
         {
-            return Err("shared-memory=system needs transport=triton: the proxy carries tensors over the network; set shared-memory=none, or transport=triton with Triton on this host".into());
+            return Err("shared-memory=system needs transport=triton or kserve: the proxy carries tensors over the network; set shared-memory=none, or transport=triton with Triton on this host".into());
+        }
+        if !super::kserve::valid_service(&self.kserve_service) {
+            return Err(format!(
+                "kserve-service: '{}' is not a gRPC service name; expected package.Service, e.g. {}",
+                self.kserve_service,
+                super::kserve::DEFAULT_SERVICE
+            ));
         }
         let mut target = Target::new(self.url.clone(), Names::ELEMENT);
         target.keepalive = Some(Duration::from_secs(30));
@@ -381,7 +405,9 @@ impl Settings {
             transport: match self.transport {
                 TransportProp::Proxy => Transport::Proxy,
                 TransportProp::Triton => Transport::Triton,
+                TransportProp::Kserve => Transport::Kserve,
             },
+            kserve_service: self.kserve_service.clone(),
             model: self.model.clone(),
             model_version: self.model_version.clone(),
             output_names,

@@ -449,17 +449,21 @@ impl Lease {
                 }
                 Ok(out)
             }
-            Err(InferError::Triton(msg)) if msg.contains("Unable to find shared memory region") => {
-                self.pool.forget_registrations();
-                Err(InferError::Resend(Box::new(InferError::Triton(msg))))
-            }
-            Err(InferError::Triton(msg)) => match too_small(&msg) {
-                Some(name) => {
-                    self.pool.state().bytes_only.insert(name.to_string());
-                    Err(InferError::Resend(Box::new(InferError::Triton(msg))))
+            // The server's refusal (in-band on the stream, or a unary call's status).
+            Err(e) if e.server_message().is_some() => {
+                let msg = e.server_message().unwrap_or_default();
+                let forgotten = msg.contains("Unable to find shared memory region");
+                let small = too_small(msg).map(str::to_string);
+                if forgotten {
+                    self.pool.forget_registrations();
+                    Err(InferError::Resend(Box::new(e)))
+                } else if let Some(name) = small {
+                    self.pool.state().bytes_only.insert(name);
+                    Err(InferError::Resend(Box::new(e)))
+                } else {
+                    Err(e)
                 }
-                None => Err(InferError::Triton(msg)),
-            },
+            }
             Err(e) => {
                 // No answer: Triton may still write into this region. Not reused.
                 self.slot = Some(slot);
