@@ -26,6 +26,9 @@ fn runner(env: &[(&str, &str)], args: &[&str]) -> Command {
         "OUTPUT_NAMES",
         "INPUT_NAME",
         "TRITON_URL",
+        "KSERVE",
+        "LABELS_FILE",
+        "SHARED_MEMORY",
     ] {
         c.env_remove(k);
     }
@@ -182,6 +185,44 @@ fn direct_to_triton_with_max_frames_and_other_layout() {
         seen.push(dets);
     }
     assert_eq!(seen[0], seen[1], "shared memory changed the detections");
+}
+
+/// `KSERVE=1` against MLServer (a KServe v2 server that is not Triton, with no class names:
+/// `LABELS_FILE` names them) matches the drawn shapes; a missing labels file is exit 2.
+#[test]
+fn kserve_to_mlserver_matches_the_drawn_shapes() {
+    let dir = tmpdir("kserve");
+    let (clip, truth) = make_clip(&dir, 20, 640, 360);
+    let ml = gst_triton_tests::mlserver::MlServer::start().unwrap();
+    let labels = dir.join("labels.txt");
+    std::fs::write(&labels, "red\ngreen\nblue\nyellow\n").unwrap();
+    let results = dir.join("results");
+    let env = |labels: &str| {
+        runner(
+            &[
+                ("VIDEO_PATH", clip.to_str().unwrap()),
+                ("RESULTS_DIR", results.to_str().unwrap()),
+                ("MODEL_NAME", "shapes_nms"),
+                ("KSERVE", "1"),
+                ("TRITON_URL", &ml.url()),
+                ("LABELS_FILE", labels),
+            ],
+            &[],
+        )
+        .run()
+    };
+    let out = env(labels.to_str().unwrap());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("frames:      20 (20 ok"), "{t}");
+    check_against_truth(&results.join("frame_counts.jsonl"), &truth, 20, 3.0);
+    let out = env("/nonexistent/labels.txt");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("LABELS_FILE: cannot read"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

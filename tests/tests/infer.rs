@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use gst_triton_tests::mlserver::MlServer;
 use gst_triton_tests::pipeline::{draw_rgb, run_frames};
 use gst_triton_tests::proxy::TestProxy;
 use gst_triton_tests::triton::{Triton, shared_url};
@@ -64,10 +65,17 @@ fn check(buf: &gst::BufferRef, w: u32, h: u32, drawn: &[Rect], what: &str) {
     assert!(dets.iter().all(|d| d.confidence > 0.5), "{what}: {dets:?}");
 }
 
+const SIZES: [(u32, u32); 4] = [(1280, 720), (720, 1280), (641, 479), (1920, 1080)];
+const MODELS: [&str; 3] = ["shapes_yolov8", "shapes_nms", "shapes_effnms"];
+
 fn ground_truth(url: &str, transport: &str, extra: &str) {
-    for (w, h) in [(1280u32, 720u32), (720, 1280), (641, 479), (1920, 1080)] {
+    ground_truth_on(url, transport, extra, &MODELS, &SIZES);
+}
+
+fn ground_truth_on(url: &str, transport: &str, extra: &str, models: &[&str], sizes: &[(u32, u32)]) {
+    for &(w, h) in sizes {
         for format in ["RGB", "I420"] {
-            for model in ["shapes_yolov8", "shapes_nms", "shapes_effnms"] {
+            for &model in models {
                 let frames: Vec<Vec<u8>> = (0..3)
                     .map(|i| draw_rgb(w as usize, h as usize, &scene(w, h, i)))
                     .collect();
@@ -113,6 +121,36 @@ fn ground_truth_direct_to_triton() {
 fn ground_truth_unary_kserve_to_triton() {
     // transport=kserve: plain KServe v2 ModelInfer calls, pipelined, no streaming extension.
     ground_truth(&shared_url(), "kserve", "max-in-flight=2");
+}
+
+/// MLServer, a second KServe v2 server that is not Triton (no streaming extension, no
+/// ModelConfig, so the labels come from a labels file), serving the same detector:
+/// `transport=kserve` straight to it, and the proxy in front of it (`TRITON_URL` = MLServer).
+#[test]
+fn ground_truth_against_mlserver_directly_and_through_the_proxy() {
+    let ml = MlServer::start().unwrap();
+    let labels = std::env::temp_dir().join(format!("shapes-labels-{}.txt", std::process::id()));
+    std::fs::write(&labels, CLASS_NAMES.join("\n")).unwrap();
+    let labels = format!("labels-file={}", labels.display());
+    let models = ["shapes_yolov8", "shapes_nms"];
+    let sizes = [(1280, 720), (641, 479)];
+    ground_truth_on(
+        &ml.url(),
+        "kserve",
+        &format!("max-in-flight=2 {labels}"),
+        &models,
+        &sizes,
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(TestProxy::start(&ml.url(), &[])).unwrap();
+    ground_truth_on(
+        &proxy.url(),
+        "proxy",
+        &format!("api-key=test-key {labels}"),
+        &models,
+        &sizes,
+    );
+    drop(proxy);
 }
 
 #[test]

@@ -54,7 +54,11 @@ pub struct Args {
     /// Talk to Triton directly (ModelStreamInfer) at --triton-url instead of the proxy.
     #[arg(long)]
     pub direct: bool,
-    /// Triton address for --direct.
+    /// Talk to any KServe v2 server (MLServer, KServe runtimes, Triton) at --triton-url with plain
+    /// unary ModelInfer instead of the proxy (implies --direct without Triton's streaming).
+    #[arg(long, env = "KSERVE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub kserve: bool,
+    /// Triton (or KServe server) address for --direct / --kserve.
     #[arg(long, env = "TRITON_URL", default_value = "localhost:8001")]
     pub triton_url: String,
     /// With --direct: tensors go through POSIX shared memory registered with Triton (Triton on
@@ -64,6 +68,9 @@ pub struct Args {
     /// Requests in flight at once.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4)]
     pub max_in_flight: u32,
+    /// Class names, one per line, for a model whose server sends none (e.g. MLServer).
+    #[arg(long, env = "LABELS_FILE")]
+    pub labels_file: Option<String>,
     /// PEM CA for a TLS proxy.
     #[arg(long, env = "TLS_CA_FILE")]
     pub tls_ca_file: Option<String>,
@@ -94,9 +101,14 @@ impl Args {
             .collect()
     }
 
+    /// Straight to the inference server (--direct or --kserve), not through the proxy.
+    pub fn direct_to_server(&self) -> bool {
+        self.direct || self.kserve
+    }
+
     /// The server address in use and the name of its setting.
     pub fn server(&self) -> (&str, &'static str) {
-        if self.direct {
+        if self.direct_to_server() {
             (&self.triton_url, "TRITON_URL")
         } else {
             (&self.mm_addr, "MM_ADDR")
@@ -118,11 +130,13 @@ mod tests {
             "DOMINO_API_KEY",
             "TRITON_URL",
             "TLS_CA_FILE",
+            "KSERVE",
+            "LABELS_FILE",
             "RUST_LOG",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 19, "{names:?}");
+        assert_eq!(names.len(), 21, "{names:?}");
     }
 
     #[test]
@@ -131,5 +145,7 @@ mod tests {
         assert_eq!(a.server(), ("p:1", "MM_ADDR"));
         let a = Args::parse_from(["triton-video", "--direct", "--triton-url", "t:2"]);
         assert_eq!(a.server(), ("t:2", "TRITON_URL"));
+        let a = Args::parse_from(["triton-video", "--kserve", "--triton-url", "t:3"]);
+        assert_eq!(a.server(), ("t:3", "TRITON_URL"));
     }
 }

@@ -36,7 +36,9 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
         " ! tritonletterbox width={s} height={s} name=letterbox",
         s = a.img_size
     ));
-    let (url, transport) = if a.direct {
+    let (url, transport) = if a.kserve {
+        (normalize_url(&a.triton_url), "kserve")
+    } else if a.direct {
         (normalize_url(&a.triton_url), "triton")
     } else {
         (normalize_url(&a.mm_addr), "proxy")
@@ -63,6 +65,9 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
     }
     if let Some(v) = &a.tls_ca_file {
         d.push_str(&format!(" tls-ca-file={}", quote(v)));
+    }
+    if let Some(v) = &a.labels_file {
+        d.push_str(&format!(" labels-file={}", quote(v)));
     }
     let dir = a.results_dir.trim_end_matches('/');
     d.push_str(&format!(
@@ -120,6 +125,9 @@ mod tests {
         assert!(d.contains("url=\"http://t:8001\" transport=triton"), "{d}");
         assert!(!d.contains("videorate"), "{d}");
         assert!(!d.contains("shared-memory"), "{d}");
+        let a = Args::parse_from(["triton-video", "--kserve", "--triton-url", "m:8081"]);
+        let d = pipeline_description(&a, "/v/in.mp4");
+        assert!(d.contains("url=\"http://m:8081\" transport=kserve"), "{d}");
         let a = Args::parse_from(["triton-video", "--direct", "--shared-memory"]);
         let d = pipeline_description(&a, "/v/in.mp4");
         assert!(

@@ -65,7 +65,17 @@ pub fn preflight(a: &Args) -> Result<(), Failure> {
 }
 
 async fn check(a: &Args) -> Result<(), Failure> {
-    if a.shared_memory && !a.direct {
+    if let Some(f) = &a.labels_file
+        && let Err(e) = std::fs::metadata(f)
+    {
+        return Err(Failure {
+            code: 2,
+            message: format!(
+                "LABELS_FILE: cannot read '{f}' ({e}); expected a file of class names, one per line"
+            ),
+        });
+    }
+    if a.shared_memory && !a.direct_to_server() {
         return Err(Failure {
             code: 2,
             message: "--shared-memory (SHARED_MEMORY) needs --direct: the proxy carries tensors over the network; shared memory is for a Triton on this host".into(),
@@ -73,7 +83,11 @@ async fn check(a: &Args) -> Result<(), Failure> {
     }
     let target = target(a);
     let (addr, _) = a.server();
-    let who = if a.direct { "Triton" } else { "the proxy" };
+    let who = match (a.kserve, a.direct) {
+        (true, _) => "the KServe server",
+        (false, true) => "Triton",
+        _ => "the proxy",
+    };
     let auth = Auth::new(
         a.domino_api_key.as_deref(),
         a.grpc_bearer_token.as_deref(),
@@ -87,7 +101,7 @@ async fn check(a: &Args) -> Result<(), Failure> {
     })?;
     let ch = InterceptedService::new(ch, auth);
     let version = a.model_version.clone().unwrap_or_default();
-    if a.direct {
+    if a.direct_to_server() {
         let mut c = GrpcInferenceServiceClient::new(ch);
         let ready = c.server_ready(ServerReadyRequest {}).await.map_err(|s| {
             let e = Error::from_status_on(&s, &Names::RUNNER, target.tls_enabled());
@@ -95,7 +109,7 @@ async fn check(a: &Args) -> Result<(), Failure> {
                 Error::TlsMismatch { .. } => e.to_string(),
                 _ => s.message().to_string(),
             };
-            Failure::new(&e, format!("Triton at {addr}: {why}"))
+            Failure::new(&e, format!("{who} at {addr}: {why}"))
         })?;
         let not_ready = |what: String| {
             let e = Error::Status {
@@ -105,7 +119,7 @@ async fn check(a: &Args) -> Result<(), Failure> {
             Failure::new(&e, what)
         };
         if !ready.into_inner().ready {
-            return Err(not_ready(format!("Triton at {addr} is not ready")));
+            return Err(not_ready(format!("{who} at {addr} is not ready")));
         }
         let m = c
             .model_ready(ModelReadyRequest {
@@ -115,7 +129,7 @@ async fn check(a: &Args) -> Result<(), Failure> {
             .await;
         if !matches!(m, Ok(r) if r.get_ref().ready) {
             return Err(not_ready(format!(
-                "MODEL_NAME: model '{}' is not ready on Triton at {addr}",
+                "MODEL_NAME: model '{}' is not ready on {who} at {addr}",
                 a.model_name
             )));
         }

@@ -262,7 +262,8 @@ mod tests {
             error_message: String::new(),
             infer_response: Some(ModelInferResponse {
                 id: "c:9".into(),
-                outputs: vec![InferOutputTensor::default()],
+                outputs: vec![InferOutputTensor::default(), InferOutputTensor::default()],
+                raw_output_contents: vec![vec![1].into()],
                 ..Default::default()
             }),
         });
@@ -271,7 +272,37 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "Triton answered 1 outputs with 0 raw buffers"
+            "the server answered 2 outputs with 1 raw buffers"
         );
+
+        // No raw buffers: the typed contents (how servers other than Triton answer).
+        let typed = triton_to_output(ModelInferResponse {
+            outputs: vec![InferOutputTensor {
+                name: "o".into(),
+                datatype: "FP32".into(),
+                shape: vec![2],
+                contents: Some(triton_proto::inference::InferTensorContents {
+                    fp32_contents: vec![0.5, 2.0],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            &typed.outputs[0].data[..],
+            [0.5f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat()
+        );
+        let fp16 = triton_to_output(ModelInferResponse {
+            outputs: vec![InferOutputTensor {
+                name: "h".into(),
+                datatype: "FP16".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let e = fp16.unwrap_err().to_string();
+        assert!(e.starts_with("output 'h': datatype FP16"), "{e}");
     }
 }
