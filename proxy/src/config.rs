@@ -91,6 +91,13 @@ pub struct Config {
         default_value_t = 30
     )]
     pub proxy_max_connection_age_grace_secs: u64,
+    /// Stack up to this many packets (any stream, same model and shape) into one request, for
+    /// models whose server has no batcher (0 or 1 = off).
+    #[arg(long, env = "PROXY_BATCH_MAX", default_value_t = 0)]
+    pub proxy_batch_max: usize,
+    /// Microseconds the first packet of a batch waits for more.
+    #[arg(long, env = "PROXY_BATCH_DELAY_US", default_value_t = 2000)]
+    pub proxy_batch_delay_us: u64,
     /// Requests per stream outstanding to Triton at once.
     #[arg(long, env = "PROXY_MAX_INFLIGHT", default_value_t = 8)]
     pub proxy_max_inflight: usize,

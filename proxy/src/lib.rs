@@ -7,9 +7,11 @@
 
 pub mod ack;
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod forward;
 pub mod limits;
 pub mod metrics;
 pub mod service;
@@ -129,13 +131,22 @@ impl Proxy {
                 .with_context(|| format!("PROXY_METRICS_PORT: cannot listen on {metrics_addr}"))?,
         );
         let (drain_tx, draining) = watch::channel(false);
+        let metrics = Arc::new(metrics::Metrics::with_upstreams(upstreams.clone()));
         let service = service::Service(Arc::new(service::Inner {
             upstreams: upstreams.clone(),
             auth,
             defaults,
             max_inflight: config.proxy_max_inflight,
             max_message_bytes: config.proxy_max_message_bytes,
-            metrics: Arc::new(metrics::Metrics::with_upstreams(upstreams)),
+            batcher: (config.proxy_batch_max > 1).then(|| {
+                Arc::new(batch::Batcher::new(
+                    config.proxy_batch_max,
+                    Duration::from_micros(config.proxy_batch_delay_us),
+                    upstreams.clone(),
+                    metrics.clone(),
+                ))
+            }),
+            metrics,
             limits: Arc::new(limits::Limits::new(
                 config.proxy_max_streams,
                 config.proxy_max_streams_per_key,

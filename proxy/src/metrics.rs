@@ -66,6 +66,9 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     pub auth_failures: AtomicU64,
     pub connections_open: AtomicI64,
+    /// Requests sent by the collator (PROXY_BATCH_MAX), and the packets they carried.
+    pub batches: AtomicU64,
+    pub batched_packets: AtomicU64,
     pub connections_total: AtomicU64,
     /// Connections closed before HTTP/2, by reason (wrong protocol, failed TLS, silence).
     pub connections_refused: Labelled,
@@ -190,6 +193,18 @@ impl Metrics {
                 "Open client connections.",
                 "gauge",
                 self.connections_open.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_batches_total",
+                "Requests the collator (PROXY_BATCH_MAX) sent.",
+                "counter",
+                self.batches.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_batched_packets_total",
+                "Packets the collator stacked into those requests.",
+                "counter",
+                self.batched_packets.load(Ordering::Relaxed) as f64,
             ),
             (
                 "proxy_connections_total",

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
@@ -20,6 +20,7 @@ use triton_proto::multimodal::{
 
 use crate::auth::{Authenticator, Principal};
 use crate::control::{self, Defaults, PacketError, Plan};
+use crate::forward::{self, triton_status};
 use crate::limits::{self, Activity, End, Limits};
 use crate::metrics::Metrics;
 
@@ -27,6 +28,8 @@ use crate::metrics::Metrics;
 pub struct Inner {
     /// The Triton servers requests are balanced over.
     pub upstreams: Arc<crate::upstream::Pool>,
+    /// `PROXY_BATCH_MAX` > 1: packets of any stream for the same model and shape are stacked.
+    pub batcher: Option<Arc<crate::batch::Batcher>>,
     pub auth: Authenticator,
     pub defaults: Defaults,
     pub max_inflight: usize,
@@ -176,7 +179,7 @@ impl MultiModal for Service {
         if !principal.may_use(&model) {
             return Err(Status::permission_denied(not_allowed(&model, &principal)));
         }
-        let upstream = self.0.upstream(None)?;
+        let upstream = forward::pick(&self.0.upstreams, None)?;
         let lease = upstream.lease();
         let mut c = lease.client();
         let meta = c
@@ -218,54 +221,6 @@ impl MultiModal for Service {
                 .collect(),
             max_batch_size: cfg.max_batch_size,
         }))
-    }
-}
-
-/// How one attempt at a request ended.
-enum Sent {
-    /// The upstream is unreachable or died under the request: another may take it.
-    Lost(Status),
-    /// Any other error (the request reached Triton, or the deadline passed).
-    Failed(Status),
-}
-
-impl From<Status> for PacketError {
-    fn from(s: Status) -> Self {
-        PacketError {
-            code: s.code(),
-            message: s.message().to_string(),
-        }
-    }
-}
-
-/// Maps a Triton error to what the client sees (always naming Triton).
-fn triton_status(s: Status, url: &str) -> Status {
-    let timeout = s.message().contains("Timeout expired");
-    // A connection that died under the request (Triton killed or restarting) shows as
-    // Unknown "transport error" or Cancelled: for the client that is Triton being unreachable.
-    let lost = (s.code() == Code::Unknown && s.message().starts_with("transport error"))
-        || (s.code() == Code::Cancelled && !timeout);
-    match s.code() {
-        Code::Unavailable => Status::unavailable(format!(
-            "Triton at {} is unreachable ({}); retry later",
-            url,
-            s.message()
-        )),
-        _ if lost => Status::unavailable(format!(
-            "Triton at {} is unreachable (the connection was lost: {}); retry later",
-            url,
-            s.message()
-        )),
-        // tonic reports its own client deadline as Cancelled "Timeout expired".
-        Code::DeadlineExceeded | Code::Cancelled
-            if s.code() == Code::DeadlineExceeded || s.message().contains("Timeout expired") =>
-        {
-            Status::deadline_exceeded(format!(
-                "timeout: Triton did not answer in time ({})",
-                s.message()
-            ))
-        }
-        code => Status::new(code, format!("Triton: {}", s.message())),
     }
 }
 
@@ -418,68 +373,13 @@ impl Inner {
                 })
                 .collect(),
         };
-        let timeout = Duration::from_secs_f64(plan.timeout_secs);
-        let deadline = tokio::time::Instant::now() + timeout;
-        let first = self.upstream(None).map_err(PacketError::from)?;
-        let resp = match self.send(&first, req.clone(), deadline, plan).await {
-            // Inference is idempotent: a request whose server is unreachable (or died under it)
-            // goes once more to another, within the same deadline.
-            Err(Sent::Lost(s)) => match self.upstreams.pick(Some(&first)) {
-                Some(other) => {
-                    self.upstreams.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(from = %first.url, to = %other.url, "request sent again to another upstream");
-                    self.send(&other, req, deadline, plan).await
-                }
-                None => Err(Sent::Lost(s)),
-            },
-            other => other,
-        };
-        match resp {
-            Ok(r) => self.encode(r, plan.binary),
-            Err(Sent::Lost(s) | Sent::Failed(s)) => Err(PacketError::from(s)),
-        }
-    }
-
-    /// The upstream for the next request, or UNAVAILABLE when TRITON_URL names none right now.
-    fn upstream(
-        &self,
-        except: Option<&Arc<crate::upstream::Upstream>>,
-    ) -> Result<Arc<crate::upstream::Upstream>, Status> {
-        self.upstreams.pick(except).ok_or_else(|| {
-            Status::unavailable(format!(
-                "no Triton to send to: TRITON_URL '{}' names no server; retry later",
-                self.upstreams.describe()
-            ))
-        })
-    }
-
-    /// One ModelInfer to one upstream, until `deadline`.
-    async fn send(
-        &self,
-        upstream: &Arc<crate::upstream::Upstream>,
-        req: ModelInferRequest,
-        deadline: tokio::time::Instant,
-        plan: &Plan,
-    ) -> Result<ModelInferResponse, Sent> {
-        let lease = upstream.lease();
-        let mut request = Request::new(req);
-        request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        match tokio::time::timeout_at(deadline, lease.client().model_infer(request)).await {
-            Err(_) => Err(Sent::Failed(Status::deadline_exceeded(format!(
-                "timeout: Triton did not answer within {} s; expected a larger 'timeout'",
-                plan.timeout_secs
-            )))),
-            Ok(Err(status)) => {
-                let s = triton_status(status, &upstream.url);
-                if s.code() == Code::Unavailable {
-                    upstream.failed();
-                    Err(Sent::Lost(s))
-                } else {
-                    Err(Sent::Failed(s))
-                }
+        let resp = match &self.batcher {
+            Some(b) if let Some(key) = crate::batch::key(&req) => {
+                b.submit(key, req, plan.timeout_secs).await
             }
-            Ok(Ok(r)) => Ok(r.into_inner()),
-        }
+            _ => forward::forward(&self.upstreams, req, plan.timeout_secs).await,
+        };
+        self.encode(resp.map_err(PacketError::from)?, plan.binary)
     }
 
     fn encode(

@@ -85,3 +85,93 @@ async fn four_cameras_through_one_proxy_are_batched_by_triton() {
     );
     proxy.shutdown().await.unwrap();
 }
+
+/// Sends `per_stream` packets on each of STREAMS streams at once (pipelined) for `model`; every
+/// Ack is OK, in its stream's order, with that stream's own rectangle.
+async fn four_streams(url: &str, model: &str, per_stream: usize) {
+    use gst_triton_tests::proxy::{Chat, ack_output, image_packet, shapes_note};
+    let note = shapes_note(model, 64, 64, true);
+    let tasks: Vec<_> = (0..STREAMS)
+        .map(|s| {
+            let (url, note) = (url.to_string(), note.clone());
+            tokio::spawn(async move {
+                let rect =
+                    move |i: usize| Rect::new(4 + 10 * s as u32, (i % 20) as u32 * 2, 8, 6, s % 4);
+                let mut chat = Chat::open_default(&url).await;
+                let tx = chat.tx.clone();
+                let note2 = note.clone();
+                let sender = tokio::spawn(async move {
+                    for i in 0..per_stream {
+                        let data = gst_triton_tests::draw_tensor(64, 64, &[rect(i)]);
+                        tx.send(image_packet(&format!("{s}:{i}"), &note2, data))
+                            .await
+                            .unwrap();
+                    }
+                });
+                for i in 0..per_stream {
+                    let ack = chat.rx.message().await.unwrap().expect("an Ack");
+                    assert_eq!(ack.correlation_id, format!("{s}:{i}"), "out of order");
+                    let (shape, data) = ack_output(&ack, "output0");
+                    assert_eq!(
+                        shape[0], 1,
+                        "stream {s} packet {i}: its own part of the batch"
+                    );
+                    let found = gst_triton_tests::nms_rects(&gst_triton_tests::f32s(&data));
+                    gst_triton_tests::assert_same_boxes(&found, &[rect(i)], 0.01);
+                }
+                sender.await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_stacks_packets_for_a_model_without_a_batcher() {
+    const MODEL: &str = "shapes_nobatcher";
+    const PER_STREAM: usize = 40;
+    let triton = Triton::start().unwrap();
+    let counts = || {
+        let m = triton_metrics(triton.metrics_port);
+        (
+            counter(&m, "nv_inference_count", MODEL),
+            counter(&m, "nv_inference_exec_count", MODEL),
+        )
+    };
+    // Without collation: one execution per packet (the model has no batcher of its own).
+    let plain = TestProxy::start(&triton.url(), &[]).await.unwrap();
+    let (n0, e0) = counts();
+    four_streams(&plain.url(), MODEL, PER_STREAM).await;
+    let (n1, e1) = counts();
+    let total = (STREAMS * PER_STREAM) as f64;
+    assert_eq!(
+        (n1 - n0, e1 - e0),
+        (total, total),
+        "Triton batched by itself"
+    );
+    plain.shutdown().await.unwrap();
+
+    // With PROXY_BATCH_MAX=4: packets of different streams go to Triton as one request.
+    let stacking = TestProxy::start(
+        &triton.url(),
+        &["--proxy-batch-max", "4", "--proxy-batch-delay-us", "20000"],
+    )
+    .await
+    .unwrap();
+    four_streams(&stacking.url(), MODEL, PER_STREAM).await;
+    let (n2, e2) = counts();
+    let (inferences, executions) = (n2 - n1, e2 - e1);
+    assert_eq!(inferences, total);
+    assert!(
+        executions <= total / 2.0,
+        "collation: {executions} executions for {inferences} inferences"
+    );
+    let m = stacking.metrics().await;
+    let batches = gst_triton_tests::proxy::metric(&m, "proxy_batches_total");
+    let packets = gst_triton_tests::proxy::metric(&m, "proxy_batched_packets_total");
+    assert_eq!((packets, batches), (total, executions), "{m}");
+    eprintln!("PROXY_BATCH_MAX=4: {inferences} inferences in {executions} executions");
+    stacking.shutdown().await.unwrap();
+}

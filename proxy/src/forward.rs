@@ -1,0 +1,120 @@
+//! One request to the upstreams: the less loaded of two ready servers, and once more to another
+//! when the first was unreachable or died under it (inference is idempotent). Triton's errors
+//! become statuses that name the server.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tonic::{Code, Request, Status};
+use triton_proto::inference::{ModelInferRequest, ModelInferResponse};
+
+use crate::control::PacketError;
+use crate::upstream::{Pool, Upstream};
+
+/// Sends `req` within `timeout_secs`, to a second upstream if the first is unreachable.
+pub async fn forward(
+    pool: &Pool,
+    req: ModelInferRequest,
+    timeout_secs: f64,
+) -> Result<ModelInferResponse, Status> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout_secs);
+    let first = pick(pool, None)?;
+    let resp = match send(&first, req.clone(), deadline, timeout_secs).await {
+        Err(Sent::Lost(s)) => match pool.pick(Some(&first)) {
+            Some(other) => {
+                pool.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(from = %first.url, to = %other.url, "request sent again to another upstream");
+                send(&other, req, deadline, timeout_secs).await
+            }
+            None => Err(Sent::Lost(s)),
+        },
+        other => other,
+    };
+    resp.map_err(|(Sent::Lost(s) | Sent::Failed(s))| s)
+}
+
+/// The upstream for the next request, or UNAVAILABLE when TRITON_URL names none right now.
+pub fn pick(pool: &Pool, except: Option<&Arc<Upstream>>) -> Result<Arc<Upstream>, Status> {
+    pool.pick(except).ok_or_else(|| {
+        Status::unavailable(format!(
+            "no Triton to send to: TRITON_URL '{}' names no server; retry later",
+            pool.describe()
+        ))
+    })
+}
+
+/// One ModelInfer to one upstream, until `deadline`.
+async fn send(
+    upstream: &Arc<Upstream>,
+    req: ModelInferRequest,
+    deadline: tokio::time::Instant,
+    timeout_secs: f64,
+) -> Result<ModelInferResponse, Sent> {
+    let lease = upstream.lease();
+    let mut request = Request::new(req);
+    request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+    match tokio::time::timeout_at(deadline, lease.client().model_infer(request)).await {
+        Err(_) => Err(Sent::Failed(Status::deadline_exceeded(format!(
+            "timeout: Triton did not answer within {timeout_secs} s; expected a larger 'timeout'"
+        )))),
+        Ok(Err(status)) => {
+            let s = triton_status(status, &upstream.url);
+            if s.code() == Code::Unavailable {
+                upstream.failed();
+                Err(Sent::Lost(s))
+            } else {
+                Err(Sent::Failed(s))
+            }
+        }
+        Ok(Ok(r)) => Ok(r.into_inner()),
+    }
+}
+
+/// How one attempt at a request ended.
+enum Sent {
+    /// The upstream is unreachable or died under the request: another may take it.
+    Lost(Status),
+    /// Any other error (the request reached Triton, or the deadline passed).
+    Failed(Status),
+}
+
+impl From<Status> for PacketError {
+    fn from(s: Status) -> Self {
+        PacketError {
+            code: s.code(),
+            message: s.message().to_string(),
+        }
+    }
+}
+
+/// Maps a Triton error to what the client sees (always naming Triton).
+pub fn triton_status(s: Status, url: &str) -> Status {
+    let timeout = s.message().contains("Timeout expired");
+    // A connection that died under the request (Triton killed or restarting) shows as
+    // Unknown "transport error" or Cancelled: for the client that is Triton being unreachable.
+    let lost = (s.code() == Code::Unknown && s.message().starts_with("transport error"))
+        || (s.code() == Code::Cancelled && !timeout);
+    match s.code() {
+        Code::Unavailable => Status::unavailable(format!(
+            "Triton at {} is unreachable ({}); retry later",
+            url,
+            s.message()
+        )),
+        _ if lost => Status::unavailable(format!(
+            "Triton at {} is unreachable (the connection was lost: {}); retry later",
+            url,
+            s.message()
+        )),
+        // tonic reports its own client deadline as Cancelled "Timeout expired".
+        Code::DeadlineExceeded | Code::Cancelled
+            if s.code() == Code::DeadlineExceeded || s.message().contains("Timeout expired") =>
+        {
+            Status::deadline_exceeded(format!(
+                "timeout: Triton did not answer in time ({})",
+                s.message()
+            ))
+        }
+        code => Status::new(code, format!("Triton: {}", s.message())),
+    }
+}
