@@ -20,4 +20,5 @@ cargo bench -p gst-plugin-triton --bench overlay
 cargo bench -p gst-triton-tests --bench proxy
 cargo bench -p gst-triton-tests --bench infer
 cargo bench -p gst-triton-tests --bench shared_memory
+cargo bench -p gst-triton-tests --bench scale_out
 cargo bench -p gst-triton-tests --bench real_model

@@ -291,3 +291,17 @@ pub fn triton_metrics(port: u16) -> String {
     s.read_to_string(&mut body).unwrap();
     body
 }
+
+/// Waits until Triton's `nv_inference_count` for `model` reaches `at_least` (Triton counts a
+/// request just after answering it), then returns its inference and execution counts.
+pub fn settled_counts(metrics_port: u16, model: &str, at_least: f64) -> (f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = triton_metrics(metrics_port);
+        let n = counter(&m, "nv_inference_count", model);
+        if n >= at_least || Instant::now() > deadline {
+            return (n, counter(&m, "nv_inference_exec_count", model));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

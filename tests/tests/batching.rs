@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gst_triton_tests::pipeline::{draw_rgb, run_frames};
 use gst_triton_tests::proxy::TestProxy;
-use gst_triton_tests::triton::{Triton, counter, triton_metrics};
+use gst_triton_tests::triton::{Triton, counter, settled_counts, triton_metrics};
 use gst_triton_tests::{CLASS_NAMES, Rect};
 use gsttriton::meta;
 
@@ -72,10 +72,13 @@ async fn four_cameras_through_one_proxy_are_batched_by_triton() {
             );
         }
     }
-    let after = triton_metrics(triton.metrics_port);
-    let inferences = counter(&after, "nv_inference_count", "shapes_yolov8") - n0;
-    let executions = counter(&after, "nv_inference_exec_count", "shapes_yolov8") - e0;
-    assert_eq!(inferences, (STREAMS * FRAMES) as f64, "{after}");
+    let (n1, e1) = settled_counts(
+        triton.metrics_port,
+        "shapes_yolov8",
+        n0 + (STREAMS * FRAMES) as f64,
+    );
+    let (inferences, executions) = (n1 - n0, e1 - e0);
+    assert_eq!(inferences, (STREAMS * FRAMES) as f64);
     assert!(
         executions < inferences,
         "no batching: {executions} executions for {inferences} inferences"
@@ -133,19 +136,13 @@ async fn the_proxy_stacks_packets_for_a_model_without_a_batcher() {
     const MODEL: &str = "shapes_nobatcher";
     const PER_STREAM: usize = 40;
     let triton = Triton::start().unwrap();
-    let counts = || {
-        let m = triton_metrics(triton.metrics_port);
-        (
-            counter(&m, "nv_inference_count", MODEL),
-            counter(&m, "nv_inference_exec_count", MODEL),
-        )
-    };
+    let counts = |at_least| settled_counts(triton.metrics_port, MODEL, at_least);
     // Without collation: one execution per packet (the model has no batcher of its own).
     let plain = TestProxy::start(&triton.url(), &[]).await.unwrap();
-    let (n0, e0) = counts();
-    four_streams(&plain.url(), MODEL, PER_STREAM).await;
-    let (n1, e1) = counts();
+    let (n0, e0) = counts(0.0);
     let total = (STREAMS * PER_STREAM) as f64;
+    four_streams(&plain.url(), MODEL, PER_STREAM).await;
+    let (n1, e1) = counts(n0 + total);
     assert_eq!(
         (n1 - n0, e1 - e0),
         (total, total),
@@ -161,7 +158,7 @@ async fn the_proxy_stacks_packets_for_a_model_without_a_batcher() {
     .await
     .unwrap();
     four_streams(&stacking.url(), MODEL, PER_STREAM).await;
-    let (n2, e2) = counts();
+    let (n2, e2) = counts(n1 + total);
     let (inferences, executions) = (n2 - n1, e2 - e1);
     assert_eq!(inferences, total);
     assert!(
