@@ -5,7 +5,8 @@
 #   bash scripts/mutants.sh          # everything: geometry, kernel, decoders, session, queue,
 #                                    # proxy control + auth, the endpoint module (about an hour here)
 #   bash scripts/mutants.sh --ci     # what CI runs: geometry, proxy control + auth, endpoint
-#   bash scripts/mutants.sh NAME...  # some of: geometry kernel decode session queue proxy endpoint
+#   bash scripts/mutants.sh NAME...  # some of: geometry kernel decode session queue proxy scaleout
+#                                    # endpoint
 #
 # Prints caught / missed / unviable / timeout per file (a timeout is a mutant that made a test hang:
 # noticed, counted as caught), lists every missed mutant, and exits non-zero when a goal is missed:
@@ -30,6 +31,7 @@ TARGETS=(
   "session|gst-plugin-triton|plugins/src/infer/session.rs|--lib|0"
   "queue|gst-plugin-triton|plugins/src/infer/queue.rs|--lib|0"
   "proxy|triton-proxy|proxy/src/control.rs proxy/src/auth.rs|--lib|0"
+  "scaleout|triton-proxy|proxy/src/upstream.rs proxy/src/batch.rs|--lib|0"
   "endpoint|triton-endpoint|endpoint/src/lib.rs endpoint/src/error.rs|--lib|0"
   "kernel|gst-plugin-triton|plugins/src/letterbox/kernel.rs plugins/src/letterbox/resize.rs plugins/src/letterbox/rows.rs|--lib --test letterbox_kernel|5"
 )

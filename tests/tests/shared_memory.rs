@@ -165,6 +165,56 @@ fn shared_memory_gives_the_same_detections_as_bytes_and_leaves_no_region() {
     }
 }
 
+/// transport=kserve (unary ModelInfer) uses Triton's shared memory too: the same detections as
+/// the streaming bytes path, our region listed by Triton while frames run, none after the stop.
+#[test]
+fn unary_kserve_calls_use_shared_memory_too() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let url = shared_url();
+    let me = std::process::id();
+    let frames: Vec<Vec<u8>> = (0..5).map(|i| draw_rgb(W, H, &scene(i))).collect();
+    let bytes = run_frames(
+        &infer("shapes_nms", "none", ""),
+        W,
+        H,
+        &frames,
+        |_| {},
+        Duration::from_secs(60),
+    );
+    assert!(bytes.errors.is_empty(), "{:?}", bytes.errors);
+    let mut during = Vec::new();
+    let shm = run_frames(
+        &infer("shapes_nms", "system", "transport=kserve"),
+        W,
+        H,
+        &frames,
+        |i| {
+            if i == 4 {
+                during = triton_regions(&url)
+                    .into_iter()
+                    .filter(|r| r.0.starts_with(&prefix(me)))
+                    .collect();
+            }
+        },
+        Duration::from_secs(60),
+    );
+    assert!(shm.errors.is_empty(), "{:?}", shm.errors);
+    assert!(
+        !during.is_empty(),
+        "Triton listed no region of ours while frames ran"
+    );
+    assert_eq!(
+        detections(&bytes),
+        detections(&shm),
+        "kserve + shared memory answered differently"
+    );
+    let (t, l) = regions_of(&url, me);
+    assert!(
+        t.is_empty() && l.is_empty(),
+        "left after stop: Triton {t:?}, /dev/shm {l:?}"
+    );
+}
+
 #[test]
 fn an_error_stops_the_pipeline_and_leaves_no_region() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -64,7 +64,7 @@ pub enum SharedMemoryProp {
     #[enum_value(name = "Tensors travel in the gRPC messages", nick = "none")]
     None = 0,
     #[enum_value(
-        name = "POSIX shared memory registered with Triton (transport=triton, same host)",
+        name = "POSIX shared memory registered with Triton (transport=triton or kserve, same host)",
         nick = "system"
     )]
     System = 1,
