@@ -179,9 +179,37 @@ fn tls_mismatch(s: &tonic::Status, n: &Names, tls: bool) -> Option<Error> {
     Some(Error::TlsMismatch { what, hint })
 }
 
+/// Whether a call's status says the connection died under it (the server was killed or
+/// restarted), as tonic reports that: `Unknown` "transport error ...", or `Cancelled` that is not
+/// tonic's own deadline ("Timeout expired").
+pub fn connection_lost(s: &tonic::Status) -> bool {
+    (s.code() == tonic::Code::Unknown && s.message().starts_with("transport error"))
+        || (s.code() == tonic::Code::Cancelled && !s.message().contains("Timeout expired"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_connection_is_told_from_a_deadline_and_other_errors() {
+        use tonic::{Code, Status};
+        assert!(connection_lost(&Status::unknown(
+            "transport error: connection reset"
+        )));
+        assert!(connection_lost(&Status::cancelled(
+            "h2 protocol error: stream reset"
+        )));
+        assert!(!connection_lost(&Status::cancelled("Timeout expired")));
+        assert!(!connection_lost(&Status::unknown(
+            "model said no; transport error"
+        )));
+        assert!(!connection_lost(&Status::new(
+            Code::Internal,
+            "transport error"
+        )));
+        assert!(!connection_lost(&Status::unavailable("transport error")));
+    }
 
     #[test]
     fn statuses_map_to_kinds_and_exit_codes() {

@@ -18,7 +18,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 mod error;
 
-pub use error::{Error, Kind};
+pub use error::{Error, Kind, connection_lost};
 
 /// The names of the settings, as the user of a given program spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

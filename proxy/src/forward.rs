@@ -90,11 +90,9 @@ impl From<Status> for PacketError {
 
 /// Maps a Triton error to what the client sees (always naming Triton).
 pub fn triton_status(s: Status, url: &str) -> Status {
-    let timeout = s.message().contains("Timeout expired");
-    // A connection that died under the request (Triton killed or restarting) shows as
-    // Unknown "transport error" or Cancelled: for the client that is Triton being unreachable.
-    let lost = (s.code() == Code::Unknown && s.message().starts_with("transport error"))
-        || (s.code() == Code::Cancelled && !timeout);
+    // A connection that died under the request (Triton killed or restarting): for the client that
+    // is Triton being unreachable.
+    let lost = triton_endpoint::connection_lost(&s);
     match s.code() {
         Code::Unavailable => Status::unavailable(format!(
             "Triton at {} is unreachable ({}); retry later",

@@ -77,6 +77,32 @@ fn infer(model: &str, shm: &str, extra: &str) -> String {
     )
 }
 
+/// Runs `pipeline` over `frames` and lists Triton's regions of this process while the last frame
+/// is in flight.
+fn run_listing(
+    pipeline: &str,
+    frames: &[Vec<u8>],
+) -> (gst_triton_tests::pipeline::Run, Vec<(String, u64)>) {
+    let (url, me) = (shared_url(), std::process::id());
+    let mut during = Vec::new();
+    let run = run_frames(
+        pipeline,
+        W,
+        H,
+        frames,
+        |i| {
+            if i == frames.len() - 1 {
+                during = triton_regions(&url)
+                    .into_iter()
+                    .filter(|r| r.0.starts_with(&prefix(me)))
+                    .collect();
+            }
+        },
+        Duration::from_secs(60),
+    );
+    (run, during)
+}
+
 /// (label, box, confidence) of every detection of every frame.
 type Found = Vec<Vec<(String, [f64; 4], f64)>>;
 
@@ -113,22 +139,7 @@ fn shared_memory_gives_the_same_detections_as_bytes_and_leaves_no_region() {
             Duration::from_secs(60),
         );
         assert!(bytes.errors.is_empty(), "{model}: {:?}", bytes.errors);
-        let mut during = Vec::new();
-        let shm = run_frames(
-            &infer(model, "system", ""),
-            W,
-            H,
-            &frames,
-            |i| {
-                if i == n as usize - 1 {
-                    during = triton_regions(&url)
-                        .into_iter()
-                        .filter(|r| r.0.starts_with(&prefix(me)))
-                        .collect();
-                }
-            },
-            Duration::from_secs(60),
-        );
+        let (shm, during) = run_listing(&infer(model, "system", ""), &frames);
         assert!(shm.errors.is_empty(), "{model}: {:?}", shm.errors);
         assert!(
             !during.is_empty(),
@@ -182,22 +193,7 @@ fn unary_kserve_calls_use_shared_memory_too() {
         Duration::from_secs(60),
     );
     assert!(bytes.errors.is_empty(), "{:?}", bytes.errors);
-    let mut during = Vec::new();
-    let shm = run_frames(
-        &infer("shapes_nms", "system", "transport=kserve"),
-        W,
-        H,
-        &frames,
-        |i| {
-            if i == 4 {
-                during = triton_regions(&url)
-                    .into_iter()
-                    .filter(|r| r.0.starts_with(&prefix(me)))
-                    .collect();
-            }
-        },
-        Duration::from_secs(60),
-    );
+    let (shm, during) = run_listing(&infer("shapes_nms", "system", "transport=kserve"), &frames);
     assert!(shm.errors.is_empty(), "{:?}", shm.errors);
     assert!(
         !during.is_empty(),

@@ -536,11 +536,8 @@ impl Client {
             Err(_) => Err(InferError::Timeout { ms }),
             Ok(Ok(resp)) => triton_to_output(resp),
             Ok(Err(s)) => {
-                let lost = matches!(s.code(), tonic::Code::Unavailable)
-                    || (s.code() == tonic::Code::Unknown
-                        && s.message().starts_with("transport error"))
-                    || (s.code() == tonic::Code::Cancelled
-                        && !s.message().contains("Timeout expired"));
+                let lost =
+                    s.code() == tonic::Code::Unavailable || triton_endpoint::connection_lost(&s);
                 if s.code() == tonic::Code::DeadlineExceeded
                     || s.message().contains("Timeout expired")
                 {

@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -183,9 +184,9 @@ impl ShmPool {
             .await
             .map_err(|s| self.refused("list shared memory", "regions", &s))?
             .into_inner();
+        let deadline = tokio::time::Instant::now() + IN_USE_WAIT;
         for name in status.regions.into_keys().filter(|n| shm::is_stale(n)) {
-            let req = SystemSharedMemoryUnregisterRequest { name: name.clone() };
-            if rpc.system_shared_memory_unregister(req).await.is_ok() {
+            if unregister_when_free(&mut rpc, &name, deadline).await {
                 removed.push(name);
             }
         }
@@ -219,9 +220,9 @@ impl ShmPool {
     }
 
     async fn unregister(&self, rpc: &mut Rpc, names: Vec<String>) {
+        let deadline = tokio::time::Instant::now() + IN_USE_WAIT;
         for name in names {
-            let req = SystemSharedMemoryUnregisterRequest { name: name.clone() };
-            if rpc.system_shared_memory_unregister(req).await.is_ok() {
+            if unregister_when_free(rpc, &name, deadline).await {
                 self.state().registered.remove(&name);
             }
         }
@@ -361,7 +362,7 @@ pub fn prepare_blocking(
     rt: &tokio::runtime::Runtime,
     pool: Arc<ShmPool>,
 ) -> Result<Result<Vec<String>, String>, String> {
-    let wait = std::time::Duration::from_secs(5);
+    let wait = Duration::from_secs(5);
     match rt.block_on(async move { tokio::time::timeout(wait, pool.prepare()).await }) {
         Ok(Ok(gone)) => Ok(Ok(gone)),
         Ok(Err(e @ InferError::SharedMemory(_))) => Err(e.to_string()),
@@ -375,10 +376,35 @@ pub fn close_blocking(rt: &tokio::runtime::Runtime, cfg: &ClientConfig) -> Resul
     let Some(pool) = cfg.shm.clone() else {
         return Ok(());
     };
-    let wait = std::time::Duration::from_secs(3);
+    let wait = Duration::from_secs(3);
     match rt.block_on(async move { tokio::time::timeout(wait, pool.close()).await }) {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err("Triton did not answer within 3 s".into()),
+    }
+}
+
+/// How long unregistering waits for Triton to finish the requests still using a region, within
+/// the time limits of start and stop (a process killed with requests queued at Triton leaves
+/// regions that are in use for a while).
+const IN_USE_WAIT: Duration = Duration::from_millis(2500);
+
+/// Unregisters `name`; while Triton says the region is in use ("Cannot unregister shared memory
+/// region ..."), tries again until `deadline`. True when it is gone.
+async fn unregister_when_free(rpc: &mut Rpc, name: &str, deadline: tokio::time::Instant) -> bool {
+    loop {
+        let req = SystemSharedMemoryUnregisterRequest {
+            name: name.to_string(),
+        };
+        match rpc.system_shared_memory_unregister(req).await {
+            Ok(_) => return true,
+            Err(s)
+                if s.message().contains("Cannot unregister")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(_) => return false,
+        }
     }
 }
 
