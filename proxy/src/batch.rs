@@ -129,17 +129,7 @@ impl Batcher {
         let (raws, txs): (Vec<_>, Vec<_>) = w.items.into_iter().unzip();
         let req = stack(w.template, raws, w.generation);
         let answer = crate::forward::forward(&self.pool, req, w.timeout_secs).await;
-        let parts = answer.and_then(|r| split(r, n)).map_err(|s| {
-            if n > 1 && s.code() == Code::InvalidArgument {
-                Status::invalid_argument(format!(
-                    "{} (PROXY_BATCH_MAX stacked {n} packets into one request: the model must take \
-                     a batch of {n}, e.g. Triton's max_batch_size >= {n})",
-                    s.message()
-                ))
-            } else {
-                s
-            }
-        });
+        let parts = answer.and_then(|r| split(r, n)).map_err(|s| explain(s, n));
         match parts {
             Ok(parts) => {
                 for (tx, part) in txs.into_iter().zip(parts) {
@@ -152,6 +142,19 @@ impl Batcher {
                 }
             }
         }
+    }
+}
+
+/// A refused batch: when Triton found the stacked request invalid, say that it was stacked.
+fn explain(s: Status, n: usize) -> Status {
+    if n > 1 && s.code() == Code::InvalidArgument {
+        Status::invalid_argument(format!(
+            "{} (PROXY_BATCH_MAX stacked {n} packets into one request: the model must take a \
+             batch of {n}, e.g. Triton's max_batch_size >= {n})",
+            s.message()
+        ))
+    } else {
+        s
     }
 }
 
@@ -283,6 +286,97 @@ mod tests {
         let mut other = request(vec![1, 3, 2, 2], &[0; 12]);
         other.model_name = "n".into();
         assert_ne!(key(&other), Some(a));
+        let mut no_bytes = request(vec![1, 3, 2, 2], &[0; 12]);
+        no_bytes.raw_input_contents.clear();
+        assert_eq!(
+            key(&no_bytes),
+            None,
+            "the tensor is not in raw_input_contents"
+        );
+    }
+
+    #[test]
+    fn a_refused_batch_says_it_was_stacked() {
+        let e = explain(Status::invalid_argument("unexpected shape"), 4);
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(
+            e.message()
+                .starts_with("unexpected shape (PROXY_BATCH_MAX stacked 4"),
+            "{e:?}"
+        );
+        assert!(e.message().contains("max_batch_size >= 4"), "{e:?}");
+        let alone = explain(Status::invalid_argument("unexpected shape"), 1);
+        assert_eq!(alone.message(), "unexpected shape");
+        let other = explain(Status::unavailable("down"), 4);
+        assert_eq!(other.message(), "down");
+    }
+
+    /// A collator in front of a server that does not answer: every packet gets UNAVAILABLE, and
+    /// the metrics tell how the packets were grouped.
+    async fn collator(max: usize, delay_ms: u64) -> (Arc<Batcher>, Arc<Metrics>) {
+        let pool = Pool::new(
+            "127.0.0.1:1",
+            crate::upstream::ChannelSettings {
+                max_message_bytes: 1 << 20,
+                keepalive: None,
+                max_frame: 1 << 20,
+            },
+        )
+        .await
+        .unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let b = Batcher::new(max, Duration::from_millis(delay_ms), pool, metrics.clone());
+        (Arc::new(b), metrics)
+    }
+
+    async fn send(b: &Arc<Batcher>) -> (Status, Duration) {
+        let t0 = std::time::Instant::now();
+        let r = request(vec![1, 2], &[1, 2]);
+        let k = key(&r).unwrap();
+        let s = tokio::time::timeout(Duration::from_secs(10), b.submit(k, r, 5.0))
+            .await
+            .expect("an answer")
+            .unwrap_err();
+        (s, t0.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_goes_at_once_and_a_lone_packet_at_the_delay() {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Three packets fill a batch of 3: one request, long before the 10 s delay.
+        let (b, m) = collator(3, 10_000).await;
+        let all = futures::future::join_all((0..3).map(|_| send(&b))).await;
+        for (s, took) in &all {
+            assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+            assert!(*took < Duration::from_secs(5), "{took:?}");
+        }
+        assert_eq!(
+            (m.batches.load(Relaxed), m.batched_packets.load(Relaxed)),
+            (1, 3)
+        );
+        // One packet alone goes when its delay ends.
+        let (b, m) = collator(8, 200).await;
+        let (s, took) = send(&b).await;
+        assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert_eq!(
+            (m.batches.load(Relaxed), m.batched_packets.load(Relaxed)),
+            (1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_clock_of_a_sent_batch_never_cuts_the_next_one_short() {
+        // A and B fill a batch at once; its clock still runs out at 1 s. C, sent at about
+        // 400 ms, starts a batch of its own and must wait its own full second.
+        let (b, m) = collator(2, 1000).await;
+        let (ab, c) = tokio::join!(futures::future::join(send(&b), send(&b)), async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            send(&b).await
+        });
+        assert!(ab.0.1 < Duration::from_millis(1000), "{:?}", ab.0.1);
+        assert!(c.1 >= Duration::from_millis(1000), "C went after {:?}", c.1);
+        assert_eq!(m.batches.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     #[test]
@@ -329,6 +423,7 @@ mod tests {
         assert_eq!(&parts[0].raw_output_contents[1][..], bytes_elem(b"a"));
         assert_eq!(&parts[1].raw_output_contents[1][..], bytes_elem(b"bcd"));
         assert_eq!(parts[1].model_version, "1");
+        assert_eq!(parts[1].model_name, "m");
         let e = split(resp.clone(), 3).unwrap_err();
         assert!(
             e.message().contains("expected a first dimension of 3"),

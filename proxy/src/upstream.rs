@@ -213,7 +213,6 @@ pub struct Pool {
     entries: Vec<Entry>,
     settings: ChannelSettings,
     members: RwLock<Vec<Arc<Upstream>>>,
-    seed: AtomicU64,
     /// Requests sent once more to another upstream after theirs became unreachable.
     pub retries: AtomicU64,
 }
@@ -226,7 +225,6 @@ impl Pool {
             entries,
             settings,
             members: RwLock::default(),
-            seed: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             retries: AtomicU64::new(0),
         });
         pool.refresh().await?;
@@ -250,37 +248,43 @@ impl Pool {
             }
             urls.extend(expand(e, addrs));
         }
-        self.apply(urls)
+        let (added, gone) = self.apply(urls)?;
+        for url in added {
+            tracing::info!(upstream = %url, "upstream");
+        }
+        for url in gone {
+            tracing::info!(upstream = %url, "upstream gone from DNS");
+        }
+        Ok(())
     }
 
-    /// Makes `urls` the members, keeping the upstreams (connections, counters) that stay.
-    fn apply(&self, urls: Vec<String>) -> anyhow::Result<()> {
+    /// Makes `urls` the members, keeping the upstreams (connections, counters) that stay;
+    /// returns the URLs added and those gone.
+    fn apply(&self, urls: Vec<String>) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let old: HashMap<String, Arc<Upstream>> = self
             .members
             .read()
             .map(|m| m.iter().map(|u| (u.url.clone(), u.clone())).collect())
             .unwrap_or_default();
         let mut next = Vec::with_capacity(urls.len());
+        let mut added = Vec::new();
         for url in urls {
             match old.get(&url) {
                 Some(u) => next.push(u.clone()),
                 None => {
-                    if !old.is_empty() {
-                        tracing::info!(upstream = %url, "new upstream");
-                    }
+                    added.push(url.clone());
                     next.push(Upstream::new(url, &self.settings)?);
                 }
             }
         }
-        for url in old.keys() {
-            if !next.iter().any(|u| &u.url == url) {
-                tracing::info!(upstream = %url, "upstream gone from DNS");
-            }
-        }
+        let gone = old
+            .into_keys()
+            .filter(|url| !next.iter().any(|u| &u.url == url))
+            .collect();
         if let Ok(mut m) = self.members.write() {
             *m = next;
         }
-        Ok(())
+        Ok((added, gone))
     }
 
     pub fn members(&self) -> Vec<Arc<Upstream>> {
@@ -302,24 +306,14 @@ impl Pool {
             0 => None,
             1 => Some(from[0].clone()),
             n => {
-                let r = self.next_random();
-                let a = (r % n as u64) as usize;
-                let b = (a + 1 + ((r >> 32) % (n as u64 - 1)) as usize) % n;
+                // Two different ones, at random.
+                let a = fastrand::usize(..n);
+                let b = (a + 1 + fastrand::usize(..n - 1)) % n;
                 let (ua, ub) = (from[a], from[b]);
                 let load = |u: &Upstream| u.outstanding.load(Ordering::Relaxed);
                 Some(if load(ub) < load(ua) { ub } else { ua }.clone())
             }
         }
-    }
-
-    /// xorshift64*: cheap, good enough to spread two choices.
-    fn next_random(&self) -> u64 {
-        let mut x = self.seed.load(Ordering::Relaxed);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.seed.store(x, Ordering::Relaxed);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     /// Asks every upstream `ServerReady` and updates who is ready; true when any is.
@@ -535,19 +529,29 @@ mod tests {
         );
         assert_eq!(expand(e, vec![]), ["http://triton-headless:8001"]);
         // A re-resolution keeps the upstreams that stay (their connections and counters).
+        assert_eq!(
+            expand(e, vec![v4("10.0.0.9"), v4("10.0.0.2")]),
+            ["http://10.0.0.2:8001", "http://10.0.0.9:8001"]
+        );
         let pool = Pool::new("127.0.0.1:1", settings()).await.unwrap();
-        pool.apply(vec![
-            "http://10.0.0.2:8001".into(),
-            "http://10.0.0.9:8001".into(),
-        ])
-        .unwrap();
+        let (added, gone) = pool
+            .apply(vec![
+                "http://10.0.0.2:8001".into(),
+                "http://10.0.0.9:8001".into(),
+            ])
+            .unwrap();
+        assert_eq!(added, ["http://10.0.0.2:8001", "http://10.0.0.9:8001"]);
+        assert_eq!(gone, ["http://127.0.0.1:1"]);
         let before = pool.members();
         let _l = before[1].lease();
-        pool.apply(vec![
-            "http://10.0.0.9:8001".into(),
-            "http://10.0.0.3:8001".into(),
-        ])
-        .unwrap();
+        let (added, gone) = pool
+            .apply(vec![
+                "http://10.0.0.9:8001".into(),
+                "http://10.0.0.3:8001".into(),
+            ])
+            .unwrap();
+        assert_eq!(added, ["http://10.0.0.3:8001"]);
+        assert_eq!(gone, ["http://10.0.0.2:8001"]);
         let after = pool.members();
         assert_eq!(after.len(), 2);
         assert!(Arc::ptr_eq(&after[0], &before[1]));
@@ -567,6 +571,24 @@ mod tests {
             }
         }
         assert!((800..1200).contains(&first), "{first} of 2000");
+        // One of two busy: both are drawn every time, so the idle one always wins.
+        let busy = m[0].lease();
+        for _ in 0..500 {
+            assert!(Arc::ptr_eq(&pool.pick(None).unwrap(), &m[1]));
+        }
+        drop(busy);
+        let mut first = 0;
+        for _ in 0..2000 {
+            if Arc::ptr_eq(&pool.pick(None).unwrap(), &m[0]) {
+                first += 1;
+            }
+        }
+        assert!(
+            (800..1200).contains(&first),
+            "after the lease ended: {first} of 2000"
+        );
+        assert_eq!(pool.describe(), "http://127.0.0.1:1,http://127.0.0.1:2");
+
         let one = Pool::new("127.0.0.1:1", settings()).await.unwrap();
         let only = one.members()[0].clone();
         assert!(one.pick(Some(&only)).is_none());
@@ -581,5 +603,19 @@ mod tests {
         one.render_metrics(&mut text);
         assert!(text.contains("proxy_upstream_ready{upstream=\"http://127.0.0.1:1\"} 0"));
         assert!(text.contains("proxy_upstream_failures_total{upstream=\"http://127.0.0.1:1\"} 1"));
+        only.set_ready(true);
+        assert!(only.is_ready());
+        only.set_ready(false);
+        assert!(!only.is_ready());
+    }
+
+    #[tokio::test]
+    async fn a_probe_of_servers_that_do_not_answer_ejects_them() {
+        let pool = Pool::new("127.0.0.1:1,127.0.0.1:2", settings())
+            .await
+            .unwrap();
+        assert!(pool.members().iter().all(|u| u.is_ready()));
+        assert!(!pool.probe().await);
+        assert!(pool.members().iter().all(|u| !u.is_ready()));
     }
 }
