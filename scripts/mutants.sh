@@ -68,7 +68,9 @@ for t in "${TARGETS[@]}"; do
   rc=$?
   set -e
   dir="$OUT/$name/mutants.out"
-  if [ ! -f "$dir/caught.txt" ]; then
+  # cargo-mutants: 0 all caught, 2 some missed, 3 some timed out (judged below); anything else
+  # (4: the unmutated tree did not build or pass, e.g. a full disk) means nothing was tested.
+  if [ ! -f "$dir/caught.txt" ] || { [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ] && [ "$rc" -ne 3 ]; }; then
     echo "mutants: $name did not run (exit $rc); see $OUT/$name.log" >&2
     tail -20 "$OUT/$name.log" >&2
     failed=1
