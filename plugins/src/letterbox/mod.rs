@@ -1,6 +1,7 @@
 //! `tritonletterbox`: attaches the model input tensor (letterboxed, converted, normalised) to each
 //! frame as a [`crate::meta`] custom meta, leaving the video untouched.
 
+mod gather;
 pub mod geometry;
 pub mod kernel;
 mod resize;

@@ -15,11 +15,11 @@
 //! gets NEON from the baseline target. [`Resizer::set_threads`] splits the output rows into bands
 //! run on scoped threads, each with its own row buffers.
 
+use super::gather::YuvGathers;
 use super::geometry::Letterbox;
-use super::kernel::{DType, Layout, PixelFormat, SrcImage, TensorSpec, YuvToRgb};
+use super::kernel::{DType, Layout, SrcImage, TensorSpec, YuvToRgb};
 use super::rows::{
-    Tap, blend, convert_row, gather_packed, gather_yuv, regular, regular_packed, round_u8, src_row,
-    taps,
+    Tap, blend, convert_row, gather_packed, regular, regular_packed, round_u8, src_row, taps,
 };
 
 /// What every band reads: taps, normalisation, the spec. Immutable during a run.
@@ -42,6 +42,8 @@ struct Plan {
     /// with the same weight f, for every x (integer downscales: 2× → step 2, f ½): the packed
     /// formats then read the taps in fixed-size chunks, without an index per column.
     regular: Option<(usize, usize, f32)>,
+    /// The column taps' byte gathers for YUV sources (strong downscales only).
+    yuv_taps: Option<YuvGathers>,
     avx2: bool,
 }
 
@@ -123,6 +125,7 @@ impl Resizer {
             fx: xs.iter().map(|t| t.f).collect(),
             x_blend: xs.iter().any(|t| t.f != 0.0),
             regular: regular(&xs, src_w as usize),
+            yuv_taps: (2 * xs.len() <= src_w as usize).then(|| YuvGathers::new(&xs)),
             pad,
             geometry,
             spec: spec.clone(),
@@ -476,21 +479,14 @@ fn ensure_row(
                 }
             }
             None => {
-                let yrow = src_row(src, 0, want);
-                let (u, v, step) = match src.format {
-                    PixelFormat::Nv12 => {
-                        let uv = src_row(src, 1, want / 2);
-                        (uv, &uv[1..], 2)
-                    }
-                    _ => (src_row(src, 1, want / 2), src_row(src, 2, want / 2), 1),
-                };
                 // Gather the samples at the taps, convert them in vectorised rows, blend.
+                let gathers = p.yuv_taps.as_ref().expect("planned for strong downscales");
                 let [ty, tu, tv] = &mut s.taps;
                 let [r1, g1, b1] = &mut s.rgb1;
-                gather_yuv(&p.xs, |t| t.i0, yrow, u, v, step, [ty, tu, tv]);
+                gathers.gather(src, want, 0, [ty, tu, tv], p.avx2);
                 yuv.convert_rows(ty, tu, tv, out);
                 if p.x_blend {
-                    gather_yuv(&p.xs, |t| t.i1, yrow, u, v, step, [ty, tu, tv]);
+                    gathers.gather(src, want, 1, [ty, tu, tv], p.avx2);
                     yuv.convert_rows(ty, tu, tv, [r1, g1, b1]);
                     for (h, q) in [(hr, r1), (hg, g1), (hb, b1)] {
                         for (((o, q), g), f) in h.iter_mut().zip(q.iter()).zip(&p.gx).zip(&p.fx) {

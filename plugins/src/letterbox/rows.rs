@@ -136,26 +136,6 @@ pub(super) fn gather_packed<const BPP: usize>(
     }
 }
 
-/// Gathers the Y, U, V samples at one tap of every output column (`tap` picks `i0` or `i1`);
-/// chroma samples are `step` bytes apart (1 for I420, 2 for NV12's interleaved UV).
-#[inline(always)]
-pub(super) fn gather_yuv(
-    xs: &[Tap],
-    tap: impl Fn(&Tap) -> usize,
-    y: &[u8],
-    u: &[u8],
-    v: &[u8],
-    step: usize,
-    out: [&mut [u8]; 3],
-) {
-    let [ty, tu, tv] = out;
-    for (x, t) in xs.iter().enumerate() {
-        let i = tap(t);
-        let c = (i / 2) * step;
-        (ty[x], tu[x], tv[x]) = (y[i], u[c], v[c]);
-    }
-}
-
 /// Source row `y` as RGB floats (0..255) into `rgb` (3·width).
 #[inline(always)]
 pub(super) fn convert_row(src: &SrcImage, yuv: &YuvToRgb, y: usize, rgb: &mut [f32]) {
