@@ -157,14 +157,16 @@ pub(super) struct YuvGathers {
 
 impl YuvGathers {
     pub(super) fn new(xs: &[Tap]) -> YuvGathers {
-        let at = |tap: fn(&Tap) -> usize, f: fn(usize) -> usize| {
-            ByteGather::new(xs.iter().map(move |t| f(tap(t))))
+        let at = |f: fn(usize) -> usize| {
+            [
+                ByteGather::new(xs.iter().map(|t| f(t.i0))),
+                ByteGather::new(xs.iter().map(|t| f(t.i1))),
+            ]
         };
-        let (i0, i1): (fn(&Tap) -> usize, fn(&Tap) -> usize) = (|t| t.i0, |t| t.i1);
         YuvGathers {
-            luma: [at(i0, |i| i), at(i1, |i| i)],
-            i420: [at(i0, |i| i / 2), at(i1, |i| i / 2)],
-            nv12: [at(i0, |i| i / 2 * 2), at(i1, |i| i / 2 * 2)],
+            luma: at(|i| i),
+            i420: at(|i| i / 2),
+            nv12: at(|i| i / 2 * 2),
         }
     }
 
@@ -201,12 +203,12 @@ mod tests {
     fn both_paths_read_the_indexed_bytes() {
         let row: Vec<u8> = (0..4000u32).map(|i| (i * 31 % 251) as u8).collect();
         let lists: Vec<Vec<usize>> = vec![
-            (0..640).map(|x| 3 * x + 1).collect(),       // 1920 → 640 luma
-            (0..640).map(|x| (3 * x + 1) / 2).collect(), // its I420 chroma
-            (0..640).map(|x| 6 * x + 2).collect(),       // 3840 → 640
-            (0..100).map(|x| 37 * x).collect(),          // wider than MAX_CHUNKS: scalar
-            (0..37).map(|x| x * 5 / 3).collect(),        // a tail of 5 after two blocks
-            (0..5).collect(),                            // no whole block
+            (0..640).map(|x| 3 * x + 1).collect(),        // 1920 → 640 luma
+            (0..640).map(|x| (3 * x + 1) >> 1).collect(), // its I420 chroma
+            (0..640).map(|x| 6 * x + 2).collect(),        // 3840 → 640
+            (0..100).map(|x| 37 * x).collect(),           // wider than MAX_CHUNKS: scalar
+            (0..37).map(|x| x * 5 / 3).collect(),         // a tail of 5 after two blocks
+            (0..5).collect(),                             // no whole block
             (0..40).map(|x| 3999 - (39 - x) * 2).collect(), // ends at the row's last byte
             vec![],
         ];
