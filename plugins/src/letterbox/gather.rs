@@ -194,6 +194,45 @@ impl YuvGathers {
     }
 }
 
+/// The column taps' gathers for packed sources: per pixel size (3, 4), per byte offset in the
+/// pixel, per tap.
+#[derive(Debug, Clone)]
+pub(super) struct PackedGathers {
+    by_size: [[[ByteGather; 2]; 4]; 2],
+}
+
+impl PackedGathers {
+    pub(super) fn new(xs: &[Tap]) -> PackedGathers {
+        let at = |bpp: usize, off: usize| {
+            [
+                ByteGather::new(xs.iter().map(|t| t.i0 * bpp + off)),
+                ByteGather::new(xs.iter().map(|t| t.i1 * bpp + off)),
+            ]
+        };
+        PackedGathers {
+            by_size: [3, 4].map(|bpp| std::array::from_fn(|off| at(bpp, off.min(bpp - 1)))),
+        }
+    }
+
+    /// The bytes at offsets `o` (R, G, B) of `bpp`-byte pixels of `row` at tap `tap` of every
+    /// output column, as planar rows.
+    #[inline(always)]
+    pub(super) fn gather(
+        &self,
+        row: &[u8],
+        bpp: usize,
+        o: [usize; 3],
+        tap: usize,
+        out: [&mut Vec<u8>; 3],
+        simd: bool,
+    ) {
+        let g = &self.by_size[usize::from(bpp == 4)];
+        for (c, t) in out.into_iter().enumerate() {
+            g[o[c]][tap].run(row, t, simd);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

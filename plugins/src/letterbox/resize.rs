@@ -15,12 +15,10 @@
 //! gets NEON from the baseline target. [`Resizer::set_threads`] splits the output rows into bands
 //! run on scoped threads, each with its own row buffers.
 
-use super::gather::YuvGathers;
+use super::gather::{PackedGathers, YuvGathers};
 use super::geometry::Letterbox;
 use super::kernel::{DType, Layout, SrcImage, TensorSpec, YuvToRgb};
-use super::rows::{
-    Tap, blend, convert_row, gather_packed, regular, regular_packed, round_u8, src_row, taps,
-};
+use super::rows::{Tap, blend, convert_row, regular, round_u8, src_row, taps};
 
 /// What every band reads: taps, normalisation, the spec. Immutable during a run.
 struct Plan {
@@ -39,11 +37,13 @@ struct Plan {
     fx: Vec<f32>,
     x_blend: bool,
     /// `Some((step, first, f))` when column x's taps are `first + step·x` and the next pixel,
-    /// with the same weight f, for every x (integer downscales: 2× → step 2, f ½): the packed
-    /// formats then read the taps in fixed-size chunks, without an index per column.
+    /// with the same weight f, for every x (integer downscales: 2× → step 2, f ½): packed rows
+    /// that need two source rows then blend those first, over the bytes, and read the taps in
+    /// fixed-size chunks, without an index per column.
     regular: Option<(usize, usize, f32)>,
-    /// The column taps' byte gathers for YUV sources (strong downscales only).
+    /// The column taps' byte gathers for YUV and packed sources (strong downscales only).
     yuv_taps: Option<YuvGathers>,
+    packed_taps: Option<PackedGathers>,
     avx2: bool,
 }
 
@@ -126,6 +126,7 @@ impl Resizer {
             x_blend: xs.iter().any(|t| t.f != 0.0),
             regular: regular(&xs, src_w as usize),
             yuv_taps: (2 * xs.len() <= src_w as usize).then(|| YuvGathers::new(&xs)),
+            packed_taps: (2 * xs.len() <= src_w as usize).then(|| PackedGathers::new(&xs)),
             pad,
             geometry,
             spec: spec.clone(),
@@ -443,26 +444,15 @@ fn ensure_row(
         // Strong downscale: convert just the taps of each output pixel (one where f is 0).
         let out = [&mut hr[..], &mut hg[..], &mut hb[..]];
         match src.format.packed() {
-            Some((bpp, o)) if p.regular.is_some() => {
-                let (step, first, f) = p.regular.expect("checked");
-                let row = &src_row(src, 0, want)[first * bpp..];
-                match (bpp, o[0] == 2) {
-                    (3, false) => regular_packed::<3, false>(row, step, f, out),
-                    (3, true) => regular_packed::<3, true>(row, step, f, out),
-                    (_, false) => regular_packed::<4, false>(row, step, f, out),
-                    (_, true) => regular_packed::<4, true>(row, step, f, out),
-                }
-            }
             Some((bpp, o)) => {
                 // Gather the bytes at both taps into planar rows, then blend in vectorised rows.
                 let row = src_row(src, 0, want);
+                let g = p.packed_taps.as_ref().expect("planned");
                 let [t0r, t0g, t0b] = &mut s.taps;
-                let [t1r, t1g, t1b] = &mut s.taps1;
-                let (t0, t1) = ([t0r, t0g, t0b], [t1r, t1g, t1b]);
-                if bpp == 3 {
-                    gather_packed::<3>(&p.xs, row, o, t0, t1, p.x_blend);
-                } else {
-                    gather_packed::<4>(&p.xs, row, o, t0, t1, p.x_blend);
+                g.gather(row, bpp, o, 0, [t0r, t0g, t0b], p.avx2);
+                if p.x_blend {
+                    let [t1r, t1g, t1b] = &mut s.taps1;
+                    g.gather(row, bpp, o, 1, [t1r, t1g, t1b], p.avx2);
                 }
                 for ((h, a), q) in out.into_iter().zip(&s.taps).zip(&s.taps1) {
                     if p.x_blend {
@@ -535,9 +525,9 @@ fn vertical_first(
     for ((d, a), b) in v.iter_mut().zip(r0).zip(r1) {
         *d = *a as f32 * g + *b as f32 * fy;
     }
-    let [hr, hg, hb] = &mut s.h[0];
     let gx = 1.0 - f;
     let chunk = step * bpp;
+    let [hr, hg, hb] = &mut s.h[0];
     for (x, ((r, gg), b)) in hr
         .iter_mut()
         .zip(hg.iter_mut())

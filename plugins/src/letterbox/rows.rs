@@ -83,59 +83,6 @@ pub(super) fn regular(xs: &[Tap], src_w: usize) -> Option<(usize, usize, f32)> {
     ok.then_some((step, t0.i0, t0.f))
 }
 
-/// Regular taps over a packed row that starts at the first tap: chunk x (`step` pixels) holds
-/// column x's two taps as its first two pixels (the last column, whose chunk may run past the
-/// row, is read on its own). `BGR`: the bytes are B, G, R (+ X).
-#[inline(always)]
-pub(super) fn regular_packed<const BPP: usize, const BGR: bool>(
-    row: &[u8],
-    step: usize,
-    f: f32,
-    out: [&mut [f32]; 3],
-) {
-    let [hr, hg, hb] = out;
-    let n = hr.len();
-    let (o0, o2) = if BGR { (2, 0) } else { (0, 2) };
-    let g = 1.0 - f;
-    let last = step * (n - 1) * BPP;
-    let chunks = row[..last]
-        .chunks_exact(step * BPP)
-        .chain([&row[last..last + 2 * BPP]]);
-    for (((r, gg), b), c) in hr
-        .iter_mut()
-        .zip(hg.iter_mut())
-        .zip(hb.iter_mut())
-        .zip(chunks)
-    {
-        *r = c[o0] as f32 * g + c[BPP + o0] as f32 * f;
-        *gg = c[1] as f32 * g + c[BPP + 1] as f32 * f;
-        *b = c[o2] as f32 * g + c[BPP + o2] as f32 * f;
-    }
-}
-
-/// Gathers the R, G, B bytes (at offsets `o` of `BPP`-byte pixels) at the first tap of every
-/// output column into `t0` and, when `both`, at the second tap into `t1`.
-#[inline(always)]
-pub(super) fn gather_packed<const BPP: usize>(
-    xs: &[Tap],
-    row: &[u8],
-    o: [usize; 3],
-    t0: [&mut Vec<u8>; 3],
-    t1: [&mut Vec<u8>; 3],
-    both: bool,
-) {
-    let [ar, ag, ab] = t0;
-    let [qr, qg, qb] = t1;
-    for (x, t) in xs.iter().enumerate() {
-        let a = &row[t.i0 * BPP..t.i0 * BPP + BPP];
-        (ar[x], ag[x], ab[x]) = (a[o[0]], a[o[1]], a[o[2]]);
-        if both {
-            let q = &row[t.i1 * BPP..t.i1 * BPP + BPP];
-            (qr[x], qg[x], qb[x]) = (q[o[0]], q[o[1]], q[o[2]]);
-        }
-    }
-}
-
 /// Source row `y` as RGB floats (0..255) into `rgb` (3·width).
 #[inline(always)]
 pub(super) fn convert_row(src: &SrcImage, yuv: &YuvToRgb, y: usize, rgb: &mut [f32]) {
