@@ -5,11 +5,17 @@ milliseconds per frame (best of 5 × 5). Needs opencv-python-headless.
 usage: opencv_letterbox.py FORMAT WIDTH HEIGHT [DTYPE]   (FORMAT: I420 NV12 RGB BGR RGBx;
 DTYPE: FP32 (default), FP16, UINT8 — UINT8 keeps raw pixels, as tritonletterbox does)"""
 
+import os
 import sys
 import time
 
-import cv2
-import numpy as np
+# One thread for everything: numpy's OpenBLAS would otherwise start a spinning thread per core
+# (seen taking a core of this 2-core machine while the baseline ran), and OpenCV its own pool.
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = "1"
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 cv2.setNumThreads(1)
 fmt, w, h = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -18,7 +18,7 @@
 use super::gather::{PackedGathers, YuvGathers};
 use super::geometry::Letterbox;
 use super::kernel::{DType, Layout, SrcImage, TensorSpec, YuvToRgb};
-use super::rows::{Tap, blend, convert_row, regular, round_u8, src_row, taps};
+use super::rows::{Tap, blend, convert_row, deinterleave, regular, round_u8, src_row, taps};
 
 /// What every band reads: taps, normalisation, the spec. Immutable during a run.
 struct Plan {
@@ -59,7 +59,9 @@ struct Scratch {
     /// YUV samples gathered at the taps (Y, U, V; new_w each), and the second taps converted.
     taps: [Vec<u8>; 3],
     taps1: [Vec<u8>; 3],
-    /// Two packed source rows blended (vertical first), 4·src_w.
+    /// Two packed source rows split into planes of their bytes (src_w each), and one channel of
+    /// the two blended (vertical first).
+    planes: [[Vec<u8>; 3]; 2],
     vrow: Vec<f32>,
     rgb1: [Vec<f32>; 3],
 }
@@ -74,7 +76,8 @@ impl Scratch {
             vals: vec![0.0; nw],
             taps: [vec![0; nw], vec![0; nw], vec![0; nw]],
             taps1: [vec![0; nw], vec![0; nw], vec![0; nw]],
-            vrow: vec![0.0; 4 * src_w],
+            planes: std::array::from_fn(|_| std::array::from_fn(|_| vec![0; src_w])),
+            vrow: vec![0.0; src_w],
             rgb1: [vec![0.0; nw], vec![0.0; nw], vec![0.0; nw]],
         }
     }
@@ -515,28 +518,35 @@ fn vertical_first(
 ) {
     let (step, first, f) = reg;
     let n = s.h[0][0].len();
-    let (lo, hi) = (first * bpp, (first + step * (n - 1) + 2) * bpp);
-    let (r0, r1) = (
-        &src_row(src, 0, t.i0)[lo..hi],
-        &src_row(src, 0, t.i1)[lo..hi],
-    );
-    let (g, fy) = (1.0 - t.f, t.f);
-    let v = &mut s.vrow[..hi - lo];
-    for ((d, a), b) in v.iter_mut().zip(r0).zip(r1) {
-        *d = *a as f32 * g + *b as f32 * fy;
+    // The pixels the taps read: first .. first + step·(n − 1) + 2.
+    let px = step * (n - 1) + 2;
+    let (lo, hi) = (first * bpp, (first + px) * bpp);
+    for (k, y) in [t.i0, t.i1].into_iter().enumerate() {
+        let row = &src_row(src, 0, y)[lo..hi];
+        let [p0, p1, p2] = &mut s.planes[k];
+        let out = [&mut p0[..px], &mut p1[..px], &mut p2[..px]];
+        if bpp == 3 {
+            deinterleave::<3>(row, out);
+        } else {
+            deinterleave::<4>(row, out);
+        }
     }
+    let (g, fy) = (1.0 - t.f, t.f);
     let gx = 1.0 - f;
-    let chunk = step * bpp;
-    let [hr, hg, hb] = &mut s.h[0];
-    for (x, ((r, gg), b)) in hr
-        .iter_mut()
-        .zip(hg.iter_mut())
-        .zip(hb.iter_mut())
-        .enumerate()
-    {
-        let c = &v[x * chunk..x * chunk + 2 * bpp];
-        *r = c[o[0]] * gx + c[bpp + o[0]] * f;
-        *gg = c[o[1]] * gx + c[bpp + o[1]] * f;
-        *b = c[o[2]] * gx + c[bpp + o[2]] * f;
+    for (c, h) in s.h[0].iter_mut().enumerate() {
+        let (a, b) = (&s.planes[0][o[c]][..px], &s.planes[1][o[c]][..px]);
+        let v = &mut s.vrow[..px];
+        for ((d, a), b) in v.iter_mut().zip(a).zip(b) {
+            *d = *a as f32 * g + *b as f32 * fy;
+        }
+        if step == 2 {
+            for (h, c) in h.iter_mut().zip(v.chunks_exact(2)) {
+                *h = c[0] * gx + c[1] * f;
+            }
+        } else {
+            for (h, c) in h.iter_mut().zip(v.chunks(step)) {
+                *h = c[0] * gx + c[1] * f;
+            }
+        }
     }
 }

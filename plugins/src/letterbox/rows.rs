@@ -83,6 +83,16 @@ pub(super) fn regular(xs: &[Tap], src_w: usize) -> Option<(usize, usize, f32)> {
     ok.then_some((step, t0.i0, t0.f))
 }
 
+/// Splits `BPP`-byte pixels into planes of their bytes (plane i: byte i of every pixel; the 4th
+/// byte of 4-byte pixels is dropped). Constant offsets, so the compiler vectorises the split.
+#[inline(always)]
+pub(super) fn deinterleave<const BPP: usize>(row: &[u8], out: [&mut [u8]; 3]) {
+    let [p0, p1, p2] = out;
+    for (((p, a), b), c) in row.chunks_exact(BPP).zip(p0).zip(p1).zip(p2) {
+        (*a, *b, *c) = (p[0], p[1], p[2]);
+    }
+}
+
 /// Source row `y` as RGB floats (0..255) into `rgb` (3·width).
 #[inline(always)]
 pub(super) fn convert_row(src: &SrcImage, yuv: &YuvToRgb, y: usize, rgb: &mut [f32]) {
