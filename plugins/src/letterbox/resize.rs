@@ -353,7 +353,7 @@ impl Plan {
                     }
                 }
                 blend(&mut s.vals, h0, h1, gw, f, a, b);
-                store_row(self.spec.dtype, out, k, r, w, left, &s.vals);
+                store_row(self.spec.dtype, out, k, r, w, left, &s.vals, self.avx2);
             }
         }
     }
@@ -375,10 +375,14 @@ impl Plan {
                     // SAFETY: any bit pattern is a valid f32; align_to_mut returns only the aligned middle.
                     match unsafe { bytes.align_to_mut::<f32>() } {
                         ([], mid, []) => mid.fill(self.pad[k][0]),
-                        _ => store_row(DType::F32, out, k, r, w, x0, &self.pad[k][..x1 - x0]),
+                        _ => {
+                            store_row(DType::F32, out, k, r, w, x0, &self.pad[k][..x1 - x0], false)
+                        }
                     }
                 }
-                (dtype, out) => store_row(dtype, out, k, r, w, x0, &self.pad[k][..x1 - x0]),
+                (dtype, out) => {
+                    store_row(dtype, out, k, r, w, x0, &self.pad[k][..x1 - x0], self.avx2)
+                }
             }
         }
     }
@@ -386,7 +390,17 @@ impl Plan {
 
 /// Stores one finished channel row `vals` at band row `r`, tensor column `x0`.
 #[inline(always)]
-fn store_row(dtype: DType, out: &mut Band, k: usize, r: usize, w: usize, x0: usize, vals: &[f32]) {
+#[allow(clippy::too_many_arguments)]
+fn store_row(
+    dtype: DType,
+    out: &mut Band,
+    k: usize,
+    r: usize,
+    w: usize,
+    x0: usize,
+    vals: &[f32],
+    simd: bool,
+) {
     let n = vals.len();
     let (dst, start, step) = match out {
         Band::Planar(p) => (&mut *p[k], r * w + x0, 1),
@@ -398,6 +412,12 @@ fn store_row(dtype: DType, out: &mut Band, k: usize, r: usize, w: usize, x0: usi
             for (i, v) in vals.iter().enumerate() {
                 d[i * step * 4..i * step * 4 + 4].copy_from_slice(&v.to_le_bytes());
             }
+        }
+        #[cfg(target_arch = "x86_64")]
+        DType::F16 if step == 1 && simd && std::is_x86_feature_detected!("f16c") => {
+            let d = &mut dst[start * 2..start * 2 + n * 2];
+            // SAFETY: the CPU has F16C (checked) and AVX (implied by `simd`, set only with AVX2).
+            unsafe { super::rows::f16_row_f16c(vals, d) };
         }
         DType::F16 => {
             // Converted 64 at a time by `half` (F16C where the CPU has it; same rounding).
@@ -521,23 +541,31 @@ fn vertical_first(
     // The pixels the taps read: first .. first + step·(n − 1) + 2.
     let px = step * (n - 1) + 2;
     let (lo, hi) = (first * bpp, (first + px) * bpp);
-    for (k, y) in [t.i0, t.i1].into_iter().enumerate() {
-        let row = &src_row(src, 0, y)[lo..hi];
-        let [p0, p1, p2] = &mut s.planes[k];
-        let out = [&mut p0[..px], &mut p1[..px], &mut p2[..px]];
-        if bpp == 3 {
-            deinterleave::<3>(row, out);
-        } else {
-            deinterleave::<4>(row, out);
+    let rows = [t.i0, t.i1].map(|y| &src_row(src, 0, y)[lo..hi]);
+    if bpp == 3 {
+        for (k, row) in rows.into_iter().enumerate() {
+            let [p0, p1, p2] = &mut s.planes[k];
+            deinterleave::<3>(row, [&mut p0[..px], &mut p1[..px], &mut p2[..px]]);
         }
     }
     let (g, fy) = (1.0 - t.f, t.f);
     let gx = 1.0 - f;
     for (c, h) in s.h[0].iter_mut().enumerate() {
-        let (a, b) = (&s.planes[0][o[c]][..px], &s.planes[1][o[c]][..px]);
         let v = &mut s.vrow[..px];
-        for ((d, a), b) in v.iter_mut().zip(a).zip(b) {
-            *d = *a as f32 * g + *b as f32 * fy;
+        if bpp == 3 {
+            let (a, b) = (&s.planes[0][o[c]][..px], &s.planes[1][o[c]][..px]);
+            for ((d, a), b) in v.iter_mut().zip(a).zip(b) {
+                *d = *a as f32 * g + *b as f32 * fy;
+            }
+        } else {
+            // 4-byte pixels: the channel's byte of each pixel as a shift of the pixel (one
+            // shift for all lanes), no byte planes.
+            let shift = 8 * o[c] as u32;
+            let byte = |p: &[u8]| (u32::from_le_bytes([p[0], p[1], p[2], p[3]]) >> shift) as u8;
+            let (a, b) = (rows[0].chunks_exact(4), rows[1].chunks_exact(4));
+            for ((d, a), b) in v.iter_mut().zip(a).zip(b) {
+                *d = byte(a) as f32 * g + byte(b) as f32 * fy;
+            }
         }
         if step == 2 {
             for (h, c) in h.iter_mut().zip(v.chunks_exact(2)) {

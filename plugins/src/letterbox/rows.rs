@@ -127,6 +127,30 @@ pub(super) fn convert_row(src: &SrcImage, yuv: &YuvToRgb, y: usize, rgb: &mut [f
     }
 }
 
+/// `vals` as IEEE half floats (round to nearest even, as `half` rounds), 8 at a time by F16C,
+/// into `d` (2 bytes each, little-endian).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+pub(super) unsafe fn f16_row_f16c(vals: &[f32], d: &mut [u8]) {
+    use std::arch::x86_64::*;
+    assert_eq!(d.len(), vals.len() * 2, "half row size");
+    let full = vals.len() / 8;
+    for i in 0..full {
+        // SAFETY: reads vals[8i..8i + 8] and writes d[16i..16i + 16], both inside (full·8 ≤ len).
+        unsafe {
+            let v = _mm256_loadu_ps(vals.as_ptr().add(8 * i));
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm_storeu_si128(d.as_mut_ptr().add(16 * i).cast(), h);
+        }
+    }
+    for (v, o) in vals[8 * full..]
+        .iter()
+        .zip(d[16 * full..].chunks_exact_mut(2))
+    {
+        o.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +176,40 @@ mod tests {
             .chain([f32::NAN]);
         for v in all {
             assert_eq!(round_u8(v), v.round().clamp(0.0, 255.0) as u8, "{v}");
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn f16c_rows_round_as_the_software_conversion() {
+        if !std::is_x86_feature_detected!("f16c") {
+            return;
+        }
+        // Pixel values, normalised ones, halfway cases between two halves, subnormals, the
+        // largest half and beyond, infinities; 8 at a time and a tail.
+        let mut vals: Vec<f32> = (0..=255).map(|v| v as f32 / 255.0).collect();
+        vals.extend((0..=255).map(|v| v as f32 * 1.7 - 100.0));
+        vals.extend([
+            1.0 + 1.0 / 2048.0,
+            1.0 + 3.0 / 2048.0,
+            2.0f32.powi(-20),
+            -6.1e-5,
+        ]);
+        vals.extend([
+            65504.0,
+            65520.0,
+            1e9,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.333,
+        ]);
+        let mut d = vec![0u8; vals.len() * 2];
+        // SAFETY: the CPU has F16C (checked above); every F16C CPU has AVX.
+        unsafe { f16_row_f16c(&vals, &mut d) };
+        for (v, h) in vals.iter().zip(d.chunks_exact(2)) {
+            let want = half::f16::from_f32_const(*v).to_bits();
+            assert_eq!(u16::from_le_bytes([h[0], h[1]]), want, "{v}");
         }
     }
 
