@@ -9,10 +9,14 @@
 //! 1920×1080 → 640×360 reads one source row and one pixel per output pixel), which leaves every
 //! value bit-identical.
 //!
+//! Strong downscales read the column taps' bytes through gathers planned once per geometry
+//! (`gather.rs`); packed rows blended two at a time are split into byte planes first.
+//!
 //! Speed paths, all producing bit-identical tensors (IEEE operations in the same order, no fused
 //! multiply-add): on x86-64 the row loops are compiled a second time for AVX2 and chosen at run
-//! time when the CPU has it ([`Resizer::set_simd`] forces the portable path, for tests); aarch64
-//! gets NEON from the baseline target. [`Resizer::set_threads`] splits the output rows into bands
+//! time when the CPU has it, with SSSE3 shuffles for the gathers and F16C for FP16 rows
+//! ([`Resizer::set_simd`] forces the portable path, for tests); aarch64 gets NEON from the
+//! baseline target. [`Resizer::set_threads`] splits the output rows into bands
 //! run on scoped threads, each with its own row buffers.
 
 use super::gather::{PackedGathers, YuvGathers};
