@@ -483,6 +483,36 @@ fn layouts_dtypes_order_and_normalisation() {
     assert!(d <= 1e-4, "{d}");
 }
 
+/// mean/std on every row path: rows of two source rows, exactly 3× (one source row, every weight
+/// 0) and exactly 2× (packed rows blended vertical-first), packed and YUV, on every path.
+#[test]
+fn normalisation_holds_on_every_row_path() {
+    let norm = TensorSpec {
+        width: 48,
+        height: 40,
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+        ..Default::default()
+    };
+    for (w, h) in [(90, 60), (144, 96), (96, 64)] {
+        let rgb = picture(w, h);
+        for f in [PixelFormat::Rgb, PixelFormat::Rgbx, PixelFormat::I420] {
+            let e = encode(&rgb, w, h, f, 0);
+            let want = reference(&e, w, h, &norm);
+            // YUV: the conversion's rounding (within 1/255 of a pixel), divided by the std.
+            let tol = if f == PixelFormat::I420 {
+                1.0 / 255.0 / 0.224
+            } else {
+                1e-4
+            };
+            for path in PATHS {
+                let (d, at) = max_diff(&run_on(&e, w, h, &norm, path), &want);
+                assert!(d <= tol, "{f:?} {w}x{h} {path:?}: differs by {d} at {at}");
+            }
+        }
+    }
+}
+
 #[test]
 fn padding_and_placement_follow_the_geometry() {
     let (w, h) = (200, 100);
