@@ -37,7 +37,10 @@ TARGETS=(
   # Pool::pick, which only swaps which of two equally loaded upstreams drawn at random is taken.
   "scaleout|triton-proxy|proxy/src/upstream.rs proxy/src/batch.rs|--lib|0|Upstream::probe|Pool::probe -> bool with false|keep_resolving|replace < with <= in Pool::pick"
   "endpoint|triton-endpoint|endpoint/src/lib.rs endpoint/src/error.rs|--lib|0"
-  "kernel|gst-plugin-triton|plugins/src/letterbox/kernel.rs plugins/src/letterbox/resize.rs plugins/src/letterbox/rows.rs plugins/src/letterbox/gather.rs|--lib --test letterbox_kernel|5"
+  # kernel leaves out `&&` → `||` between "SIMD on" and "the CPU has it" in ByteGather::run, which
+  # only takes the shuffle path where the portable one was asked for: the same bytes by design
+  # (letterbox_kernel.rs compares the paths byte for byte; gather.rs tests each against indexing).
+  "kernel|gst-plugin-triton|plugins/src/letterbox/kernel.rs plugins/src/letterbox/resize.rs plugins/src/letterbox/rows.rs plugins/src/letterbox/gather.rs|--lib --test letterbox_kernel|5|replace && with .. in ByteGather::run"
 )
 case "${1:-}" in
   --ci) WANT=(geometry proxy endpoint) ;;
