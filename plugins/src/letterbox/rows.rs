@@ -228,11 +228,19 @@ mod tests {
         let t = |i0, i1, f| Tap { i0, i1, f };
         let even = [t(0, 1, 0.5), t(2, 3, 0.5), t(4, 5, 0.5)];
         assert_eq!(regular(&even, 6), Some((2, 0, 0.5)));
-        assert_eq!(regular(&even, 5), None, "the last second tap outside the row");
+        assert_eq!(
+            regular(&even, 5),
+            None,
+            "the last second tap outside the row"
+        );
         let uneven = [t(0, 1, 0.5), t(2, 3, 0.5), t(5, 6, 0.5)];
         assert_eq!(regular(&uneven, 7), None, "first taps not evenly spaced");
         let clamped = [t(0, 1, 0.5), t(2, 3, 0.5), t(4, 4, 0.5)];
-        assert_eq!(regular(&clamped, 5), None, "a second tap that is not the next pixel");
+        assert_eq!(
+            regular(&clamped, 5),
+            None,
+            "a second tap that is not the next pixel"
+        );
         let weights = [t(0, 1, 0.5), t(2, 3, 0.5), t(4, 5, 0.25)];
         assert_eq!(regular(&weights, 6), None, "weights differ");
     }
