@@ -484,7 +484,8 @@ fn layouts_dtypes_order_and_normalisation() {
 }
 
 /// mean/std on every row path: rows of two source rows, exactly 3× (one source row, every weight
-/// 0) and exactly 2× (packed rows blended vertical-first), packed and YUV, on every path.
+/// 0), exactly 2× and 6× (packed rows blended vertical-first; at 6× the taps start at pixel 2),
+/// packed and YUV, on every path.
 #[test]
 fn normalisation_holds_on_every_row_path() {
     let norm = TensorSpec {
@@ -494,7 +495,7 @@ fn normalisation_holds_on_every_row_path() {
         std: [0.229, 0.224, 0.225],
         ..Default::default()
     };
-    for (w, h) in [(90, 60), (144, 96), (96, 64)] {
+    for (w, h) in [(90, 60), (144, 96), (96, 64), (288, 192)] {
         let rgb = picture(w, h);
         for f in [PixelFormat::Rgb, PixelFormat::Rgbx, PixelFormat::I420] {
             let e = encode(&rgb, w, h, f, 0);
