@@ -42,8 +42,7 @@ struct Plan {
     x_blend: bool,
     /// `Some((step, first, f))` when column x's taps are `first + step·x` and the next pixel,
     /// with the same weight f, for every x (integer downscales: 2× → step 2, f ½): packed rows
-    /// that need two source rows then blend those first, over the bytes, and read the taps in
-    /// fixed-size chunks, without an index per column.
+    /// that need two source rows then blend those first (`vertical_first`), then the taps.
     regular: Option<(usize, usize, f32)>,
     /// The column taps' byte gathers for YUV and packed sources (strong downscales only).
     yuv_taps: Option<YuvGathers>,
@@ -528,9 +527,10 @@ fn ensure_row(
     slot
 }
 
-/// Packed source, regular taps (see [`Plan::regular`]): blends source rows `t.i0` and `t.i1`
-/// over the bytes the column taps read (into `s.vrow`), then reads the taps of that one row into
-/// slot 0 of the planar rows.
+/// Packed source, regular taps (see [`Plan::regular`]): per channel, blends source rows `t.i0`
+/// and `t.i1` over the pixels the column taps read (3-byte pixels split into byte planes first,
+/// 4-byte ones read as words), then the taps of that one blended row, into slot 0 of the planar
+/// rows. Every loop runs over contiguous rows.
 #[inline(always)]
 fn vertical_first(
     s: &mut Scratch,
