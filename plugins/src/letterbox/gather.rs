@@ -14,7 +14,7 @@ use super::rows::{Tap, src_row};
 
 /// Most 16-byte chunks one block of 16 outputs may span on the shuffle path (a 1920 → 640
 /// downscale spans 3 for luma, a 3840 → 640 one 6).
-pub(super) const MAX_CHUNKS: usize = 8;
+const MAX_CHUNKS: usize = 8;
 
 /// One block of 16 outputs on the shuffle path: where its bytes start, and its masks
 /// (`masks[first..first + chunks]`). `chunks` 0: the block is read by the scalar loop.
@@ -194,11 +194,11 @@ impl YuvGathers {
     }
 }
 
-/// The column taps' gathers for packed sources: per pixel size (3, 4), per byte offset in the
-/// pixel, per tap.
+/// The column taps' gathers for packed sources: per pixel size (3, 4), per byte offset of R, G
+/// or B in the pixel (0–2; the 4th byte is never read), per tap.
 #[derive(Debug, Clone)]
 pub(super) struct PackedGathers {
-    by_size: [[[ByteGather; 2]; 4]; 2],
+    by_size: [[[ByteGather; 2]; 3]; 2],
 }
 
 impl PackedGathers {
@@ -210,7 +210,7 @@ impl PackedGathers {
             ]
         };
         PackedGathers {
-            by_size: [3, 4].map(|bpp| std::array::from_fn(|off| at(bpp, off.min(bpp - 1)))),
+            by_size: [3, 4].map(|bpp| std::array::from_fn(|off| at(bpp, off))),
         }
     }
 
