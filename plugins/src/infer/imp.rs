@@ -59,6 +59,8 @@ pub struct TritonInfer {
     running: Mutex<Option<Running>>,
     /// Frames in arrival order, waiting for their answers, and serialized events.
     queue: OrderedQueue<Item, gst::FlowError>,
+    /// Held while failing the queue and posting why; refused chains wait on it (our error first).
+    posting: Mutex<()>,
 }
 
 #[glib::object_subclass]
@@ -104,19 +106,22 @@ impl ObjectSubclass for TritonInfer {
             settings: Mutex::new(Settings::default()),
             running: Mutex::new(None),
             queue: OrderedQueue::new(),
+            posting: Mutex::new(()),
         }
     }
 }
 
-fn flow_error(r: Refused<gst::FlowError>) -> gst::FlowError {
-    if let Refused::Flow(e) = r {
-        e
-    } else {
-        gst::FlowError::Flushing
-    }
-}
-
 impl TritonInfer {
+    fn refused<T>(&self, r: Result<T, Refused<gst::FlowError>>) -> Result<T, gst::FlowError> {
+        r.map_err(|r| match r {
+            Refused::Flow(e) => {
+                drop(self.posting.lock().unwrap());
+                e
+            }
+            Refused::Flushing => gst::FlowError::Flushing,
+        })
+    }
+
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         meta::register();
         let s = self.settings.lock().unwrap().clone();
@@ -209,7 +214,7 @@ impl TritonInfer {
         };
         // Room first, request second: never more than max-in-flight requests outstanding.
         let max = self.settings.lock().unwrap().max_in_flight.max(1) as usize;
-        self.queue.wait_for_room(max).map_err(flow_error)?;
+        self.refused(self.queue.wait_for_room(max))?;
         let item = {
             let mut guard = self.running.lock().unwrap();
             let Some(r) = guard.as_mut() else {
@@ -267,7 +272,7 @@ impl TritonInfer {
                 }
             }
         };
-        self.queue.push_frame(item).map_err(flow_error)?;
+        self.refused(self.queue.push_frame(item))?;
         Ok(gst::FlowSuccess::Ok)
     }
 
@@ -412,6 +417,7 @@ impl TritonInfer {
             }
         };
         if let Err(e) = flow {
+            let _posting = self.posting.lock().unwrap();
             self.queue.fail(e);
             if e != gst::FlowError::Flushing {
                 gst::debug!(CAT, imp = self, "downstream returned {e:?}; pausing");
@@ -484,15 +490,12 @@ impl TritonInfer {
                 if r.settings.on_error == OnError::Fail {
                     drop(guard);
                     // Refuse further frames before anyone hears of the error.
+                    let _posting = self.posting.lock().unwrap();
                     self.queue.fail(gst::FlowError::Error);
                     gst::element_imp_error!(
                         self,
                         gst::ResourceError::Failed,
-                        (
-                            "tritoninfer: inference failed for frame {}: {}",
-                            frame_no,
-                            e
-                        )
+                        ("tritoninfer: inference failed for frame {frame_no}: {e}")
                     );
                     return Err(gst::FlowError::Error);
                 }
