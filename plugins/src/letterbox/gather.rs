@@ -223,11 +223,11 @@ impl PackedGathers {
         bpp: usize,
         o: [usize; 3],
         tap: usize,
-        out: [&mut Vec<u8>; 3],
+        out: &mut [Vec<u8>; 3],
         simd: bool,
     ) {
         let g = &self.by_size[usize::from(bpp == 4)];
-        for (c, t) in out.into_iter().enumerate() {
+        for (c, t) in out.iter_mut().enumerate() {
             g[o[c]][tap].run(row, t, simd);
         }
     }

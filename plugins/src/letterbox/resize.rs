@@ -474,11 +474,9 @@ fn ensure_row(
                 // Gather the bytes at both taps into planar rows, then blend in vectorised rows.
                 let row = src_row(src, 0, want);
                 let g = p.packed_taps.as_ref().expect("planned");
-                let [t0r, t0g, t0b] = &mut s.taps;
-                g.gather(row, bpp, o, 0, [t0r, t0g, t0b], p.avx2);
+                g.gather(row, bpp, o, 0, &mut s.taps, p.avx2);
                 if p.x_blend {
-                    let [t1r, t1g, t1b] = &mut s.taps1;
-                    g.gather(row, bpp, o, 1, [t1r, t1g, t1b], p.avx2);
+                    g.gather(row, bpp, o, 1, &mut s.taps1, p.avx2);
                 }
                 for ((h, a), q) in out.into_iter().zip(&s.taps).zip(&s.taps1) {
                     if p.x_blend {
