@@ -1,6 +1,14 @@
 //! One request to the upstreams: the less loaded of two ready servers, and once more to another
-//! when the first was unreachable or died under it (inference is idempotent). Triton's errors
-//! become statuses that name the server.
+//! when the first was unreachable, died under it, or answered while shutting down (inference is
+//! idempotent). Triton's errors become statuses that name the server.
+//!
+//! A Triton stopped gracefully (SIGTERM: Kubernetes, `podman stop`, systemd) says it is not
+//! ready, unloads its models and still answers requests for a while, with errors such as
+//! "Request for unknown model: 'm' has no available versions". Such an answer is not the
+//! client's to see: after any error answer the upstream is asked `ServerReady`, and one that is
+//! not ready is ejected at once and the request sent to another (with no other: UNAVAILABLE, a
+//! status the client may retry). A ready server's errors (a model it really does not know, a bad
+//! shape) go to the client as they are.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -63,12 +71,24 @@ async fn send(
             if s.code() == Code::Unavailable {
                 upstream.failed();
                 Err(Sent::Lost(s))
+            } else if s.code() != Code::DeadlineExceeded && !upstream.confirm_ready().await {
+                Err(Sent::Lost(not_ready(&s, &upstream.url)))
             } else {
                 Err(Sent::Failed(s))
             }
         }
         Ok(Ok(r)) => Ok(r.into_inner()),
     }
+}
+
+/// What the client sees of an error answered by a server that is not ready (shutting down,
+/// starting, unloading its models): UNAVAILABLE. The server's own words ("unknown model ... has
+/// no available versions" while it unloads) would mislead, so they go to the proxy's log only.
+fn not_ready(s: &Status, url: &str) -> Status {
+    tracing::debug!(upstream = %url, answer = %s.message(), "answer of a server that is not ready");
+    Status::unavailable(format!(
+        "Triton at {url} is not ready (shutting down or starting); retry later"
+    ))
 }
 
 /// How one attempt at a request ended.

@@ -201,7 +201,9 @@ impl Proxy {
         let (reporter, health) = tonic_health::server::health_reporter();
         tasks.push(tokio::spawn(track_triton_health(
             service.0.upstreams.clone(),
-            reporter,
+            reporter.clone(),
+            service.0.metrics.clone(),
+            drain_tx.subscribe(),
         )));
         tasks.push(tokio::spawn(upstream::keep_resolving(
             service.0.upstreams.clone(),
@@ -258,7 +260,8 @@ impl Proxy {
                 drain_secs = drain.as_secs(),
                 "shutting down: finishing in-flight packets"
             );
-            // Streams stop taking packets, answer the in-flight ones and end with OK.
+            // Health says NOT_SERVING from now on (probes and balancers stop sending), and
+            // streams stop taking packets, answer the in-flight ones and end with OK.
             let _ = drain_tx.send(true);
             // No new connections; existing ones close once their streams end.
             let _ = stop_tx.send(());
@@ -291,8 +294,29 @@ impl Proxy {
     }
 }
 
-/// `--health-check`: 0 when the local proxy reports SERVING, 1 otherwise.
+/// `--health-check`: 0 when the local proxy reports SERVING, 1 otherwise. It asks
+/// grpc.health.v1 on the gRPC port; where that port requires client certificates
+/// (`PROXY_TLS_CLIENT_CA`) it asks `/healthz` on the metrics port instead, which says the same
+/// in plain HTTP.
 pub async fn health_check(c: &Config) -> i32 {
+    if c.proxy_tls_client_ca.is_some() {
+        if c.proxy_metrics_port == 0 {
+            eprintln!(
+                "triton-proxy --health-check: with PROXY_TLS_CLIENT_CA the check reads /healthz on \
+                 the metrics port; set PROXY_METRICS_PORT to the proxy's (not 0)"
+            );
+            return 1;
+        }
+        return match tokio::time::timeout(
+            Duration::from_secs(5),
+            metrics::healthz(("127.0.0.1", c.proxy_metrics_port)),
+        )
+        .await
+        {
+            Ok(Ok(true)) => 0,
+            _ => 1,
+        };
+    }
     use tonic_health::pb::health_check_response::ServingStatus as S;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let tls = c.proxy_tls_cert.is_some();
@@ -403,10 +427,15 @@ type ChatServer = MultiModalServer<service::Service>;
 async fn track_triton_health(
     upstreams: Arc<upstream::Pool>,
     reporter: tonic_health::server::HealthReporter,
+    metrics: Arc<metrics::Metrics>,
+    mut draining: watch::Receiver<bool>,
 ) {
     let mut last = None;
     loop {
-        let ready = upstreams.probe().await;
+        let ready = upstreams.probe().await && !*draining.borrow_and_update();
+        metrics
+            .serving
+            .store(ready, std::sync::atomic::Ordering::Relaxed);
         if last != Some(ready) {
             let status = if ready {
                 ServingStatus::Serving
@@ -420,12 +449,15 @@ async fn track_triton_health(
             }
             if ready {
                 tracing::info!("Triton is ready: SERVING");
+            } else if *draining.borrow() {
+                tracing::info!("draining: NOT_SERVING");
             } else {
                 tracing::warn!("Triton is not ready: NOT_SERVING");
             }
             last = Some(ready);
         }
-        tokio::time::sleep(upstream::PROBE_EVERY).await;
+        // Probe again in a second, or at once when the drain begins.
+        let _ = tokio::time::timeout(upstream::PROBE_EVERY, draining.changed()).await;
     }
 }
 

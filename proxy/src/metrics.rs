@@ -1,4 +1,7 @@
 //! Prometheus metrics, served as text on `/metrics`. Never labelled with anything secret.
+//! The same port answers `/healthz`: 200 `SERVING` while the proxy takes packets (some Triton
+//! ready, not draining), 503 `NOT_SERVING` otherwise; plain HTTP, so a probe needs no client
+//! certificate where the gRPC port requires one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -78,6 +81,8 @@ pub struct Metrics {
     pub streams_ended: Labelled,
     /// The upstreams, for their per-upstream series.
     pub upstreams: std::sync::OnceLock<std::sync::Arc<crate::upstream::Pool>>,
+    /// What grpc.health.v1 says of the whole server, for `/healthz`.
+    pub serving: std::sync::atomic::AtomicBool,
 }
 
 /// A counter with one label whose values the proxy chooses (never the client).
@@ -274,7 +279,49 @@ pub fn code_name(c: tonic::Code) -> &'static str {
     }
 }
 
-/// Serves `GET /metrics` (any path answers the same) until the task is dropped.
+/// The path of the request line `GET /path HTTP/1.1` (without a query).
+fn request_path(head: &[u8]) -> &str {
+    let line = head
+        .split(|b| *b == b'\r' || *b == b'\n')
+        .next()
+        .unwrap_or(&[]);
+    let line = std::str::from_utf8(line).unwrap_or("");
+    let path = line.split(' ').nth(1).unwrap_or("/");
+    path.split('?').next().unwrap_or(path)
+}
+
+/// `GET /healthz` on a metrics port: true on 200 (SERVING).
+pub async fn healthz(addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<bool> {
+    let mut sock = tokio::net::TcpStream::connect(addr).await?;
+    sock.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await?;
+    let mut answer = Vec::new();
+    sock.read_to_end(&mut answer).await?;
+    Ok(answer.starts_with(b"HTTP/1.1 200 "))
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn the_request_line_gives_the_path() {
+        assert_eq!(
+            super::request_path(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"),
+            "/healthz"
+        );
+        assert_eq!(
+            super::request_path(b"GET /healthz?x=1 HTTP/1.1\r\n"),
+            "/healthz"
+        );
+        assert_eq!(
+            super::request_path(b"GET /metrics HTTP/1.1\r\n"),
+            "/metrics"
+        );
+        assert_eq!(super::request_path(b""), "/");
+    }
+}
+
+/// Serves `GET /healthz` (the serving state) and `/metrics` (any other path answers the same)
+/// until the task is dropped.
 pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
@@ -283,11 +330,26 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await;
-            let body = metrics.render();
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let (status, kind, body) = if request_path(&buf[..n]) == "/healthz" {
+                if metrics.serving.load(Ordering::Relaxed) {
+                    ("200 OK", "text/plain", "SERVING\n".to_string())
+                } else {
+                    (
+                        "503 Service Unavailable",
+                        "text/plain",
+                        "NOT_SERVING\n".to_string(),
+                    )
+                }
+            } else {
+                ("200 OK", "text/plain; version=0.0.4", metrics.render())
+            };
             let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                 body.len()
             );
             let _ = sock.write_all(head.as_bytes()).await;

@@ -4,8 +4,9 @@
 //!
 //! Each request goes to the less loaded of two upstreams drawn at random among the ready ones
 //! (power of two choices on requests outstanding). An upstream whose request failed because it
-//! is unreachable, or whose `ServerReady` probe fails, is ejected until a probe (every second)
-//! finds it ready again. With no ready upstream every upstream is a candidate, so a request
+//! is unreachable, that answered an error and then said it is not ready (a Triton shutting
+//! down), or whose `ServerReady` probe fails, is ejected until a probe (every second) finds it
+//! ready again. With no ready upstream every upstream is a candidate, so a request
 //! gets the usual per-packet error and the first server that returns takes load at once.
 
 use std::collections::HashMap;
@@ -20,6 +21,10 @@ use triton_proto::inference::grpc_inference_service_client::GrpcInferenceService
 
 /// How often every upstream is asked `ServerReady`.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long the periodic probe waits for `ServerReady`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request that got an error answer waits for its server's `ServerReady`.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub type TritonClient = GrpcInferenceServiceClient<Channel>;
 
@@ -183,11 +188,27 @@ impl Upstream {
     }
 
     async fn probe(&self) -> bool {
+        self.ask_ready(PROBE_TIMEOUT).await
+    }
+
+    async fn ask_ready(&self, within: Duration) -> bool {
         let mut c = self.client.clone();
         matches!(
-            tokio::time::timeout(Duration::from_secs(2), c.server_ready(ServerReadyRequest {})).await,
+            tokio::time::timeout(within, c.server_ready(ServerReadyRequest {})).await,
             Ok(Ok(r)) if r.get_ref().ready
         )
+    }
+
+    /// After an error answer: asks `ServerReady` now, and ejects the upstream at once when it is
+    /// not ready (or does not answer within [`CONFIRM_TIMEOUT`]). True when it is ready, i.e. the
+    /// error was the server's considered answer.
+    pub async fn confirm_ready(&self) -> bool {
+        let ready = self.ask_ready(CONFIRM_TIMEOUT).await;
+        if !ready {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            self.set_ready(false);
+        }
+        ready
     }
 }
 
@@ -358,7 +379,7 @@ impl Pool {
             ),
             (
                 "proxy_upstream_failures_total",
-                "Requests that found their upstream unreachable.",
+                "Requests that found their upstream unreachable or not ready.",
                 "counter",
                 |u| u.failures.load(Ordering::Relaxed) as f64,
             ),

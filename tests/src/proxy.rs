@@ -315,6 +315,26 @@ impl ProxyProcess {
         }
     }
 
+    /// SIGTERM (a graceful stop: drain, then exit) and waits up to 30 s for the exit; its status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("a running proxy");
+        // SAFETY: a signal to our own child.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return s;
+            }
+            if std::time::Instant::now() > deadline {
+                crate::triton::kill_group(&mut c, libc::SIGKILL);
+                panic!("triton-proxy did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, no drain.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

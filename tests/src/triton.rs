@@ -165,6 +165,36 @@ impl Triton {
         }
     }
 
+    /// Begins a graceful stop the way Kubernetes, `podman stop` and systemd do: SIGTERM to the
+    /// server process alone (its Python backend stubs are its to stop), without waiting. The
+    /// server goes on answering while it shuts down; [`Triton::wait_stopped`] waits for the end.
+    pub fn terminate(&mut self) {
+        if let Some(c) = &self.child {
+            // SAFETY: a signal to our own child (triton.sh `run` execs tritonserver).
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Waits up to `within` for a terminated server to exit, then kills what is left of its
+    /// group; its exit status, or `None` when it had to be killed.
+    pub fn wait_stopped(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let deadline = Instant::now() + within;
+        let status = loop {
+            match c.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => break None,
+            }
+        };
+        kill_group(&mut c, libc::SIGKILL);
+        status
+    }
+
     /// Starts the server again on the same ports.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
