@@ -73,6 +73,18 @@ class Validators(unittest.TestCase):
         r = tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yaml", cwd=bad)
         self.assertNotEqual(r.returncode, 0, "an invalid depends_on condition passed")
 
+    def test_compose_cpu_override(self):
+        r = tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.cpu.yaml")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        cpu = yaml.safe_load(open(os.path.join(HERE, "compose.cpu.yaml")))
+        self.assertEqual(cpu["services"]["triton"]["build"]["dockerfile"], "deploy/Dockerfile.triton-cpu")
+
+    def test_only_the_proxy_shares_tritons_network(self):
+        c = yaml.safe_load(open(os.path.join(HERE, "compose.yaml")))
+        self.assertTrue(c["networks"]["backend"]["internal"])
+        on_backend = sorted(n for n, s in c["services"].items() if "backend" in (s.get("networks") or []))
+        self.assertEqual(on_backend, ["proxy", "triton"])
+
     def test_compose_publishes_only_the_proxy(self):
         c = yaml.safe_load(open(os.path.join(HERE, "compose.yaml")))
         published = [name for name, s in c["services"].items() if s.get("ports")]
@@ -84,7 +96,7 @@ class Validators(unittest.TestCase):
 
     def test_dockerfiles(self):
         files = sorted(glob.glob(os.path.join(HERE, "Dockerfile.*")))
-        self.assertEqual(len(files), 3)
+        self.assertEqual(len(files), 4)
         r = tool("hadolint", "--config", ".hadolint.yaml", *files)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         bad = broken_copy("Dockerfile.proxy", "USER 10001", "RUN cd /tmp && echo hi\nUSER 10001")

@@ -279,3 +279,40 @@ fn tls_mismatches_are_explained_in_the_proxy_log() {
         assert!(!log.contains(secret), "the log shows {secret}");
     }
 }
+
+/// `triton-proxy --health-check` of a proxy that requires client certificates: it has none, so
+/// it reads `/healthz` on the metrics port (plain HTTP) and passes while a Triton is ready; in
+/// front of no Triton it fails. A container health check of an mTLS proxy can therefore pass.
+#[test]
+fn the_health_check_of_an_mtls_proxy_needs_no_client_certificate() {
+    let pki = pki("health");
+    let args = pki.mtls_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let check = |p: &ProxyProcess| {
+        std::process::Command::new(gst_triton_tests::artifacts::bin("triton-proxy"))
+            .arg("--health-check")
+            .args(["--proxy-port", &p.port.to_string()])
+            .args(["--proxy-metrics-port", &p.metrics_port.to_string()])
+            .args(&args)
+            .status()
+            .unwrap()
+            .code()
+    };
+    let ready = ProxyProcess::start(&shared_url(), &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while check(&ready) != Some(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the health check of an mTLS proxy in front of a ready Triton never passed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let nowhere = format!("http://127.0.0.1:{}", gst_triton_tests::triton::free_port());
+    let down = ProxyProcess::start(&nowhere, &args);
+    // NOT_SERVING from its start until a probe finds a ready Triton, which never happens here.
+    assert_eq!(
+        check(&down),
+        Some(1),
+        "a proxy with no Triton reported healthy"
+    );
+}

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,15 +29,7 @@ pub use super::error::InferError;
 use super::kserve::Kserve;
 use super::shm_pool::{OutSpec, ShmPool};
 
-/// The process-wide runtime of all `tritoninfer` instances.
-pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("tritoninfer-rt")
-        .enable_all()
-        .build()
-        .expect("tokio runtime for tritoninfer")
-});
+pub use super::runtime::RUNTIME;
 
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);

@@ -8,6 +8,8 @@
 //!   `answer` reads what the servers send back; `kserve`: unary KServe v2 calls on a
 //!   configurable service name.
 //! * `shm`, `shm_pool`: `shared-memory=system` (POSIX regions registered with Triton).
+//! * `runtime`: the shared tokio runtime, whose threads block SIGPIPE (a C host must not die
+//!   of a write on a closed socket).
 //! * `queue`: the ordered, bounded hand-over from the chain function to the src task.
 //! * `imp`: the GStreamer element only (pads, queue, src task, flush, EOS).
 
@@ -17,6 +19,7 @@ mod error;
 mod imp;
 mod kserve;
 mod queue;
+mod runtime;
 pub mod session;
 pub mod settings;
 mod shm;

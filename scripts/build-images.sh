@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Builds the images of deploy/ with buildah, from base images made here from Debian packages
+# (no image registry is needed):
+#   localhost/gst-triton-base/debian:bookworm-slim   debootstrap --variant=minbase bookworm
+#   localhost/gst-triton-base/rust:1.95-bookworm     that + gcc/pkg-config + this machine's Rust 1.95
+# then, with those as the Dockerfiles' BUILD_IMAGE / RUNTIME_IMAGE / BASE_IMAGE build args:
+#   localhost/gst-triton/proxy:dev      deploy/Dockerfile.proxy
+#   localhost/gst-triton/pipeline:dev   deploy/Dockerfile.pipeline
+#   localhost/gst-triton/triton-cpu:dev deploy/Dockerfile.triton-cpu
+# and prints each image's size. The debootstrap root is cached as a tarball under
+# target/images/; base images already in local storage are reused (--fresh makes them anew).
+#
+# The Dockerfiles are unchanged for a user with Docker and the public images: the build args
+# default to rust:1.95-bookworm and debian:bookworm-slim.
+#
+# Podman/buildah here: the runc runtime (crun refuses hybrid cgroup hosts) and ulimits no higher
+# than this shell's (raising them is refused in containers of this workplace).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+CACHE="$ROOT/target/images"
+mkdir -p "$CACHE"
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+BASE=localhost/gst-triton-base/debian:bookworm-slim
+RUST=localhost/gst-triton-base/rust:1.95-bookworm
+TAG=${IMAGE_TAG:-dev}
+FRESH=0
+[ "${1:-}" = "--fresh" ] && FRESH=1
+
+# shellcheck source=scripts/containers.sh
+source "$ROOT/scripts/containers.sh"
+containers_setup
+
+start=$SECONDS
+step() { echo "== build-images: $* ($((SECONDS - start)) s)"; }
+
+need() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "build-images: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+need buildah podman runc debootstrap uidmap containernetworking-plugins iptables
+
+if [ $FRESH = 1 ]; then
+  podman rmi -f "$BASE" "$RUST" >/dev/null 2>&1 || true
+  rm -f "$CACHE/bookworm-minbase.tar"
+fi
+
+# 1. Debian base: debootstrap minbase, apt lists and caches removed, imported as an image.
+if ! podman image exists "$BASE"; then
+  if [ ! -s "$CACHE/bookworm-minbase.tar" ]; then
+    step "debootstrap bookworm (minbase) from $MIRROR"
+    root="$CACHE/bookworm-root"
+    unmount_under "$root"
+    rm -rf "$root"
+    debootstrap --variant=minbase --include=ca-certificates bookworm "$root" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
+      || { tail -n 20 "$CACHE/debootstrap.log" >&2; unmount_under "$root"; exit 1; }
+    unmount_under "$root"
+    cat >"$root/etc/apt/sources.list" <<SRC
+deb $MIRROR bookworm main
+deb $MIRROR bookworm-updates main
+deb ${MIRROR%/debian}/debian-security bookworm-security main
+SRC
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+    tar -C "$root" --numeric-owner -cf "$CACHE/bookworm-minbase.tar.part" .
+    mv "$CACHE/bookworm-minbase.tar.part" "$CACHE/bookworm-minbase.tar"
+    rm -rf "$root"
+  fi
+  step "importing $BASE"
+  podman import --change 'CMD ["bash"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    "$CACHE/bookworm-minbase.tar" "$BASE" >/dev/null
+fi
+
+# 2. Rust builder: the base, a C toolchain, and this machine's Rust 1.95 (the only toolchain
+#    that can be had here) at /usr/local/rust, without its documentation.
+if ! podman image exists "$RUST"; then
+  step "making $RUST"
+  sysroot=$(rustc +1.95 --print sysroot 2>/dev/null || rustc --print sysroot)
+  "$sysroot/bin/rustc" --version | grep -q '^rustc 1\.95\.' || { echo "build-images: need Rust 1.95 at $sysroot" >&2; exit 1; }
+  ctr=$(buildah from --pull=never "${FROM_FLAGS[@]}" "$BASE")
+  trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
+  buildah run "${RUN_FLAGS[@]}" "$ctr" -- sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev make pkg-config git >/dev/null && rm -rf /var/lib/apt/lists/*'
+  mnt=$(buildah mount "$ctr")
+  mkdir -p "$mnt/usr/local/rust" "$mnt/usr/local/cargo"
+  tar -C "$sysroot" --exclude=./share/doc -cf - . | tar -C "$mnt/usr/local/rust" -xf -
+  buildah umount "$ctr" >/dev/null
+  buildah config --env CARGO_HOME=/usr/local/cargo \
+    --env PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
+  buildah commit --quiet "$ctr" "$RUST" >/dev/null
+  buildah rm "$ctr" >/dev/null
+  trap - EXIT
+fi
+
+# 3. The project's images. The cargo registry of this machine is lent to the builds (crates
+#    already downloaded are not fetched again); target/ stays out of the context (.dockerignore).
+build() {
+  local file=$1 image=$2
+  shift 2
+  step "buildah bud -f $file -t $image"
+  buildah bud "${BUD_FLAGS[@]}" --layers -f "$file" -t "$image" "$@" . >"$CACHE/$(basename "$file").log" 2>&1 \
+    || { tail -n 40 "$CACHE/$(basename "$file").log" >&2; echo "build-images: $file failed (log: $CACHE/$(basename "$file").log)" >&2; exit 1; }
+}
+REG="${CARGO_HOME:-$HOME/.cargo}/registry"
+mkdir -p "$REG"
+build deploy/Dockerfile.proxy "localhost/gst-triton/proxy:$TAG" \
+  --build-arg BUILD_IMAGE="$RUST" --build-arg RUNTIME_IMAGE="$BASE" -v "$REG:/usr/local/cargo/registry"
+build deploy/Dockerfile.pipeline "localhost/gst-triton/pipeline:$TAG" \
+  --build-arg BUILD_IMAGE="$RUST" --build-arg RUNTIME_IMAGE="$BASE" -v "$REG:/usr/local/cargo/registry"
+build deploy/Dockerfile.triton-cpu "localhost/gst-triton/triton-cpu:$TAG" \
+  --build-arg BASE_IMAGE="$BASE"
+
+step "done"
+printf '%-45s %s\n' IMAGE SIZE
+for i in proxy pipeline triton-cpu; do
+  printf '%-45s %s\n' "localhost/gst-triton/$i:$TAG" "$(podman image inspect --format '{{.Size}}' "localhost/gst-triton/$i:$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
+done
+echo "== build-images: all built in $((SECONDS - start)) s"

@@ -1,0 +1,38 @@
+# Sourced by build-images.sh and test-images.sh: how podman and buildah must run on these
+# machines, in one place.
+#   - runtime runc: crun refuses this host's hybrid cgroups;
+#   - ulimits no higher than this shell's: raising them in a container is refused (and here an
+#     nproc above 32768 is refused too, whatever the shell's: measured, 32768 works, 50000 not);
+#   - a containers.conf of our own (CONTAINERS_CONF) carries both to every podman command.
+
+containers_setup() {
+  local nofile nproc
+  nofile=$(ulimit -n); nproc=$(ulimit -u)
+  [ "$nofile" = unlimited ] && nofile=1048576
+  [ "$nproc" = unlimited ] && nproc=1048576
+  [ "$nofile" -gt 65536 ] && nofile=65536
+  [ "$nproc" -gt 32768 ] && nproc=32768
+  mkdir -p "$ROOT/target/images"
+  export CONTAINERS_CONF="$ROOT/target/images/containers.conf"
+  cat >"$CONTAINERS_CONF" <<CONF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+[engine]
+runtime = "runc"
+CONF
+  export BUILDAH_RUNTIME=runc
+  ULIMITS=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
+  # Builds reach Debian's and crates.io's registries through the host's network.
+  RUN_FLAGS=(--runtime runc --network host)
+  FROM_FLAGS=("${ULIMITS[@]}")
+  BUD_FLAGS=(--runtime runc --network host "${ULIMITS[@]}")
+}
+
+# Unmounts whatever is mounted under $1 (a debootstrap root), deepest first.
+unmount_under() {
+  local dir=$1
+  [ -d "$dir" ] || return 0
+  { findmnt -rn -o TARGET | grep -F "$(readlink -f "$dir")" || true; } | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Runs the compose stack (deploy/compose.yaml + deploy/compose.cpu.yaml) in containers with
+# podman, from the images of scripts/build-images.sh, and checks it as an operator would:
+#   1. Triton (CPU) and the proxy start and pass their health checks;
+#   2. the pipeline container cannot reach Triton (not by name, not by address), only the proxy;
+#   3. the demo clip, made inside the pipeline image with make-demo-clip, goes through the
+#      containerised pipeline -> proxy -> Triton, and frame_counts.jsonl matches the drawn truth;
+#   4. `podman stop` (SIGTERM) on the proxy: it drains and exits 0; on Triton: it exits;
+# and stops and removes everything it started (on failure too).
+# The commands come from deploy/compose*.yaml through scripts/compose_podman.py (why not
+# podman-compose: see that file).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=scripts/containers.sh
+source "$ROOT/scripts/containers.sh"
+containers_setup
+start=$SECONDS
+step() { echo "== test-images: $* ($((SECONDS - start)) s)"; }
+fail() { echo "test-images: FAILED: $*" >&2; exit 1; }
+
+TAG=${IMAGE_TAG:-dev}
+for i in proxy pipeline triton-cpu; do
+  podman image exists "localhost/gst-triton/$i:$TAG" || fail "image localhost/gst-triton/$i:$TAG missing; run scripts/build-images.sh first"
+done
+PY=python3
+if ! $PY -c 'import yaml' 2>/dev/null; then
+  if [ -x .venv-tools/bin/python ]; then PY=.venv-tools/bin/python
+  else apt-get install -y -qq python3-yaml >/dev/null; fi
+fi
+FILES=(-f deploy/compose.yaml -f deploy/compose.cpu.yaml)
+compose() { $PY scripts/compose_podman.py "${FILES[@]}" "$@"; }
+
+# The operator's own files, if any, are put aside and restored.
+KEYS=deploy/secrets/proxy_keys ENVF=deploy/pipeline.env INPUT=deploy/input
+for f in $KEYS $ENVF $INPUT; do
+  [ -e "$f" ] && mv "$f" "$f.before-test-images"
+done
+cleanup() {
+  local rc=$?
+  step "stopping the stack"
+  compose down --volumes >/dev/null 2>&1 || true
+  rm -rf "$KEYS" "$ENVF" "$INPUT"
+  for f in $KEYS $ENVF $INPUT; do
+    [ -e "$f.before-test-images" ] && mv "$f.before-test-images" "$f"
+  done
+  exit $rc
+}
+trap cleanup EXIT
+compose down --volumes >/dev/null 2>&1 || true
+
+KEY=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+mkdir -p deploy/secrets "$INPUT"
+printf '%s\n' "$KEY" >"$KEYS"
+printf 'DOMINO_API_KEY=%s\n' "$KEY" >"$ENVF"
+chmod 644 "$KEYS" "$ENVF"
+
+step "the demo clip and its truth, made inside the pipeline image"
+FRAMES=${DEMO_FRAMES:-120}
+podman run --rm --user 0 --network none -v "$ROOT/$INPUT:/input" --entrypoint make-demo-clip \
+  "localhost/gst-triton/pipeline:$TAG" --out /input/in.mp4 --truth /input/truth.jsonl \
+  --frames "$FRAMES" --width 1280 --height 720 >/dev/null
+chmod -R a+rX "$INPUT"
+
+step "up: triton, proxy (each waited for until healthy)"
+compose up triton proxy
+$PY - "$(compose name proxy)" <<'PYEOF' || fail "the proxy never became healthy"
+import subprocess, sys, time
+ctr = sys.argv[1]
+for _ in range(60):
+    if subprocess.run(["podman", "healthcheck", "run", ctr], capture_output=True).returncode == 0:
+        sys.exit(0)
+    time.sleep(1)
+sys.exit(1)
+PYEOF
+step "proxy healthy"
+
+step "isolation: from the pipeline's network, Triton is out of reach and the proxy is not"
+TRITON_IP=$(podman inspect --format "{{(index .NetworkSettings.Networks \"$(compose network backend)\").IPAddress}}" "$(compose name triton)")
+[ -n "$TRITON_IP" ] || fail "no address for Triton on the backend network"
+probe() {  # probe HOST PORT -> 0 when a TCP connection opens within 3 s
+  podman run --rm --network "$(compose network frontend)" --entrypoint timeout \
+    "localhost/gst-triton/pipeline:$TAG" 3 bash -c "exec 3<>/dev/tcp/$1/$2" >/dev/null 2>&1
+}
+probe proxy 50051 || fail "the pipeline's network cannot reach proxy:50051 (the probe itself is broken)"
+probe triton 8001 && fail "the pipeline's network reaches triton:8001 by name"
+probe "$TRITON_IP" 8001 && fail "the pipeline's network reaches Triton at $TRITON_IP:8001"
+echo "test-images: proxy:50051 reachable; triton:8001 and $TRITON_IP:8001 not"
+
+step "the pipeline: demo clip -> proxy -> Triton"
+compose up pipeline
+PIPE=$(compose name pipeline)
+code=$(podman wait "$PIPE")
+podman logs "$PIPE" 2>&1 | tail -n 15
+[ "$code" = 0 ] || fail "the pipeline container exited with $code"
+RESULTS=$(podman volume inspect --format '{{.Mountpoint}}' "$(compose volume results)")
+$PY - "$RESULTS/frame_counts.jsonl" "$INPUT/truth.jsonl" "$FRAMES" <<'PYEOF' || fail "frame_counts.jsonl does not match the drawn truth"
+import collections, json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+truth = [json.loads(l) for l in open(sys.argv[2])]
+frames = int(sys.argv[3])
+assert len(lines) == frames, f"{len(lines)} lines for {frames} frames"
+for i, (l, t) in enumerate(zip(lines, truth)):
+    assert l["frame"] == i and l["status"] == "ok", l
+    want = collections.Counter(o["label"] for o in t["objects"])
+    got = collections.Counter(d["label"] for d in l["detections"])
+    assert got == want, f"frame {i}: found {dict(got)}, drawn {dict(want)}"
+    for o in t["objects"]:
+        best = min((max(abs(a - b) for a, b in zip(d["box"], o["box"]))
+                    for d in l["detections"] if d["label"] == o["label"]), default=1e9)
+        assert best <= 3.0, f"frame {i}: {o['label']} off by {best} px"
+n = sum(len(t["objects"]) for t in truth)
+print(f"test-images: frame_counts.jsonl: {frames} frames ok, {n} drawn objects found within 3 px")
+PYEOF
+ls -l "$RESULTS"
+
+step "podman stop: the proxy drains and exits 0; Triton exits"
+podman stop "$(compose name proxy)" >/dev/null
+pcode=$(podman inspect --format '{{.State.ExitCode}}' "$(compose name proxy)")
+[ "$pcode" = 0 ] || fail "the proxy exited with $pcode after SIGTERM"
+podman logs "$(compose name proxy)" 2>&1 | grep -q "shutting down" || fail "the proxy did not log its drain"
+t0=$SECONDS
+podman stop "$(compose name triton)" >/dev/null
+echo "test-images: proxy exit 0 after SIGTERM; Triton stopped in $((SECONDS - t0)) s (exit $(podman inspect --format '{{.State.ExitCode}}' "$(compose name triton)"))"
+
+step "passed"
+printf '%-45s %s\n' IMAGE SIZE
+for i in proxy pipeline triton-cpu; do
+  printf '%-45s %s\n' "localhost/gst-triton/$i:$TAG" "$(podman image inspect --format '{{.Size}}' "localhost/gst-triton/$i:$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
+done
