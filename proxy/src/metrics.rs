@@ -300,26 +300,6 @@ pub async fn healthz(addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<bo
     Ok(answer.starts_with(b"HTTP/1.1 200 "))
 }
 
-#[cfg(test)]
-mod path_tests {
-    #[test]
-    fn the_request_line_gives_the_path() {
-        assert_eq!(
-            super::request_path(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"),
-            "/healthz"
-        );
-        assert_eq!(
-            super::request_path(b"GET /healthz?x=1 HTTP/1.1\r\n"),
-            "/healthz"
-        );
-        assert_eq!(
-            super::request_path(b"GET /metrics HTTP/1.1\r\n"),
-            "/metrics"
-        );
-        assert_eq!(super::request_path(b""), "/");
-    }
-}
-
 /// Serves `GET /healthz` (the serving state) and `/metrics` (any other path answers the same)
 /// until the task is dropped.
 pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
@@ -355,5 +335,25 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
             let _ = sock.write_all(head.as_bytes()).await;
             let _ = sock.write_all(body.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn the_request_line_gives_the_path() {
+        assert_eq!(
+            super::request_path(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"),
+            "/healthz"
+        );
+        assert_eq!(
+            super::request_path(b"GET /healthz?x=1 HTTP/1.1\r\n"),
+            "/healthz"
+        );
+        assert_eq!(
+            super::request_path(b"GET /metrics HTTP/1.1\r\n"),
+            "/metrics"
+        );
+        assert_eq!(super::request_path(b""), "/");
     }
 }
