@@ -114,6 +114,15 @@ impl Triton {
         Self::start_with(&repo_root().join("models"))
     }
 
+    /// Two servers with the repository's `models/`, started side by side.
+    pub fn start_two() -> Result<(Triton, Triton)> {
+        std::thread::scope(|s| {
+            let a = s.spawn(Triton::start);
+            let b = s.spawn(Triton::start);
+            Ok((a.join().expect("start a")?, b.join().expect("start b")?))
+        })
+    }
+
     /// Starts a server with another model repository.
     pub fn start_with(models: &Path) -> Result<Triton> {
         let mut last = None;

@@ -75,11 +75,7 @@ fn terminate_after(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_triton_replica_stopped_gracefully_under_load_costs_no_frame() {
-    let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| Triton::start().unwrap());
-        let b = s.spawn(|| Triton::start().unwrap());
-        (a.join().unwrap(), b.join().unwrap())
-    });
+    let (a, b) = Triton::start_two().unwrap();
     let urls = [a.url(), b.url()];
     let replicas = [Arc::new(Mutex::new(a)), Arc::new(Mutex::new(b))];
     let proxy = TestProxy::start(

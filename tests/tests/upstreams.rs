@@ -83,11 +83,7 @@ async fn run(url: &str, tag: &str, acked: Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tritons_share_the_load_and_a_killed_one_costs_no_frame() {
-    let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| Triton::start().unwrap());
-        let b = s.spawn(|| Triton::start().unwrap());
-        (a.join().unwrap(), b.join().unwrap())
-    });
+    let (a, b) = Triton::start_two().unwrap();
     let (url_a, url_b) = (a.url(), b.url());
     let (a, b) = (Arc::new(Mutex::new(a)), Arc::new(Mutex::new(b)));
     let proxy = TestProxy::start(
