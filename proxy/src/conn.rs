@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
@@ -234,14 +234,18 @@ pub fn explain_handshake(e: &io::Error) -> String {
 /// The TLS settings of the client-facing port.
 pub type Tls = Option<TlsAcceptor>;
 
-/// Accepts connections until the returned receiver is dropped; each is classified (and its TLS
-/// handshake done) on a task of its own, so a slow or silent client never delays the others.
+/// Accepts connections until the drain begins (`draining` turns true), then closes the listening
+/// socket, so a client that reconnects during the drain is refused at once and tries again (or
+/// elsewhere) instead of waiting on a connection nobody will serve. Each connection is classified
+/// (and its TLS handshake done) on a task of its own, so a slow or silent client never delays
+/// the others.
 pub fn accept(
     listener: TcpListener,
     tls: Tls,
     lifetime: Option<Duration>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    mut draining: watch::Receiver<bool>,
 ) -> (
     mpsc::Receiver<Result<Conn, io::Error>>,
     tokio::task::JoinHandle<()>,
@@ -249,7 +253,12 @@ pub fn accept(
     let (tx, rx) = mpsc::channel(64);
     let task = tokio::spawn(async move {
         loop {
-            let (sock, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                biased;
+                _ = draining.wait_for(|d| *d) => break,
+                a = listener.accept() => a,
+            };
+            let (sock, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of descriptors and the like: wait a little rather than spin.
@@ -298,6 +307,8 @@ pub fn accept(
                 let _ = tx.send(Ok(conn)).await;
             });
         }
+        tracing::info!("draining: no longer accepting connections");
+        drop(listener);
     });
     (rx, task)
 }

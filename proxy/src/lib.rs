@@ -239,6 +239,7 @@ impl Proxy {
             lifetime,
             service.0.conns.clone(),
             service.0.metrics.clone(),
+            drain_tx.subscribe(),
         );
         tasks.push(accept_task);
         let grpc = InterceptedService::new(

@@ -739,9 +739,10 @@ async fn health_follows_triton_and_shutdown_drains() {
         }
     }
 
-    // Drain: packets already sent are answered, then the stream ends cleanly.
+    // Drain: packets already sent are answered, then the stream ends cleanly; meanwhile a new
+    // connection is refused at once (not accepted and left unserved until the exit).
     let mut chat = Chat::open_default(&proxy.url()).await;
-    let note = serde_json::json!({"model": "shapes_nms", "inputs": [{"name":"images","shape":[1,3,8,8],"dtype":"FP32","from":"image"}], "parameters": {"delay_ms": 300}}).to_string();
+    let note = serde_json::json!({"model": "shapes_nms", "inputs": [{"name":"images","shape":[1,3,8,8],"dtype":"FP32","from":"image"}], "parameters": {"delay_ms": 1500}}).to_string();
     for i in 0..3 {
         chat.tx
             .send(image_packet(&i.to_string(), &note, shapes(8, 8, &[])))
@@ -757,7 +758,20 @@ async fn health_follows_triton_and_shutdown_drains() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let addr = proxy.addr;
     let server = tokio::spawn(proxy.shutdown());
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "a new connection during the drain: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!server.is_finished(), "still draining when refused");
     let mut answered = 0;
     while let Some(ack) = chat.rx.message().await.expect("clean end, not an error") {
         assert_eq!(ack.status_code, 0, "{}", ack.status_message);
