@@ -112,8 +112,11 @@ build deploy/Dockerfile.proxy "localhost/gst-triton/proxy:$TAG" \
   --build-arg BUILD_IMAGE="$RUST" --build-arg RUNTIME_IMAGE="$BASE" -v "$REG:/usr/local/cargo/registry"
 build deploy/Dockerfile.pipeline "localhost/gst-triton/pipeline:$TAG" \
   --build-arg BUILD_IMAGE="$RUST" --build-arg RUNTIME_IMAGE="$BASE" -v "$REG:/usr/local/cargo/registry"
+# pip inside the build trusts what this machine's pip trusts (PIP_CERT / the system bundle: a
+# TLS-inspecting proxy's CA is there), lent read-only for the build, not kept in the image.
+CA=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 build deploy/Dockerfile.triton-cpu "localhost/gst-triton/triton-cpu:$TAG" \
-  --build-arg BASE_IMAGE="$BASE"
+  --build-arg BASE_IMAGE="$BASE" -v "$CA:/run/build-ca.crt:ro" --build-arg PIP_ARGS="--cert /run/build-ca.crt"
 
 step "done"
 printf '%-45s %s\n' IMAGE SIZE
