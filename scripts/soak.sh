@@ -9,6 +9,9 @@
 #   bash scripts/soak.sh                 # 8 × 5000 frames at 30 frames/s (about 3 minutes)
 #   bash scripts/soak.sh --minutes 2     # bounded in time (what scripts/test.sh runs)
 #   bash scripts/soak.sh --streams 4 --fps 15 --frames 1000
+#   bash scripts/soak.sh --graceful      # a rolling update instead of crashes: two replicas,
+#                                        # A, the proxy, then B stopped with SIGTERM and restarted;
+#                                        # exit status 1 on any error Ack as well
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

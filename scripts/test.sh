@@ -55,6 +55,9 @@ cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
 stage "soak: 2 minutes through the proxy, Triton restarted twice and the proxy once (scripts/soak.sh)"
 bash scripts/soak.sh --minutes 2
 
+stage "soak: 90 s of a rolling update (two replicas, A, the proxy, B stopped with SIGTERM): 0 error Acks (scripts/soak.sh --graceful)"
+bash scripts/soak.sh --graceful --minutes 1.5
+
 if [ "${SKIP_GST126:-0}" = 1 ]; then
   echo "== GStreamer 1.26 build and tests skipped (SKIP_GST126=1)"
 else

@@ -1,5 +1,8 @@
 //! `soak`: a long run through `triton-proxy` to a ground-truth model while Triton is restarted
-//! twice and the proxy once (each a SIGKILL, like a crash), on loopback only.
+//! twice and the proxy once (each a SIGKILL, like a crash), on loopback only. With `--graceful`
+//! the faults are a rolling update instead: two Triton replicas behind the proxy, replica A
+//! stopped with SIGTERM and started again at 1/4, the proxy the same at 1/2, replica B at 3/4;
+//! then not one error Ack is allowed (a replica was always ready, and the proxy drains).
 //!
 //! 8 camera-like streams (30 frames/s each, up to 4 packets in flight) send drawn rectangles to
 //! `shapes_nms`; every OK Ack is checked against the rectangle drawn. A stream that breaks (the
@@ -9,8 +12,8 @@
 //! `soak: sent N, ok N, errors N, lost 0, misordered 0`. Exit status 1 when a frame was lost, an
 //! Ack came out of order, an answer was wrong, or no frame was answered ok after the last fault.
 //!
-//! Usage: `soak [--minutes M] [--frames N] [--streams S] [--fps F]` (scripts/soak.sh builds and
-//! runs it). Without `--minutes` it runs until every stream sent `--frames` (5000).
+//! Usage: `soak [--minutes M] [--frames N] [--streams S] [--fps F] [--graceful]` (scripts/soak.sh
+//! builds and runs it). Without `--minutes` it runs until every stream sent `--frames` (5000).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +35,7 @@ struct Args {
     frames: u64,
     streams: usize,
     fps: f64,
+    graceful: bool,
 }
 
 fn args() -> Args {
@@ -40,6 +44,7 @@ fn args() -> Args {
         frames: 5000,
         streams: 8,
         fps: 30.0,
+        graceful: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,13 +69,14 @@ fn args() -> Args {
                     .parse()
                     .unwrap_or_else(|_| fail("--streams: expected a whole number"))
             }
+            "--graceful" => a.graceful = true,
             "--fps" => {
                 a.fps = value("--fps")
                     .parse()
                     .unwrap_or_else(|_| fail("--fps: expected a number"))
             }
             other => fail(&format!(
-                "unknown argument '{other}'; expected --minutes M, --frames N, --streams S, --fps F"
+                "unknown argument '{other}'; expected --minutes M, --frames N, --streams S, --fps F, --graceful"
             )),
         }
     }
@@ -261,15 +267,26 @@ fn main() {
     let a = args();
     let repo = model_repo();
     let t0 = Instant::now();
-    let mut triton = Triton::start_with(&repo).unwrap_or_else(|e| fail(&format!("Triton: {e:#}")));
-    let proxy = Arc::new(Mutex::new(ProxyProcess::start(&triton.url(), &[])));
+    let start_triton =
+        || Triton::start_with(&repo).unwrap_or_else(|e| fail(&format!("Triton: {e:#}")));
+    // Replicas: one (crashes), or A and B side by side (a rolling update).
+    let mut tritons: Vec<Triton> = if a.graceful {
+        std::thread::scope(|sc| {
+            let b = sc.spawn(start_triton);
+            vec![start_triton(), b.join().expect("start B")]
+        })
+    } else {
+        vec![start_triton()]
+    };
+    let upstreams: Vec<String> = tritons.iter().map(Triton::url).collect();
+    let proxy = Arc::new(Mutex::new(ProxyProcess::start(&upstreams.join(","), &[])));
     let url = proxy.lock().unwrap().url();
     let planned = match a.minutes {
         Some(m) => Duration::from_secs_f64(m * 60.0),
         None => Duration::from_secs_f64(a.frames as f64 / a.fps),
     };
     println!(
-        "soak: {} streams × {} frames at {} frames/s through triton-proxy to shapes_nms, {:.0} s planned{}; Triton restarted at 1/4 and 3/4, the proxy at 1/2 (SIGKILL each); setup {:.1} s",
+        "soak: {} streams × {} frames at {} frames/s through triton-proxy to shapes_nms, {:.0} s planned{}; {}; setup {:.1} s",
         a.streams,
         a.frames,
         a.fps,
@@ -278,6 +295,11 @@ fn main() {
             " (bounded by --minutes)"
         } else {
             ""
+        },
+        if a.graceful {
+            "a rolling update: replica A stopped (SIGTERM) and started at 1/4, the proxy at 1/2, replica B at 3/4"
+        } else {
+            "Triton restarted at 1/4 and 3/4, the proxy at 1/2 (SIGKILL each)"
         },
         t0.elapsed().as_secs_f64()
     );
@@ -342,44 +364,65 @@ fn main() {
         };
         // The faults, on a blocking thread (restarts wait for readiness).
         let faults = {
-            let (proxy, faults_over) = (proxy.clone(), faults_over.clone());
+            let (proxy, faults_over, graceful) = (proxy.clone(), faults_over.clone(), a.graceful);
             tokio::task::spawn_blocking(move || {
                 let at = |f: f64| start + planned.mul_f64(f);
                 let wait =
                     |t: Instant| std::thread::sleep(t.saturating_duration_since(Instant::now()));
-                let crash_triton = |triton: &mut Triton, at: Instant| {
-                    triton.kill();
+                let restart_triton = |triton: &mut Triton, name: &str| {
                     let t = Instant::now();
+                    if graceful {
+                        triton.terminate();
+                        if triton.wait_stopped(Duration::from_secs(60)).is_none() {
+                            fail(&format!("replica {name}: no exit within 60 s of SIGTERM"));
+                        }
+                    } else {
+                        triton.kill();
+                    }
+                    let stopped = t.elapsed().as_secs_f64();
                     triton
                         .restart()
                         .unwrap_or_else(|e| fail(&format!("Triton restart: {e:#}")));
                     println!(
-                        "soak: Triton killed and restarted at {:.0} s (ready after {:.1} s)",
-                        at.duration_since(start).as_secs_f64(),
+                        "soak: Triton {name} {} at {:.0} s (exited after {stopped:.1} s, ready again after {:.1} s)",
+                        if graceful { "stopped (SIGTERM) and restarted" } else { "killed and restarted" },
+                        t.duration_since(start).as_secs_f64(),
                         t.elapsed().as_secs_f64()
                     );
                 };
+                let last = tritons.len() - 1;
                 wait(at(0.25));
-                crash_triton(&mut triton, at(0.25));
+                restart_triton(&mut tritons[0], "A");
                 wait(at(0.5));
-                proxy.lock().unwrap().restart();
+                let t = Instant::now();
+                let mut p = proxy.lock().unwrap();
+                if graceful {
+                    let exit = p.terminate();
+                    if !exit.success() {
+                        fail(&format!("the proxy's exit after SIGTERM: {exit}"));
+                    }
+                }
+                p.restart();
+                drop(p);
                 println!(
-                    "soak: proxy killed and restarted at {:.0} s",
-                    start.elapsed().as_secs_f64()
+                    "soak: proxy {} at {:.0} s (listening again after {:.1} s)",
+                    if graceful { "stopped (SIGTERM) and restarted" } else { "killed and restarted" },
+                    t.duration_since(start).as_secs_f64(),
+                    t.elapsed().as_secs_f64()
                 );
                 wait(at(0.75));
-                crash_triton(&mut triton, at(0.75));
+                restart_triton(&mut tritons[last], if last == 0 { "A" } else { "B" });
                 faults_over.store(true, Ordering::Relaxed);
-                triton
+                tritons
             })
         };
         for c in cams {
             c.await.unwrap();
         }
         sampler.abort();
-        // Keep Triton alive until every camera is done; then it goes with the process.
-        let triton = faults.await.unwrap();
-        drop(triton);
+        // Keep the Tritons alive until every camera is done; then they go with the process.
+        let tritons = faults.await.unwrap();
+        drop(tritons);
     });
     let _ = std::fs::remove_dir_all(&repo);
     let mut lat = std::mem::take(&mut *st.latencies_us.lock().unwrap());
@@ -415,7 +458,14 @@ fn main() {
         g(&st.misordered)
     );
     let answered = g(&st.ok) + g(&st.errors);
+    if a.graceful {
+        println!(
+            "soak: graceful: {} error Acks (0 allowed: a replica was always ready)",
+            g(&st.errors)
+        );
+    }
     if g(&st.lost) > 0
+        || (a.graceful && g(&st.errors) > 0)
         || g(&st.misordered) > 0
         || g(&st.wrong) > 0
         || g(&st.ok_after_faults) == 0
