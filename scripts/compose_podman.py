@@ -10,7 +10,10 @@ use; any other key is an error naming it, so the files cannot silently drift fro
 
   compose_podman.py -f deploy/compose.yaml -f deploy/compose.cpu.yaml up [SERVICE...]
   compose_podman.py -f ... down [--volumes]
-  compose_podman.py -f ... name SERVICE     # the container's name
+  compose_podman.py -f ... scale SERVICE N  # replicas 2..N of SERVICE (same alias), each waited
+                                            # for until healthy, as `docker compose --scale`
+  compose_podman.py -f ... healthy SERVICE [--replica K]   # wait until that container is healthy
+  compose_podman.py -f ... name SERVICE [--replica K]      # the container's name
   compose_podman.py -f ... network NET      # the podman network's name
   compose_podman.py -f ... volume VOL       # the podman volume's name
 
@@ -86,8 +89,8 @@ class Stack:
                 sys.exit(f"compose_podman: service '{name}': key(s) {sorted(unknown)} not understood; "
                          f"expected only {sorted(SERVICE_KEYS)}")
 
-    def name(self, service):
-        return f"{self.project}_{service}"
+    def name(self, service, replica=None):
+        return f"{self.project}_{service}" + (f"_{replica}" if replica and replica > 1 else "")
 
     def net(self, network):
         return f"{self.project}_{network}"
@@ -138,9 +141,17 @@ class Stack:
                     self.wait_healthy(dep)
             podman(["run", "-d"] + self.run_args(s))
 
-    def run_args(self, s):
+    def scale(self, s, n):
+        for k in range(2, n + 1):
+            ctr = self.name(s, k)
+            if not self.exists("container", ctr):
+                podman(["run", "-d"] + self.run_args(s, k))
+        for k in range(2, n + 1):
+            self.wait_healthy(s, k)
+
+    def run_args(self, s, replica=None):
         spec = self.c["services"][s]
-        a = ["--name", self.name(s)]
+        a = ["--name", self.name(s, replica)]
         nets = spec.get("networks") or []
         for n in nets:
             a += ["--network", f"{self.net(n)}:alias={s}"]
@@ -176,7 +187,10 @@ class Stack:
             test = hc["test"]
             cmd = json.dumps(test[1:]) if test[0] == "CMD" else test[1]
             a += ["--health-cmd", cmd,
-                  "--health-interval", f"{int(seconds(hc.get('interval', '30s')))}s",
+                  # Without systemd podman cannot run the check on a timer (it would only log
+                  # errors); wait_healthy runs it itself.
+                  "--health-interval", f"{int(seconds(hc.get('interval', '30s')))}s"
+                  if os.path.exists("/run/systemd/private") else "disable",
                   "--health-timeout", f"{int(seconds(hc.get('timeout', '30s')))}s",
                   "--health-retries", str(hc.get("retries", 3)),
                   "--health-start-period", f"{int(seconds(hc.get('start_period', '0s')))}s"]
@@ -185,19 +199,19 @@ class Stack:
             a += [str(x) for x in spec["command"]]
         return a
 
-    def wait_healthy(self, s):
+    def wait_healthy(self, s, replica=None):
         """Runs the service's health check until it passes: within start_period + retries x
         (interval + timeout), as a compose engine would allow."""
         hc = self.c["services"][s]["healthcheck"]
         budget = seconds(hc.get("start_period", 0)) + hc.get("retries", 3) * (
             seconds(hc.get("interval", 30)) + seconds(hc.get("timeout", 30)))
         deadline = time.monotonic() + budget
-        ctr = self.name(s)
+        ctr = self.name(s, replica)
         started = time.monotonic()
         while True:
             r = subprocess.run(["podman", "healthcheck", "run", ctr], capture_output=True, text=True)
             if r.returncode == 0:
-                print(f"compose_podman: {s} healthy after {time.monotonic() - started:.0f} s", flush=True)
+                print(f"compose_podman: {ctr} healthy after {time.monotonic() - started:.0f} s", flush=True)
                 return
             state = subprocess.run(["podman", "inspect", "--format", "{{.State.Status}}", ctr],
                                    capture_output=True, text=True).stdout.strip()
@@ -210,9 +224,11 @@ class Stack:
             time.sleep(1)
 
     def down(self, volumes):
+        names = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"],
+                               capture_output=True, text=True).stdout.split()
         for s in reversed(self.order([])):
-            ctr = self.name(s)
-            if subprocess.run(["podman", "container", "exists", ctr]).returncode == 0:
+            base = self.name(s)
+            for ctr in [n for n in names if n == base or re.fullmatch(re.escape(base) + r"_[0-9]+", n)]:
                 podman(["stop", ctr], check=False)
                 podman(["rm", "-f", ctr], check=False)
         for n in (self.c.get("networks") or {}):
@@ -232,7 +248,13 @@ def main():
     up.add_argument("services", nargs="*")
     down = sub.add_parser("down")
     down.add_argument("--volumes", action="store_true")
-    sub.add_parser("name").add_argument("service")
+    sc = sub.add_parser("scale")
+    sc.add_argument("service")
+    sc.add_argument("replicas", type=int)
+    for cmd in ("name", "healthy"):
+        c = sub.add_parser(cmd)
+        c.add_argument("service")
+        c.add_argument("--replica", type=int)
     sub.add_parser("network").add_argument("network")
     sub.add_parser("volume").add_argument("volume")
     a = p.parse_args()
@@ -241,8 +263,12 @@ def main():
         st.up(a.services)
     elif a.cmd == "down":
         st.down(a.volumes)
+    elif a.cmd == "scale":
+        st.scale(a.service, a.replicas)
+    elif a.cmd == "healthy":
+        st.wait_healthy(a.service, a.replica)
     elif a.cmd == "name":
-        print(st.name(a.service))
+        print(st.name(a.service, a.replica))
     elif a.cmd == "network":
         print(st.net(a.network))
     elif a.cmd == "volume":

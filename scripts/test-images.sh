@@ -5,7 +5,10 @@
 #   2. the pipeline container cannot reach Triton (not by name, not by address), only the proxy;
 #   3. the demo clip, made inside the pipeline image with make-demo-clip, goes through the
 #      containerised pipeline -> proxy -> Triton, and frame_counts.jsonl matches the drawn truth;
-#   4. `podman stop` (SIGTERM) on the proxy: it drains and exits 0; on Triton: it exits;
+#   4. a rolling update: a second Triton replica under the same name, then each replica stopped
+#      with `podman stop` (SIGTERM) and started again while the pipeline runs a longer clip:
+#      every frame ok and matching the truth;
+#   5. `podman stop` (SIGTERM) on the proxy: it drains and exits 0; on Triton: it exits;
 # and stops and removes everything it started (on failure too).
 # The commands come from deploy/compose*.yaml through scripts/compose_podman.py (why not
 # podman-compose: see that file).
@@ -30,6 +33,28 @@ if ! $PY -c 'import yaml' 2>/dev/null; then
 fi
 FILES=(-f deploy/compose.yaml -f deploy/compose.cpu.yaml)
 compose() { $PY scripts/compose_podman.py "${FILES[@]}" "$@"; }
+
+# check_truth RESULTS_FILE FRAMES: every frame ok, the drawn objects found within 3 px.
+check_truth() {
+  $PY - "$1" "$INPUT/truth.jsonl" "$2" <<'PYEOF' || fail "frame_counts.jsonl does not match the drawn truth" || fail "frame_counts.jsonl does not match the drawn truth"
+import collections, json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+truth = [json.loads(l) for l in open(sys.argv[2])]
+frames = int(sys.argv[3])
+assert len(lines) == frames, f"{len(lines)} lines for {frames} frames"
+for i, (l, t) in enumerate(zip(lines, truth)):
+    assert l["frame"] == i and l["status"] == "ok", l
+    want = collections.Counter(o["label"] for o in t["objects"])
+    got = collections.Counter(d["label"] for d in l["detections"])
+    assert got == want, f"frame {i}: found {dict(got)}, drawn {dict(want)}"
+    for o in t["objects"]:
+        best = min((max(abs(a - b) for a, b in zip(d["box"], o["box"]))
+                    for d in l["detections"] if d["label"] == o["label"]), default=1e9)
+        assert best <= 3.0, f"frame {i}: {o['label']} off by {best} px"
+n = sum(len(t["objects"]) for t in truth)
+print(f"test-images: frame_counts.jsonl: {frames} frames ok, {n} drawn objects found within 3 px")
+PYEOF
+}
 
 # The operator's own files, if any, are put aside and restored.
 KEYS=deploy/secrets/proxy_keys ENVF=deploy/pipeline.env INPUT=deploy/input
@@ -56,11 +81,14 @@ printf 'DOMINO_API_KEY=%s\n' "$KEY" >"$ENVF"
 chmod 644 "$KEYS" "$ENVF"
 
 step "the demo clip and its truth, made inside the pipeline image"
+make_clip() {  # make_clip FRAMES: deploy/input/in.mp4 and its truth
+  podman run --rm --user 0 --network none -v "$ROOT/$INPUT:/input" --entrypoint make-demo-clip \
+    "localhost/gst-triton/pipeline:$TAG" --out /input/in.mp4 --truth /input/truth.jsonl \
+    --frames "$1" --width 1280 --height 720 >/dev/null
+  chmod -R a+rX "$INPUT"
+}
 FRAMES=${DEMO_FRAMES:-120}
-podman run --rm --user 0 --network none -v "$ROOT/$INPUT:/input" --entrypoint make-demo-clip \
-  "localhost/gst-triton/pipeline:$TAG" --out /input/in.mp4 --truth /input/truth.jsonl \
-  --frames "$FRAMES" --width 1280 --height 720 >/dev/null
-chmod -R a+rX "$INPUT"
+make_clip "$FRAMES"
 
 step "up: triton, proxy (each waited for until healthy)"
 compose up triton proxy
@@ -94,33 +122,66 @@ code=$(podman wait "$PIPE")
 podman logs "$PIPE" 2>&1 | tail -n 15
 [ "$code" = 0 ] || fail "the pipeline container exited with $code"
 RESULTS=$(podman volume inspect --format '{{.Mountpoint}}' "$(compose volume results)")
-$PY - "$RESULTS/frame_counts.jsonl" "$INPUT/truth.jsonl" "$FRAMES" <<'PYEOF' || fail "frame_counts.jsonl does not match the drawn truth"
-import collections, json, sys
-lines = [json.loads(l) for l in open(sys.argv[1])]
-truth = [json.loads(l) for l in open(sys.argv[2])]
-frames = int(sys.argv[3])
-assert len(lines) == frames, f"{len(lines)} lines for {frames} frames"
-for i, (l, t) in enumerate(zip(lines, truth)):
-    assert l["frame"] == i and l["status"] == "ok", l
-    want = collections.Counter(o["label"] for o in t["objects"])
-    got = collections.Counter(d["label"] for d in l["detections"])
-    assert got == want, f"frame {i}: found {dict(got)}, drawn {dict(want)}"
-    for o in t["objects"]:
-        best = min((max(abs(a - b) for a, b in zip(d["box"], o["box"]))
-                    for d in l["detections"] if d["label"] == o["label"]), default=1e9)
-        assert best <= 3.0, f"frame {i}: {o['label']} off by {best} px"
-n = sum(len(t["objects"]) for t in truth)
-print(f"test-images: frame_counts.jsonl: {frames} frames ok, {n} drawn objects found within 3 px")
-PYEOF
+check_truth "$RESULTS/frame_counts.jsonl" "$FRAMES"
 ls -l "$RESULTS"
 
+step "rolling update in containers: a second Triton replica, then each replica stopped with podman stop (SIGTERM) and started again while the pipeline runs"
+proxy_metrics() {  # the proxy's /metrics, read from the pipeline's network
+  podman run --rm --network "$(compose network frontend)" --entrypoint timeout "localhost/gst-triton/pipeline:$TAG" 5 \
+    bash -c 'exec 3<>/dev/tcp/proxy/9090; printf "GET /metrics HTTP/1.1\r\nhost: proxy\r\nconnection: close\r\n\r\n" >&3; cat <&3' 2>/dev/null || true
+}
+wait_upstreams() {  # until the proxy balances over $1 ready Tritons (it looks the name up every 10 s)
+  local n
+  for _ in $(seq 1 90); do
+    n=$(proxy_metrics | grep -c '^proxy_upstream_ready{.*} 1$' || true)
+    [ "$n" -ge "$1" ] && return 0
+    sleep 1
+  done
+  fail "the proxy never had $1 ready Tritons: $(proxy_metrics | grep '^proxy_upstream_ready' || true)"
+}
+lines() { [ -f "$RESULTS/frame_counts.jsonl" ] && wc -l <"$RESULTS/frame_counts.jsonl" || echo 0; }
+wait_lines() {  # until the running pipeline has written $1 lines
+  while [ "$(lines)" -lt "$1" ]; do
+    [ "$(podman inspect --format '{{.State.Running}}' "$PIPE")" = true ] \
+      || fail "the pipeline ended after $(lines) lines, before the rolling update was over (raise ROLLING_FRAMES)"
+    sleep 0.2
+  done
+}
+compose scale triton 2
+wait_upstreams 2
+ROLLING_FRAMES=${ROLLING_FRAMES:-1500}
+make_clip "$ROLLING_FRAMES"
+podman rm -f "$PIPE" >/dev/null
+rm -f "$RESULTS/frame_counts.jsonl"
+compose up pipeline >/dev/null
+PIPE=$(compose name pipeline)
+at=100
+for replica in 1 2; do
+  ctr=$(compose name triton --replica "$replica")
+  wait_lines "$at"
+  t0=$SECONDS
+  podman stop "$ctr" >/dev/null 2>&1
+  echo "test-images: $ctr stopped (SIGTERM) at line $(lines) in $((SECONDS - t0)) s, exit $(podman inspect --format '{{.State.ExitCode}}' "$ctr")"
+  podman start "$ctr" >/dev/null
+  compose healthy triton --replica "$replica" >/dev/null
+  wait_upstreams 2
+  at=$(( $(lines) + 50 ))
+  echo "test-images: $ctr healthy again and balanced over at line $(lines)"
+done
+wait_lines "$at"
+code=$(podman wait "$PIPE")
+podman logs "$PIPE" 2>&1 | tail -n 6
+[ "$code" = 0 ] || fail "the pipeline container exited with $code during the rolling update"
+check_truth "$RESULTS/frame_counts.jsonl" "$ROLLING_FRAMES"
+echo "test-images: rolling update: $ROLLING_FRAMES frames, every one ok and matching the truth, while each Triton replica was stopped and restarted"
+
 step "podman stop: the proxy drains and exits 0; Triton exits"
-podman stop "$(compose name proxy)" >/dev/null
+podman stop "$(compose name proxy)" >/dev/null 2>&1
 pcode=$(podman inspect --format '{{.State.ExitCode}}' "$(compose name proxy)")
 [ "$pcode" = 0 ] || fail "the proxy exited with $pcode after SIGTERM"
 podman logs "$(compose name proxy)" 2>&1 | grep -q "shutting down" || fail "the proxy did not log its drain"
 t0=$SECONDS
-podman stop "$(compose name triton)" >/dev/null
+podman stop "$(compose name triton)" >/dev/null 2>&1
 echo "test-images: proxy exit 0 after SIGTERM; Triton stopped in $((SECONDS - t0)) s (exit $(podman inspect --format '{{.State.ExitCode}}' "$(compose name triton)"))"
 
 step "passed"
