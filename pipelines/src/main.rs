@@ -1,7 +1,8 @@
 //! `triton-video`: the seed's client as a GStreamer pipeline (see [`runner::launch`]).
 //!
 //! Exit codes: 0 done, 1 pipeline error, 2 bad configuration or input, 3 server unreachable or
-//! authentication refused, 4 no frame could be decoded from VIDEO_PATH.
+//! authentication refused, 4 no frame could be decoded from VIDEO_PATH, 5 the camera (a live
+//! VIDEO_PATH) stayed away longer than CAMERA_GIVE_UP_SECS (the files are finished first).
 
 mod runner;
 
@@ -129,6 +130,7 @@ fn run(
     let mut last_print = Instant::now() - Duration::from_secs(60);
     let mut eos_sent = false;
     let mut damaged: Option<String> = None;
+    let mut camera_gone = false;
     let bus = pipeline.bus().unwrap_or_else(|| fail(1, "no bus"));
     loop {
         if interrupts.load(Ordering::SeqCst) > 0 && !eos_sent {
@@ -159,7 +161,21 @@ fn run(
                     if let Some(why) = damaged.take().or(lost) {
                         eprintln!("\ntriton-video: warning: {why}");
                     }
-                    return 0;
+                    return if camera_gone {
+                        report::EXIT_CAMERA_GONE
+                    } else {
+                        0
+                    };
+                }
+                gst::MessageView::Error(e) if msg.src().is_some_and(report::is_camera) => {
+                    // The camera stayed away past CAMERA_GIVE_UP_SECS: finish the files, exit 5.
+                    eprintln!("\ntriton-video: VIDEO_PATH: {}", e.error());
+                    if !eos_sent {
+                        static_pad(pipeline, "letterbox", "sink")
+                            .send_event(gst::event::Eos::new());
+                        eos_sent = true;
+                    }
+                    camera_gone = true;
                 }
                 gst::MessageView::Error(e) => {
                     let frames = stats.lock().unwrap().frames;

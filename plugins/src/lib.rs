@@ -6,6 +6,7 @@
 //!   `GstAnalyticsRelationMeta`: see [`analytics`]).
 //! * `detoverlay`: draws the detections on the frames.
 //! * `detjsonsink`: one JSON line per frame with counts and boxes.
+//! * `tritoncamerasrc`: a live camera that keeps the pipeline running while it is away.
 //!
 //! The maths lives in plain modules ([`letterbox::geometry`], [`letterbox::kernel`], [`decode`],
 //! [`infer::session`], [`overlay::draw`]) with no GStreamer types; [`meta`] reads and writes the
@@ -13,6 +14,7 @@
 
 #[cfg(feature = "v1_24")]
 pub mod analytics;
+pub mod camera;
 pub mod decode;
 pub mod infer;
 pub mod jsonsink;
@@ -35,6 +37,7 @@ gst::plugin_define!(
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     meta::register();
+    camera::register(plugin)?;
     letterbox::register(plugin)?;
     infer::register(plugin)?;
     jsonsink::register(plugin)?;

@@ -13,6 +13,10 @@
 //!   `request-id`, `frame` (uint64), `detections` (uint), `labels` (array of strings, one per
 //!   detection) and `counts` (a structure `counts, <label>=(uint)n, ...`), so bindings that cannot
 //!   iterate ROI metas (PyGObject) still get per-class counts.
+//! * [`NO_SIGNAL_META`] (`TritonNoSignalMeta`), added by `tritoncamerasrc` to the frames it makes
+//!   while its camera is away: `uri` (credentials removed) and `outage-ms` (uint64, how long the
+//!   camera has been away). `tritoninfer` sends no request for them and marks them
+//!   `status: "no-signal"`.
 
 use std::sync::Once;
 
@@ -25,6 +29,8 @@ use crate::letterbox::kernel::{Layout, TensorSpec};
 pub const TENSOR_META: &str = "TritonTensorMeta";
 /// Name of the per-frame inference result meta.
 pub const RESULT_META: &str = "TritonResultMeta";
+/// Name of the marker of frames made while a camera was away.
+pub const NO_SIGNAL_META: &str = "TritonNoSignalMeta";
 
 /// Registers both metas (idempotent).
 pub fn register() {
@@ -35,6 +41,9 @@ pub fn register() {
         }
         if !CustomMeta::is_registered(RESULT_META) {
             CustomMeta::register(RESULT_META, &[]);
+        }
+        if !CustomMeta::is_registered(NO_SIGNAL_META) {
+            CustomMeta::register(NO_SIGNAL_META, &[]);
         }
     });
 }
@@ -182,6 +191,35 @@ pub fn result_meta(buffer: &gst::BufferRef) -> Option<ResultMeta> {
             .get::<gst::Array>("labels")
             .map(|a| a.iter().filter_map(|v| v.get::<String>().ok()).collect())
             .unwrap_or_default(),
+    })
+}
+
+/// A frame made while the camera was away (`tritoncamerasrc`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NoSignal {
+    /// The camera's URI, without credentials.
+    pub uri: String,
+    /// How long the camera had been away when the frame was made.
+    pub outage_ms: u64,
+}
+
+/// Marks a frame as made while the camera was away.
+pub fn add_no_signal(buffer: &mut gst::BufferRef, n: &NoSignal) {
+    register();
+    let mut meta =
+        CustomMeta::add(buffer, NO_SIGNAL_META).expect("TritonNoSignalMeta is registered");
+    let s = meta.mut_structure();
+    s.set("uri", n.uri.as_str());
+    s.set("outage-ms", n.outage_ms);
+}
+
+/// The no-signal marker, if the frame has one.
+pub fn no_signal(buffer: &gst::BufferRef) -> Option<NoSignal> {
+    let meta = CustomMeta::from_buffer(buffer, NO_SIGNAL_META).ok()?;
+    let s = meta.structure();
+    Some(NoSignal {
+        uri: s.get("uri").unwrap_or_default(),
+        outage_ms: s.get("outage-ms").unwrap_or_default(),
     })
 }
 

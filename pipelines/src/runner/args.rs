@@ -27,6 +27,13 @@ pub struct Args {
     /// Confidence threshold.
     #[arg(long, env = "CONF_THRES", default_value_t = 0.25)]
     pub conf_thres: f64,
+    /// A live VIDEO_PATH (rtsp://, srt://, ...): end the run (exit code 5) when the camera has
+    /// been away this long; 0 = keep waiting.
+    #[arg(long, env = "CAMERA_GIVE_UP_SECS", default_value_t = 0)]
+    pub camera_give_up_secs: u32,
+    /// A live VIDEO_PATH: no data for this long counts as an outage.
+    #[arg(long, env = "CAMERA_TIMEOUT_MS", default_value_t = 2000)]
+    pub camera_timeout_ms: u32,
     /// Process at most this many frames per second (drops the rest).
     #[arg(long, env = "FPS_CAP")]
     pub fps_cap: Option<f64>,

@@ -17,7 +17,15 @@ fn quote(s: &str) -> String {
 
 /// The `gst-launch` description of the whole run.
 pub fn pipeline_description(a: &Args, video: &str) -> String {
-    let source = if video.contains("://") {
+    let source = if gsttriton::camera::is_live(video) {
+        // A camera: restarted while away, black frames marked no-signal meanwhile.
+        format!(
+            "tritoncamerasrc name=input uri={} timeout-ms={} give-up-secs={}",
+            quote(video),
+            a.camera_timeout_ms,
+            a.camera_give_up_secs
+        )
+    } else if video.contains("://") {
         format!("uridecodebin name=input uri={}", quote(video))
     } else {
         format!(
@@ -119,7 +127,14 @@ mod tests {
         let a = Args::parse_from(["triton-video", "--direct", "--triton-url", "t:8001"]);
         let d = pipeline_description(&a, "rtsp://cam/1");
         assert!(
-            d.starts_with("uridecodebin name=input uri=\"rtsp://cam/1\""),
+            d.starts_with(
+                "tritoncamerasrc name=input uri=\"rtsp://cam/1\" timeout-ms=2000 give-up-secs=0"
+            ),
+            "{d}"
+        );
+        let d = pipeline_description(&a, "http://host/clip.mp4");
+        assert!(
+            d.starts_with("uridecodebin name=input uri=\"http://host/clip.mp4\""),
             "{d}"
         );
         assert!(d.contains("url=\"http://t:8001\" transport=triton"), "{d}");

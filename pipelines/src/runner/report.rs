@@ -13,6 +13,8 @@ pub struct Stats {
     pub ok: u64,
     pub errors: u64,
     pub skipped: u64,
+    /// Frames made while the camera was away (`tritoncamerasrc`).
+    pub no_signal: u64,
     pub per_class: BTreeMap<String, u64>,
     pub latencies: Vec<f64>,
     pub last_error: String,
@@ -42,6 +44,7 @@ impl Stats {
                     self.latencies.push(r.latency_ms);
                 }
                 "skipped" => self.skipped += 1,
+                "no-signal" => self.no_signal += 1,
                 _ => {
                     self.errors += 1;
                     self.last_error = r.error;
@@ -88,8 +91,13 @@ impl Stats {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let no_signal = if self.no_signal > 0 {
+            format!(", {} no-signal", self.no_signal)
+        } else {
+            String::new()
+        };
         let mut s = format!(
-            "frames:      {} ({} ok, {} errors, {} skipped) in {:.1} s\n\
+            "frames:      {} ({} ok, {} errors, {} skipped{no_signal}) in {:.1} s\n\
              detections:  {detections}\n\
              latency:     mean {mean:.1} ms, p95 {p95:.1} ms\n",
             self.frames,
@@ -133,6 +141,14 @@ pub fn frame_info(pad: &gst::Pad) -> (u32, u32, u64) {
 
 /// Exit code of a run in which no frame could be decoded from VIDEO_PATH.
 pub const EXIT_UNDECODABLE: i32 = 4;
+
+/// Exit code of a run whose camera stayed away longer than CAMERA_GIVE_UP_SECS.
+pub const EXIT_CAMERA_GONE: i32 = 5;
+
+/// Whether a bus message comes from the camera source (`tritoncamerasrc`).
+pub fn is_camera(src: &gst::Object) -> bool {
+    src.type_().name() == "GstTritonCameraSrc"
+}
 
 /// Whether `src` (the origin of a bus message) is part of reading the input: the source and
 /// what decodebin/uridecodebin made (named `source`/`input` by [`super::launch`]), as opposed

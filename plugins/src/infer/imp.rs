@@ -14,6 +14,8 @@ use super::shm_pool;
 use crate::letterbox::geometry::Letterbox;
 use crate::meta;
 
+mod finish;
+
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "tritoninfer",
@@ -31,10 +33,12 @@ enum Item {
         submitted: Instant,
         geometry: Letterbox,
     },
-    /// A frame passed on without a request (interval).
-    Skipped {
+    /// A frame passed on without a request: "skipped" (interval) or "no-signal" (made by
+    /// tritoncamerasrc while its camera was away).
+    Passed {
         buffer: gst::Buffer,
         frame_no: u64,
+        status: &'static str,
     },
     Event(gst::Event),
 }
@@ -225,8 +229,15 @@ impl TritonInfer {
             }
             let frame_no = r.frame_no;
             r.frame_no += 1;
-            if frame_no % r.settings.interval.max(1) as u64 != 0 {
-                Item::Skipped { buffer, frame_no }
+            let passed = meta::no_signal(&buffer).map(|_| "no-signal").or_else(|| {
+                (frame_no % r.settings.interval.max(1) as u64 != 0).then_some("skipped")
+            });
+            if let Some(status) = passed {
+                Item::Passed {
+                    buffer,
+                    frame_no,
+                    status,
+                }
             } else {
                 let request_id = format!("{}:{}", r.settings.stream_id, frame_no);
                 let data = tm
@@ -384,15 +395,16 @@ impl TritonInfer {
                 }
                 Ok(gst::FlowSuccess::Ok)
             }
-            Item::Skipped {
+            Item::Passed {
                 mut buffer,
                 frame_no,
+                status,
             } => {
                 let (model, version) = self.model_names();
                 meta::add_result_meta(
                     buffer.make_mut(),
                     &meta::ResultMeta {
-                        status: "skipped".into(),
+                        status: status.into(),
                         model,
                         model_version: version,
                         frame: frame_no,
@@ -436,96 +448,6 @@ impl TritonInfer {
     fn model_names(&self) -> (String, String) {
         let s = self.settings.lock().unwrap();
         (s.model.clone(), s.model_version.clone())
-    }
-
-    fn finish_frame(
-        &self,
-        mut buffer: gst::Buffer,
-        frame_no: u64,
-        request_id: String,
-        submitted: Instant,
-        geometry: Letterbox,
-        res: Result<InferOutput, InferError>,
-    ) -> Result<gst::Buffer, gst::FlowError> {
-        let latency_ms = submitted.elapsed().as_secs_f64() * 1000.0;
-        let mut guard = self.running.lock().unwrap();
-        let Some(r) = guard.as_mut() else {
-            return Err(gst::FlowError::Flushing);
-        };
-        let mut result = meta::ResultMeta {
-            status: "ok".into(),
-            latency_ms,
-            model: r.settings.model.clone(),
-            model_version: r.settings.model_version.clone(),
-            request_id,
-            frame: frame_no,
-            ..Default::default()
-        };
-        let decoded = res.map_err(|e| e.to_string()).and_then(|out| {
-            result.model_version = out.model_version.clone();
-            r.session.decode(&out)
-        });
-        let b = buffer.make_mut();
-        match decoded {
-            Ok(dets) => {
-                let dets = r.session.detections(dets, &geometry);
-                if let Err(e) = meta::add_detections(b, &dets, geometry.src_w, geometry.src_h) {
-                    gst::warning!(CAT, imp = self, "frame {frame_no}: {e}");
-                }
-                result.detections = dets.len() as u32;
-                result.labels = dets.into_iter().map(|d| d.label).collect();
-                if r.failures_since_warning > 0 {
-                    gst::info!(
-                        CAT,
-                        imp = self,
-                        "inference recovered after {} failed frames",
-                        r.failures_since_warning
-                    );
-                    r.failures_since_warning = 0;
-                }
-            }
-            Err(e) => {
-                result.status = "error".into();
-                result.error = e.clone();
-                if r.settings.on_error == OnError::Fail {
-                    drop(guard);
-                    // Refuse further frames before anyone hears of the error.
-                    let _posting = self.posting.lock().unwrap();
-                    self.queue.fail(gst::FlowError::Error);
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Failed,
-                        ("tritoninfer: inference failed for frame {frame_no}: {e}")
-                    );
-                    return Err(gst::FlowError::Error);
-                }
-                // An analysed frame always says what was found: here nothing (an empty analytics
-                // meta, so overlays that keep the last boxes until a new meta arrives clear them).
-                meta::add_detections(b, &[], geometry.src_w, geometry.src_h).ok();
-                r.failures_since_warning += 1;
-                let due = r
-                    .last_warning
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
-                if due {
-                    r.last_warning = Some(Instant::now());
-                    let n = r.failures_since_warning;
-                    drop(guard);
-                    gst::element_imp_warning!(
-                        self,
-                        gst::ResourceError::Read,
-                        (
-                            "tritoninfer: inference failed ({} frames passed on without detections): {}",
-                            n,
-                            e
-                        )
-                    );
-                    meta::add_result_meta(b, &result);
-                    return Ok(buffer);
-                }
-            }
-        }
-        meta::add_result_meta(b, &result);
-        Ok(buffer)
     }
 }
 

@@ -1,0 +1,500 @@
+use std::sync::{LazyLock, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::{MESSAGE, Outage, redacted};
+use crate::meta;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "tritoncamerasrc",
+        gst::DebugColorFlags::empty(),
+        Some("Camera source that survives outages"),
+    )
+});
+
+#[derive(Debug, Clone)]
+struct Settings {
+    uri: Option<String>,
+    timeout_ms: u32,
+    restart_ms: u32,
+    give_up_secs: u32,
+    on_outage: Outage,
+    latency_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            uri: None,
+            timeout_ms: 2000,
+            restart_ms: 3000,
+            give_up_secs: 0,
+            on_outage: Outage::Black,
+            latency_ms: 200,
+        }
+    }
+}
+
+/// What the element knows of the camera while it runs.
+#[derive(Default)]
+struct Watch {
+    /// When the current outage began (the first frame made without the camera).
+    away_since: Option<Instant>,
+    /// Whether the camera has sent a frame yet (before that, black frames are no outage).
+    seen: bool,
+    outages: u64,
+    gave_up: bool,
+    /// The first caps of the camera itself: the output keeps them.
+    fixed: bool,
+    /// EOS was asked for (the application is stopping) / has been sent downstream.
+    eos_asked: bool,
+    eos_sent: bool,
+}
+
+/// The elements made at NULL→READY.
+struct Parts {
+    source: gst::Element,
+    chain: Vec<gst::Element>,
+}
+
+pub struct CameraSrc {
+    srcpad: gst::GhostPad,
+    settings: Mutex<Settings>,
+    watch: Mutex<Watch>,
+    parts: Mutex<Option<Parts>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for CameraSrc {
+    const NAME: &'static str = "GstTritonCameraSrc";
+    type Type = super::CameraSrc;
+    type ParentType = gst::Bin;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let templ = klass.pad_template("src").expect("src template");
+        CameraSrc {
+            srcpad: gst::GhostPad::builder_from_template(&templ)
+                .name("src")
+                .build(),
+            settings: Mutex::new(Settings::default()),
+            watch: Mutex::new(Watch::default()),
+            parts: Mutex::new(None),
+        }
+    }
+}
+
+/// fallbacksrc comes from gst-plugins-rs, linked in; registered once per process (an installed
+/// gst-plugins-rs with the same element is used as it is).
+fn fallbacksrc_available() -> bool {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        if gst::ElementFactory::find("fallbacksrc").is_none() {
+            let _ = gstfallbackswitch::plugin_register_static();
+        }
+    });
+    gst::ElementFactory::find("fallbacksrc").is_some()
+}
+
+impl CameraSrc {
+    fn shown_uri(&self) -> String {
+        redacted(self.settings.lock().unwrap().uri.as_deref().unwrap_or(""))
+    }
+
+    /// fallbacksrc (pad added later) ! videoconvert ! videoscale ! videorate ! capsfilter → src.
+    fn build(&self) -> Result<(), gst::StateChangeError> {
+        let s = self.settings.lock().unwrap().clone();
+        let Some(uri) = s.uri.clone().filter(|u| !u.trim().is_empty()) else {
+            gst::element_imp_error!(
+                self,
+                gst::LibraryError::Settings,
+                ("tritoncamerasrc: uri is not set; expected the camera's URI, e.g. uri=rtsp://host:554/stream")
+            );
+            return Err(gst::StateChangeError);
+        };
+        if !fallbacksrc_available() {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::MissingPlugin,
+                ("tritoncamerasrc: the fallbacksrc element could not be registered")
+            );
+            return Err(gst::StateChangeError);
+        }
+        let ms = |v: u32| gst::ClockTime::from_mseconds(v as u64).nseconds();
+        let source = gst::ElementFactory::make("fallbacksrc")
+            .name("camera")
+            .property("uri", &uri)
+            .property("enable-audio", false)
+            .property("timeout", ms(s.timeout_ms))
+            .property("restart-timeout", ms(s.restart_ms))
+            .property("restart-on-eos", true)
+            .build()
+            .map_err(|_| gst::StateChangeError)?;
+        let make = |f: &str| {
+            gst::ElementFactory::make(f)
+                .build()
+                .map_err(|_| gst::StateChangeError)
+        };
+        let chain = vec![
+            make("videoconvert")?,
+            make("videoscale")?,
+            // Only drops (black frames come at 30 f/s): a gap stays a gap, never a repeated
+            // camera frame that would look live.
+            gst::ElementFactory::make("videorate")
+                .property("drop-only", true)
+                .build()
+                .map_err(|_| gst::StateChangeError)?,
+            make("capsfilter")?,
+        ];
+        let obj = self.obj();
+        // An RTSP source inside gets our jitter-buffer latency (rtspsrc's own is 2 s, which a
+        // restart would have to wait through before the camera counts as back).
+        let latency = s.latency_ms;
+        obj.connect_deep_element_added(move |_, _, e| {
+            if e.factory().is_some_and(|f| f.name() == "rtspsrc") {
+                e.set_property("latency", latency);
+            }
+        });
+        obj.add(&source).map_err(|_| gst::StateChangeError)?;
+        obj.add_many(&chain).map_err(|_| gst::StateChangeError)?;
+        gst::Element::link_many(&chain).map_err(|_| gst::StateChangeError)?;
+        let out = chain[3].static_pad("src").expect("capsfilter src");
+        self.srcpad
+            .set_target(Some(&out))
+            .map_err(|_| gst::StateChangeError)?;
+        let sink = chain[0].static_pad("sink").expect("videoconvert sink");
+        let weak = self.downgrade();
+        source.connect_pad_added(move |_, pad| {
+            if !pad.name().starts_with("video") {
+                return;
+            }
+            let Some(imp) = weak.upgrade() else { return };
+            imp.watch_pad(pad);
+            if let Err(e) = pad.link(&sink) {
+                gst::error!(CAT, imp = imp, "linking the camera's video: {e:?}");
+            }
+        });
+        *self.parts.lock().unwrap() = Some(Parts { source, chain });
+        Ok(())
+    }
+
+    fn teardown(&self) {
+        let _ = self.srcpad.set_target(None::<&gst::Pad>);
+        if let Some(p) = self.parts.lock().unwrap().take() {
+            let obj = self.obj();
+            for e in std::iter::once(&p.source).chain(&p.chain) {
+                let _ = e.set_state(gst::State::Null);
+                let _ = obj.remove(e);
+            }
+        }
+        *self.watch.lock().unwrap() = Watch::default();
+    }
+
+    fn watch_pad(&self, pad: &gst::Pad) {
+        let weak = self.downgrade();
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |pad, info| match weak.upgrade() {
+                Some(imp) => imp.on_data(pad, info),
+                None => gst::PadProbeReturn::Ok,
+            },
+        );
+    }
+
+    /// Whether fallbacksrc's switch is showing its fallback (black) input now: its active pad
+    /// has a priority other than 0 (0 is the camera).
+    fn showing_fallback(&self) -> bool {
+        let parts = self.parts.lock().unwrap();
+        let Some(bin) = parts
+            .as_ref()
+            .and_then(|p| p.source.clone().downcast::<gst::Bin>().ok())
+        else {
+            return false;
+        };
+        let switch = bin
+            .iterate_all_by_element_factory_name("fallbackswitch")
+            .into_iter()
+            .flatten()
+            .next();
+        switch
+            .and_then(|s| s.property::<Option<gst::Pad>>("active-pad"))
+            .is_some_and(|p| p.property::<u32>("priority") != 0)
+    }
+
+    fn on_data(&self, pad: &gst::Pad, info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
+        if let Some(gst::PadProbeData::Event(ev)) = &info.data {
+            if let gst::EventView::Caps(c) = ev.view() {
+                self.keep_first_caps(c.caps());
+            }
+            return gst::PadProbeReturn::Ok;
+        }
+        {
+            // The application's EOS (Ctrl-C under gst-launch-1.0 -e): fallbacksrc would restart
+            // its source on it, so it goes out from here, in order after the last frame.
+            let mut w = self.watch.lock().unwrap();
+            if w.eos_sent {
+                return drop_buffer(info);
+            }
+            if w.eos_asked {
+                w.eos_sent = true;
+                drop(w);
+                pad.push_event(gst::event::Eos::new());
+                return drop_buffer(info);
+            }
+        }
+        let away = self.showing_fallback();
+        let s = self.settings.lock().unwrap().clone();
+        let uri = self.shown_uri();
+        let mut w = self.watch.lock().unwrap();
+        let outage_ms = match (away, w.away_since) {
+            (true, None) => {
+                w.away_since = Some(Instant::now());
+                if w.seen {
+                    w.outages += 1;
+                    let n = w.outages;
+                    drop(w);
+                    gst::warning!(CAT, imp = self, "camera {uri} lost (outage {n})");
+                    self.post(&uri, "lost", n, 0);
+                }
+                0
+            }
+            (true, Some(t)) => {
+                let ms = t.elapsed().as_millis() as u64;
+                let give_up = Duration::from_secs(s.give_up_secs as u64);
+                if s.give_up_secs > 0 && t.elapsed() >= give_up && !w.gave_up {
+                    w.gave_up = true;
+                    drop(w);
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::NotFound,
+                        (
+                            "tritoncamerasrc: camera {uri} did not come back within {} s (give-up-secs)",
+                            s.give_up_secs
+                        )
+                    );
+                    return drop_buffer(info);
+                }
+                ms
+            }
+            (false, Some(t)) => {
+                let ms = t.elapsed().as_millis() as u64;
+                w.away_since = None;
+                let first = !std::mem::replace(&mut w.seen, true);
+                let n = w.outages;
+                drop(w);
+                if first {
+                    gst::info!(CAT, imp = self, "camera {uri} up after {ms} ms");
+                    self.post(&uri, "up", n, ms);
+                } else {
+                    gst::info!(CAT, imp = self, "camera {uri} back after {ms} ms");
+                    self.post(&uri, "back", n, ms);
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+            (false, None) => {
+                if !w.seen {
+                    w.seen = true;
+                    drop(w);
+                    self.post(&uri, "up", 0, 0);
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+        };
+        if s.on_outage == Outage::Pause {
+            return drop_buffer(info);
+        }
+        if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data {
+            meta::add_no_signal(b.make_mut(), &meta::NoSignal { uri, outage_ms });
+        }
+        gst::PadProbeReturn::Ok
+    }
+
+    /// The first caps of the camera itself fix the output's size and frame rate.
+    fn keep_first_caps(&self, caps: &gst::CapsRef) {
+        if self.showing_fallback() || self.watch.lock().unwrap().fixed {
+            return;
+        }
+        let Some(st) = caps.structure(0) else { return };
+        let mut b = gst::Caps::builder("video/x-raw");
+        for f in ["width", "height", "pixel-aspect-ratio"] {
+            if let Ok(v) = st.value(f) {
+                b = b.field(f, v.clone());
+            }
+        }
+        if let Ok(fr) = st.get::<gst::Fraction>("framerate")
+            && fr.numer() > 0
+        {
+            b = b.field("framerate", fr);
+        }
+        let fixed = b.build();
+        gst::info!(CAT, imp = self, "output fixed to {fixed}");
+        if let Some(p) = self.parts.lock().unwrap().as_ref() {
+            p.chain[3].set_property("caps", &fixed);
+        }
+        self.watch.lock().unwrap().fixed = true;
+    }
+
+    fn post(&self, uri: &str, state: &str, outages: u64, outage_ms: u64) {
+        let s = gst::Structure::builder(MESSAGE)
+            .field("uri", uri)
+            .field("state", state)
+            .field("outages", outages)
+            .field("outage-ms", outage_ms)
+            .build();
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+    }
+}
+
+/// Takes the buffer and says it was handled (GStreamer 1.22 answers a plain Drop from a Rust
+/// probe with a critical: the binding has already given the buffer back).
+fn drop_buffer(info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
+    drop(info.data.take());
+    gst::PadProbeReturn::Handled
+}
+
+impl ObjectImpl for CameraSrc {
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj()
+            .add_pad(&self.srcpad)
+            .expect("adding the src pad");
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecString::builder("uri")
+                    .nick("URI")
+                    .blurb("The camera: rtsp://, rtsps://, srt://, http(s):// ... (credentials are never shown)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("timeout-ms")
+                    .nick("Stall timeout")
+                    .blurb("No data from the camera for this long counts as an outage")
+                    .minimum(100)
+                    .default_value(d.timeout_ms)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("restart-ms")
+                    .nick("Restart after")
+                    .blurb("How long a (re)started camera has to bring frames before it is tried again (and again, until it is back); longer than the camera takes to start")
+                    .minimum(100)
+                    .default_value(d.restart_ms)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("latency-ms")
+                    .nick("RTSP latency")
+                    .blurb("Jitter buffer of an rtsp:// camera (rtspsrc latency)")
+                    .default_value(d.latency_ms)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("give-up-secs")
+                    .nick("Give up after")
+                    .blurb("End with an error when the camera has been away this long (0: never)")
+                    .default_value(d.give_up_secs)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("on-outage", d.on_outage)
+                    .nick("On outage")
+                    .blurb("black: black frames marked no-signal at the camera's rate; pause: no frames until it is back")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("outages")
+                    .nick("Outages")
+                    .blurb("How many times the camera went away")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "uri" => s.uri = value.get().expect("type checked upstream"),
+            "timeout-ms" => s.timeout_ms = value.get().expect("type checked upstream"),
+            "restart-ms" => s.restart_ms = value.get().expect("type checked upstream"),
+            "give-up-secs" => s.give_up_secs = value.get().expect("type checked upstream"),
+            "on-outage" => s.on_outage = value.get().expect("type checked upstream"),
+            "latency-ms" => s.latency_ms = value.get().expect("type checked upstream"),
+            other => unreachable!("no property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "uri" => s.uri.as_deref().map(redacted).to_value(),
+            "timeout-ms" => s.timeout_ms.to_value(),
+            "restart-ms" => s.restart_ms.to_value(),
+            "give-up-secs" => s.give_up_secs.to_value(),
+            "on-outage" => s.on_outage.to_value(),
+            "latency-ms" => s.latency_ms.to_value(),
+            "outages" => self.watch.lock().unwrap().outages.to_value(),
+            other => unreachable!("no property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for CameraSrc {}
+
+impl ElementImpl for CameraSrc {
+    fn send_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view() {
+            gst::debug!(CAT, imp = self, "EOS asked: sent after the next frame");
+            self.watch.lock().unwrap().eos_asked = true;
+            return true;
+        }
+        self.parent_send_event(event)
+    }
+
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Triton camera source",
+                "Source/Video",
+                "A live camera that keeps the pipeline running while it is away: restarts it with backoff, treats a stalled stream as an outage, fills the gap with black frames marked no-signal (or pauses), keeps the first size and frame rate",
+                "gst-triton developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_empty_simple("video/x-raw"),
+                )
+                .expect("src template"),
+            ]
+        });
+        T.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            self.build()?;
+        }
+        let r = self.parent_change_state(transition);
+        if transition == gst::StateChange::ReadyToNull || r.is_err() {
+            self.teardown();
+        }
+        r
+    }
+}
+
+impl BinImpl for CameraSrc {}

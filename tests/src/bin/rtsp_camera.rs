@@ -1,0 +1,46 @@
+//! `rtsp_camera`: a live camera on loopback for the camera-outage tests — GStreamer's RTSP server
+//! serving a moving test picture as H.264 at `rtsp://127.0.0.1:PORT/cam`, until it is killed.
+//!
+//! Usage: `rtsp_camera PORT [WIDTH HEIGHT FPS]` (default 640 360 15). Prints `ready` on stdout
+//! once it listens.
+
+use gst_rtsp_server::prelude::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize, d: u32| -> u32 {
+        args.get(i).map_or(d, |v| {
+            v.parse().unwrap_or_else(|_| {
+                eprintln!("rtsp_camera: argument {i}: expected a whole number, got '{v}'");
+                std::process::exit(2)
+            })
+        })
+    };
+    let Some(port) = args.first() else {
+        eprintln!("rtsp_camera: usage: rtsp_camera PORT [WIDTH HEIGHT FPS]");
+        std::process::exit(2)
+    };
+    let (w, h, fps) = (num(1, 640), num(2, 360), num(3, 15));
+    gst::init().expect("GStreamer");
+    let server = gst_rtsp_server::RTSPServer::new();
+    server.set_address("127.0.0.1");
+    server.set_service(port);
+    let cam = gst_rtsp_server::RTSPMediaFactory::new();
+    cam.set_launch(&format!(
+        "( videotestsrc is-live=true pattern=ball ! video/x-raw,width={w},height={h},framerate={fps}/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} \
+         ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    ));
+    cam.set_shared(true);
+    server
+        .mount_points()
+        .expect("mounts")
+        .add_factory("/cam", cam);
+    let main_loop = gst::glib::MainLoop::new(None, false);
+    let _id = server.attach(None).unwrap_or_else(|e| {
+        eprintln!("rtsp_camera: cannot listen on 127.0.0.1:{port}: {e}");
+        std::process::exit(1)
+    });
+    println!("ready");
+    main_loop.run();
+}
