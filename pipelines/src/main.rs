@@ -153,7 +153,10 @@ fn run(
                         let s = stats.lock().unwrap();
                         (s.frames, s.missing)
                     };
-                    let full_run = a.fps_cap.is_none() && interrupts.load(Ordering::SeqCst) == 0;
+                    // (A camera's outages leave gaps in time that are no damage.)
+                    let full_run = a.fps_cap.is_none()
+                        && interrupts.load(Ordering::SeqCst) == 0
+                        && !gsttriton::camera::is_live(video);
                     let total = report::total_frames(pipeline, src, a.max_frames);
                     let lost = full_run
                         .then(|| report::lost_frames_warning(video, frames, missing, total))
@@ -230,7 +233,9 @@ fn main() {
     let a = Args::from_env();
     let video = prepare(&a);
     let pipeline = build(&a, &video);
-    let stats = Arc::new(Mutex::new(Stats::default()));
+    let mut first = Stats::default();
+    first.recording = runner::launch::recording_name(&video);
+    let stats = Arc::new(Mutex::new(first));
     let src = static_pad(&pipeline, "infer", "src");
     let st = stats.clone();
     src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {

@@ -139,11 +139,13 @@ mod tests {
             "TLS_CA_FILE",
             "KSERVE",
             "LABELS_FILE",
+            "CAMERA_GIVE_UP_SECS",
+            "CAMERA_TIMEOUT_MS",
             "RUST_LOG",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 21, "{names:?}");
+        assert_eq!(names.len(), 23, "{names:?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! `source ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer ! tee`
 //!   → `detoverlay ! videoconvert ! x264enc ! mp4mux ! filesink RESULTS_DIR/annotated.mp4`
+//!     (a camera: `tritoncamerasrc` as the source, `mpegtsmux` into `annotated.ts`)
 //!   → `detjsonsink RESULTS_DIR/frame_counts.jsonl`
 //!
 //! Credentials never go into the description (GStreamer may log it): the element reads them
@@ -13,6 +14,16 @@ use super::args::Args;
 
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The annotated recording's file name: MPEG-TS for a camera (it plays however the run ends, and
+/// takes the one caps change a camera's start may bring), MP4 for a file.
+pub fn recording_name(video: &str) -> &'static str {
+    if gsttriton::camera::is_live(video) {
+        "annotated.ts"
+    } else {
+        "annotated.mp4"
+    }
 }
 
 /// The `gst-launch` description of the whole run.
@@ -78,11 +89,15 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
         d.push_str(&format!(" labels-file={}", quote(v)));
     }
     let dir = a.results_dir.trim_end_matches('/');
+    let mux = match recording_name(video) {
+        "annotated.ts" => "h264parse ! mpegtsmux",
+        _ => "mp4mux",
+    };
     d.push_str(&format!(
         " ! tee name=t \
-         t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! x264enc speed-preset=veryfast tune=zerolatency ! mp4mux ! filesink location={} \
+         t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! x264enc speed-preset=veryfast tune=zerolatency ! {mux} ! filesink location={} \
          t. ! queue max-size-buffers=30 ! detjsonsink location={} stream-id={}",
-        quote(&format!("{dir}/annotated.mp4")),
+        quote(&format!("{dir}/{}", recording_name(video))),
         quote(&format!("{dir}/frame_counts.jsonl")),
         quote(&a.stream_id)
     ));
@@ -130,6 +145,10 @@ mod tests {
             d.starts_with(
                 "tritoncamerasrc name=input uri=\"rtsp://cam/1\" timeout-ms=2000 give-up-secs=0"
             ),
+            "{d}"
+        );
+        assert!(
+            d.contains("mpegtsmux ! filesink location=\"results/annotated.ts\""),
             "{d}"
         );
         let d = pipeline_description(&a, "http://host/clip.mp4");

@@ -15,6 +15,8 @@ pub struct Stats {
     pub skipped: u64,
     /// Frames made while the camera was away (`tritoncamerasrc`).
     pub no_signal: u64,
+    /// The annotated recording's file name in RESULTS_DIR.
+    pub recording: &'static str,
     pub per_class: BTreeMap<String, u64>,
     pub latencies: Vec<f64>,
     pub last_error: String,
@@ -110,7 +112,12 @@ impl Stats {
             s.push_str(&format!("last error:  {}\n", self.last_error));
         }
         s.push_str(&format!(
-            "annotated:   {dir}/annotated.mp4\ncounts:      {dir}/frame_counts.jsonl"
+            "annotated:   {dir}/{}\ncounts:      {dir}/frame_counts.jsonl",
+            if self.recording.is_empty() {
+                "annotated.mp4"
+            } else {
+                self.recording
+            }
         ));
         s
     }

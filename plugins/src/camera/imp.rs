@@ -249,6 +249,7 @@ impl CameraSrc {
         let s = self.settings.lock().unwrap().clone();
         let uri = self.shown_uri();
         let mut w = self.watch.lock().unwrap();
+        let seen = w.seen;
         let outage_ms = match (away, w.away_since) {
             (true, None) => {
                 w.away_since = Some(Instant::now());
@@ -303,7 +304,7 @@ impl CameraSrc {
                 return gst::PadProbeReturn::Ok;
             }
         };
-        if s.on_outage == Outage::Pause {
+        if s.on_outage == Outage::Pause || !seen {
             return drop_buffer(info);
         }
         if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data {
@@ -350,7 +351,7 @@ impl CameraSrc {
     }
 }
 
-/// Takes the buffer and says it was handled (GStreamer 1.22 answers a plain Drop from a Rust
+/// Takes the buffer (or event) and says it was handled (GStreamer 1.22 answers a plain Drop from a Rust
 /// probe with a critical: the binding has already given the buffer back).
 fn drop_buffer(info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
     drop(info.data.take());

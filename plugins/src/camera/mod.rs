@@ -13,7 +13,9 @@
 //! `on-outage=pause` they are dropped instead. The element posts `triton-camera` element messages
 //! (`state` = `up` (first frame) | `lost` | `back`, `outages`, `outage-ms`) and, when
 //! `give-up-secs` pass without the camera, an error (`camera ... did not come back within N s`).
-//! Until the camera's first frame the black frames are marked no-signal but are no outage.
+//! No frame goes out before the camera's first (`give-up-secs` counts from the start then); the
+//! caps may change once before that first frame (from the black frames' to the camera's), which
+//! encoders and MPEG-TS take, but `mp4mux` does not: record cameras as MPEG-TS.
 
 mod imp;
 mod uri;
