@@ -36,6 +36,9 @@ fn default_string(p: &gst::glib::ParamSpec) -> String {
     if let Ok(u) = v.get::<u32>() {
         return u.to_string();
     }
+    if let Ok(u) = v.get::<u64>() {
+        return u.to_string();
+    }
     if let Ok(d) = v.get::<f64>() {
         return format!("{d}");
     }
@@ -55,6 +58,7 @@ fn element_property_tables_match_the_code() {
         "tritoninfer",
         "detoverlay",
         "detjsonsink",
+        "tritoncamerasrc",
     ] {
         let e = gst::ElementFactory::make(name).build().unwrap();
         let rows = table(&doc, name);
