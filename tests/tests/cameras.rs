@@ -203,6 +203,19 @@ fn check_lines(lines: &[serde_json::Value], outages: usize) -> usize {
     st.iter().filter(|s| **s == "no-signal").count()
 }
 
+/// Waits up to `secs` for `host` to exit by itself (killed and failed otherwise); its output.
+fn output_within(mut host: Child, secs: u64, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while host.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = host.kill();
+            panic!("{what}: still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    host.wait_with_output().unwrap()
+}
+
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cameras-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -258,15 +271,7 @@ fn the_rtsp_pipeline_file_keeps_running_through_two_camera_outages() {
     unsafe {
         libc::kill(host.id() as i32, libc::SIGINT);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while host.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = host.kill();
-            panic!("gst-launch-1.0 still running 30 s after Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = host.wait_with_output().unwrap();
+    let out = output_within(host, 30, "gst-launch-1.0 after Ctrl-C");
     stderr::assert_clean("gst-launch-1.0", &out.stderr);
     assert!(
         out.status.success(),
@@ -325,15 +330,7 @@ fn triton_video_rides_out_an_outage_and_ends_with_exit_5_when_the_camera_never_r
     wait_ok_after(&mut host, &json, at + 1, 10, "short outage");
     // Then the camera goes for good.
     cam.kill();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while host.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = host.kill();
-            panic!("triton-video still running 60 s after its camera went for good");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = host.wait_with_output().unwrap();
+    let out = output_within(host, 60, "triton-video after its camera went for good");
     let err = String::from_utf8_lossy(&out.stderr);
     let summary = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(5), "{err}\n{summary}");
