@@ -50,8 +50,7 @@ struct Watch {
     gave_up: bool,
     /// The first caps of the camera itself: the output keeps them.
     fixed: bool,
-    /// EOS was asked for (the application is stopping) / has been sent downstream.
-    eos_asked: bool,
+    /// The application's EOS has been sent downstream: no frame follows it.
     eos_sent: bool,
 }
 
@@ -197,8 +196,8 @@ impl CameraSrc {
         let weak = self.downgrade();
         pad.add_probe(
             gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-            move |pad, info| match weak.upgrade() {
-                Some(imp) => imp.on_data(pad, info),
+            move |_, info| match weak.upgrade() {
+                Some(imp) => imp.on_data(info),
                 None => gst::PadProbeReturn::Ok,
             },
         );
@@ -224,26 +223,15 @@ impl CameraSrc {
             .is_some_and(|p| p.property::<u32>("priority") != 0)
     }
 
-    fn on_data(&self, pad: &gst::Pad, info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
+    fn on_data(&self, info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
         if let Some(gst::PadProbeData::Event(ev)) = &info.data {
             if let gst::EventView::Caps(c) = ev.view() {
                 self.keep_first_caps(c.caps());
             }
             return gst::PadProbeReturn::Ok;
         }
-        {
-            // The application's EOS (Ctrl-C under gst-launch-1.0 -e): fallbacksrc would restart
-            // its source on it, so it goes out from here, in order after the last frame.
-            let mut w = self.watch.lock().unwrap();
-            if w.eos_sent {
-                return drop_buffer(info);
-            }
-            if w.eos_asked {
-                w.eos_sent = true;
-                drop(w);
-                pad.push_event(gst::event::Eos::new());
-                return drop_buffer(info);
-            }
+        if self.watch.lock().unwrap().eos_sent {
+            return drop_buffer(info);
         }
         let away = self.showing_fallback();
         let s = self.settings.lock().unwrap().clone();
@@ -448,10 +436,23 @@ impl GstObjectImpl for CameraSrc {}
 
 impl ElementImpl for CameraSrc {
     fn send_event(&self, event: gst::Event) -> bool {
+        // The application's EOS (Ctrl-C under gst-launch-1.0 -e): fallbacksrc would take it for a
+        // camera that ended and restart it, so it goes past fallbacksrc, into our own chain
+        // (serialised there after the frame in flight); the camera's frames stop at the probe.
         if let gst::EventView::Eos(_) = event.view() {
-            gst::debug!(CAT, imp = self, "EOS asked: sent after the next frame");
-            self.watch.lock().unwrap().eos_asked = true;
-            return true;
+            let first = !std::mem::replace(&mut self.watch.lock().unwrap().eos_sent, true);
+            let sink = self
+                .parts
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|p| p.chain[0].static_pad("sink"));
+            gst::debug!(CAT, imp = self, "EOS from the application");
+            return match sink {
+                Some(sink) if first => sink.send_event(event),
+                Some(_) => true,
+                None => self.parent_send_event(event),
+            };
         }
         self.parent_send_event(event)
     }
