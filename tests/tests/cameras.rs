@@ -216,6 +216,29 @@ fn output_within(mut host: Child, secs: u64, what: &str) -> std::process::Output
     host.wait_with_output().unwrap()
 }
 
+/// The one critical a camera run may print, and only on GStreamer 1.22: `fallbacksrc`
+/// (gst-plugins-rs 0.15) answers the EOS its source sends when it restarts a lost camera with
+/// `PadProbeReturn::Drop` from a probe on the source's pads, and GStreamer 1.22 answers a Drop from
+/// a Rust probe with an unref of the NULL the binding left there (the stack: a downstream event
+/// pushed on a multiqueue thread of the camera's decodebin3, meeting a probe). Nothing leaks or
+/// stops; it is code we link, not ours, and not fixed here (see docs/pipelines.md).
+const FALLBACKSRC_ON_1_22: &str = "gst_mini_object_unref: assertion 'mini_object != NULL' failed";
+
+/// [`stderr::assert_clean`], except for [`FALLBACKSRC_ON_1_22`], which is counted and said.
+fn assert_clean_but_fallbacksrc(what: &str, err: &[u8]) {
+    let text = String::from_utf8_lossy(err);
+    let (known, rest): (Vec<&str>, Vec<&str>) =
+        text.lines().partition(|l| l.contains(FALLBACKSRC_ON_1_22));
+    if !known.is_empty() {
+        eprintln!(
+            "KNOWN fallbacksrc + GStreamer 1.22 critical in {what}, {} time(s): {}",
+            known.len(),
+            known[0]
+        );
+    }
+    stderr::assert_clean(what, rest.join("\n").as_bytes());
+}
+
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cameras-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -272,7 +295,7 @@ fn the_rtsp_pipeline_file_keeps_running_through_two_camera_outages() {
         libc::kill(host.id() as i32, libc::SIGINT);
     }
     let out = output_within(host, 30, "gst-launch-1.0 after Ctrl-C");
-    stderr::assert_clean("gst-launch-1.0", &out.stderr);
+    assert_clean_but_fallbacksrc("gst-launch-1.0", &out.stderr);
     assert!(
         out.status.success(),
         "gst-launch-1.0: {:?}: {}",
@@ -331,6 +354,7 @@ fn triton_video_rides_out_an_outage_and_ends_with_exit_5_when_the_camera_never_r
     // Then the camera goes for good.
     cam.kill();
     let out = output_within(host, 60, "triton-video after its camera went for good");
+    assert_clean_but_fallbacksrc("triton-video", &out.stderr);
     let err = String::from_utf8_lossy(&out.stderr);
     let summary = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(5), "{err}\n{summary}");
