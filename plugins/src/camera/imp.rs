@@ -58,6 +58,10 @@ struct Watch {
 struct Parts {
     source: gst::Element,
     chain: Vec<gst::Element>,
+    /// fallbacksrc's switch, found on the first frame (it is made inside fallbacksrc).
+    switch: Option<gst::Element>,
+    /// The camera's URI as it may be shown (credentials removed), made once.
+    uri: String,
 }
 
 pub struct CameraSrc {
@@ -100,7 +104,8 @@ fn fallbacksrc_available() -> bool {
 
 impl CameraSrc {
     fn shown_uri(&self) -> String {
-        redacted(self.settings.lock().unwrap().uri.as_deref().unwrap_or(""))
+        let parts = self.parts.lock().unwrap();
+        parts.as_ref().map(|p| p.uri.clone()).unwrap_or_default()
     }
 
     /// fallbacksrc (pad added later) ! videoconvert ! videoscale ! videorate ! capsfilter → src.
@@ -176,7 +181,12 @@ impl CameraSrc {
                 gst::error!(CAT, imp = imp, "linking the camera's video: {e:?}");
             }
         });
-        *self.parts.lock().unwrap() = Some(Parts { source, chain });
+        *self.parts.lock().unwrap() = Some(Parts {
+            source,
+            chain,
+            switch: None,
+            uri: redacted(&uri),
+        });
         Ok(())
     }
 
@@ -206,19 +216,20 @@ impl CameraSrc {
     /// Whether fallbacksrc's switch is showing its fallback (black) input now: its active pad
     /// has a priority other than 0 (0 is the camera).
     fn showing_fallback(&self) -> bool {
-        let parts = self.parts.lock().unwrap();
-        let Some(bin) = parts
-            .as_ref()
-            .and_then(|p| p.source.clone().downcast::<gst::Bin>().ok())
-        else {
+        let mut parts = self.parts.lock().unwrap();
+        let Some(p) = parts.as_mut() else {
             return false;
         };
-        let switch = bin
-            .iterate_all_by_element_factory_name("fallbackswitch")
-            .into_iter()
-            .flatten()
-            .next();
-        switch
+        if p.switch.is_none() {
+            p.switch = p.source.downcast_ref::<gst::Bin>().and_then(|b| {
+                b.iterate_all_by_element_factory_name("fallbackswitch")
+                    .into_iter()
+                    .flatten()
+                    .next()
+            });
+        }
+        p.switch
+            .as_ref()
             .and_then(|s| s.property::<Option<gst::Pad>>("active-pad"))
             .is_some_and(|p| p.property::<u32>("priority") != 0)
     }
@@ -234,8 +245,10 @@ impl CameraSrc {
             return drop_buffer(info);
         }
         let away = self.showing_fallback();
-        let s = self.settings.lock().unwrap().clone();
-        let uri = self.shown_uri();
+        let (give_up_secs, on_outage) = {
+            let s = self.settings.lock().unwrap();
+            (s.give_up_secs, s.on_outage)
+        };
         let mut w = self.watch.lock().unwrap();
         let seen = w.seen;
         let outage_ms = match (away, w.away_since) {
@@ -245,6 +258,7 @@ impl CameraSrc {
                     w.outages += 1;
                     let n = w.outages;
                     drop(w);
+                    let uri = self.shown_uri();
                     gst::warning!(CAT, imp = self, "camera {uri} lost (outage {n})");
                     self.post(&uri, "lost", n, 0);
                 }
@@ -252,16 +266,17 @@ impl CameraSrc {
             }
             (true, Some(t)) => {
                 let ms = t.elapsed().as_millis() as u64;
-                let give_up = Duration::from_secs(s.give_up_secs as u64);
-                if s.give_up_secs > 0 && t.elapsed() >= give_up && !w.gave_up {
+                let give_up = Duration::from_secs(give_up_secs as u64);
+                if give_up_secs > 0 && t.elapsed() >= give_up && !w.gave_up {
                     w.gave_up = true;
                     drop(w);
+                    let uri = self.shown_uri();
                     gst::element_imp_error!(
                         self,
                         gst::ResourceError::NotFound,
                         (
                             "tritoncamerasrc: camera {uri} did not come back within {} s (give-up-secs)",
-                            s.give_up_secs
+                            give_up_secs
                         )
                     );
                     return drop_buffer(info);
@@ -274,6 +289,7 @@ impl CameraSrc {
                 let first = !std::mem::replace(&mut w.seen, true);
                 let n = w.outages;
                 drop(w);
+                let uri = self.shown_uri();
                 if first {
                     gst::info!(CAT, imp = self, "camera {uri} up after {ms} ms");
                     self.post(&uri, "up", n, ms);
@@ -287,15 +303,16 @@ impl CameraSrc {
                 if !w.seen {
                     w.seen = true;
                     drop(w);
-                    self.post(&uri, "up", 0, 0);
+                    self.post(&self.shown_uri(), "up", 0, 0);
                 }
                 return gst::PadProbeReturn::Ok;
             }
         };
-        if s.on_outage == Outage::Pause || !seen {
+        if on_outage == Outage::Pause || !seen {
             return drop_buffer(info);
         }
         if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data {
+            let uri = self.shown_uri();
             meta::add_no_signal(b.make_mut(), &meta::NoSignal { uri, outage_ms });
         }
         gst::PadProbeReturn::Ok
