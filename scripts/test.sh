@@ -8,13 +8,16 @@ cd "$ROOT"
 
 # Each stage prints how long the one before it took, and the total at the end.
 STAGE="" STAGE_START=$SECONDS
+# Each stage also prints the disk space left, so a full disk is seen where it happens.
 stage() {
-  [ -n "$STAGE" ] && echo "-- $STAGE: $((SECONDS - STAGE_START)) s"
+  [ -n "$STAGE" ] && echo "-- $STAGE: $((SECONDS - STAGE_START)) s, $(df -h --output=avail . | tail -1 | tr -d ' ') free"
   STAGE="$1" STAGE_START=$SECONDS
   [ -n "$1" ] && echo "== $1"
   return 0
 }
 
+# CI builds once from a clean clone: incremental caches would only add gigabytes of disk.
+[ -n "${CI:-}" ] && export CARGO_INCREMENTAL=0
 stage "setup"
 bash scripts/setup.sh
 
