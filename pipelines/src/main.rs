@@ -3,11 +3,12 @@
 //! Exit codes: 0 done, 1 pipeline error, 2 bad configuration or input, 3 server unreachable or
 //! authentication refused, 4 no frame could be decoded from VIDEO_PATH, 5 the camera (a live
 //! VIDEO_PATH) stayed away longer than CAMERA_GIVE_UP_SECS (the files are finished first).
+//! With `--cameras FILE` ([`runner::fleet`]): 0 after SIGINT/SIGTERM, 2 or 3 before any start.
 
 mod runner;
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,19 +21,9 @@ fn fail(code: i32, msg: impl std::fmt::Display) -> ! {
     std::process::exit(code);
 }
 
-/// Checks the settings and the server, then exports the credentials for the element.
-fn prepare(a: &Args) -> String {
-    let Some(video) = a.video_path.clone().filter(|v| !v.is_empty()) else {
-        fail(
-            2,
-            "VIDEO_PATH is required: a video file or an rtsp:// URL (env VIDEO_PATH or --video-path)",
-        )
-    };
-    if !video.contains("://") && !std::path::Path::new(&video).is_file() {
-        fail(2, format!("VIDEO_PATH: no such file: {video}"));
-    }
-    // Credentials go to the element through the environment it reads, never through the
-    // pipeline string (which GStreamer may log).
+/// Exports the credentials for the element: through the environment it reads, never through the
+/// pipeline string (which GStreamer may log).
+fn export_credentials(a: &Args) {
     if let Some(k) = &a.domino_api_key {
         // SAFETY: still single-threaded: nothing has started a thread yet.
         unsafe { std::env::set_var("DOMINO_API_KEY", k) };
@@ -40,6 +31,28 @@ fn prepare(a: &Args) -> String {
     if let Some(t) = &a.grpc_bearer_token {
         // SAFETY: as above.
         unsafe { std::env::set_var("GRPC_BEARER_TOKEN", t) };
+    }
+}
+
+fn init_gst() {
+    if let Err(e) = gst::init() {
+        fail(1, format!("GStreamer: {e}"));
+    }
+    if let Err(e) = gsttriton::plugin_register_static() {
+        fail(1, format!("registering the triton plugin: {e}"));
+    }
+}
+
+/// Checks the settings and the server.
+fn prepare(a: &Args) -> String {
+    let Some(video) = a.video_path.clone().filter(|v| !v.is_empty()) else {
+        fail(
+            2,
+            "VIDEO_PATH is required: a video file or an rtsp:// URL (env VIDEO_PATH or --video-path), or CAMERAS_FILE (--cameras)",
+        )
+    };
+    if !video.contains("://") && !std::path::Path::new(&video).is_file() {
+        fail(2, format!("VIDEO_PATH: no such file: {video}"));
     }
     if let Err(f) = runner::preflight::preflight(a) {
         fail(f.code, f.message);
@@ -54,12 +67,7 @@ fn prepare(a: &Args) -> String {
 }
 
 fn build(a: &Args, video: &str) -> gst::Pipeline {
-    if let Err(e) = gst::init() {
-        fail(1, format!("GStreamer: {e}"));
-    }
-    if let Err(e) = gsttriton::plugin_register_static() {
-        fail(1, format!("registering the triton plugin: {e}"));
-    }
+    init_gst();
     let desc = runner::launch::pipeline_description(a, video);
     match gst::parse::launch(&desc) {
         Ok(p) => p
@@ -107,16 +115,8 @@ fn run(
     src: &gst::Pad,
 ) -> i32 {
     let cap_reached = a.max_frames.map(|m| cap_frames(pipeline, m));
-    // First Ctrl-C: EOS, so the mp4 and the JSON lines are finished properly; second: abort.
-    let interrupts = Arc::new(AtomicU32::new(0));
-    {
-        let i = interrupts.clone();
-        let _ = ctrlc::set_handler(move || {
-            if i.fetch_add(1, Ordering::SeqCst) >= 1 {
-                std::process::exit(130);
-            }
-        });
-    }
+    // First Ctrl-C or SIGTERM: EOS, so the files are finished properly; second: abort.
+    runner::signals::install(false);
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
         fail(1, format!("cannot start the pipeline: {e}"));
     }
@@ -133,7 +133,7 @@ fn run(
     let mut camera_gone = false;
     let bus = pipeline.bus().unwrap_or_else(|| fail(1, "no bus"));
     loop {
-        if interrupts.load(Ordering::SeqCst) > 0 && !eos_sent {
+        if runner::signals::stop_requested() && !eos_sent {
             eprintln!("\ntriton-video: interrupted, finishing the files (Ctrl-C again to abort)");
             pipeline.send_event(gst::event::Eos::new());
             eos_sent = true;
@@ -155,7 +155,7 @@ fn run(
                     };
                     // (A camera's outages leave gaps in time that are no damage.)
                     let full_run = a.fps_cap.is_none()
-                        && interrupts.load(Ordering::SeqCst) == 0
+                        && !runner::signals::stop_requested()
                         && !gsttriton::camera::is_live(video);
                     let total = report::total_frames(pipeline, src, a.max_frames);
                     let lost = full_run
@@ -231,21 +231,20 @@ fn run(
 
 fn main() {
     let a = Args::from_env();
+    export_credentials(&a);
+    if let Some(file) = &a.cameras_file {
+        init_gst();
+        std::process::exit(runner::fleet::run(&a, file));
+    }
     let video = prepare(&a);
     let pipeline = build(&a, &video);
     let mut first = Stats::default();
-    first.recording = runner::launch::recording_name(&video);
+    first.recording = runner::launch::recording_name(&video, a.encoder);
     let stats = Arc::new(Mutex::new(first));
     let src = static_pad(&pipeline, "infer", "src");
     let st = stats.clone();
-    src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-        if let Some(buf) = info.buffer() {
-            let (w, h, dur) = report::frame_info(pad);
-            let mut st = st.lock().unwrap();
-            st.count(buf, w, h);
-            st.note_pts(buf.pts().map(|p| p.nseconds()), dur);
-        }
-        gst::PadProbeReturn::Ok
+    report::on_frame(&src, move |buf, w, h, dur| {
+        st.lock().unwrap().record(buf, w, h, dur)
     });
     let started = Instant::now();
     let mut code = run(&a, &video, &pipeline, &stats, &src);

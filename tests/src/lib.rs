@@ -2,6 +2,7 @@
 //! decoding of the `shapes_*` models' outputs.
 
 pub mod artifacts;
+pub mod camera;
 pub mod mlserver;
 pub mod mock;
 pub mod nginx;

@@ -1,8 +1,19 @@
 //! `triton-video`'s settings: flags and the seed client's environment variables.
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, Parser, ValueEnum};
 
-#[derive(Parser, Debug)]
+/// What becomes of the annotated video.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoder {
+    /// Drawn boxes, H.264 (x264 veryfast, zerolatency) in annotated.mp4 / annotated.ts.
+    #[default]
+    X264,
+    /// No video out: the JSON lines only (no overlay, no encoder, no recording).
+    None,
+}
+
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "triton-video",
     version,
@@ -12,9 +23,19 @@ pub struct Args {
     /// triton-proxy address (host:port or http[s]://host:port).
     #[arg(long, env = "MM_ADDR", default_value = "localhost:50051")]
     pub mm_addr: String,
-    /// Video file or rtsp:// URL (required).
+    /// Video file or rtsp:// URL (required unless --cameras is given).
     #[arg(long, env = "VIDEO_PATH")]
     pub video_path: Option<String>,
+    /// A cameras file (TOML, `[[camera]]` tables): runs every camera in it, each with its own
+    /// outputs in RESULTS_DIR/<name>/, and follows edits to the file (or SIGHUP) while running.
+    #[arg(long = "cameras", env = "CAMERAS_FILE", conflicts_with = "video_path")]
+    pub cameras_file: Option<String>,
+    /// With --cameras: serve per-camera Prometheus metrics on this port (GET /metrics).
+    #[arg(long, env = "METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// The annotated video: x264 (default) or none (JSON lines only).
+    #[arg(long, env = "ENCODER", value_enum, default_value_t = Encoder::X264)]
+    pub encoder: Encoder,
     /// Where annotated.mp4 and frame_counts.jsonl go.
     #[arg(long, env = "RESULTS_DIR", default_value = "results")]
     pub results_dir: String,
@@ -141,11 +162,14 @@ mod tests {
             "LABELS_FILE",
             "CAMERA_GIVE_UP_SECS",
             "CAMERA_TIMEOUT_MS",
+            "CAMERAS_FILE",
+            "METRICS_PORT",
+            "ENCODER",
             "RUST_LOG",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 23, "{names:?}");
+        assert_eq!(names.len(), 26, "{names:?}");
     }
 
     #[test]

@@ -10,16 +10,18 @@
 
 use triton_endpoint::normalize_url;
 
-use super::args::Args;
+use super::args::{Args, Encoder};
 
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// The annotated recording's file name: MPEG-TS for a camera (it plays however the run ends, and
-/// takes the one caps change a camera's start may bring), MP4 for a file.
-pub fn recording_name(video: &str) -> &'static str {
-    if gsttriton::camera::is_live(video) {
+/// takes the one caps change a camera's start may bring), MP4 for a file; none with ENCODER=none.
+pub fn recording_name(video: &str, encoder: Encoder) -> &'static str {
+    if encoder == Encoder::None {
+        ""
+    } else if gsttriton::camera::is_live(video) {
         "annotated.ts"
     } else {
         "annotated.mp4"
@@ -89,17 +91,25 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
         d.push_str(&format!(" labels-file={}", quote(v)));
     }
     let dir = a.results_dir.trim_end_matches('/');
-    let mux = match recording_name(video) {
+    let json = format!(
+        "detjsonsink location={} stream-id={}",
+        quote(&format!("{dir}/frame_counts.jsonl")),
+        quote(&a.stream_id)
+    );
+    let recording = recording_name(video, a.encoder);
+    if recording.is_empty() {
+        d.push_str(&format!(" ! queue max-size-buffers=30 ! {json}"));
+        return d;
+    }
+    let mux = match recording {
         "annotated.ts" => "h264parse ! mpegtsmux",
         _ => "mp4mux",
     };
     d.push_str(&format!(
         " ! tee name=t \
          t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! x264enc speed-preset=veryfast tune=zerolatency ! {mux} ! filesink location={} \
-         t. ! queue max-size-buffers=30 ! detjsonsink location={} stream-id={}",
-        quote(&format!("{dir}/{}", recording_name(video))),
-        quote(&format!("{dir}/frame_counts.jsonl")),
-        quote(&a.stream_id)
+         t. ! queue max-size-buffers=30 ! {json}",
+        quote(&format!("{dir}/{recording}")),
     ));
     d
 }
@@ -157,6 +167,17 @@ mod tests {
             "{d}"
         );
         assert!(d.contains("url=\"http://t:8001\" transport=triton"), "{d}");
+        let mut none = a.clone();
+        none.encoder = Encoder::None;
+        let d = pipeline_description(&none, "rtsp://cam/1");
+        assert!(
+            d.ends_with(
+                "tritoninfer name=infer url=\"http://t:8001\" transport=triton model=\"yolov8n\" stream-id=\"cam-001\" conf-threshold=0.25 max-in-flight=4 \
+                 ! queue max-size-buffers=30 ! detjsonsink location=\"results/frame_counts.jsonl\" stream-id=\"cam-001\""
+            ),
+            "{d}"
+        );
+        assert!(!d.contains("x264enc") && !d.contains("detoverlay"), "{d}");
         assert!(!d.contains("videorate"), "{d}");
         assert!(!d.contains("shared-memory"), "{d}");
         let a = Args::parse_from(["triton-video", "--kserve", "--triton-url", "m:8081"]);

@@ -1,7 +1,13 @@
 //! The pieces of the `triton-video` binary: settings ([`args`]), the server check before the
-//! run ([`preflight`]), the pipeline it builds ([`launch`]) and what it prints ([`report`]).
+//! run ([`preflight`]), the pipeline it builds ([`launch`]) and what it prints ([`report`]);
+//! with `--cameras`, many cameras at once ([`cameras`] file, [`fleet`] of pipelines, Prometheus
+//! [`metrics`]); [`signals`] for graceful stops and reloads.
 
 pub mod args;
+pub mod cameras;
+pub mod fleet;
 pub mod launch;
+pub mod metrics;
 pub mod preflight;
 pub mod report;
+pub mod signals;

@@ -1,7 +1,7 @@
 //! What `triton-video` tells its user: per-frame statistics gathered by a pad probe, the progress
 //! line while it runs, and the summary at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::time::Duration;
 
@@ -15,16 +15,23 @@ pub struct Stats {
     pub skipped: u64,
     /// Frames made while the camera was away (`tritoncamerasrc`).
     pub no_signal: u64,
-    /// The annotated recording's file name in RESULTS_DIR.
+    /// The annotated recording's file name in RESULTS_DIR; empty: none (ENCODER=none).
     pub recording: &'static str,
     pub per_class: BTreeMap<String, u64>,
-    pub latencies: Vec<f64>,
+    /// The latencies (ms) of the last [`LATENCY_WINDOW`] ok frames, for the summary's mean and
+    /// p95 (a camera runs for days: the window keeps the memory bounded).
+    pub latencies: VecDeque<f64>,
+    /// Sum (ms) and count of every ok frame's latency, for the metrics.
+    pub latency_sum_ms: f64,
     pub last_error: String,
     /// Frames missing between consecutive timestamps (the decoder skipped what it could not
     /// decode); only meaningful when nothing else drops frames (no FPS_CAP).
     pub missing: u64,
     last_pts: Option<u64>,
 }
+
+/// How many of the latest latencies the summary's mean and p95 cover.
+pub const LATENCY_WINDOW: usize = 10_000;
 
 /// Whole frames missing between two consecutive timestamps `prev` and `pts` (ns) of a stream
 /// with frames `dur` ns apart: 0 for the next frame, allowing half a frame of jitter.
@@ -43,7 +50,11 @@ impl Stats {
             match r.status.as_str() {
                 "ok" => {
                     self.ok += 1;
-                    self.latencies.push(r.latency_ms);
+                    self.latency_sum_ms += r.latency_ms;
+                    if self.latencies.len() == LATENCY_WINDOW {
+                        self.latencies.pop_front();
+                    }
+                    self.latencies.push_back(r.latency_ms);
                 }
                 "skipped" => self.skipped += 1,
                 "no-signal" => self.no_signal += 1,
@@ -58,6 +69,12 @@ impl Stats {
         }
     }
 
+    /// Counts one frame and notes its timestamp (see [`Stats::count`], [`Stats::note_pts`]).
+    pub fn record(&mut self, buf: &gst::BufferRef, w: u32, h: u32, dur: u64) {
+        self.count(buf, w, h);
+        self.note_pts(buf.pts().map(|p| p.nseconds()), dur);
+    }
+
     /// Notes a frame's timestamp; `dur`: the frame duration from the caps (ns, 0 = unknown).
     pub fn note_pts(&mut self, pts: Option<u64>, dur: u64) {
         if let Some(p) = pts {
@@ -70,7 +87,7 @@ impl Stats {
 
     /// Mean and 95th percentile of the latencies of the ok frames, in ms.
     pub fn latency(&self) -> (f64, f64) {
-        let mut lat = self.latencies.clone();
+        let mut lat: Vec<f64> = self.latencies.iter().copied().collect();
         lat.sort_by(f64::total_cmp);
         if lat.is_empty() {
             return (0.0, 0.0);
@@ -111,16 +128,28 @@ impl Stats {
         if self.errors > 0 {
             s.push_str(&format!("last error:  {}\n", self.last_error));
         }
-        s.push_str(&format!(
-            "annotated:   {dir}/{}\ncounts:      {dir}/frame_counts.jsonl",
-            if self.recording.is_empty() {
-                "annotated.mp4"
-            } else {
-                self.recording
-            }
-        ));
+        if self.recording.is_empty() {
+            s.push_str("annotated:   none (ENCODER=none)\n");
+        } else {
+            s.push_str(&format!("annotated:   {dir}/{}\n", self.recording));
+        }
+        s.push_str(&format!("counts:      {dir}/frame_counts.jsonl"));
         s
     }
+}
+
+/// Calls `f` with every buffer leaving `pad`, its width, height and frame duration (ns).
+pub fn on_frame(
+    pad: &gst::Pad,
+    f: impl Fn(&gst::BufferRef, u32, u32, u64) + Send + Sync + 'static,
+) {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        if let Some(buf) = info.buffer() {
+            let (w, h, dur) = frame_info(pad);
+            f(buf, w, h, dur);
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// Width, height and one frame's duration in ns from a pad's current caps, read once per frame
@@ -257,7 +286,8 @@ mod tests {
             errors: 1,
             skipped: 1,
             last_error: "boom".into(),
-            latencies: vec![2.0, 4.0, 6.0],
+            latencies: vec![2.0, 4.0, 6.0].into(),
+            recording: "annotated.mp4",
             ..Default::default()
         };
         s.per_class.insert("red".into(), 3);
@@ -274,6 +304,10 @@ mod tests {
         );
         let none = Stats::default().summary(Duration::ZERO, "r");
         assert!(none.contains("detections:  none\n"), "{none}");
+        assert!(
+            none.ends_with("annotated:   none (ENCODER=none)\ncounts:      r/frame_counts.jsonl"),
+            "{none}"
+        );
         assert!(!none.contains("last error"), "{none}");
     }
 

@@ -318,7 +318,9 @@ impl CameraSrc {
         gst::PadProbeReturn::Ok
     }
 
-    /// The first caps of the camera itself fix the output's size and frame rate.
+    /// The first caps of the camera itself fix the output's size (a camera that returns at
+    /// another size is scaled into it, with borders where the aspect differs) and cap its frame
+    /// rate.
     fn keep_first_caps(&self, caps: &gst::CapsRef) {
         if self.showing_fallback() || self.watch.lock().unwrap().fixed {
             return;
@@ -330,14 +332,24 @@ impl CameraSrc {
                 b = b.field(f, v.clone());
             }
         }
-        if let Ok(fr) = st.get::<gst::Fraction>("framerate")
-            && fr.numer() > 0
-        {
-            b = b.field("framerate", fr);
-        }
+        // The frame rate is capped at the camera's first, not fixed: videorate only drops, so a
+        // camera that returns slower keeps its own rate (a caps change downstream) instead of
+        // failing to negotiate, and the black frames follow the camera's rate.
+        let max_rate = st
+            .get::<gst::Fraction>("framerate")
+            .ok()
+            .filter(|f| f.numer() > 0 && f.denom() > 0)
+            .map(|f| (f.numer() as f64 / f.denom() as f64).ceil() as i32);
         let fixed = b.build();
-        gst::info!(CAT, imp = self, "output fixed to {fixed}");
+        gst::info!(
+            CAT,
+            imp = self,
+            "output fixed to {fixed}, at most {max_rate:?} f/s"
+        );
         if let Some(p) = self.parts.lock().unwrap().as_ref() {
+            if let Some(r) = max_rate {
+                p.chain[2].set_property("max-rate", r.max(1));
+            }
             p.chain[3].set_property("caps", &fixed);
         }
         self.watch.lock().unwrap().fixed = true;

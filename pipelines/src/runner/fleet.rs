@@ -1,0 +1,357 @@
+//! `triton-video --cameras FILE`: every camera of a cameras file as its own pipeline in one
+//! process, started, stopped and restarted one at a time so that the others never notice.
+//!
+//! - An edit of the file (checked every second) or SIGHUP: cameras that left it are stopped
+//!   gracefully (EOS, files finished), new ones started, changed ones restarted.
+//! - A camera whose pipeline fails is started again after [`RETRY`]; one that gave up
+//!   (`give_up_secs`) or whose input ended (a file) stays stopped until its entry changes.
+//! - SIGINT/SIGTERM: every camera is stopped gracefully, then the run ends with 0.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+use super::args::Args;
+use super::cameras::{self, Camera};
+use super::metrics::{self, Board, CameraState};
+use super::{launch, preflight, report, signals};
+
+/// Wait before starting a failed camera's pipeline again.
+const RETRY: Duration = Duration::from_secs(5);
+/// How long a stopping camera may take to finish its files before it is torn down.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often the cameras file is read for changes.
+const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+fn say(msg: impl std::fmt::Display) {
+    eprintln!("triton-video: {msg}");
+}
+
+/// One started pipeline.
+struct Running {
+    spec: Camera,
+    generation: u64,
+    pipeline: gst::Pipeline,
+    state: Arc<CameraState>,
+    /// Set when an EOS was sent to stop it: tear it down after this instant at the latest.
+    stopping: Option<Instant>,
+    /// The camera gave up (or the input ended): do not start it again for the same entry.
+    finished: bool,
+}
+
+/// A bus message of one camera's pipeline.
+type Note = (String, u64, gst::Message);
+
+struct Fleet<'a> {
+    base: &'a Args,
+    board: Board,
+    wanted: BTreeMap<String, Camera>,
+    running: BTreeMap<String, Running>,
+    /// Entries that ended on their own (gave up, input ended): not started again unless changed.
+    done: BTreeMap<String, Camera>,
+    retry_at: BTreeMap<String, Instant>,
+    generation: u64,
+    tx: mpsc::Sender<Note>,
+}
+
+impl Fleet<'_> {
+    fn state(&self, name: &str) -> Arc<CameraState> {
+        self.board
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn start(&mut self, spec: &Camera) -> Result<(), String> {
+        let a = spec.args(self.base);
+        std::fs::create_dir_all(&a.results_dir)
+            .map_err(|e| format!("cannot create {}: {e}", a.results_dir))?;
+        let desc = launch::pipeline_description(&a, &spec.uri);
+        let pipeline = gst::parse::launch(&desc)
+            .map_err(|e| format!("building the pipeline: {e}"))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| "not a pipeline".to_string())?;
+        let state = self.state(&spec.name);
+        state.stats.lock().unwrap().recording = launch::recording_name(&spec.uri, a.encoder);
+        let src = pipeline
+            .by_name("infer")
+            .and_then(|e| e.static_pad("src"))
+            .ok_or("no infer.src")?;
+        let st = state.clone();
+        report::on_frame(&src, move |buf, w, h, dur| {
+            st.stats.lock().unwrap().record(buf, w, h, dur);
+            st.tick(Instant::now());
+        });
+        self.generation += 1;
+        let (tx, name, generation) = (self.tx.clone(), spec.name.clone(), self.generation);
+        pipeline
+            .bus()
+            .ok_or("no bus")?
+            .set_sync_handler(move |_, msg| {
+                let _ = tx.send((name.clone(), generation, msg.clone()));
+                gst::BusSyncReply::Drop
+            });
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(format!("cannot start the pipeline: {e}"));
+        }
+        say(format_args!(
+            "camera {}: started ({} in {})",
+            spec.name,
+            gsttriton::camera::redacted(&spec.uri),
+            a.results_dir
+        ));
+        self.running.insert(
+            spec.name.clone(),
+            Running {
+                spec: spec.clone(),
+                generation: self.generation,
+                pipeline,
+                state,
+                stopping: None,
+                finished: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Asks a camera to finish: EOS from its source, so its files are completed.
+    fn begin_stop(r: &mut Running) {
+        if r.stopping.is_none() {
+            r.stopping = Some(Instant::now() + STOP_GRACE);
+            r.pipeline.send_event(gst::event::Eos::new());
+        }
+    }
+
+    /// Tears a camera's pipeline down and forgets it; its numbers stay while it is wanted.
+    fn remove(&mut self, name: &str) {
+        if let Some(r) = self.running.remove(name) {
+            let _ = r.pipeline.set_state(gst::State::Null);
+            r.state.up.store(false, Ordering::SeqCst);
+            if r.finished && self.wanted.get(name) == Some(&r.spec) {
+                self.done.insert(name.to_string(), r.spec.clone());
+            }
+            let s = r.state.stats.lock().unwrap();
+            say(format_args!(
+                "camera {name}: stopped after {} frames ({} ok, {} errors, {} no-signal)",
+                s.frames, s.ok, s.errors, s.no_signal
+            ));
+        }
+        if !self.wanted.contains_key(name) {
+            self.board.lock().unwrap().remove(name);
+            self.done.remove(name);
+        }
+    }
+
+    /// Brings the running cameras in line with the wanted ones.
+    fn reconcile(&mut self) {
+        let now = Instant::now();
+        for (name, r) in self.running.iter_mut() {
+            if self.wanted.get(name) != Some(&r.spec) {
+                Self::begin_stop(r);
+            }
+        }
+        self.done
+            .retain(|name, spec| self.wanted.get(name) == Some(spec));
+        let start: Vec<Camera> = self
+            .wanted
+            .values()
+            .filter(|c| !self.running.contains_key(&c.name) && !self.done.contains_key(&c.name))
+            .filter(|c| self.retry_at.get(&c.name).is_none_or(|t| *t <= now))
+            .cloned()
+            .collect();
+        for spec in start {
+            self.retry_at.remove(&spec.name);
+            if let Err(e) = self.start(&spec) {
+                say(format_args!(
+                    "camera {}: {e}; trying again in {} s",
+                    spec.name,
+                    RETRY.as_secs()
+                ));
+                self.retry_at.insert(spec.name.clone(), now + RETRY);
+            }
+        }
+        let late: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.stopping.is_some_and(|t| t <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in late {
+            say(format_args!(
+                "camera {name}: did not finish its files within {} s; stopped anyway",
+                STOP_GRACE.as_secs()
+            ));
+            self.remove(&name);
+        }
+    }
+
+    fn handle(&mut self, (name, generation, msg): Note) {
+        let Some(r) = self
+            .running
+            .get_mut(&name)
+            .filter(|r| r.generation == generation)
+        else {
+            return;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => {
+                if r.stopping.is_none() {
+                    // The input ended on its own (a file): it is done.
+                    r.finished = true;
+                }
+                self.remove(&name);
+            }
+            gst::MessageView::Error(e) if msg.src().is_some_and(report::is_camera) => {
+                // The camera stayed away past give_up_secs: finish its files, keep it stopped.
+                say(format_args!("camera {name}: {}", e.error()));
+                r.finished = true;
+                r.state.up.store(false, Ordering::SeqCst);
+                if let Some(pad) = r
+                    .pipeline
+                    .by_name("letterbox")
+                    .and_then(|l| l.static_pad("sink"))
+                {
+                    pad.send_event(gst::event::Eos::new());
+                }
+                r.stopping.get_or_insert(Instant::now() + STOP_GRACE);
+            }
+            gst::MessageView::Error(e) => {
+                say(format_args!(
+                    "camera {name}: {} ({}); starting it again in {} s",
+                    e.error(),
+                    e.debug().unwrap_or_default(),
+                    RETRY.as_secs()
+                ));
+                r.state.restarts.fetch_add(1, Ordering::SeqCst);
+                self.retry_at.insert(name.clone(), Instant::now() + RETRY);
+                self.remove(&name);
+            }
+            gst::MessageView::Warning(w) => {
+                say(format_args!("camera {name}: warning: {}", w.error()))
+            }
+            gst::MessageView::Element(el) => {
+                let Some(s) = el
+                    .structure()
+                    .filter(|s| s.name() == gsttriton::camera::MESSAGE)
+                else {
+                    return;
+                };
+                match s.get::<&str>("state").unwrap_or("") {
+                    "up" | "back" => r.state.up.store(true, Ordering::SeqCst),
+                    "lost" => {
+                        r.state.up.store(false, Ordering::SeqCst);
+                        r.state.outages.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => {}
+                }
+                say(format_args!(
+                    "camera {name}: {}",
+                    s.get::<&str>("state").unwrap_or("?")
+                ));
+            }
+            gst::MessageView::StateChanged(sc)
+                if sc.current() == gst::State::Playing
+                    && msg.src() == Some(r.pipeline.upcast_ref())
+                    && !gsttriton::camera::is_live(&r.spec.uri) =>
+            {
+                r.state.up.store(true, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn read(file: &str) -> Result<(String, BTreeMap<String, Camera>), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("CAMERAS_FILE: {file}: {e}"))?;
+    let cams = cameras::parse(&text).map_err(|e| format!("CAMERAS_FILE: {file}: {e}"))?;
+    Ok((text, cams))
+}
+
+/// Runs the cameras of `file` until SIGINT/SIGTERM; returns the exit code.
+pub fn run(base: &Args, file: &str) -> i32 {
+    let (mut text, wanted) = match read(file) {
+        Ok(r) => r,
+        Err(e) => {
+            say(e);
+            return 2;
+        }
+    };
+    // The server and each model once, before anything starts.
+    let mut models: Vec<String> = wanted.values().map(|c| c.args(base).model_name).collect();
+    models.sort();
+    models.dedup();
+    for m in models {
+        let mut a = base.clone();
+        a.model_name = m;
+        if let Err(f) = preflight::preflight(&a) {
+            say(f.message);
+            return f.code;
+        }
+    }
+    signals::install(true);
+    let board: Board = Default::default();
+    if let Some(port) = base.metrics_port {
+        match metrics::serve(port, board.clone()) {
+            Ok(p) => say(format_args!("metrics on http://0.0.0.0:{p}/metrics")),
+            Err(e) => {
+                say(format_args!("METRICS_PORT: cannot listen on {port}: {e}"));
+                return 2;
+            }
+        }
+    }
+    let (tx, rx) = mpsc::channel();
+    let mut fleet = Fleet {
+        base,
+        board,
+        wanted,
+        running: BTreeMap::new(),
+        done: BTreeMap::new(),
+        retry_at: BTreeMap::new(),
+        generation: 0,
+        tx,
+    };
+    say(format_args!("{} cameras from {file}", fleet.wanted.len()));
+    let mut next_read = Instant::now() + RELOAD_EVERY;
+    let mut stopping = false;
+    loop {
+        if signals::stop_requested() && !stopping {
+            say("stopping every camera, finishing the files (again to abort)");
+            stopping = true;
+            fleet.wanted.clear();
+        }
+        if !stopping && (signals::take_reload() || Instant::now() >= next_read) {
+            next_read = Instant::now() + RELOAD_EVERY;
+            match read(file) {
+                Ok((t, cams)) if t != text => {
+                    say(format_args!("{file} changed: {} cameras", cams.len()));
+                    text = t;
+                    fleet.wanted = cams;
+                }
+                Ok(_) => {}
+                Err(e) if std::fs::read_to_string(file).ok().as_deref() != Some(&text) => {
+                    // Said once per version of the file; the running cameras stay as they are.
+                    say(format_args!("{e}; the running cameras are kept"));
+                    text = std::fs::read_to_string(file).unwrap_or_default();
+                }
+                Err(_) => {}
+            }
+        }
+        fleet.reconcile();
+        if stopping && fleet.running.is_empty() {
+            return 0;
+        }
+        if let Ok(note) = rx.recv_timeout(Duration::from_millis(200)) {
+            fleet.handle(note);
+            while let Ok(note) = rx.try_recv() {
+                fleet.handle(note);
+            }
+        }
+    }
+}

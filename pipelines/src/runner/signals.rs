@@ -1,0 +1,45 @@
+//! The runner's signals. SIGINT and SIGTERM (Ctrl-C, `podman stop`, systemd, Kubernetes) ask for
+//! a graceful end: the files are finished first; a second one aborts at once (exit 130).
+//! SIGHUP asks a `--cameras` run to read its cameras file again.
+//!
+//! The handlers only touch atomics (async-signal-safe); the run loops poll them.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+static STOPS: AtomicU32 = AtomicU32::new(0);
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    if STOPS.fetch_add(1, Ordering::SeqCst) >= 1 {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+extern "C" fn on_hup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::SeqCst);
+}
+
+/// Installs the handlers; SIGHUP only when `reload` (otherwise it keeps its default).
+pub fn install(reload: bool) {
+    let stop = on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: plain handlers that only touch atomics, installed before the run starts.
+    unsafe {
+        libc::signal(libc::SIGINT, stop);
+        libc::signal(libc::SIGTERM, stop);
+        if reload {
+            let hup = on_hup as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::signal(libc::SIGHUP, hup);
+        }
+    }
+}
+
+/// Whether a graceful stop was asked for.
+pub fn stop_requested() -> bool {
+    STOPS.load(Ordering::SeqCst) > 0
+}
+
+/// Whether SIGHUP came since the last call.
+pub fn take_reload() -> bool {
+    RELOAD.swap(false, Ordering::SeqCst)
+}

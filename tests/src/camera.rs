@@ -1,0 +1,200 @@
+//! Loopback RTSP cameras for the camera tests (`rtsp_camera`, a process of its own, killed and
+//! started again), and what those tests read back: JSON lines, statuses, a host's exit.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+use crate::artifacts::bin;
+use crate::stderr;
+use crate::triton::spawn_tied;
+
+/// A loopback RTSP camera on `port` until it is killed.
+pub struct Camera {
+    pub port: u16,
+    /// Width, height, frames per second.
+    pub mode: (u32, u32, u32),
+    child: Option<Child>,
+}
+
+impl Camera {
+    pub fn start(port: u16) -> Camera {
+        Camera::start_with(port, (640, 360, 15))
+    }
+
+    pub fn start_with(port: u16, mode: (u32, u32, u32)) -> Camera {
+        let mut c = Camera {
+            port,
+            mode,
+            child: None,
+        };
+        c.up();
+        c
+    }
+
+    pub fn up(&mut self) {
+        let mut cmd = Command::new(bin("rtsp_camera"));
+        let (w, h, fps) = self.mode;
+        cmd.args([u32::from(self.port), w, h, fps].map(|v| v.to_string()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = spawn_tied(cmd).expect("rtsp_camera");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "rtsp_camera on port {}", self.port);
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, like a camera losing power.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/cam", self.port)
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub fn statuses(p: &Path) -> Vec<String> {
+    lines(p)
+        .iter()
+        .map(|l| l["status"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Waits until `json` has `n` "ok" lines after line `from` while `host` runs; when they began.
+pub fn wait_ok_after(host: &mut Child, json: &Path, from: usize, n: usize, what: &str) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut first_ok: Option<Instant> = None;
+    loop {
+        let s = statuses(json);
+        let oks = s.iter().skip(from).filter(|s| *s == "ok").count();
+        if oks > 0 && first_ok.is_none() {
+            first_ok = Some(Instant::now());
+        }
+        if oks >= n {
+            return first_ok.unwrap();
+        }
+        if let Ok(Some(st)) = host.try_wait() {
+            panic!("{what}: the host ended ({st}) after {} lines", s.len());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no {n} ok lines after line {from} within 90 s: {:?}",
+            &s[from.min(s.len())..]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits up to `secs` for `host` to exit by itself (killed and failed otherwise); its output.
+pub fn output_within(mut host: Child, secs: u64, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while host.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = host.kill();
+            panic!("{what}: still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    host.wait_with_output().unwrap()
+}
+
+/// The one critical a camera run may print, and only on GStreamer 1.22: `fallbacksrc`
+/// (gst-plugins-rs 0.15) answers the EOS its source sends when it restarts a lost camera with
+/// `PadProbeReturn::Drop` from a probe on the source's pads, and GStreamer 1.22 answers a Drop from
+/// a Rust probe with an unref of the NULL the binding left there (the stack: a downstream event
+/// pushed on a multiqueue thread of the camera's decodebin3, meeting a probe). Nothing leaks or
+/// stops; it is code we link, not ours, and not fixed here (see docs/pipelines.md).
+pub const FALLBACKSRC_ON_1_22: &str =
+    "gst_mini_object_unref: assertion 'mini_object != NULL' failed";
+
+/// [`stderr::assert_clean`], except for [`FALLBACKSRC_ON_1_22`], which is counted and said.
+pub fn assert_clean_but_fallbacksrc(what: &str, err: &[u8]) {
+    let text = String::from_utf8_lossy(err);
+    let (known, rest): (Vec<&str>, Vec<&str>) =
+        text.lines().partition(|l| l.contains(FALLBACKSRC_ON_1_22));
+    if !known.is_empty() {
+        eprintln!(
+            "KNOWN fallbacksrc + GStreamer 1.22 critical in {what}, {} time(s): {}",
+            known.len(),
+            known[0]
+        );
+    }
+    stderr::assert_clean(what, rest.join("\n").as_bytes());
+}
+
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cameras-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Pictures that decode from a recording (`.ts` or `.mp4`), to its end.
+pub fn decoded_frames(file: &Path) -> usize {
+    gst::init().unwrap();
+    let p = gst::parse::launch(&format!(
+        "filesrc location={} ! decodebin ! fakesink name=sink sync=false signal-handoffs=true",
+        file.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    p.by_name("sink")
+        .unwrap()
+        .connect("handoff", false, move |_| {
+            n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            None
+        });
+    if let Err(e) = p.set_state(gst::State::Playing) {
+        let why = p
+            .bus()
+            .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+            .map(|m| format!("{m:?}"));
+        panic!(
+            "{} ({:?} bytes) does not play: {e:?} {why:?}",
+            file.display(),
+            std::fs::metadata(file).map(|m| m.len())
+        );
+    }
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the recording decodes to its end within 60 s");
+    p.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(msg.view(), gst::MessageView::Eos(_)),
+        "{}: {msg:?}",
+        file.display()
+    );
+    n.load(std::sync::atomic::Ordering::SeqCst)
+}

@@ -1,0 +1,216 @@
+//! Many cameras in one runner: `triton-video --cameras FILE` with three loopback RTSP cameras
+//! (`rtsp_camera` processes), then the file edited while it runs: one camera removed, one added.
+//!
+//! What it proves: every camera of the file gets its own outputs (RESULTS_DIR/<name>/); the edit
+//! stops the removed camera (its files finished, then no more lines) and starts the added one,
+//! while the two others keep every frame: their JSON lines are all `ok`, in order, and no two
+//! consecutive frames are more than 1.5 frame intervals apart across the whole run (a frame lost
+//! to the edit would leave a gap of 2); the Prometheus metrics on METRICS_PORT list exactly the
+//! cameras of the file, up, with their frame counts; SIGTERM ends the run with 0, every recording
+//! finished (the x264 camera's `annotated.ts` decodes with one picture per JSON line).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gst_triton_tests::artifacts::bin;
+use gst_triton_tests::camera::{
+    Camera, assert_clean_but_fallbacksrc, decoded_frames, lines, output_within, tmpdir,
+    wait_ok_after,
+};
+use gst_triton_tests::proxy::ProxyProcess;
+use gst_triton_tests::triton::{free_port, shared_url};
+
+const MODEL: &str = "shapes_nms";
+/// Small cameras: four of them, Triton and the proxy share two cores in CI.
+const MODE: (u32, u32, u32) = (320, 180, 10);
+
+fn write_file(path: &Path, cams: &[(&str, &Camera, &str)]) {
+    let mut text = String::new();
+    for (name, cam, encoder) in cams {
+        text.push_str(&format!(
+            "[[camera]]\nname = \"{name}\"\nuri = \"{}\"\nencoder = \"{encoder}\"\n\n",
+            cam.url()
+        ));
+    }
+    // Written whole, then renamed: the runner never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The metrics text: `name{camera="x"}` → value.
+fn scrape(port: u16) -> BTreeMap<String, f64> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    r.lines()
+        .filter(|l| l.starts_with("triton_video_"))
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+fn series(m: &BTreeMap<String, f64>, name: &str, cam: &str) -> Option<f64> {
+    m.get(&format!("triton_video_camera_{name}{{camera=\"{cam}\"}}"))
+        .copied()
+}
+
+/// Waits for `cond` on the runner's stderr file (it goes on running meanwhile).
+fn wait_log(log: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(what)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {what:?} in the log within 60 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every line ok, in order, and the largest gap between consecutive frames in frame intervals.
+fn every_frame(json: &Path) -> (usize, f64) {
+    let all = lines(json);
+    let interval = 1e9 / MODE.2 as f64;
+    let mut worst: f64 = 0.0;
+    for (i, l) in all.iter().enumerate() {
+        assert_eq!(
+            l["frame"],
+            i as u64,
+            "{}: one line per frame",
+            json.display()
+        );
+        assert_eq!(l["status"], "ok", "{}: line {i}: {l}", json.display());
+        if i > 0 {
+            let gap = l["pts_ns"].as_u64().unwrap() as f64
+                - all[i - 1]["pts_ns"].as_u64().unwrap() as f64;
+            worst = worst.max(gap / interval);
+        }
+    }
+    (all.len(), worst)
+}
+
+#[test]
+fn a_cameras_file_runs_every_camera_and_an_edit_removes_and_adds_one_while_the_others_keep_every_frame()
+ {
+    let proxy = ProxyProcess::start(&shared_url(), &[]);
+    let cams: BTreeMap<&str, Camera> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|n| (n, Camera::start_with(free_port(), MODE)))
+        .collect();
+    let dir = tmpdir("fleet");
+    let file = dir.join("cameras.toml");
+    write_file(
+        &file,
+        &[
+            ("a", &cams["a"], "x264"),
+            ("b", &cams["b"], "none"),
+            ("c", &cams["c"], "none"),
+        ],
+    );
+    let json = |n: &str| dir.join(n).join("frame_counts.jsonl");
+    let log = dir.join("stderr.txt");
+    let port = free_port();
+    let mut host = Command::new(bin("triton-video"))
+        .arg("--cameras")
+        .arg(&file)
+        .env("MM_ADDR", proxy.url())
+        .env("DOMINO_API_KEY", "test-key")
+        .env("MODEL_NAME", MODEL)
+        .env("RESULTS_DIR", &dir)
+        .env("METRICS_PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("triton-video");
+    for n in ["a", "b", "c"] {
+        wait_ok_after(&mut host, &json(n), 0, 20, n);
+    }
+    let m = scrape(port);
+    assert_eq!(m["triton_video_cameras"], 3.0, "{m:?}");
+    for n in ["a", "b", "c"] {
+        assert_eq!(series(&m, "up", n), Some(1.0), "{n}: {m:?}");
+        assert!(series(&m, "frames_total", n).unwrap() >= 20.0, "{n}: {m:?}");
+    }
+    assert_eq!(series(&m, "up", "d"), None, "{m:?}");
+
+    // The edit: c leaves, d comes.
+    let before: BTreeMap<&str, usize> = ["a", "b"].map(|n| (n, lines(&json(n)).len())).into();
+    write_file(
+        &file,
+        &[
+            ("a", &cams["a"], "x264"),
+            ("b", &cams["b"], "none"),
+            ("d", &cams["d"], "none"),
+        ],
+    );
+    wait_ok_after(&mut host, &json("d"), 0, 20, "d, added by the edit");
+    wait_log(&log, "camera c: stopped after");
+    let c_lines = lines(&json("c")).len();
+    for n in ["a", "b"] {
+        wait_ok_after(
+            &mut host,
+            &json(n),
+            before[n],
+            20,
+            &format!("{n} after the edit"),
+        );
+    }
+    let m = scrape(port);
+    assert_eq!(m["triton_video_cameras"], 3.0, "{m:?}");
+    assert!(
+        !m.keys().any(|k| k.contains("camera=\"c\"")),
+        "c is gone: {m:?}"
+    );
+    for n in ["a", "b", "d"] {
+        assert_eq!(series(&m, "up", n), Some(1.0), "{n}: {m:?}");
+        let frames = series(&m, "frames_total", n).unwrap();
+        assert!(frames >= 20.0, "{n}: {m:?}");
+        assert!(
+            series(&m, "inference_latency_seconds_count", n).unwrap() <= frames,
+            "{n}: {m:?}"
+        );
+    }
+
+    // SAFETY: a signal to our own child: a routine stop.
+    unsafe {
+        libc::kill(host.id() as i32, libc::SIGTERM);
+    }
+    let out = output_within(host, 30, "triton-video after SIGTERM");
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert_clean_but_fallbacksrc("triton-video", err.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        lines(&json("c")).len(),
+        c_lines,
+        "c wrote nothing after it was removed"
+    );
+    assert!(c_lines >= 20);
+    for n in ["a", "b"] {
+        let (frames, worst) = every_frame(&json(n));
+        eprintln!("camera {n}: {frames} frames, all ok; largest gap {worst:.2} frame intervals");
+        assert!(
+            worst <= 1.5,
+            "camera {n}: a gap of {worst:.2} frame intervals: a frame was lost"
+        );
+    }
+    let pictures = decoded_frames(&dir.join("a").join("annotated.ts"));
+    assert_eq!(
+        pictures,
+        lines(&json("a")).len(),
+        "pictures in a/annotated.ts vs JSON lines"
+    );
+    assert!(
+        !dir.join("b").join("annotated.ts").exists(),
+        "b has ENCODER none"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
