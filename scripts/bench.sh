@@ -22,3 +22,4 @@ cargo bench -p gst-triton-tests --bench infer
 cargo bench -p gst-triton-tests --bench shared_memory
 cargo bench -p gst-triton-tests --bench scale_out
 cargo bench -p gst-triton-tests --bench real_model
+cargo bench -p gst-triton-tests --bench cameras

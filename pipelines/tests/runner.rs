@@ -296,9 +296,17 @@ fn clear_errors_and_exit_codes() {
     drop(proxy);
 }
 
+/// Ctrl-C (SIGINT) and a routine stop (SIGTERM: `podman stop`, systemd, Kubernetes) both finish
+/// the files: the mp4 plays and has one picture per JSON line.
 #[test]
-fn ctrl_c_finishes_a_playable_mp4() {
-    let dir = tmpdir("sigint");
+fn ctrl_c_and_sigterm_finish_a_playable_mp4() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        interrupted_run_finishes_its_files(signal);
+    }
+}
+
+fn interrupted_run_finishes_its_files(signal: i32) {
+    let dir = tmpdir(&format!("signal-{signal}"));
     let (clip, _) = make_clip(&dir, 600, 640, 360);
     let results = dir.join("results");
     let child = runner(
@@ -318,7 +326,7 @@ fn ctrl_c_finishes_a_playable_mp4() {
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    // Wait until some frames are through, then SIGINT.
+    // Wait until some frames are through, then the signal.
     let jsonl = results.join("frame_counts.jsonl");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&jsonl).map(|m| m.len()).unwrap_or(0) < 2000 {
@@ -329,11 +337,11 @@ fn ctrl_c_finishes_a_playable_mp4() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // SAFETY: plain kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let out = child.wait_with_output().unwrap();
     gst_triton_tests::stderr::assert_clean("triton-video", &out.stderr);
     let t = text(&out);
-    assert!(out.status.success(), "{t}");
+    assert!(out.status.success(), "signal {signal}: {t}");
     assert!(t.contains("interrupted"), "{t}");
     let n = decoded_frames(&results.join("annotated.mp4"));
     let lines = std::fs::read_to_string(&jsonl).unwrap().lines().count();

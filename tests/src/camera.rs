@@ -58,6 +58,11 @@ impl Camera {
         }
     }
 
+    /// The camera process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn url(&self) -> String {
         format!("rtsp://127.0.0.1:{}/cam", self.port)
     }
