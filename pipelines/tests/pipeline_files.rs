@@ -327,7 +327,8 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 let out = child.wait_with_output().unwrap();
-                gst_triton_tests::stderr::assert_clean(name, &out.stderr);
+                // Camera pipelines: fallbacksrc's one known critical on 1.22 is allowed by name.
+                gst_triton_tests::camera::assert_clean_but_fallbacksrc(name, &out.stderr);
                 let err = String::from_utf8_lossy(&out.stderr).into_owned();
                 assert!(out.status.success(), "{name}: {:?} {err}", out.status);
                 assert!(!err.contains("ERROR"), "{name}: {err}");

@@ -7,8 +7,10 @@
 //! frames only), the runner's CPU per camera (user + system, from /proc), and the machine's busy
 //! cores split into the runner, the loopback cameras (their encoders share this machine) and the
 //! rest (Triton, the proxy). Real time: every camera at ≥ 95 % of 15 f/s with no error frame.
-//! Baseline in the same run: the same cameras, one `triton-video` process per camera (the way to
-//! run many cameras before `--cameras`), at the largest real-time count.
+//! Two series: the model at 640×640 (as deployed) and at 320×320 (the CPU Triton is the limit at
+//! 640 on a small machine; at 320 it leaves room to load the runner). Baseline in the same run:
+//! the same cameras, one `triton-video` process per camera (the way to run many cameras before
+//! `--cameras`), at the largest real-time count of the 320 series.
 //!
 //! The run fails when one camera alone is not real time or has errors (nothing was measured).
 //! `cargo bench -p gst-triton-tests --bench cameras`
@@ -19,22 +21,13 @@ use std::time::{Duration, Instant};
 
 use gst_triton_tests::artifacts::release_bin;
 use gst_triton_tests::camera::{Camera, lines, tmpdir, wait_ok_after};
+use gst_triton_tests::cpu_secs;
 use gst_triton_tests::proxy::ProxyProcess;
 use gst_triton_tests::triton::{Triton, free_port};
 
 const MODE: (u32, u32, u32) = (1280, 720, 15);
 const WINDOW: Duration = Duration::from_secs(20);
 const STEPS: [usize; 6] = [1, 2, 3, 4, 6, 8];
-
-/// User + system CPU seconds of a process (all its threads).
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 /// Busy CPU seconds of the whole machine (all cores, from /proc/stat).
 fn machine_busy_secs() -> f64 {
@@ -72,8 +65,12 @@ fn snapshot(jsons: &[PathBuf], runners: &[u32], cams: &[Camera]) -> Snapshot {
         at: Instant::now(),
         ok,
         not_ok,
-        runners: runners.iter().map(|p| cpu_secs(*p)).sum(),
-        cameras: cams.iter().filter_map(|c| c.pid()).map(cpu_secs).sum(),
+        runners: runners.iter().map(|p| cpu_secs(Some(*p), None)).sum(),
+        cameras: cams
+            .iter()
+            .filter_map(|c| c.pid())
+            .map(|p| cpu_secs(Some(p), None))
+            .sum(),
         machine: machine_busy_secs(),
     }
 }
@@ -92,9 +89,16 @@ impl Step {
     }
 }
 
-fn runner(bin: &Path, proxy: &ProxyProcess, dir: &Path, cameras: Option<&Path>) -> Command {
+fn runner(
+    bin: &Path,
+    proxy: &ProxyProcess,
+    dir: &Path,
+    cameras: Option<&Path>,
+    side: u32,
+) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env("MM_ADDR", proxy.url())
+        .env("IMG_SIZE", side.to_string())
         .env("DOMINO_API_KEY", "test-key")
         .env("MODEL_NAME", "shapes_nms")
         .env("ENCODER", "none")
@@ -107,8 +111,9 @@ fn runner(bin: &Path, proxy: &ProxyProcess, dir: &Path, cameras: Option<&Path>) 
     cmd
 }
 
-/// `n` cameras through one runner (`one_process`) or one runner per camera.
-fn step(bin: &Path, proxy: &ProxyProcess, n: usize, one_process: bool) -> Step {
+/// `n` cameras through one runner (`one_process`) or one runner per camera, the model at
+/// `side`×`side`.
+fn step(bin: &Path, proxy: &ProxyProcess, n: usize, one_process: bool, side: u32) -> Step {
     let cams: Vec<Camera> = (0..n)
         .map(|_| Camera::start_with(free_port(), MODE))
         .collect();
@@ -123,7 +128,7 @@ fn step(bin: &Path, proxy: &ProxyProcess, n: usize, one_process: bool) -> Step {
             .map(|(i, c)| format!("[[camera]]\nname = \"c{i}\"\nuri = \"{}\"\n\n", c.url()))
             .collect();
         std::fs::write(&file, text).unwrap();
-        hosts.push(runner(bin, proxy, &dir, Some(&file)).spawn().unwrap());
+        hosts.push(runner(bin, proxy, &dir, Some(&file), side).spawn().unwrap());
         jsons = (0..n)
             .map(|i| dir.join(format!("c{i}")).join("frame_counts.jsonl"))
             .collect();
@@ -134,7 +139,7 @@ fn step(bin: &Path, proxy: &ProxyProcess, n: usize, one_process: bool) -> Step {
         for (i, c) in cams.iter().enumerate() {
             let d = dir.join(format!("c{i}"));
             std::fs::create_dir_all(&d).unwrap();
-            let mut cmd = runner(bin, proxy, &d, None);
+            let mut cmd = runner(bin, proxy, &d, None, side);
             cmd.env("VIDEO_PATH", c.url())
                 .env("STREAM_ID", format!("c{i}"));
             hosts.push(cmd.spawn().unwrap());
@@ -170,7 +175,7 @@ fn step(bin: &Path, proxy: &ProxyProcess, n: usize, one_process: bool) -> Step {
 fn print(label: &str, n: usize, s: &Step) {
     let min = s.fps.iter().copied().fold(f64::INFINITY, f64::min);
     println!(
-        "{label:<14} {n:>2} cameras: min {min:5.1} f/s, errors {:>3}, runner {:.2} cores ({:.3} per camera, {:.1} ms per frame), cameras {:.2}, Triton+proxy+rest {:.2}{}",
+        "{label:<20} {n:>2} cameras: min {min:5.1} f/s, errors {:>3}, runner {:.2} cores ({:.3} per camera, {:.1} ms per frame), cameras {:.2}, Triton+proxy+rest {:.2}{}",
         s.errors,
         s.runner_cores,
         s.runner_cores / n as f64,
@@ -190,34 +195,41 @@ fn main() {
     let triton = Triton::start().expect("Triton");
     let proxy = ProxyProcess::start_release(&triton.url(), &[]);
     println!(
-        "cameras: {}x{} {} f/s H.264 over loopback RTSP; shapes_nms at 640x640 FP32 through the proxy; ENCODER=none; window {} s; {} cores",
+        "cameras: {}x{} {} f/s H.264 over loopback RTSP; shapes_nms (FP32) through the proxy; ENCODER=none; window {} s; {} cores",
         MODE.0,
         MODE.1,
         MODE.2,
         WINDOW.as_secs(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let mut fit = 0;
-    let mut fit_step = None;
-    for n in STEPS {
-        let s = step(&bin, &proxy, n, true);
-        print("one runner", n, &s);
-        if !s.real_time() {
-            assert!(
-                n > 1,
-                "one camera alone is not real time: nothing to report"
-            );
-            break;
+    // 640x640 as deployed; 320x320 makes the CPU Triton cheap enough to load the runner itself.
+    let mut last = (0, None);
+    for side in [640, 320] {
+        let mut fit = (0, None);
+        for n in STEPS {
+            let s = step(&bin, &proxy, n, true, side);
+            print(&format!("{side}: one runner"), n, &s);
+            if !s.real_time() {
+                assert!(
+                    n > 1,
+                    "one camera alone is not real time: nothing to report"
+                );
+                break;
+            }
+            fit = (n, Some(s));
         }
-        fit = n;
-        fit_step = Some(s);
+        println!(
+            "model at {side}x{side}: largest real-time count with one runner: {}",
+            fit.0
+        );
+        last = fit;
     }
-    println!("largest real-time count with one runner: {fit}");
-    let ours = fit_step.expect("at least one step");
-    let base = step(&bin, &proxy, fit, false);
-    print("one per camera", fit, &base);
+    let (n, ours) = (last.0, last.1.expect("at least one step"));
+    let base = step(&bin, &proxy, n, false, 320);
+    print("320: one per camera", n, &base);
     println!(
-        "runner CPU per camera, one runner vs one process per camera at {fit}: {:.2}x less",
+        "runner CPU per camera at {n} cameras: one process per camera / one runner = {:.2}",
         base.runner_cores / ours.runner_cores.max(1e-9)
     );
+    drop(triton);
 }

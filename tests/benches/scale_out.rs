@@ -53,15 +53,30 @@ async fn drive(url: &str, model: &str) -> f64 {
     t0.elapsed().as_secs_f64()
 }
 
-/// Triton's inference and execution counts for `model`, once they have settled (Triton updates
-/// them just after it answers).
-fn counts(t: &Triton, model: &str) -> (f64, f64) {
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let m = triton_metrics(t.metrics_port);
-    (
-        counter(&m, "nv_inference_count", model),
-        counter(&m, "nv_inference_exec_count", model),
-    )
+/// Triton's inference and execution counts for `model` on each server, once their inference
+/// counts add up to `total` (Triton counts a request just after it answers it).
+fn settled(ts: &[&Triton], model: &str, total: f64) -> Vec<(f64, f64)> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let c: Vec<(f64, f64)> = ts
+            .iter()
+            .map(|t| {
+                let m = triton_metrics(t.metrics_port);
+                (
+                    counter(&m, "nv_inference_count", model),
+                    counter(&m, "nv_inference_exec_count", model),
+                )
+            })
+            .collect();
+        if c.iter().map(|x| x.0).sum::<f64>() >= total {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{model}: Triton counted {c:?}, expected {total} inferences"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -69,6 +84,9 @@ async fn main() {
     let frames = (STREAMS * PER_STREAM) as f64;
     let a = Triton::start().expect("start Triton");
     let b = Triton::start().expect("start a second Triton");
+    // Inferences sent so far per model (warm-ups included), to know when Triton's counters have
+    // caught up.
+    let (mut nobatcher, mut nms) = (0.0, 0.0);
 
     println!(
         "1. collation, {STREAMS} streams × {PER_STREAM} packets of {SIDE}² FP32, model shapes_nobatcher, one Triton"
@@ -85,9 +103,11 @@ async fn main() {
             .await
             .unwrap();
             drive(&proxy.url(), "shapes_nobatcher").await; // warm-up
-            let (n0, e0) = counts(&a, "shapes_nobatcher");
+            nobatcher += frames;
+            let (n0, e0) = settled(&[&a], "shapes_nobatcher", nobatcher)[0];
             let secs = drive(&proxy.url(), "shapes_nobatcher").await;
-            let (n1, e1) = counts(&a, "shapes_nobatcher");
+            nobatcher += frames;
+            let (n1, e1) = settled(&[&a], "shapes_nobatcher", nobatcher)[0];
             assert_eq!(n1 - n0, frames);
             let fps = frames / secs;
             if max == "0" {
@@ -112,11 +132,12 @@ async fn main() {
         for list in [a.url(), format!("{},{}", a.url(), b.url())] {
             let proxy = TestProxy::start(&list, &[]).await.unwrap();
             drive(&proxy.url(), "shapes_nms").await; // warm-up
-            let (a0, _) = counts(&a, "shapes_nms");
-            let (b0, _) = counts(&b, "shapes_nms");
+            nms += frames;
+            let c0 = settled(&[&a, &b], "shapes_nms", nms);
             let secs = drive(&proxy.url(), "shapes_nms").await;
-            let (a1, _) = counts(&a, "shapes_nms");
-            let (b1, _) = counts(&b, "shapes_nms");
+            nms += frames;
+            let c1 = settled(&[&a, &b], "shapes_nms", nms);
+            let (a0, b0, a1, b1) = (c0[0].0, c0[1].0, c1[0].0, c1[1].0);
             let fps = frames / secs;
             let two = list.contains(',');
             if !two {

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use gst::prelude::*;
-use gst_triton_tests::pipeline::{draw_rgb, feed_and_wait, init};
+use gst_triton_tests::pipeline::{Outcomes, draw_rgb, feed_and_wait, init};
 use gst_triton_tests::triton::Triton;
 use gst_triton_tests::{Rect, cpu_secs};
 
@@ -23,7 +23,7 @@ fn run(url: &str, triton: u32, shm: &str, n: usize) -> Figures {
     init();
     let p = gst::parse::launch(&format!(
         "appsrc name=src format=time block=true caps=video/x-raw,format=RGB,width={SIDE},height={SIDE},framerate=30/1 \
-         ! tritonletterbox width={SIDE} height={SIDE} ! tritoninfer url={url} transport=triton model=identity \
+         ! tritonletterbox width={SIDE} height={SIDE} ! tritoninfer name=infer url={url} transport=triton model=identity \
            decoder=none max-in-flight=4 shared-memory={shm} ! fakesink sync=false"
     ))
     .unwrap()
@@ -35,6 +35,7 @@ fn run(url: &str, triton: u32, shm: &str, n: usize) -> Figures {
         .downcast::<gst_app::AppSrc>()
         .unwrap();
     let frame = gst::Buffer::from_slice(draw_rgb(SIDE, SIDE, &[Rect::new(40, 60, 120, 80, 0)]));
+    let outcomes = Outcomes::watch(&p.by_name("infer").unwrap(), |_| {});
     p.set_state(gst::State::Playing).unwrap();
     let me = std::process::id();
     let (c0, t0, w0) = (
@@ -49,8 +50,10 @@ fn run(url: &str, triton: u32, shm: &str, n: usize) -> Figures {
     if let Some(e) = error {
         panic!("{shm}: {e}");
     }
+    // Only ok frames count; a run with a failed frame measures nothing.
+    outcomes.assert_none_failed(&format!("shared-memory={shm}"));
     Figures {
-        fps: n as f64 / wall,
+        fps: outcomes.ok() as f64 / wall,
         pipeline_ms: (c1 - c0) * 1000.0 / n as f64,
         triton_ms: (t1 - t0) * 1000.0 / n as f64,
     }

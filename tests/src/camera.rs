@@ -158,7 +158,7 @@ pub fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// Pictures that decode from a recording (`.ts` or `.mp4`), to its end.
+/// Pictures that decode from a recording (`.ts` or `.mp4`), to its end; panics when it does not play.
 pub fn decoded_frames(file: &Path) -> usize {
     gst::init().unwrap();
     let p = gst::parse::launch(&format!(

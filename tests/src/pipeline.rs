@@ -186,3 +186,53 @@ pub fn feed_and_wait(
         _ => None,
     }
 }
+
+/// Frames that left a `tritoninfer`, by outcome: a benchmark's speed counts only `ok` ones, and
+/// a run with any failed frame fails.
+#[derive(Default, Debug)]
+pub struct Outcomes {
+    pub ok: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl Outcomes {
+    /// Counts the frames leaving `infer` (a `tritoninfer`) by their result meta's status;
+    /// `at(n)` is called with the number of frames so far after each one.
+    pub fn watch(
+        infer: &gst::Element,
+        at: impl Fn(u64) + Send + Sync + 'static,
+    ) -> std::sync::Arc<Outcomes> {
+        use std::sync::atomic::Ordering;
+        let o = std::sync::Arc::new(Outcomes::default());
+        let o2 = o.clone();
+        infer.static_pad("src").expect("tritoninfer src").add_probe(
+            gst::PadProbeType::BUFFER,
+            move |_, info| {
+                let ok = info
+                    .buffer()
+                    .and_then(|b| gsttriton::meta::result_meta(b))
+                    .is_some_and(|r| r.status == "ok");
+                let c = if ok { &o2.ok } else { &o2.failed };
+                c.fetch_add(1, Ordering::SeqCst);
+                at(o2.ok.load(Ordering::SeqCst) + o2.failed.load(Ordering::SeqCst));
+                gst::PadProbeReturn::Ok
+            },
+        );
+        o
+    }
+
+    pub fn ok(&self) -> u64 {
+        self.ok.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Panics naming `what` when a frame failed (a benchmark of failures measures nothing).
+    pub fn assert_none_failed(&self, what: &str) {
+        let failed = self.failed.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            failed,
+            0,
+            "{what}: {failed} of {} frames failed; the run measures nothing",
+            failed + self.ok()
+        );
+    }
+}

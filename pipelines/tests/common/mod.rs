@@ -42,36 +42,4 @@ pub fn make_clip(dir: &Path, frames: u32, w: u32, h: u32) -> (PathBuf, PathBuf) 
 }
 
 /// Decoded frame count of a video file; panics when it is not playable.
-pub fn decoded_frames(path: &Path) -> usize {
-    use gst::prelude::*;
-    gst::init().unwrap();
-    let p = gst::parse::launch(&format!(
-        "filesrc location={} ! decodebin ! fakesink name=s sync=false",
-        path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let n2 = n.clone();
-    p.by_name("s")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            gst::PadProbeReturn::Ok
-        });
-    p.set_state(gst::State::Playing).unwrap();
-    let msg = p.bus().unwrap().timed_pop_filtered(
-        gst::ClockTime::from_seconds(60),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    p.set_state(gst::State::Null).unwrap();
-    match msg {
-        Some(m) if matches!(m.view(), gst::MessageView::Eos(_)) => {
-            n.load(std::sync::atomic::Ordering::SeqCst)
-        }
-        other => panic!("{} is not playable: {other:?}", path.display()),
-    }
-}
+pub use gst_triton_tests::camera::decoded_frames;
