@@ -209,7 +209,10 @@ async fn connection_age_ends_streams_after_their_acks_and_a_new_connection_works
     // Every packet the proxy answered OK reached the client: the first stream's Acks before its
     // end, and "again" (an Ack dropped at the age's end would leave the counter ahead).
     assert_eq!(
-        metric(&m, "proxy_requests_total{model=\"shapes_nms\",status=\"OK\"}"),
+        metric(
+            &m,
+            "proxy_requests_total{model=\"shapes_nms\",status=\"OK\"}"
+        ),
         f64::from(answered + 1),
         "{m}"
     );
