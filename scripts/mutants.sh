@@ -32,10 +32,11 @@ TARGETS=(
   "session|gst-plugin-triton|plugins/src/infer/session.rs|--lib|0"
   "queue|gst-plugin-triton|plugins/src/infer/queue.rs|--lib|0"
   "proxy|triton-proxy|proxy/src/control.rs proxy/src/auth.rs|--lib|0"
-  # scaleout leaves out: the network probes and the DNS loop (tests/tests/upstreams.rs and the
-  # health test in tests/tests/proxy.rs run them against real Tritons), and `<` → `<=` in
-  # Pool::pick, which only swaps which of two equally loaded upstreams drawn at random is taken.
-  "scaleout|triton-proxy|proxy/src/upstream.rs proxy/src/batch.rs|--lib|0|Upstream::probe|Pool::probe -> bool with false|keep_resolving|replace < with <= in Pool::pick"
+  # scaleout leaves out: the network probes (tests/tests/upstreams.rs and the health test in
+  # tests/tests/proxy.rs run them against real Tritons), and `<` → `<=` in Pool::pick, which only
+  # swaps which of two equally loaded upstreams drawn at random is taken. The DNS loop
+  # (keep_resolving) is mutated: its unit tests inject a resolver and run it in paused time.
+  "scaleout|triton-proxy|proxy/src/upstream.rs proxy/src/batch.rs|--lib|0|Upstream::probe|Pool::probe -> bool with false|replace < with <= in Pool::pick"
   "endpoint|triton-endpoint|endpoint/src/lib.rs endpoint/src/error.rs|--lib|0"
   # kernel leaves out `&&` → `||` between "SIMD on" and "the CPU has it" in ByteGather::run, which
   # only takes the shuffle path where the portable one was asked for: the same bytes by design

@@ -173,6 +173,8 @@ fn direct_to_triton_with_max_frames_and_other_layout() {
         .run();
         let t = text(&out);
         assert!(out.status.success(), "{t}");
+        // A run capped by MAX_FRAMES on a healthy file warns of nothing.
+        assert!(!t.contains("warning"), "{t}");
         let jsonl = results.join("frame_counts.jsonl");
         // 1280×720 → r = 0.5: 0.5/r + 0.5 px, plus the H.264 round trip blurring the edges.
         check_against_truth(&jsonl, &truth, 25, 4.0);

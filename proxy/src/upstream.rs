@@ -230,9 +230,30 @@ impl Drop for Lease {
 }
 
 /// Every upstream of the proxy.
+/// Looks a name up: the addresses of `host`, `port` (the system's resolver in the proxy; tests
+/// give their own).
+pub type Resolver = Arc<
+    dyn Fn(String, u16) -> futures::future::BoxFuture<'static, std::io::Result<Vec<IpAddr>>>
+        + Send
+        + Sync,
+>;
+
+/// The system's resolver (`getaddrinfo` through tokio).
+fn system_resolver() -> Resolver {
+    Arc::new(|host, port| {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .map(|a| a.ip())
+                .collect())
+        })
+    })
+}
+
 pub struct Pool {
     entries: Vec<Entry>,
     settings: ChannelSettings,
+    resolver: Resolver,
     members: RwLock<Vec<Arc<Upstream>>>,
     /// Requests sent once more to another upstream after theirs became unreachable.
     pub retries: AtomicU64,
@@ -241,10 +262,20 @@ pub struct Pool {
 impl Pool {
     /// The upstreams of `TRITON_URL` (names resolved once now; see [`Pool::refresh`]).
     pub async fn new(list: &str, settings: ChannelSettings) -> anyhow::Result<Arc<Pool>> {
+        Pool::with_resolver(list, settings, system_resolver()).await
+    }
+
+    /// The same with another resolver.
+    pub async fn with_resolver(
+        list: &str,
+        settings: ChannelSettings,
+        resolver: Resolver,
+    ) -> anyhow::Result<Arc<Pool>> {
         let entries = parse_list(list)?;
         let pool = Arc::new(Pool {
             entries,
             settings,
+            resolver,
             members: RwLock::default(),
             retries: AtomicU64::new(0),
         });
@@ -260,8 +291,8 @@ impl Pool {
         for e in &self.entries {
             let mut addrs: Vec<IpAddr> = Vec::new();
             if e.resolves() {
-                match tokio::net::lookup_host((e.host.as_str(), e.port)).await {
-                    Ok(found) => addrs.extend(found.map(|a| a.ip())),
+                match (self.resolver)(e.host.clone(), e.port).await {
+                    Ok(found) => addrs.extend(found),
                     Err(err) => {
                         tracing::debug!(host = %e.host, error = %err, "TRITON_URL: name not resolved")
                     }

@@ -44,6 +44,9 @@ pub struct Script {
     /// `ModelStreamInfer` and no `ModelConfig` (UNIMPLEMENTED), and answers in typed `contents`
     /// instead of `raw_output_contents`.
     pub kserve_only: bool,
+    /// `Some(n)`: the first `ModelStreamInfer` stream that carries frame `n` ends (OK trailers)
+    /// as that request arrives, leaving it, and whatever else was in flight, unanswered; once.
+    pub end_stream_at: Option<u64>,
 }
 
 impl Default for Script {
@@ -54,6 +57,7 @@ impl Default for Script {
             metadata_error: None,
             echo: false,
             kserve_only: false,
+            end_stream_at: None,
         }
     }
 }
@@ -64,6 +68,8 @@ struct Counters {
     outstanding: AtomicUsize,
     peak: AtomicUsize,
     answered: AtomicUsize,
+    /// Streams ended on purpose ([`Script::end_stream_at`]).
+    ended: AtomicUsize,
 }
 
 struct Shared {
@@ -183,6 +189,11 @@ impl MockKserve {
     }
 
     /// The most requests outstanding (received, not yet answered) at any moment.
+    /// Streams the mock ended on purpose with a request unanswered ([`Script::end_stream_at`]).
+    pub fn streams_ended(&self) -> usize {
+        self.shared.counters.ended.load(Ordering::SeqCst)
+    }
+
     pub fn peak_outstanding(&self) -> usize {
         self.shared.counters.peak.load(Ordering::SeqCst)
     }
@@ -402,8 +413,21 @@ impl GrpcInferenceService for Service {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(1024);
         let shared = self.0.clone();
+        let end_at = shared.script.lock().unwrap().end_stream_at;
+        let (end, ended) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
+                if end_at == Some(frame_of(&r.id))
+                    && shared
+                        .counters
+                        .ended
+                        .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                {
+                    // End this stream now: frame n and whatever is in flight go unanswered.
+                    let _ = end.send(());
+                    return;
+                }
                 let (tx, shared) = (tx.clone(), shared.clone());
                 // One task per request: answers leave as their delays end, out of order.
                 tokio::spawn(async move {
@@ -411,7 +435,17 @@ impl GrpcInferenceService for Service {
                 });
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // The answers, until a scripted end (a stream whose inbound side simply closed keeps
+        // sending what is still in flight).
+        let until = async move {
+            if ended.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        use futures::StreamExt;
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).take_until(until),
+        )))
     }
 }
 

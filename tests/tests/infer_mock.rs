@@ -113,6 +113,29 @@ fn order_under_jitter_with_requests_overlapping_up_to_max_in_flight() {
 }
 
 #[test]
+fn a_request_left_unanswered_by_an_ended_stream_is_sent_again_and_answered() {
+    // The mock ends the stream (OK trailers) as frame 7 arrives: frame 7, and whatever else was
+    // in flight, get no answer on it. tritoninfer must send them again on a new stream.
+    let mock = MockKserve::start(Script {
+        delay_ms: Box::new(|_| 5),
+        end_stream_at: Some(7),
+        ..Default::default()
+    });
+    let mut h = harness(&mock.url(), "max-in-flight=4 on-error=fail");
+    let n = 20;
+    for i in 0..n {
+        h.push(frame(i)).unwrap();
+    }
+    for i in 0..n {
+        let b = h.pull().unwrap();
+        assert_answer_for(&b, i);
+    }
+    // Frame 7's first copy was dropped with the stream before the mock answered anything for
+    // it, so its answer above came from the copy sent again on a new stream.
+    assert_eq!(mock.streams_ended(), 1, "the scripted end happened");
+}
+
+#[test]
 fn back_pressure_holds_the_stream_at_max_in_flight() {
     let mock = std::sync::Arc::new(MockKserve::start(Script::default()));
     mock.set_gate(false);

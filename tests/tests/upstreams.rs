@@ -35,12 +35,35 @@ fn rect(stream: u32, i: u32) -> Rect {
     )
 }
 
-/// Sends PER_STREAM packets on each of STREAMS streams (pipelined) and checks that every Ack is
-/// OK, in order, with its own rectangle. `acked` counts Acks as they arrive.
-async fn run(url: &str, tag: &str, acked: Arc<AtomicUsize>) {
+/// What A and B served since `(a0, b0)`, once Triton's counters add up to `total` (Triton counts
+/// a request just after answering it).
+async fn settled(
+    count: &impl Fn(&Arc<Mutex<Triton>>) -> f64,
+    (a, b): (&Arc<Mutex<Triton>>, &Arc<Mutex<Triton>>),
+    (a0, b0): (f64, f64),
+    total: u32,
+) -> (f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (na, nb) = (count(a) - a0, count(b) - b0);
+        if na + nb >= f64::from(total) {
+            assert_eq!(na + nb, f64::from(total), "a {na}, b {nb}");
+            return (na, nb);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Triton counted a {na}, b {nb} of {total}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends PER_STREAM packets on each of `streams` streams (pipelined) and checks that every Ack
+/// is OK, in order, with its own rectangle. `acked` counts Acks as they arrive.
+async fn run(url: &str, tag: &str, acked: Arc<AtomicUsize>, streams: u32) {
     let note = shapes_note(MODEL, 64, 64, true);
     let mut tasks = Vec::new();
-    for s in 0..STREAMS {
+    for s in 0..streams {
         let (url, note, tag, acked) = (
             url.to_string(),
             note.clone(),
@@ -97,19 +120,18 @@ async fn two_tritons_share_the_load_and_a_killed_one_costs_no_frame() {
 
     // 1. 600 frames over 4 streams: each server takes between 30 % and 70 %.
     let (a0, b0) = (count(&a), count(&b));
-    run(&url, "share", Arc::default()).await;
-    // Triton counts a request just after answering it: wait for the counters to settle.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (na, nb) = loop {
-        let (na, nb) = (count(&a) - a0, count(&b) - b0);
-        if na + nb >= (STREAMS * PER_STREAM) as f64 || Instant::now() > deadline {
-            break (na, nb);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(na + nb, (STREAMS * PER_STREAM) as f64, "a {na}, b {nb}");
+    run(&url, "share", Arc::default(), STREAMS).await;
+    let (na, nb) = settled(&count, (&a, &b), (a0, b0), STREAMS * PER_STREAM).await;
     let share = na / (na + nb);
     assert!((0.3..=0.7).contains(&share), "a took {na}, b took {nb}");
+    // One stream alone is spread too (its packets are balanced one by one, docs/proxy.md).
+    let (a1, b1) = (count(&a), count(&b));
+    run(&url, "one", Arc::default(), 1).await;
+    let (oa, ob) = settled(&count, (&a, &b), (a1, b1), PER_STREAM).await;
+    assert!(
+        (0.2..=0.8).contains(&(oa / (oa + ob))),
+        "one stream: a took {oa}, b took {ob}"
+    );
     let m = proxy.metrics().await;
     for (u, n) in [(&url_a, na), (&url_b, nb)] {
         let sent = metric(
@@ -123,17 +145,33 @@ async fn two_tritons_share_the_load_and_a_killed_one_costs_no_frame() {
     let acked = Arc::new(AtomicUsize::new(0));
     let killer = {
         let (a, acked) = (a.clone(), acked.clone());
+        let (metrics, url_a) = (proxy.metrics_addr.unwrap(), url_a.clone());
         tokio::spawn(async move {
             while acked.load(Ordering::Relaxed) < (STREAMS * PER_STREAM / 3) as usize {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
+            // Kill A while it has requests of ours outstanding (the proxy's gauge says so).
+            let series = format!("proxy_upstream_outstanding{{upstream=\"{url_a}\"}}");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let outstanding = loop {
+                let n = metric(&metrics_at(metrics).await, &series);
+                if n > 0.0 {
+                    break n;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "A never had a request outstanding"
+                );
+            };
             tokio::task::spawn_blocking(move || a.lock().unwrap().kill())
                 .await
                 .unwrap();
+            outstanding
         })
     };
-    run(&url, "kill", acked.clone()).await;
-    killer.await.unwrap();
+    run(&url, "kill", acked.clone(), STREAMS).await;
+    let outstanding = killer.await.unwrap();
+    eprintln!("A killed with {outstanding} requests outstanding");
     let m = proxy.metrics().await;
     assert_eq!(
         metric(&m, &format!("proxy_upstream_ready{{upstream=\"{url_a}\"}}")),

@@ -216,8 +216,13 @@ pub fn total_frames(
         .structure(0)?
         .get::<gst::Fraction>("framerate")
         .ok()?;
-    let t = (d.nseconds() as f64 / 1e9 * f.numer() as f64 / f.denom().max(1) as f64).round() as u64;
+    let t = frames_in(d.nseconds(), f.numer(), f.denom());
     Some(max_frames.map_or(t, |m| t.min(m)))
+}
+
+/// Frames in `duration_ns` at `num`/`den` frames per second, to the nearest whole frame.
+pub fn frames_in(duration_ns: u64, num: i32, den: i32) -> u64 {
+    (duration_ns as f64 * num as f64 / (1e9 * den.max(1) as f64)).round() as u64
 }
 
 /// The warning for a run that ended with fewer frames than the input holds (frames the decoder
@@ -342,6 +347,22 @@ mod loss_tests {
         assert_eq!(missing_between(5 * d, 5 * d, d), 0, "a repeated timestamp");
         assert_eq!(missing_between(5 * d, 4 * d, d), 0, "backwards");
         assert_eq!(missing_between(0, 10 * d, 0), 0, "unknown rate");
+    }
+
+    #[test]
+    fn frames_in_a_file_at_integer_and_ntsc_rates() {
+        // 270 frames at 23.976 f/s (24000/1001): 11.26125 s.
+        assert_eq!(frames_in(11_261_250_000, 24000, 1001), 270);
+        assert_eq!(
+            frames_in(11_250_000_000, 24000, 1001),
+            270,
+            "a duration to the last pts"
+        );
+        assert_eq!(frames_in(9_009_000_000, 30000, 1001), 270);
+        assert_eq!(frames_in(3_000_000_000, 30, 1), 90);
+        assert_eq!(frames_in(3_000_000_000, 30, 0), 90, "den 0 taken as 1");
+        // A run capped by MAX_FRAMES that got all its frames is no damage.
+        assert_eq!(lost_frames_warning("in.mp4", 150, 0, Some(150)), None);
     }
 
     #[test]

@@ -132,6 +132,110 @@ async fn a_name_with_several_addresses_is_several_upstreams() {
     assert_eq!(after[1].url, "http://10.0.0.3:8001");
 }
 
+/// Waits (in paused time, letting the resolving task run) until the pool's URLs are `want`.
+async fn urls_become(pool: &Pool, want: &[&str]) {
+    let urls = || {
+        pool.members()
+            .iter()
+            .map(|u| u.url.clone())
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..1000 {
+        if urls() == want {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("upstreams {:?}, expected {want:?}", urls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn names_are_resolved_again_every_interval_two_then_one_then_two_addresses() {
+    let answer: Arc<std::sync::Mutex<Vec<&str>>> =
+        Arc::new(std::sync::Mutex::new(vec!["10.0.0.9", "10.0.0.2"]));
+    let a = answer.clone();
+    let asked = Arc::new(AtomicU64::new(0));
+    let n = asked.clone();
+    let resolver: Resolver = Arc::new(move |host, port| {
+        assert_eq!((host.as_str(), port), ("triton-headless", 8001));
+        n.fetch_add(1, Ordering::SeqCst);
+        let r: std::io::Result<Vec<IpAddr>> = match a.lock().unwrap().as_slice() {
+            ["fail"] => Err(std::io::Error::other("SERVFAIL")),
+            ips => Ok(ips.iter().map(|s| s.parse().unwrap()).collect()),
+        };
+        Box::pin(async move { r })
+    });
+    let pool = Pool::with_resolver("triton-headless:8001,127.0.0.1:9", settings(), resolver)
+        .await
+        .unwrap();
+    let two = [
+        "http://10.0.0.2:8001",
+        "http://10.0.0.9:8001",
+        "http://127.0.0.1:9",
+    ];
+    urls_become(&pool, &two).await;
+    let stays = pool.members()[1].clone();
+    let every = Duration::from_secs(30);
+    let task = tokio::spawn(keep_resolving(pool.clone(), Some(every)));
+    // Let the task start its first wait before time moves.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // 2 → 1: the name is one upstream again (its channel resolves it), not before the interval.
+    *answer.lock().unwrap() = vec!["10.0.0.9"];
+    tokio::time::advance(every - Duration::from_secs(1)).await;
+    urls_become(&pool, &two).await;
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "asked again before the interval"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    urls_become(
+        &pool,
+        &["http://triton-headless:8001", "http://127.0.0.1:9"],
+    )
+    .await;
+    // 1 → 2: one known address comes back, one is new.
+    *answer.lock().unwrap() = vec!["10.0.0.9", "10.0.0.3"];
+    tokio::time::advance(every).await;
+    urls_become(
+        &pool,
+        &[
+            "http://10.0.0.3:8001",
+            "http://10.0.0.9:8001",
+            "http://127.0.0.1:9",
+        ],
+    )
+    .await;
+    assert_ne!(
+        Arc::as_ptr(&pool.members()[1]),
+        Arc::as_ptr(&stays),
+        "an upstream that left was made anew"
+    );
+    // A failed lookup leaves the name as one upstream by name (its channel resolves it later).
+    *answer.lock().unwrap() = vec!["fail"];
+    tokio::time::advance(every).await;
+    urls_become(
+        &pool,
+        &["http://triton-headless:8001", "http://127.0.0.1:9"],
+    )
+    .await;
+    assert_eq!(asked.load(Ordering::SeqCst), 4);
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_list_of_addresses_only_is_never_resolved_again() {
+    let resolver: Resolver = Arc::new(|host, _| panic!("{host} looked up"));
+    let pool = Pool::with_resolver("127.0.0.1:1,[::1]:2", settings(), resolver)
+        .await
+        .unwrap();
+    // Returns at once: nothing to resolve.
+    keep_resolving(pool.clone(), Some(Duration::from_secs(1))).await;
+    keep_resolving(pool, None).await;
+}
+
 #[tokio::test]
 async fn equal_load_spreads_evenly() {
     let pool = Pool::new("127.0.0.1:1,127.0.0.1:2", settings())
