@@ -256,6 +256,24 @@ fn run_on(e: &Encoded, w: usize, h: usize, spec: &TensorSpec, path: Path) -> Vec
     }
 }
 
+/// A SIMD run must really take the AVX2 row loops where the CPU has them, or "SIMD and portable
+/// write the same bytes" proves nothing.
+#[cfg(target_arch = "x86_64")]
+fn assert_simd_taken(r: &Resizer) {
+    if std::is_x86_feature_detected!("avx2") {
+        assert_eq!(r.simd_path(), "avx2");
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI's CPU lacks AVX2: the SIMD row loops are untested"
+        );
+        eprintln!("SKIPPED: no AVX2 here; the SIMD runs take the portable loops");
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn assert_simd_taken(_: &Resizer) {}
+
 fn run_bytes(e: &Encoded, w: usize, h: usize, spec: &TensorSpec, path: Path) -> Vec<u8> {
     let mut r = Resizer::new(w as u32, h as u32, spec);
     r.set_simd(path.simd);
@@ -263,6 +281,8 @@ fn run_bytes(e: &Encoded, w: usize, h: usize, spec: &TensorSpec, path: Path) -> 
     assert_eq!(r.threads(), path.threads);
     if !path.simd {
         assert_eq!(r.simd_path(), "portable");
+    } else {
+        assert_simd_taken(&r);
     }
     let planes: Vec<&[u8]> = e.planes.iter().map(Vec::as_slice).collect();
     let src = SrcImage {

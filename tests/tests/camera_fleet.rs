@@ -24,8 +24,11 @@ use gst_triton_tests::proxy::ProxyProcess;
 use gst_triton_tests::triton::{free_port, shared_url};
 
 const MODEL: &str = "shapes_nms";
-/// Small cameras: four of them, Triton and the proxy share two cores in CI.
-const MODE: (u32, u32, u32) = (320, 180, 10);
+/// Small cameras at 5 f/s and a 320×320 model input: four cameras, their encoders, Triton and
+/// the proxy share two cores in CI, and a machine that cannot keep up loses frames whatever the
+/// runner does (at 10 f/s and 640×640 under load, inference took 600 ms with 4 in flight, and
+/// every camera lost 2.4 s at once). The claim here is that an edit costs the others nothing.
+const MODE: (u32, u32, u32) = (320, 180, 5);
 
 fn write_file(path: &Path, cams: &[(&str, &Camera, &str)]) {
     let mut text = String::new();
@@ -76,11 +79,12 @@ fn wait_log(log: &Path, what: &str) {
     }
 }
 
-/// Every line ok, in order, and the largest gap between consecutive frames in frame intervals.
-fn every_frame(json: &Path) -> (usize, f64) {
+/// Every line ok, in order; the gaps of more than 1.5 frame intervals between consecutive
+/// frames, as (line, intervals).
+fn every_frame(json: &Path) -> (usize, Vec<(usize, f64)>) {
     let all = lines(json);
     let interval = 1e9 / MODE.2 as f64;
-    let mut worst: f64 = 0.0;
+    let mut gaps = Vec::new();
     for (i, l) in all.iter().enumerate() {
         assert_eq!(
             l["frame"],
@@ -90,12 +94,15 @@ fn every_frame(json: &Path) -> (usize, f64) {
         );
         assert_eq!(l["status"], "ok", "{}: line {i}: {l}", json.display());
         if i > 0 {
-            let gap = l["pts_ns"].as_u64().unwrap() as f64
-                - all[i - 1]["pts_ns"].as_u64().unwrap() as f64;
-            worst = worst.max(gap / interval);
+            let gap = (l["pts_ns"].as_u64().unwrap() as f64
+                - all[i - 1]["pts_ns"].as_u64().unwrap() as f64)
+                / interval;
+            if gap > 1.5 {
+                gaps.push((i, gap));
+            }
         }
     }
-    (all.len(), worst)
+    (all.len(), gaps)
 }
 
 #[test]
@@ -125,6 +132,7 @@ fn a_cameras_file_runs_every_camera_and_an_edit_removes_and_adds_one_while_the_o
         .env("MM_ADDR", proxy.url())
         .env("DOMINO_API_KEY", "test-key")
         .env("MODEL_NAME", MODEL)
+        .env("IMG_SIZE", "320")
         .env("RESULTS_DIR", &dir)
         .env("METRICS_PORT", port.to_string())
         .stdout(Stdio::piped())
@@ -195,11 +203,15 @@ fn a_cameras_file_runs_every_camera_and_an_edit_removes_and_adds_one_while_the_o
     );
     assert!(c_lines >= 20);
     for n in ["a", "b"] {
-        let (frames, worst) = every_frame(&json(n));
-        eprintln!("camera {n}: {frames} frames, all ok; largest gap {worst:.2} frame intervals");
+        let (frames, gaps) = every_frame(&json(n));
+        eprintln!(
+            "camera {n}: {frames} frames, all ok; the edit at line {}; gaps over 1.5 frame intervals (line, intervals): {gaps:?}",
+            before[n]
+        );
         assert!(
-            worst <= 1.5,
-            "camera {n}: a gap of {worst:.2} frame intervals: a frame was lost"
+            gaps.is_empty(),
+            "camera {n}: frames missing at {gaps:?} (the edit at line {})",
+            before[n]
         );
     }
     let pictures = decoded_frames(&dir.join("a").join("annotated.ts"));
