@@ -43,3 +43,19 @@ pub fn stop_requested() -> bool {
 pub fn take_reload() -> bool {
     RELOAD.swap(false, Ordering::SeqCst)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sighup_asks_for_one_reload_and_is_no_stop() {
+        install(true);
+        assert!(!take_reload());
+        // SAFETY: raise runs our handler on this thread before it returns.
+        unsafe { libc::raise(libc::SIGHUP) };
+        assert!(take_reload(), "SIGHUP asks for a reload");
+        assert!(!take_reload(), "taken once");
+        assert!(!stop_requested(), "SIGHUP is no stop");
+    }
+}
