@@ -276,7 +276,7 @@ fn read(file: &str) -> Result<(String, BTreeMap<String, Camera>), String> {
 
 /// Runs the cameras of `file` until SIGINT/SIGTERM; returns the exit code.
 pub fn run(base: &Args, file: &str) -> i32 {
-    let (mut text, wanted) = match read(file) {
+    let (text, wanted) = match read(file) {
         Ok(r) => r,
         Err(e) => {
             say(e);
@@ -318,6 +318,7 @@ pub fn run(base: &Args, file: &str) -> i32 {
         tx,
     };
     say(format_args!("{} cameras from {file}", fleet.wanted.len()));
+    let mut last = Some(text);
     let mut next_read = Instant::now() + RELOAD_EVERY;
     let mut stopping = false;
     loop {
@@ -328,17 +329,27 @@ pub fn run(base: &Args, file: &str) -> i32 {
         }
         if !stopping && (signals::take_reload() || Instant::now() >= next_read) {
             next_read = Instant::now() + RELOAD_EVERY;
-            match read(file) {
-                Ok((t, cams)) if t != text => {
-                    say(format_args!("{file} changed: {} cameras", cams.len()));
-                    text = t;
-                    fleet.wanted = cams;
+            // Read every time, parsed only when it changed; each problem is said once per version
+            // of the file (or once while it cannot be read), the running cameras kept meanwhile.
+            match std::fs::read_to_string(file) {
+                Ok(t) if last.as_ref() == Some(&t) => {}
+                Ok(t) => {
+                    match cameras::parse(&t) {
+                        Ok(cams) => {
+                            say(format_args!("{file} changed: {} cameras", cams.len()));
+                            fleet.wanted = cams;
+                        }
+                        Err(e) => say(format_args!(
+                            "CAMERAS_FILE: {file}: {e}; the running cameras are kept"
+                        )),
+                    }
+                    last = Some(t);
                 }
-                Ok(_) => {}
-                Err(e) if std::fs::read_to_string(file).ok().as_deref() != Some(&text) => {
-                    // Said once per version of the file; the running cameras stay as they are.
-                    say(format_args!("{e}; the running cameras are kept"));
-                    text = std::fs::read_to_string(file).unwrap_or_default();
+                Err(e) if last.is_some() => {
+                    say(format_args!(
+                        "CAMERAS_FILE: {file}: {e}; the running cameras are kept"
+                    ));
+                    last = None;
                 }
                 Err(_) => {}
             }
