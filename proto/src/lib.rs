@@ -2,18 +2,23 @@
 //!
 //! * [`multimodal`]: the client-facing `multimodal.MultiModal` service (`Chat`, `ModelInfo`).
 //! * [`inference`]: a wire-compatible subset of the KServe v2 / Triton `inference.GRPCInferenceService`.
-
-#![allow(clippy::all, missing_docs)]
+//! * [`wire`]: the JSON texts inside `multimodal` messages (control JSON, Ack message), shared by
+//!   the proxy and the client.
+//! * [`dtype`]: Triton datatype names and sizes.
 
 /// `multimodal.proto`: DataPacket in, Ack out.
+#[allow(clippy::all, missing_docs)]
 pub mod multimodal {
     tonic::include_proto!("multimodal");
 }
 
 /// `inference.proto`: the Triton gRPC protocol subset.
+#[allow(clippy::all, missing_docs)]
 pub mod inference {
     tonic::include_proto!("inference");
 }
+
+pub mod wire;
 
 /// Encoded `FileDescriptorSet` of both files, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("descriptors");

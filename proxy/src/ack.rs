@@ -140,6 +140,28 @@ mod tests {
         assert_eq!(&raws[1].data[..], &[1, 2, 3, 250]);
     }
 
+    /// The hand-written message is the shared type's JSON: what the client parses it with.
+    #[test]
+    fn the_message_reads_as_the_shared_ack_type() {
+        use triton_proto::wire::{AckMessage, AckOutput};
+        for binary in [false, true] {
+            let (msg, _) = ack_outputs(answer(), binary).unwrap();
+            let m: AckMessage = serde_json::from_str(&msg).unwrap();
+            assert_eq!((m.model.as_str(), m.version.as_str()), ("m\"1", "3"));
+            let b64 =
+                |b: &[u8]| (!binary).then(|| base64::engine::general_purpose::STANDARD.encode(b));
+            assert_eq!(
+                m.outputs["output0"],
+                AckOutput {
+                    dtype: "float32".into(),
+                    shape: vec![1, 2],
+                    b64: b64(&[0u8, 0, 128, 63, 0, 0, 0, 64]),
+                }
+            );
+            assert_eq!(m.outputs["a\\b"].b64, b64(&[1, 2, 3, 250]));
+        }
+    }
+
     #[test]
     fn a_missing_raw_buffer_is_an_internal_error() {
         let mut r = answer();

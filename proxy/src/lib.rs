@@ -65,7 +65,7 @@ impl Proxy {
         let shape = control::parse_shape(&config.triton_input_shape).map_err(anyhow::Error::msg)?;
         let defaults = control::Defaults {
             model: config.triton_model_name.clone(),
-            input: control::InputSpec {
+            input: control::ControlInput {
                 name: config.triton_input_name.clone(),
                 shape,
                 dtype: config.triton_input_dtype.to_uppercase(),

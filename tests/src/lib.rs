@@ -4,7 +4,8 @@
 pub mod artifacts;
 pub mod camera;
 pub mod mlserver;
-pub mod mock;
+/// The in-process KServe v2 server, from the client crate.
+pub use triton_client::mock;
 pub mod nginx;
 pub mod pipeline;
 pub mod proxy;
@@ -206,8 +207,10 @@ pub fn images_request(
     }
 }
 
-/// The model alone: `n` requests of [`images_request`] from one plain client with `in_flight`
-/// outstanding; returns requests per second (the benchmarks' baseline).
+/// The model alone: `n` requests of one FP32 `images` tensor of `shape` from one plain client
+/// ([`triton_client::Client`], unary KServe v2 `ModelInfer`, no proxy and no GStreamer) with
+/// `in_flight` outstanding; returns requests per second (the benchmarks' baseline). Panics on
+/// the first failed request: a baseline counts only answered work.
 pub async fn plain_client_rate(
     url: &str,
     model: &str,
@@ -217,14 +220,37 @@ pub async fn plain_client_rate(
     in_flight: usize,
 ) -> f64 {
     use futures::StreamExt;
-    let c = triton_client(url).await.unwrap();
+    use std::sync::Arc;
+    use triton_client::{Client, ClientConfig, InputDesc, Request, Transport};
+    let c = Arc::new(Client::new(ClientConfig {
+        target: triton_endpoint::Target::new(url, triton_endpoint::Names::ELEMENT),
+        auth: triton_endpoint::Auth::default(),
+        transport: Transport::KserveUnary,
+        kserve_service: triton_client::transport::unary::DEFAULT_SERVICE.into(),
+        model: model.into(),
+        model_version: String::new(),
+        output_names: vec![],
+        timeout: std::time::Duration::from_secs(60),
+        shm: None,
+    }));
+    let desc = Arc::new(InputDesc {
+        input_name: "images".into(),
+        dtype: "FP32".into(),
+        shape: shape.to_vec(),
+    });
     let t = std::time::Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
-            let mut c = c.clone();
-            let req = images_request(model, i, shape, data.clone());
+            let c = c.clone();
+            let r = Request {
+                id: i.to_string(),
+                desc: desc.clone(),
+                data: data.clone(),
+            };
             async move {
-                c.model_infer(req).await.unwrap();
+                if let Err(e) = c.infer(r).await {
+                    panic!("baseline request {i} failed: {e}");
+                }
             }
         })
         .buffered(in_flight)

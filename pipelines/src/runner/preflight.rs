@@ -1,15 +1,13 @@
-//! Checks the server and credentials before starting, so that a wrong address, key or model is
+//! Checks the server and credentials before starting (through [`triton_client`]'s readiness), so that a wrong address, key or model is
 //! one clear line and an exit code (from [`triton_endpoint::Error::exit_code`]) rather than a
 //! pipeline error.
 
 use std::time::Duration;
 
-use tonic::service::interceptor::InterceptedService;
+use triton_client::readiness::Unready;
+use triton_client::transport::unary::DEFAULT_SERVICE;
+use triton_client::{Client, ClientConfig, Transport};
 use triton_endpoint::{Auth, Error, Names, Target, Tls};
-use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
-use triton_proto::inference::{ModelReadyRequest, ServerReadyRequest};
-use triton_proto::multimodal::ModelInfoRequest;
-use triton_proto::multimodal::multi_modal_client::MultiModalClient;
 
 use super::args::Args;
 
@@ -82,71 +80,65 @@ async fn check(a: &Args) -> Result<(), Failure> {
         });
     }
     let target = target(a);
+    let tls = target.tls_enabled();
     let (addr, _) = a.server();
-    let who = match (a.kserve, a.direct) {
-        (true, _) => "the KServe server",
-        (false, true) => "Triton",
-        _ => "the proxy",
+    let (who, transport) = match (a.kserve, a.direct) {
+        (true, _) => ("the KServe server", Transport::KserveUnary),
+        (false, true) => ("Triton", Transport::TritonStream),
+        _ => ("the proxy", Transport::Proxy),
     };
     let auth = Auth::new(
         a.domino_api_key.as_deref(),
         a.grpc_bearer_token.as_deref(),
         &Names::RUNNER,
     )?;
-    let ch = target.connect().await.map_err(|e| match &e {
-        Error::Connect { detail, .. } => {
-            Failure::new(&e, format!("cannot reach {who} at {addr}: {detail}"))
-        }
-        _ => e.into(),
-    })?;
-    let ch = InterceptedService::new(ch, auth);
-    let version = a.model_version.clone().unwrap_or_default();
-    if a.direct_to_server() {
-        let mut c = GrpcInferenceServiceClient::new(ch);
-        let ready = c.server_ready(ServerReadyRequest {}).await.map_err(|s| {
-            let e = Error::from_status_on(&s, &Names::RUNNER, target.tls_enabled());
-            let why = match &e {
-                Error::TlsMismatch { .. } => e.to_string(),
-                _ => s.message().to_string(),
-            };
-            Failure::new(&e, format!("{who} at {addr}: {why}"))
-        })?;
-        let not_ready = |what: String| {
-            let e = Error::Status {
-                code: tonic::Code::Unavailable,
-                message: what.clone(),
-            };
-            Failure::new(&e, what)
+    let client = Client::new(ClientConfig {
+        target,
+        auth,
+        transport,
+        kserve_service: DEFAULT_SERVICE.into(),
+        model: a.model_name.clone(),
+        model_version: a.model_version.clone().unwrap_or_default(),
+        output_names: vec![],
+        timeout: Duration::from_secs(5),
+        shm: None,
+    });
+    let not_ready = |what: String| {
+        let e = Error::Status {
+            code: tonic::Code::Unavailable,
+            message: what.clone(),
         };
-        if !ready.into_inner().ready {
-            return Err(not_ready(format!("{who} at {addr} is not ready")));
+        Failure::new(&e, what)
+    };
+    let s = match client.readiness().await {
+        Ok(()) => return Ok(()),
+        Err(Unready::Connect(e)) => {
+            return Err(match &e {
+                Error::Connect { detail, .. } => {
+                    Failure::new(&e, format!("cannot reach {who} at {addr}: {detail}"))
+                }
+                _ => e.into(),
+            });
         }
-        let m = c
-            .model_ready(ModelReadyRequest {
-                name: a.model_name.clone(),
-                version,
-            })
-            .await;
-        if !matches!(m, Ok(r) if r.get_ref().ready) {
+        Err(Unready::Server) => return Err(not_ready(format!("{who} at {addr} is not ready"))),
+        Err(Unready::Model) => {
             return Err(not_ready(format!(
                 "MODEL_NAME: model '{}' is not ready on {who} at {addr}",
                 a.model_name
             )));
         }
-        return Ok(());
+        Err(Unready::Refused(s)) => s,
+    };
+    let e = Error::from_status_on(&s, &Names::RUNNER, tls);
+    if transport != Transport::Proxy {
+        let why = match &e {
+            Error::TlsMismatch { .. } => e.to_string(),
+            _ => s.message().to_string(),
+        };
+        return Err(Failure::new(&e, format!("{who} at {addr}: {why}")));
     }
-    let info = MultiModalClient::new(ch)
-        .model_info(ModelInfoRequest {
-            model: a.model_name.clone(),
-            version,
-        })
-        .await;
-    let Err(s) = info else { return Ok(()) };
-    let e = Error::from_status_on(&s, &Names::RUNNER, target.tls_enabled());
     let message = match s.code() {
         _ if matches!(e, Error::TlsMismatch { .. }) => format!("the proxy at {addr}: {e}"),
-        // An older proxy without ModelInfo: carry on, inference will tell.
-        tonic::Code::Unimplemented => return Ok(()),
         tonic::Code::Unauthenticated => format!(
             "the proxy at {addr} refused the credentials: {} ({})",
             Names::RUNNER.credentials_hint,

@@ -84,23 +84,8 @@ pub const COCO80: [&str; 80] = [
     "toothbrush",
 ];
 
-/// Parses class names from a labels file or a model parameter: one per line, or a JSON list, or
-/// comma-separated on one line.
-pub fn parse_labels(text: &str) -> Vec<String> {
-    let t = text.trim();
-    if t.starts_with('[')
-        && let Ok(v) = serde_json::from_str::<Vec<String>>(t)
-    {
-        return v;
-    }
-    if !t.contains('\n') && t.contains(',') {
-        return t.split(',').map(|s| s.trim().to_string()).collect();
-    }
-    t.lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
+/// Parses class names: one per line, or a JSON list, or comma-separated on one line.
+pub use triton_client::labels::parse as parse_labels;
 
 /// The output a model may add to name its classes: BYTES, one element per class in id order
 /// (batched: `[B, nc]`, every row the same). The `onnx` and `yolov8_person` models fill it from

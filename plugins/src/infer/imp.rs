@@ -6,11 +6,12 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use tokio::sync::oneshot;
 
-use super::client::{Client, InferError, InferOutput, RUNTIME, Request, TensorSpec};
+use triton_client::{Client, InferError, InputDesc, ModelDesc, Outcome, Request};
+
+use super::bridge::{self, Blocked, Cancel, RUNTIME};
+use super::decoding::Decoding;
 use super::queue::{OrderedQueue, Refused};
-use super::session::Session;
 use super::settings::{self, OnError, Settings};
-use super::shm_pool;
 use crate::letterbox::geometry::Letterbox;
 use crate::meta;
 
@@ -29,7 +30,7 @@ enum Item {
         buffer: gst::Buffer,
         frame_no: u64,
         request_id: String,
-        rx: Option<oneshot::Receiver<Result<InferOutput, InferError>>>,
+        rx: Option<oneshot::Receiver<Outcome>>,
         submitted: Instant,
         geometry: Letterbox,
     },
@@ -47,13 +48,14 @@ enum Item {
 struct Running {
     client: Arc<Client>,
     settings: Settings,
-    session: Session,
-    /// The tensor description of the last request, shared by every request while it holds.
-    spec: Option<Arc<TensorSpec>>,
+    decoding: Decoding,
+    /// The input description of the last request, shared by every request while it holds.
+    input: Option<Arc<InputDesc>>,
     frame_no: u64,
     failures_since_warning: u64,
     last_warning: Option<Instant>,
-    described: bool,
+    /// The model's description was asked for (on the first frame).
+    model_learnt: bool,
 }
 
 pub struct TritonInfer {
@@ -65,6 +67,8 @@ pub struct TritonInfer {
     queue: OrderedQueue<Item, gst::FlowError>,
     /// Held while failing the queue and posting why; refused chains wait on it (our error first).
     posting: Mutex<()>,
+    /// Ends the blocking network calls of the streaming thread (flush, PAUSED→READY).
+    cancel: Cancel,
 }
 
 #[glib::object_subclass]
@@ -111,6 +115,7 @@ impl ObjectSubclass for TritonInfer {
             running: Mutex::new(None),
             queue: OrderedQueue::new(),
             posting: Mutex::new(()),
+            cancel: Cancel::default(),
         }
     }
 }
@@ -140,10 +145,11 @@ impl TritonInfer {
         };
         let settings_error =
             |e: String| gst::error_msg!(gst::LibraryError::Settings, ("tritoninfer: {}", e));
-        let session = Session::new(&s, labels_text.as_deref()).map_err(settings_error)?;
+        let decoding = Decoding::new(&s, labels_text.as_deref()).map_err(settings_error)?;
         let cfg = s.client_config().map_err(settings_error)?;
+        self.cancel.clear();
         if let Some(pool) = cfg.shm.clone() {
-            match shm_pool::prepare_blocking(&RUNTIME, pool).map_err(settings_error)? {
+            match bridge::prepare_shm(&self.cancel, pool).map_err(settings_error)? {
                 Ok(gone) => gst::info!(CAT, imp = self, "shared memory ok; removed {gone:?}"),
                 Err(e) => gst::warning!(CAT, imp = self, "shared memory not checked: {e}"),
             }
@@ -151,56 +157,70 @@ impl TritonInfer {
         *self.running.lock().unwrap() = Some(Running {
             client: Arc::new(Client::new(cfg)),
             settings: s,
-            session,
-            spec: None,
+            decoding,
+            input: None,
             frame_no: 0,
             failures_since_warning: 0,
             last_warning: None,
-            described: false,
+            model_learnt: false,
         });
         Ok(())
     }
 
-    /// First frame: ask the model for its input name, outputs and class names (best effort).
-    fn describe(&self, r: &mut Running) {
-        r.described = true;
-        let client = r.client.clone();
-        let desc = RUNTIME.block_on(async move {
-            tokio::time::timeout(Duration::from_secs(5), client.describe()).await
-        });
-        match desc {
-            Ok(Ok(d)) => {
-                let applied = r.session.apply(d);
-                if let Some(outputs) = applied.outputs {
-                    let mut cfg = r.client.config().clone();
-                    cfg.output_names = outputs;
-                    r.client = Arc::new(Client::new(cfg));
-                }
-                if let Some(w) = applied.warning {
-                    gst::warning!(CAT, imp = self, "{w}");
-                }
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "model {}: input {}, decoder {:?}, {} labels",
-                    r.settings.model,
-                    r.session.input_name,
-                    r.session.decoder(),
-                    r.session.labels().len()
-                );
-            }
-            Ok(Err(e)) => gst::warning!(
+    /// First frame: asks the model for its input name, outputs and class names (best effort),
+    /// within 5 s, without holding the element's state, and cancelled by a flush or a stop.
+    /// `Err(Flushing)`: cancelled.
+    fn learn_model(&self) -> Result<(), gst::FlowError> {
+        let client = match self.running.lock().unwrap().as_ref() {
+            Some(r) if !r.model_learnt => r.client.clone(),
+            Some(_) => return Ok(()),
+            None => return Err(gst::FlowError::Flushing),
+        };
+        let got = bridge::bounded(&self.cancel, Duration::from_secs(5), client.model_desc());
+        if matches!(got, Blocked::Cancelled) {
+            return Err(gst::FlowError::Flushing);
+        }
+        let mut guard = self.running.lock().unwrap();
+        let Some(r) = guard.as_mut() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        r.model_learnt = true;
+        match got {
+            Blocked::Done(Ok(d)) => self.apply_model(r, d),
+            Blocked::Done(Err(e)) => gst::warning!(
                 CAT,
                 imp = self,
                 "model description unavailable ({e}); using input '{}' and deciding the decoder from the first answer",
-                r.session.input_name
+                r.decoding.input_name
             ),
-            Err(_) => gst::warning!(
+            _ => gst::warning!(
                 CAT,
                 imp = self,
                 "model description timed out; using defaults"
             ),
         }
+        Ok(())
+    }
+
+    fn apply_model(&self, r: &mut Running, d: ModelDesc) {
+        let applied = r.decoding.apply(d);
+        if let Some(outputs) = applied.outputs {
+            let mut cfg = r.client.config().clone();
+            cfg.output_names = outputs;
+            r.client = Arc::new(Client::new(cfg));
+        }
+        if let Some(w) = applied.warning {
+            gst::warning!(CAT, imp = self, "{w}");
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "model {}: input {}, decoder {:?}, {} labels",
+            r.settings.model,
+            r.decoding.input_name,
+            r.decoding.decoder(),
+            r.decoding.labels().len()
+        );
     }
 
     fn chain(
@@ -219,14 +239,12 @@ impl TritonInfer {
         // Room first, request second: never more than max-in-flight requests outstanding.
         let max = self.settings.lock().unwrap().max_in_flight.max(1) as usize;
         self.refused(self.queue.wait_for_room(max))?;
+        self.learn_model()?;
         let item = {
             let mut guard = self.running.lock().unwrap();
             let Some(r) = guard.as_mut() else {
                 return Err(gst::FlowError::Flushing);
             };
-            if !r.described {
-                self.describe(r);
-            }
             let frame_no = r.frame_no;
             r.frame_no += 1;
             let passed = meta::no_signal(&buffer).map(|_| "no-signal").or_else(|| {
@@ -245,27 +263,27 @@ impl TritonInfer {
                     .clone()
                     .into_mapped_buffer_readable()
                     .map_err(|_| gst::FlowError::Error)?;
-                let spec = match &r.spec {
-                    Some(s)
-                        if s.dtype == tm.dtype
-                            && s.shape == tm.shape
-                            && s.input_name == r.session.input_name =>
+                let desc = match &r.input {
+                    Some(d)
+                        if d.dtype == tm.dtype
+                            && d.shape == tm.shape
+                            && d.input_name == r.decoding.input_name =>
                     {
-                        s.clone()
+                        d.clone()
                     }
                     _ => {
-                        let s = Arc::new(TensorSpec {
-                            input_name: r.session.input_name.clone(),
+                        let d = Arc::new(InputDesc {
+                            input_name: r.decoding.input_name.clone(),
                             dtype: tm.dtype.clone(),
                             shape: tm.shape.clone(),
                         });
-                        r.spec = Some(s.clone());
-                        s
+                        r.input = Some(d.clone());
+                        d
                     }
                 };
                 let req = Request {
                     id: request_id.clone(),
-                    spec,
+                    desc,
                     data: bytes::Bytes::from_owner(data),
                 };
                 let (tx, rx) = oneshot::channel();
@@ -292,12 +310,14 @@ impl TritonInfer {
         gst::log!(CAT, imp = self, "sink event {:?}", event.type_());
         match event.view() {
             EventView::FlushStart(_) => {
+                self.cancel.cancel();
                 self.set_flushing(true);
                 let ok = self.srcpad.push_event(event);
                 let _ = self.srcpad.pause_task();
                 ok
             }
             EventView::FlushStop(_) => {
+                self.cancel.clear();
                 self.set_flushing(false);
                 let ok = self.srcpad.push_event(event);
                 self.start_task();
@@ -506,11 +526,16 @@ impl ElementImpl for TritonInfer {
             self.post_error_message(e);
             return Err(gst::StateChangeError);
         }
+        if transition == gst::StateChange::PausedToReady {
+            // The streaming thread may be waiting on the network: deactivating the pads waits
+            // for it, so end its wait first.
+            self.cancel.cancel();
+        }
         let ret = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToReady {
             let stopped = self.running.lock().unwrap().take();
             if let Some(r) = stopped
-                && let Err(e) = shm_pool::close_blocking(&RUNTIME, r.client.config())
+                && let Err(e) = bridge::close_shm(r.client.config())
             {
                 gst::warning!(CAT, imp = self, "shared memory regions left in Triton: {e}");
             }

@@ -7,8 +7,8 @@ use gst::glib;
 use gst::prelude::*;
 use triton_endpoint::{Auth, Names, Target, Tls};
 
-use super::client::{ClientConfig, Transport};
-use super::shm_pool::ShmPool;
+use triton_client::shm::ShmPool;
+use triton_client::{ClientConfig, Transport};
 
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
@@ -105,7 +105,7 @@ impl Default for Settings {
         Settings {
             url: "http://localhost:50051".into(),
             transport: TransportProp::Proxy,
-            kserve_service: super::kserve::DEFAULT_SERVICE.into(),
+            kserve_service: triton_client::transport::unary::DEFAULT_SERVICE.into(),
             model: "yolov8n".into(),
             model_version: String::new(),
             input_name: None,
@@ -283,8 +283,8 @@ impl Settings {
             "url" => s.url = opt(value).unwrap_or_default(),
             "transport" => s.transport = value.get().expect("type checked"),
             "kserve-service" => {
-                s.kserve_service =
-                    opt(value).unwrap_or_else(|| super::kserve::DEFAULT_SERVICE.into())
+                s.kserve_service = opt(value)
+                    .unwrap_or_else(|| triton_client::transport::unary::DEFAULT_SERVICE.into())
             }
             "model" => s.model = opt(value).unwrap_or_default(),
             "model-version" => s.model_version = opt(value).unwrap_or_default(),
@@ -361,11 +361,11 @@ impl Settings {
         {
             return Err("shared-memory=system needs transport=triton or kserve: the proxy carries tensors over the network; set shared-memory=none, or transport=triton with Triton on this host".into());
         }
-        if !super::kserve::valid_service(&self.kserve_service) {
+        if !triton_client::transport::unary::valid_service(&self.kserve_service) {
             return Err(format!(
                 "kserve-service: '{}' is not a gRPC service name; expected package.Service, e.g. {}",
                 self.kserve_service,
-                super::kserve::DEFAULT_SERVICE
+                triton_client::transport::unary::DEFAULT_SERVICE
             ));
         }
         let mut target = Target::new(self.url.clone(), Names::ELEMENT);
@@ -404,8 +404,8 @@ impl Settings {
             auth,
             transport: match self.transport {
                 TransportProp::Proxy => Transport::Proxy,
-                TransportProp::Triton => Transport::Triton,
-                TransportProp::Kserve => Transport::Kserve,
+                TransportProp::Triton => Transport::TritonStream,
+                TransportProp::Kserve => Transport::KserveUnary,
             },
             kserve_service: self.kserve_service.clone(),
             model: self.model.clone(),

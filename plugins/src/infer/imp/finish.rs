@@ -13,7 +13,7 @@ impl TritonInfer {
         request_id: String,
         submitted: Instant,
         geometry: Letterbox,
-        res: Result<InferOutput, InferError>,
+        res: Outcome,
     ) -> Result<gst::Buffer, gst::FlowError> {
         let latency_ms = submitted.elapsed().as_secs_f64() * 1000.0;
         let mut guard = self.running.lock().unwrap();
@@ -31,12 +31,12 @@ impl TritonInfer {
         };
         let decoded = res.map_err(|e| e.to_string()).and_then(|out| {
             result.model_version = out.model_version.clone();
-            r.session.decode(&out)
+            r.decoding.decode(&out)
         });
         let b = buffer.make_mut();
         match decoded {
             Ok(dets) => {
-                let dets = r.session.detections(dets, &geometry);
+                let dets = r.decoding.detections(dets, &geometry);
                 if let Err(e) = meta::add_detections(b, &dets, geometry.src_w, geometry.src_h) {
                     gst::warning!(CAT, imp = self, "frame {frame_no}: {e}");
                 }

@@ -1,6 +1,6 @@
 //! POSIX shared-memory regions for `shared-memory=system`: creating, mapping, naming and
 //! finding the leftovers of processes that died. The Triton side (registering, the pool of
-//! regions, requests) is in `shm_pool`.
+//! regions, requests) is in [`super::pool`].
 //!
 //! A region is named `gsttriton-<pid>-<start time>-<n>` (the same name in `/dev/shm` and in
 //! Triton's region manager): the pid and its start time (field 22 of `/proc/<pid>/stat`) say
@@ -151,6 +151,10 @@ impl Region {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Copies `data` to `offset`.

@@ -1,8 +1,10 @@
-//! The pure side of one `tritoninfer` run (READY→PAUSED to PAUSED→READY): which labels, which
-//! classes, which decoder, what the model's description changes, and how an answer becomes
-//! detections in frame pixels. No GStreamer and no network here, so all of it is unit-tested.
+//! [`Decoding`], the decoding policy of one `tritoninfer` run (READY→PAUSED to PAUSED→READY):
+//! which labels, which classes, which decoder, what the model's description changes, and how an
+//! answer becomes detections in frame pixels. No GStreamer and no network here, so all of it is
+//! unit-tested.
 
-use super::client::{InferOutput, ModelDesc};
+use triton_client::{Answer, ModelDesc};
+
 use super::settings::{DecoderProp, Settings};
 use crate::decode::{self, COCO80, Decoder, Params};
 use crate::letterbox::geometry::Letterbox;
@@ -17,7 +19,8 @@ pub struct Applied {
     pub warning: Option<String>,
 }
 
-pub struct Session {
+/// The decoding policy of one run.
+pub struct Decoding {
     /// The input tensor's name in requests.
     pub input_name: String,
     input_fixed: bool,
@@ -34,14 +37,14 @@ pub struct Session {
     params: Params,
 }
 
-impl Session {
+impl Decoding {
     /// `labels_text`: the contents of labels-file, when set.
-    pub fn new(s: &Settings, labels_text: Option<&str>) -> Result<Session, String> {
+    pub fn new(s: &Settings, labels_text: Option<&str>) -> Result<Decoding, String> {
         let (labels, labels_locked) = match labels_text {
             Some(t) => (decode::parse_labels(t), true),
             None => (COCO80.iter().map(|s| s.to_string()).collect(), false),
         };
-        let mut session = Session {
+        let mut session = Decoding {
             input_name: s.input_name.clone().unwrap_or_else(|| "images".into()),
             input_fixed: s.input_name.is_some(),
             outputs_fixed: s.output_names.is_some(),
@@ -109,7 +112,7 @@ impl Session {
 
     /// Class names carried by the answer itself (the `class_names` output), unless labels-file
     /// fixed them.
-    fn take_labels(&mut self, out: &InferOutput) {
+    fn take_labels(&mut self, out: &Answer) {
         if self.labels_locked {
             return;
         }
@@ -166,7 +169,7 @@ impl Session {
 
     /// The model's raw detections (tensor pixels), choosing the decoder from this answer when
     /// nothing chose it before.
-    pub fn decode(&mut self, out: &InferOutput) -> Result<Vec<decode::Det>, String> {
+    pub fn decode(&mut self, out: &Answer) -> Result<Vec<decode::Det>, String> {
         self.take_labels(out);
         if self.setting == DecoderProp::None {
             return Ok(vec![]);
@@ -223,8 +226,8 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use super::super::client::OutTensor;
     use super::*;
+    use triton_client::OutTensor;
 
     fn settings() -> Settings {
         Settings::default()
@@ -235,13 +238,13 @@ mod tests {
     }
 
     /// One `[1,M,6]` output (x1, y1, x2, y2, score, class).
-    fn xyxy_answer(rows: &[[f32; 6]]) -> InferOutput {
+    fn xyxy_answer(rows: &[[f32; 6]]) -> Answer {
         let data: Vec<u8> = rows
             .iter()
             .flatten()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        InferOutput {
+        Answer {
             model_version: "1".into(),
             outputs: vec![OutTensor {
                 name: "output0".into(),
@@ -254,7 +257,7 @@ mod tests {
 
     #[test]
     fn defaults_are_coco_images_and_no_decoder_yet() {
-        let s = Session::new(&settings(), None).unwrap();
+        let s = Decoding::new(&settings(), None).unwrap();
         assert_eq!(s.labels().len(), 80);
         assert_eq!(s.labels()[1], "bicycle");
         assert_eq!(s.input_name, "images");
@@ -265,25 +268,25 @@ mod tests {
     fn classes_resolve_by_label_or_id_and_name_the_property_when_unknown() {
         let mut st = settings();
         st.classes = Some(" person, 2 ,dog".into());
-        let s = Session::new(&st, None).unwrap();
+        let s = Decoding::new(&st, None).unwrap();
         assert_eq!(s.params.classes, Some(vec![0, 2, 16]));
 
         st.classes = Some("person,unicorn".into());
-        let e = Session::new(&st, None).err().unwrap();
+        let e = Decoding::new(&st, None).err().unwrap();
         assert!(
             e.starts_with("classes: 'unicorn' is neither a class id nor a known label (labels: person, bicycle"),
             "{e}"
         );
 
         st.classes = Some(" , ".into());
-        assert_eq!(Session::new(&st, None).unwrap().params.classes, None);
+        assert_eq!(Decoding::new(&st, None).unwrap().params.classes, None);
     }
 
     #[test]
     fn a_labels_file_wins_over_the_model_names() {
         let mut st = settings();
         st.classes = Some("b".into());
-        let mut s = Session::new(&st, Some("a\nb\n")).unwrap();
+        let mut s = Decoding::new(&st, Some("a\nb\n")).unwrap();
         assert_eq!(s.labels(), ["a", "b"]);
         assert_eq!(s.params.classes, Some(vec![1]));
         s.apply(ModelDesc {
@@ -299,9 +302,9 @@ mod tests {
         let mut st = settings();
         st.classes = Some("blue".into());
         // "blue" is no COCO label: fails until the model's names are known.
-        assert!(Session::new(&st, None).is_err());
+        assert!(Decoding::new(&st, None).is_err());
         st.classes = None;
-        let mut s = Session::new(&st, None).unwrap();
+        let mut s = Decoding::new(&st, None).unwrap();
         let applied = s.apply(ModelDesc {
             input_name: Some("pixels".into()),
             outputs: vec![("output0".into(), vec![1, 8, 8400])],
@@ -320,7 +323,7 @@ mod tests {
         st.input_name = Some("mine".into());
         st.output_names = Some("a,b".into());
         st.decoder = DecoderProp::EfficientNms;
-        let mut s = Session::new(&st, None).unwrap();
+        let mut s = Decoding::new(&st, None).unwrap();
         let applied = s.apply(ModelDesc {
             input_name: Some("theirs".into()),
             outputs: vec![("output0".into(), vec![1, 8, 8400])],
@@ -334,7 +337,7 @@ mod tests {
 
     #[test]
     fn an_unknown_layout_is_a_warning_and_the_first_answer_decides() {
-        let mut s = Session::new(&settings(), None).unwrap();
+        let mut s = Decoding::new(&settings(), None).unwrap();
         let applied = s.apply(ModelDesc {
             outputs: vec![("weird".into(), vec![7])],
             ..Default::default()
@@ -354,7 +357,7 @@ mod tests {
     fn decoder_none_decodes_nothing_and_thresholds_apply() {
         let mut st = settings();
         st.decoder = DecoderProp::None;
-        let mut s = Session::new(&st, None).unwrap();
+        let mut s = Decoding::new(&st, None).unwrap();
         let answer = xyxy_answer(&[[1.0, 2.0, 30.0, 40.0, 0.9, 0.0]]);
         assert!(s.decode(&answer).unwrap().is_empty());
         s.apply(ModelDesc {
@@ -370,18 +373,18 @@ mod tests {
 
         let mut st = settings();
         st.conf_threshold = 0.95;
-        let mut s = Session::new(&st, None).unwrap();
+        let mut s = Decoding::new(&st, None).unwrap();
         assert!(s.decode(&answer).unwrap().is_empty());
         st.conf_threshold = 0.85;
-        let mut s = Session::new(&st, None).unwrap();
+        let mut s = Decoding::new(&st, None).unwrap();
         assert_eq!(s.decode(&answer).unwrap().len(), 1);
     }
 
     #[test]
     fn an_answer_no_decoder_reads_is_an_error() {
-        let mut s = Session::new(&settings(), None).unwrap();
+        let mut s = Decoding::new(&settings(), None).unwrap();
         let e = s
-            .decode(&InferOutput {
+            .decode(&Answer {
                 model_version: String::new(),
                 outputs: vec![OutTensor {
                     name: "x".into(),
@@ -399,7 +402,7 @@ mod tests {
     fn detections_map_back_to_frame_pixels_with_labels() {
         // 1280×720 into 640×640: r = 0.5, pad_y = 140.
         let g = Letterbox::new(1280, 720, 640, 640, true);
-        let mut s = Session::new(&settings(), None).unwrap();
+        let mut s = Decoding::new(&settings(), None).unwrap();
         s.apply(ModelDesc {
             class_names: Some(vec!["a".into(), "b".into()]),
             ..Default::default()
@@ -446,26 +449,26 @@ mod tests {
             shape: vec![1, 2],
             data: bytes_tensor(&["Normal", "Fall"]).into(),
         });
-        let mut s = Session::new(&settings(), None).unwrap();
+        let mut s = Decoding::new(&settings(), None).unwrap();
         // Decoded despite the extra output (the decoder is chosen from the answer, too).
         let dets = s.decode(&answer).unwrap();
         assert_eq!(dets.len(), 1);
         assert_eq!(s.labels(), ["Normal", "Fall"]);
         assert_eq!(s.decoder(), Some(Decoder::XyxyScoreClass));
 
-        let mut locked = Session::new(&settings(), Some("x\ny\n")).unwrap();
+        let mut locked = Decoding::new(&settings(), Some("x\ny\n")).unwrap();
         locked.decode(&answer).unwrap();
         assert_eq!(locked.labels(), ["x", "y"]);
 
         // Only a BYTES tensor of that name counts (the same bytes typed FP32 are not names).
         answer.outputs[1].dtype = "FP32".into();
-        let mut s = Session::new(&settings(), None).unwrap();
+        let mut s = Decoding::new(&settings(), None).unwrap();
         s.decode(&answer).unwrap();
         assert_eq!(s.labels()[1], "bicycle");
         answer.outputs[1].dtype = "BYTES".into();
         // A malformed tensor (length past the end) changes nothing.
         answer.outputs[1].data = vec![9, 0, 0, 0, b'a'].into();
-        let mut s = Session::new(&settings(), None).unwrap();
+        let mut s = Decoding::new(&settings(), None).unwrap();
         s.decode(&answer).unwrap();
         assert_eq!(s.labels()[1], "bicycle");
     }

@@ -22,8 +22,8 @@ use triton_proto::inference::{
     SystemSharedMemoryStatusRequest, SystemSharedMemoryUnregisterRequest, infer_parameter,
 };
 
-use super::client::{Answer, ClientConfig, InferError, TensorSpec};
-use super::shm::{self, Region};
+use super::region::{self as shm, Region};
+use crate::{InferError, InputDesc, Outcome};
 use triton_proto::dtype::size_of as dtype_size;
 
 type Rpc = GrpcInferenceServiceClient<InterceptedService<Channel, Auth>>;
@@ -65,13 +65,13 @@ impl OutSpec {
 
 /// Where a request's tensors lie in a region: the input at 0, then each output.
 #[derive(Debug, Clone, PartialEq)]
-struct Layout {
+struct Offsets {
     input: usize,
     /// (name, offset, room)
     outputs: Vec<(String, usize, usize)>,
 }
 
-impl Layout {
+impl Offsets {
     fn len(&self) -> usize {
         self.outputs
             .last()
@@ -81,7 +81,7 @@ impl Layout {
 
 struct Slot {
     region: Region,
-    layout: Layout,
+    offsets: Offsets,
     /// [`State::generation`] when registered.
     generation: u64,
 }
@@ -233,7 +233,7 @@ impl ShmPool {
         self.state().outputs = outputs;
     }
 
-    fn layout(&self, spec: &TensorSpec, input: usize, requested: &[String]) -> Layout {
+    fn offsets(&self, spec: &InputDesc, input: usize, requested: &[String]) -> Offsets {
         let st = self.state();
         let batch = spec.shape.first().copied().unwrap_or(1);
         let mut off = input.next_multiple_of(ALIGN);
@@ -249,27 +249,27 @@ impl ShmPool {
             outputs.push((name.clone(), off, room));
             off = (off + room).next_multiple_of(ALIGN);
         }
-        Layout { input, outputs }
+        Offsets { input, outputs }
     }
 
     /// A region holding `data` for a request asking for `requested` outputs.
     pub async fn lease(
         self: &Arc<Self>,
-        spec: &TensorSpec,
+        spec: &InputDesc,
         data: &[u8],
         requested: &[String],
     ) -> Result<Lease, InferError> {
-        let layout = self.layout(spec, data.len(), requested);
+        let offsets = self.offsets(spec, data.len(), requested);
         let stopped = || InferError::SharedMemory("shared memory: the element stopped".into());
         let (found, retired) = {
             let mut st = self.state();
             if st.closed {
                 return Err(stopped());
             }
-            let i = st.free.iter().position(|s| s.layout == layout);
+            let i = st.free.iter().position(|s| s.offsets == offsets);
             let found = i.map(|i| st.free.swap_remove(i));
             if found.is_none() {
-                // The tensor or the outputs changed: regions of the old layout are not needed.
+                // The tensor or the outputs changed: regions of the old offsets are not needed.
                 let old: Vec<Slot> = st.free.drain(..).collect();
                 st.retired
                     .extend(old.iter().map(|s| s.region.name().to_string()));
@@ -284,7 +284,7 @@ impl ShmPool {
                 match found {
                     Some(s) => s,
                     None => {
-                        let region = self.create(layout.len())?;
+                        let region = self.create(offsets.len())?;
                         self.register(&mut rpc, &region).await?;
                         if self.state().closed {
                             // Stopped while registering: close() did not see this one.
@@ -294,7 +294,7 @@ impl ShmPool {
                         let generation = self.state().generation;
                         Slot {
                             region,
-                            layout,
+                            offsets,
                             generation,
                         }
                     }
@@ -355,34 +355,6 @@ impl ShmPool {
     }
 }
 
-/// [`ShmPool::prepare`] at start, within 5 s. `Err`: a refusal, the element must not start;
-/// `Ok(Err)`: not checked (server unreachable: the first request tries again); `Ok(Ok)`: the
-/// leftovers removed.
-pub fn prepare_blocking(
-    rt: &tokio::runtime::Runtime,
-    pool: Arc<ShmPool>,
-) -> Result<Result<Vec<String>, String>, String> {
-    let wait = Duration::from_secs(5);
-    match rt.block_on(async move { tokio::time::timeout(wait, pool.prepare()).await }) {
-        Ok(Ok(gone)) => Ok(Ok(gone)),
-        Ok(Err(e @ InferError::SharedMemory(_))) => Err(e.to_string()),
-        Ok(Err(e)) => Ok(Err(e.to_string())),
-        Err(_) => Ok(Err("no answer within 5 s".into())),
-    }
-}
-
-/// [`ShmPool::close`] at stop, within 3 s, when the client has a pool.
-pub fn close_blocking(rt: &tokio::runtime::Runtime, cfg: &ClientConfig) -> Result<(), String> {
-    let Some(pool) = cfg.shm.clone() else {
-        return Ok(());
-    };
-    let wait = Duration::from_secs(3);
-    match rt.block_on(async move { tokio::time::timeout(wait, pool.close()).await }) {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err("Triton did not answer within 3 s".into()),
-    }
-}
-
 /// How long unregistering waits for Triton to finish the requests still using a region, within
 /// the time limits of start and stop (a process killed with requests queued at Triton leaves
 /// regions that are in use for a while).
@@ -429,11 +401,11 @@ impl Lease {
         let Some(slot) = &self.slot else { return };
         let name = slot.region.name();
         for input in &mut req.inputs {
-            point_at(&mut input.parameters, name, 0, slot.layout.input);
+            point_at(&mut input.parameters, name, 0, slot.offsets.input);
         }
         req.raw_input_contents.clear();
         for out in &mut req.outputs {
-            if let Some((_, off, room)) = slot.layout.outputs.iter().find(|o| o.0 == out.name) {
+            if let Some((_, off, room)) = slot.offsets.outputs.iter().find(|o| o.0 == out.name) {
                 point_at(&mut out.parameters, name, *off, *room);
             }
         }
@@ -442,12 +414,12 @@ impl Lease {
     /// Reads the outputs that Triton wrote into the region and returns the region to the pool.
     /// An output that did not fit its room turns into [`InferError::Resend`] (it is asked for as
     /// bytes from now on).
-    pub fn finish(mut self, answer: Answer) -> Answer {
+    pub fn finish(mut self, answer: Outcome) -> Outcome {
         let slot = self.slot.take().expect("finished once");
         let result = match answer {
             Ok(mut out) => {
                 for t in &mut out.outputs {
-                    let Some((_, off, room)) = slot.layout.outputs.iter().find(|o| o.0 == t.name)
+                    let Some((_, off, room)) = slot.offsets.outputs.iter().find(|o| o.0 == t.name)
                     else {
                         continue;
                     };
@@ -513,5 +485,5 @@ impl Drop for Lease {
 }
 
 #[cfg(test)]
-#[path = "shm_pool_tests.rs"]
+#[path = "pool_tests.rs"]
 mod tests;

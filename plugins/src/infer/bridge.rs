@@ -1,5 +1,9 @@
-//! The process-wide tokio runtime of every `tritoninfer`, and what it does to be a good guest.
+//! The bridge between GStreamer's threads and the async [`triton_client`]: the process-wide
+//! tokio runtime of every `tritoninfer`, and blocking calls that are bounded in time and that a
+//! state change or a flush can cancel (a streaming thread must never wait on the network with no
+//! way out, nor hold the element's state lock while it waits).
 //!
+//! The runtime is a good guest.
 //! A plugin lives in someone else's process. A write on a socket whose peer has gone (a proxy
 //! or Triton restarting, `writev` on a closed connection) raises SIGPIPE, whose default action
 //! kills the process: a Rust host ignores SIGPIPE from its start, but `gst-launch-1.0` and most
@@ -9,7 +13,13 @@
 //! write then fails with EPIPE, which the gRPC stack handles as a closed connection, and the
 //! host's own disposition of SIGPIPE is left as the host set it.
 
-use std::sync::LazyLock;
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use triton_client::shm::ShmPool;
+use triton_client::{ClientConfig, InferError};
 
 /// The runtime of all `tritoninfer` instances.
 pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -31,6 +41,79 @@ pub fn block_sigpipe() {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGPIPE);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Cancels the element's blocking calls: set on a flush and on PAUSED→READY, cleared when the
+/// element may wait on the network again.
+pub struct Cancel(watch::Sender<bool>);
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel(watch::channel(false).0)
+    }
+}
+
+impl Cancel {
+    /// Ends the calls waiting now and refuses new ones until [`Cancel::clear`].
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn clear(&self) {
+        self.0.send_replace(false);
+    }
+}
+
+/// How a blocking call ended.
+#[derive(Debug, PartialEq)]
+pub enum Blocked<T> {
+    Done(T),
+    TimedOut,
+    Cancelled,
+}
+
+/// Runs `fut` on the runtime and waits for it, at most `limit`, and no longer than until
+/// `cancel` is set.
+pub fn bounded<F: Future>(cancel: &Cancel, limit: Duration, fut: F) -> Blocked<F::Output> {
+    let mut cancelled = cancel.0.subscribe();
+    RUNTIME.block_on(async move {
+        tokio::select! {
+            biased;
+            _ = cancelled.wait_for(|c| *c) => Blocked::Cancelled,
+            r = tokio::time::timeout(limit, fut) => match r {
+                Ok(v) => Blocked::Done(v),
+                Err(_) => Blocked::TimedOut,
+            },
+        }
+    })
+}
+
+/// [`ShmPool::prepare`] at start, within 5 s. `Err`: a refusal, the element must not start;
+/// `Ok(Err)`: not checked (server unreachable: the first request tries again); `Ok(Ok)`: the
+/// leftovers removed.
+pub fn prepare_shm(
+    cancel: &Cancel,
+    pool: Arc<ShmPool>,
+) -> Result<Result<Vec<String>, String>, String> {
+    match bounded(cancel, Duration::from_secs(5), pool.prepare()) {
+        Blocked::Done(Ok(gone)) => Ok(Ok(gone)),
+        Blocked::Done(Err(e @ InferError::SharedMemory(_))) => Err(e.to_string()),
+        Blocked::Done(Err(e)) => Ok(Err(e.to_string())),
+        Blocked::TimedOut => Ok(Err("no answer within 5 s".into())),
+        Blocked::Cancelled => Ok(Err("cancelled".into())),
+    }
+}
+
+/// [`ShmPool::close`] at stop, within 3 s, when the client has a pool. Not cancellable: it runs
+/// after the element's calls were cancelled, and it is what gives the regions back.
+pub fn close_shm(cfg: &ClientConfig) -> Result<(), String> {
+    let Some(pool) = cfg.shm.clone() else {
+        return Ok(());
+    };
+    match bounded(&Cancel::default(), Duration::from_secs(3), pool.close()) {
+        Blocked::Done(r) => r.map_err(|e| e.to_string()),
+        _ => Err("Triton did not answer within 3 s".into()),
     }
 }
 
@@ -111,6 +194,36 @@ mod tests {
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "the child died or the write did not fail with EPIPE (status {status:#x})"
+        );
+    }
+
+    /// A call that would wait forever returns when it is cancelled from another thread, and a
+    /// cancelled element refuses new calls until cleared; a slow call ends at its limit.
+    #[test]
+    fn a_blocking_call_ends_at_its_limit_or_when_cancelled() {
+        let never = std::future::pending::<()>;
+        let cancel = Arc::new(Cancel::default());
+        let c = cancel.clone();
+        let t = std::thread::spawn(move || bounded(&c, Duration::from_secs(3600), never()));
+        // The call is waiting once it listens for the cancellation.
+        while cancel.0.receiver_count() == 0 {
+            std::thread::yield_now();
+        }
+        cancel.cancel();
+        assert_eq!(t.join().unwrap(), Blocked::Cancelled);
+        assert_eq!(
+            bounded(&cancel, Duration::from_secs(3600), async { 1 }),
+            Blocked::Cancelled,
+            "a cancelled element must not start a new call"
+        );
+        cancel.clear();
+        assert_eq!(
+            bounded(&cancel, Duration::from_secs(1), async { 1 }),
+            Blocked::Done(1)
+        );
+        assert_eq!(
+            bounded(&cancel, Duration::from_millis(20), never()),
+            Blocked::TimedOut
         );
     }
 }

@@ -1,4 +1,4 @@
-//! Why a `tritoninfer` request got no answer: one cloneable error type whose text is what the
+//! Why a request got no answer: one cloneable error type whose text is what the
 //! result meta and the element's messages show.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Tests of [`super`]: output sizes, the region layout, the lease's request (no bytes, three
+//! Tests of [`super`]: output sizes, the region offsets, the lease's request (no bytes, three
 //! parameters per tensor) and Triton's too-small refusal.
 
 use super::*;
@@ -37,7 +37,7 @@ fn layout_aligns_guesses_and_skips_bytes_outputs() {
         out("dets", "FP32", &[-1, -1, 6], true),
         out("class_names", "BYTES", &[4], false),
     ]);
-    let spec = TensorSpec {
+    let spec = InputDesc {
         input_name: "images".into(),
         dtype: "FP32".into(),
         shape: vec![1, 3, 8, 8],
@@ -45,7 +45,7 @@ fn layout_aligns_guesses_and_skips_bytes_outputs() {
     let names: Vec<String> = ["boxes", "dets", "class_names", "unknown"]
         .map(String::from)
         .into();
-    let l = pool.layout(&spec, 768, &names);
+    let l = pool.offsets(&spec, 768, &names);
     assert_eq!(l.input, 768);
     assert_eq!(
         l.outputs,
@@ -56,7 +56,7 @@ fn layout_aligns_guesses_and_skips_bytes_outputs() {
     );
     assert_eq!(l.len(), 2368 + GUESS_MIN);
     pool.state().bytes_only.insert("dets".into());
-    assert_eq!(pool.layout(&spec, 768, &names).outputs.len(), 1);
+    assert_eq!(pool.offsets(&spec, 768, &names).outputs.len(), 1);
 }
 
 #[test]
@@ -76,17 +76,17 @@ fn a_leased_request_carries_no_bytes_and_points_each_tensor_at_its_place_in_the_
         Target::new("http://127.0.0.1:1", triton_endpoint::Names::ELEMENT),
         Auth::default(),
     );
-    let layout = Layout {
+    let offsets = Offsets {
         input: 768,
         outputs: vec![("boxes".into(), 768, 1600)],
     };
-    let region = shm::Region::create(&shm::new_name(), layout.len()).unwrap();
+    let region = shm::Region::create(&shm::new_name(), offsets.len()).unwrap();
     let name = region.name().to_string();
     let lease = Lease {
         pool: pool.clone(),
         slot: Some(Slot {
             region,
-            layout,
+            offsets,
             generation: 0,
         }),
     };

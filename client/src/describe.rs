@@ -1,0 +1,98 @@
+//! What a model says about itself: its input name, its outputs and their shapes, and its class
+//! names — from the proxy's `ModelInfo`, or KServe v2 `ModelMetadata` plus Triton's
+//! `ModelConfig` where the server has it.
+
+use triton_proto::inference::{ModelConfigRequest, ModelMetadataRequest};
+use triton_proto::multimodal::ModelInfoRequest;
+use triton_proto::multimodal::multi_modal_client::MultiModalClient;
+
+use crate::shm::OutSpec;
+use crate::transport::unary::{DEFAULT_SERVICE, Kserve};
+use crate::{Client, InferError, MAX_MESSAGE, Transport, labels};
+
+/// A model's description.
+#[derive(Debug, Clone, Default)]
+pub struct ModelDesc {
+    pub input_name: Option<String>,
+    /// Output names and shapes (`-1`: any size).
+    pub outputs: Vec<(String, Vec<i64>)>,
+    /// From the model's `class_names` parameter, where it has one.
+    pub class_names: Option<Vec<String>>,
+}
+
+impl Client {
+    /// The model's description. With shared memory it also tells the pool the outputs' sizes.
+    pub async fn model_desc(&self) -> Result<ModelDesc, InferError> {
+        let ch = self.channel().await?;
+        let c = self.config();
+        let tls = c.target.tls_enabled();
+        if c.transport == Transport::Proxy {
+            let info = MultiModalClient::new(ch)
+                .model_info(ModelInfoRequest {
+                    model: c.model.clone(),
+                    version: c.model_version.clone(),
+                })
+                .await
+                .map_err(|s| InferError::status(&s, tls))?
+                .into_inner();
+            return Ok(ModelDesc {
+                input_name: info.inputs.first().map(|i| i.name.clone()),
+                outputs: info
+                    .outputs
+                    .into_iter()
+                    .map(|o| (o.name, o.shape))
+                    .collect(),
+                class_names: info.parameters.get("class_names").map(|s| labels::parse(s)),
+            });
+        }
+        // Triton's own service name for its stream; ModelConfig (Triton's extension) only where
+        // the server has it.
+        let service = match c.transport {
+            Transport::KserveUnary => c.kserve_service.as_str(),
+            _ => DEFAULT_SERVICE,
+        };
+        let k = Kserve::new(ch, service, MAX_MESSAGE);
+        let meta = k
+            .model_metadata(tonic::Request::new(ModelMetadataRequest {
+                name: c.model.clone(),
+                version: c.model_version.clone(),
+            }))
+            .await
+            .map_err(|s| InferError::status(&s, tls))?;
+        let cfg = k
+            .model_config(tonic::Request::new(ModelConfigRequest {
+                name: c.model.clone(),
+                version: c.model_version.clone(),
+            }))
+            .await
+            .ok()
+            .and_then(|r| r.config);
+        if let Some(pool) = &c.shm {
+            let batched = cfg.as_ref().is_some_and(|c| c.max_batch_size > 0);
+            pool.set_outputs(
+                meta.outputs
+                    .iter()
+                    .map(|o| OutSpec {
+                        name: o.name.clone(),
+                        dtype: o.datatype.clone(),
+                        shape: o.shape.clone(),
+                        batched,
+                    })
+                    .collect(),
+            );
+        }
+        Ok(ModelDesc {
+            input_name: meta.inputs.first().map(|i| i.name.clone()),
+            outputs: meta
+                .outputs
+                .into_iter()
+                .map(|o| (o.name, o.shape))
+                .collect(),
+            class_names: cfg.and_then(|c| {
+                c.parameters
+                    .get("class_names")
+                    .map(|p| labels::parse(&p.string_value))
+            }),
+        })
+    }
+}
