@@ -31,6 +31,9 @@ mod request;
 pub mod shm;
 pub mod transport;
 
+#[cfg(test)]
+mod tests;
+
 pub use client::Client;
 pub use describe::ModelDesc;
 pub use error::InferError;

@@ -27,6 +27,8 @@ use triton_proto::inference::*;
 
 use crate::MAX_MESSAGE;
 
+mod shm;
+
 type Rule<T> = Box<dyn Fn(u64) -> T + Send + Sync>;
 
 /// How the mock answers; change it while the server runs.
@@ -47,6 +49,9 @@ pub struct Script {
     /// `Some(n)`: the first `ModelStreamInfer` stream that carries frame `n` ends (OK trailers)
     /// as that request arrives, leaving it, and whatever else was in flight, unanswered; once.
     pub end_stream_at: Option<u64>,
+    /// Offer Triton's system shared memory (registration, tensors in regions); without it the
+    /// mock answers UNIMPLEMENTED like a KServe v2 server that is not Triton.
+    pub shared_memory: bool,
 }
 
 impl Default for Script {
@@ -58,6 +63,7 @@ impl Default for Script {
             echo: false,
             kserve_only: false,
             end_stream_at: None,
+            shared_memory: false,
         }
     }
 }
@@ -70,6 +76,8 @@ struct Counters {
     answered: AtomicUsize,
     /// Streams ended on purpose ([`Script::end_stream_at`]).
     ended: AtomicUsize,
+    /// Requests whose input came from a shared-memory region.
+    shm_inputs: AtomicUsize,
 }
 
 struct Shared {
@@ -77,6 +85,7 @@ struct Shared {
     /// Answers flow only while this is true.
     gate: watch::Sender<bool>,
     counters: Counters,
+    regions: shm::Registry,
 }
 
 /// A running mock; killed on drop.
@@ -123,6 +132,7 @@ impl MockKserve {
             script: Mutex::new(script),
             gate: watch::channel(true).0,
             counters: Counters::default(),
+            regions: shm::Registry::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -188,6 +198,16 @@ impl MockKserve {
         self.shared.counters.answered.load(Ordering::SeqCst)
     }
 
+    /// Requests whose input the mock read from a shared-memory region.
+    pub fn shm_inputs(&self) -> usize {
+        self.shared.counters.shm_inputs.load(Ordering::SeqCst)
+    }
+
+    /// The shared-memory regions registered now.
+    pub fn regions(&self) -> Vec<String> {
+        self.shared.regions.names()
+    }
+
     /// The most requests outstanding (received, not yet answered) at any moment.
     /// Streams the mock ended on purpose with a request unanswered ([`Script::end_stream_at`]).
     pub fn streams_ended(&self) -> usize {
@@ -230,6 +250,15 @@ impl Drop for MockKserve {
 struct Service(Arc<Shared>);
 
 impl Service {
+    /// A server without the system shared-memory extension (the KServe v2 servers that are not
+    /// Triton) answers UNIMPLEMENTED.
+    fn shm_offered(&self) -> Result<(), Status> {
+        match self.0.script.lock().unwrap().shared_memory {
+            true => Ok(()),
+            false => Err(Status::unimplemented("no system shared memory")),
+        }
+    }
+
     /// The scripted answer to one request, after its delay and the gate.
     async fn answer(shared: Arc<Shared>, req: ModelInferRequest) -> ModelStreamInferResponse {
         let c = &shared.counters;
@@ -252,42 +281,101 @@ impl Service {
             id: req.id.clone(),
             ..Default::default()
         };
+        let answered = |r: Result<ModelInferResponse, String>| match r {
+            Ok(r) => ModelStreamInferResponse {
+                error_message: String::new(),
+                infer_response: Some(r),
+            },
+            Err(e) => ModelStreamInferResponse {
+                error_message: e,
+                infer_response: Some(ModelInferResponse {
+                    id: req.id.clone(),
+                    ..Default::default()
+                }),
+            },
+        };
+        let input = match Service::input(&shared, &req) {
+            Ok(i) => i,
+            Err(e) => return answered(Err(e)),
+        };
         if let Some(message) = fail {
             return ModelStreamInferResponse {
                 error_message: message,
                 infer_response: Some(response),
             };
         }
-        if echo && let (Some(i), Some(data)) = (req.inputs.first(), req.raw_input_contents.first())
-        {
-            return ModelStreamInferResponse {
-                error_message: String::new(),
-                infer_response: Some(ModelInferResponse {
-                    outputs: vec![InferOutputTensor {
-                        name: "output0".into(),
-                        datatype: i.datatype.clone(),
-                        shape: i.shape.clone(),
-                        ..Default::default()
-                    }],
-                    raw_output_contents: vec![data.clone()],
-                    ..response
-                }),
-            };
-        }
-        let b = box_for(n);
-        let row = [b[0], b[1], b[2], b[3], 0.9, (n % 4) as f32];
-        ModelStreamInferResponse {
-            error_message: String::new(),
-            infer_response: Some(ModelInferResponse {
-                outputs: vec![InferOutputTensor {
+        let (tensor, data) = match (echo, req.inputs.first(), input) {
+            (true, Some(i), Some(data)) => (
+                InferOutputTensor {
                     name: "output0".into(),
-                    datatype: "FP32".into(),
-                    shape: vec![1, 1, 6],
+                    datatype: i.datatype.clone(),
+                    shape: i.shape.clone(),
                     ..Default::default()
-                }],
-                raw_output_contents: vec![row.iter().flat_map(|v| v.to_le_bytes()).collect()],
+                },
+                data,
+            ),
+            _ => {
+                let b = box_for(n);
+                let row = [b[0], b[1], b[2], b[3], 0.9, (n % 4) as f32];
+                (
+                    InferOutputTensor {
+                        name: "output0".into(),
+                        datatype: "FP32".into(),
+                        shape: vec![1, 1, 6],
+                        ..Default::default()
+                    },
+                    row.iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect::<Vec<u8>>()
+                        .into(),
+                )
+            }
+        };
+        answered(
+            Service::output(&shared, &req, tensor, data).map(|(outputs, raw)| ModelInferResponse {
+                outputs,
+                raw_output_contents: raw,
                 ..response
             }),
+        )
+    }
+
+    /// The request's input bytes: from its shared-memory region when it names one.
+    fn input(shared: &Shared, req: &ModelInferRequest) -> Result<Option<bytes::Bytes>, String> {
+        match req
+            .inputs
+            .first()
+            .and_then(|i| shm::Place::of(&i.parameters))
+        {
+            Some(p) => {
+                let data = shared.regions.read(&p)?;
+                shared.counters.shm_inputs.fetch_add(1, Ordering::SeqCst);
+                Ok(Some(data.into()))
+            }
+            None => Ok(req.raw_input_contents.first().cloned()),
+        }
+    }
+
+    /// The answer's one output: in the response, or written to the region the request named
+    /// for it (then the response carries its description only, as Triton's does).
+    #[allow(clippy::type_complexity)]
+    fn output(
+        shared: &Shared,
+        req: &ModelInferRequest,
+        tensor: InferOutputTensor,
+        data: bytes::Bytes,
+    ) -> Result<(Vec<InferOutputTensor>, Vec<bytes::Bytes>), String> {
+        let place = req
+            .outputs
+            .iter()
+            .find(|o| o.name == tensor.name)
+            .and_then(|o| shm::Place::of(&o.parameters));
+        match place {
+            Some(p) => {
+                shared.regions.write(&tensor.name, &p, &data)?;
+                Ok((vec![tensor], vec![]))
+            }
+            None => Ok((vec![tensor], vec![data])),
         }
     }
 }
@@ -380,27 +468,40 @@ impl GrpcInferenceService for Service {
         }
     }
 
-    // A server without the system shared-memory extension (like the KServe v2 servers that
-    // are not Triton).
     async fn system_shared_memory_status(
         &self,
         _: Request<SystemSharedMemoryStatusRequest>,
     ) -> Result<Response<SystemSharedMemoryStatusResponse>, Status> {
-        Err(Status::unimplemented("no system shared memory"))
+        self.shm_offered()?;
+        let regions = self
+            .0
+            .regions
+            .names()
+            .into_iter()
+            .map(|n| (n, Default::default()))
+            .collect();
+        Ok(Response::new(SystemSharedMemoryStatusResponse { regions }))
     }
 
     async fn system_shared_memory_register(
         &self,
-        _: Request<SystemSharedMemoryRegisterRequest>,
+        req: Request<SystemSharedMemoryRegisterRequest>,
     ) -> Result<Response<SystemSharedMemoryRegisterResponse>, Status> {
-        Err(Status::unimplemented("no system shared memory"))
+        self.shm_offered()?;
+        let r = req.into_inner();
+        self.0
+            .regions
+            .register(&r.name, &r.key, r.byte_size as usize)?;
+        Ok(Response::new(SystemSharedMemoryRegisterResponse {}))
     }
 
     async fn system_shared_memory_unregister(
         &self,
-        _: Request<SystemSharedMemoryUnregisterRequest>,
+        req: Request<SystemSharedMemoryUnregisterRequest>,
     ) -> Result<Response<SystemSharedMemoryUnregisterResponse>, Status> {
-        Err(Status::unimplemented("no system shared memory"))
+        self.shm_offered()?;
+        self.0.regions.unregister(&req.into_inner().name);
+        Ok(Response::new(SystemSharedMemoryUnregisterResponse {}))
     }
 
     async fn model_stream_infer(

@@ -1,0 +1,269 @@
+//! The client against the in-process mock (and, for the proxy transport, the real proxy in
+//! process in front of it): no GStreamer, no Triton. Each transport answers every request with
+//! its own answer, out of order; an ended stream's unanswered requests are sent again; shared
+//! memory carries tensors both ways; an unreachable server backs off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use triton_endpoint::{Auth, Names, Target};
+
+use crate::mock::{MockKserve, Script, box_for};
+use crate::shm::ShmPool;
+use crate::{
+    Answer, Client, ClientConfig, InferError, InputDesc, Outcome, Request, Transport,
+    transport::unary::DEFAULT_SERVICE,
+};
+
+const KEY: &str = "test-key";
+
+fn config(url: &str, transport: Transport) -> ClientConfig {
+    ClientConfig {
+        target: Target::new(url, Names::ELEMENT),
+        auth: Auth::new(Some(KEY), None, &Names::ELEMENT).unwrap(),
+        transport,
+        kserve_service: DEFAULT_SERVICE.into(),
+        model: "m".into(),
+        model_version: String::new(),
+        output_names: vec!["output0".into()],
+        timeout: Duration::from_secs(10),
+        shm: None,
+    }
+}
+
+fn desc() -> Arc<InputDesc> {
+    Arc::new(InputDesc {
+        input_name: "images".into(),
+        dtype: "FP32".into(),
+        shape: vec![1, 3, 2, 2],
+    })
+}
+
+/// Frame `n`'s request: 12 FP32 values that differ per frame.
+fn request(n: u64, desc: &Arc<InputDesc>) -> Request {
+    Request {
+        id: format!("cam:{n}"),
+        desc: desc.clone(),
+        data: (0..12u32)
+            .flat_map(|i| (n as f32 * 100.0 + i as f32).to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into(),
+    }
+}
+
+/// The box of the mock's one detection.
+fn first_box(a: &Answer) -> [f32; 4] {
+    let v: Vec<f32> = a.outputs[0]
+        .data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    [v[0], v[1], v[2], v[3]]
+}
+
+/// Frames 0..n at once; each outcome with its frame number.
+async fn send_all(c: &Arc<Client>, n: u64) -> Vec<(u64, Outcome)> {
+    let d = desc();
+    let calls = (0..n).map(|i| {
+        let (c, r) = (c.clone(), request(i, &d));
+        async move { (i, c.infer(r).await) }
+    });
+    futures::future::join_all(calls).await
+}
+
+fn assert_own_answers(got: Vec<(u64, Outcome)>, transport: Transport) {
+    for (n, outcome) in got {
+        let a = outcome.unwrap_or_else(|e| panic!("{transport:?}: frame {n} failed: {e}"));
+        assert_eq!(first_box(&a), box_for(n), "{transport:?}: frame {n}");
+    }
+}
+
+/// The real proxy, in process, in front of `upstream`.
+async fn proxy(upstream: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let argv = [
+        "triton-proxy",
+        "--triton-url",
+        upstream,
+        "--proxy-host",
+        "127.0.0.1",
+        "--proxy-port",
+        "0",
+        "--proxy-metrics-port",
+        "0",
+        "--triton-model-name",
+        "m",
+        "--grpc-expect-api-key",
+        KEY,
+    ];
+    let p = triton_proxy::Proxy::bind(triton_proxy::Config::from_args(argv).unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", p.local_addr());
+    let (stop, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(p.serve(async {
+        let _ = rx.await;
+    }));
+    (url, stop)
+}
+
+/// Later frames are answered first (the mock delays frame n by (9 - n) × 20 ms): every
+/// transport still hands each request its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_matches_answers_to_their_requests_out_of_order() {
+    let reversed = || Script {
+        delay_ms: Box::new(|n| (9 - n.min(9)) * 20),
+        ..Default::default()
+    };
+    let mock = MockKserve::start(reversed());
+    let (proxy_url, _stop) = proxy(&mock.url()).await;
+    for (url, transport) in [
+        (mock.url(), Transport::TritonStream),
+        (mock.url(), Transport::KserveUnary),
+        (proxy_url, Transport::Proxy),
+    ] {
+        let c = Arc::new(Client::new(config(&url, transport)));
+        assert_own_answers(send_all(&c, 10).await, transport);
+    }
+    assert!(
+        mock.peak_outstanding() >= 5,
+        "requests were not in flight together (peak {})",
+        mock.peak_outstanding()
+    );
+}
+
+/// The mock ends the stream as frame 3 arrives, leaving it (and whatever followed it) unanswered:
+/// the client sends those again on a new stream and every frame gets its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_an_ended_stream_left_unanswered_are_sent_again() {
+    let mock = MockKserve::start(Script {
+        end_stream_at: Some(3),
+        ..Default::default()
+    });
+    let c = Arc::new(Client::new(config(&mock.url(), Transport::TritonStream)));
+    assert_own_answers(send_all(&c, 6).await, Transport::TritonStream);
+    // Frame 3 never reached an answer on the stream that ended: its answer came from a resend.
+    assert_eq!(mock.streams_ended(), 1, "the scripted end did not happen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_fails_then_backs_off_naming_its_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let c = Client::new(config(&url, Transport::TritonStream));
+    let first = c.infer(request(0, &desc())).await.unwrap_err();
+    assert!(
+        !matches!(first, InferError::Backoff { .. }),
+        "the first attempt connects: {first}"
+    );
+    let second = c.infer(request(1, &desc())).await.unwrap_err();
+    let text = second.to_string();
+    assert!(
+        matches!(second, InferError::Backoff { .. }) && text.contains(&url),
+        "{text}"
+    );
+}
+
+/// With shared memory the tensor travels in a region (the mock reads it there, and the echo it
+/// writes back there comes back intact); closing the pool unregisters every region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_memory_carries_the_tensors_both_ways_and_close_gives_the_regions_back() {
+    let mock = MockKserve::start(Script {
+        shared_memory: true,
+        echo: true,
+        ..Default::default()
+    });
+    let mut cfg = config(&mock.url(), Transport::TritonStream);
+    let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
+    pool.prepare().await.expect("the mock offers shared memory");
+    cfg.shm = Some(pool.clone());
+    let c = Client::new(cfg);
+    c.model_desc().await.unwrap();
+    let d = desc();
+    for n in 0..3 {
+        let r = request(n, &d);
+        let sent = r.data.clone();
+        let a = c.infer(r).await.unwrap();
+        assert_eq!(a.outputs[0].data, sent, "frame {n}: the echo differs");
+    }
+    assert_eq!(mock.shm_inputs(), 3, "an input did not come from a region");
+    assert!(!mock.regions().is_empty());
+    pool.close().await.unwrap();
+    assert_eq!(
+        mock.regions(),
+        Vec::<String>::new(),
+        "regions left registered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_shared_memory_is_refused_with_the_way_out() {
+    let mock = MockKserve::start(Script::default());
+    let cfg = config(&mock.url(), Transport::TritonStream);
+    let e = ShmPool::new(cfg.target, cfg.auth)
+        .prepare()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, InferError::SharedMemory(m) if m.contains("does not offer system shared memory") && m.contains("shared-memory=none")),
+        "{e}"
+    );
+}
+
+/// The model's description, through each transport: the proxy's ModelInfo and Triton's
+/// metadata + config agree; a plain KServe server has no config, so no class names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_transport_describes_the_model() {
+    let mock = MockKserve::start(Script::default());
+    let plain = MockKserve::start(Script {
+        kserve_only: true,
+        ..Default::default()
+    });
+    let (proxy_url, _stop) = proxy(&mock.url()).await;
+    let names = Some(
+        ["red", "green", "blue", "yellow"]
+            .map(String::from)
+            .to_vec(),
+    );
+    for (url, transport, classes) in [
+        (mock.url(), Transport::TritonStream, &names),
+        (proxy_url, Transport::Proxy, &names),
+        (plain.url(), Transport::KserveUnary, &None),
+    ] {
+        let d = Client::new(config(&url, transport))
+            .model_desc()
+            .await
+            .unwrap_or_else(|e| panic!("{transport:?}: {e}"));
+        assert_eq!(d.input_name.as_deref(), Some("images"), "{transport:?}");
+        assert_eq!(d.outputs, [("output0".to_string(), vec![1, -1, 6])]);
+        assert_eq!(&d.class_names, classes, "{transport:?}");
+    }
+}
+
+/// Readiness: a ready mock passes, directly and through the proxy; a wrong key is refused by
+/// the proxy with UNAUTHENTICATED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_passes_a_ready_server_and_reports_a_refusal() {
+    let mock = MockKserve::start(Script::default());
+    let (proxy_url, _stop) = proxy(&mock.url()).await;
+    for (url, t) in [
+        (mock.url(), Transport::TritonStream),
+        (proxy_url.clone(), Transport::Proxy),
+    ] {
+        assert!(
+            Client::new(config(&url, t)).readiness().await.is_ok(),
+            "{t:?}"
+        );
+    }
+    let mut wrong = config(&proxy_url, Transport::Proxy);
+    wrong.auth = Auth::new(Some("wrong"), None, &Names::ELEMENT).unwrap();
+    match Client::new(wrong).readiness().await {
+        Err(crate::readiness::Unready::Refused(s)) => {
+            assert_eq!(s.code(), tonic::Code::Unauthenticated)
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
