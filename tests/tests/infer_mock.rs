@@ -268,6 +268,39 @@ fn a_failed_model_description_falls_back_to_defaults_and_the_first_answer() {
     }
 }
 
+/// A server that takes a minute to describe its model: the first frame waits in the chain
+/// function (bounded at 5 s), and stopping the element cancels that wait at once instead of
+/// blocking the state change behind the network.
+#[test]
+fn stopping_the_element_cancels_a_model_description_in_progress() {
+    let mock = MockKserve::start(Script {
+        metadata_delay_ms: 60_000,
+        ..Default::default()
+    });
+    let h = harness(&mock.url(), "");
+    let element = h.element().unwrap();
+    let src = h.srcpad().unwrap().peer().unwrap();
+    let pusher = std::thread::spawn(move || src.chain(frame(0)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mock.metadata_calls() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the element never asked for the description"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t = std::time::Instant::now();
+    element.set_state(gst::State::Null).unwrap();
+    let stopped_in = t.elapsed();
+    assert_eq!(pusher.join().unwrap(), Err(gst::FlowError::Flushing));
+    // Without the cancellation the stop waits out the description's 5 s bound.
+    assert!(
+        stopped_in < Duration::from_secs(4),
+        "the stop waited {stopped_in:?} for the description"
+    );
+    drop(h);
+}
+
 #[test]
 fn a_killed_server_makes_error_frames_then_streaming_recovers_on_restart() {
     let mock = MockKserve::start(Script::default());

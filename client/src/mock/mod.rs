@@ -39,6 +39,8 @@ pub struct Script {
     pub fail: Rule<Option<String>>,
     /// `Some(code)`: ModelMetadata fails with this status.
     pub metadata_error: Option<tonic::Code>,
+    /// ModelMetadata answers after this many ms (a server slow to describe its model).
+    pub metadata_delay_ms: u64,
     /// Answer with the request's first input as `output0` (same bytes, shape and datatype)
     /// instead of a detection: an identity model with no cost, for benchmarks.
     pub echo: bool,
@@ -60,6 +62,7 @@ impl Default for Script {
             delay_ms: Box::new(|_| 0),
             fail: Box::new(|_| None),
             metadata_error: None,
+            metadata_delay_ms: 0,
             echo: false,
             kserve_only: false,
             end_stream_at: None,
@@ -78,6 +81,8 @@ struct Counters {
     ended: AtomicUsize,
     /// Requests whose input came from a shared-memory region.
     shm_inputs: AtomicUsize,
+    /// ModelMetadata calls received.
+    metadata_calls: AtomicUsize,
 }
 
 struct Shared {
@@ -196,6 +201,11 @@ impl MockKserve {
     /// Requests answered so far.
     pub fn answered(&self) -> usize {
         self.shared.counters.answered.load(Ordering::SeqCst)
+    }
+
+    /// ModelMetadata calls received so far.
+    pub fn metadata_calls(&self) -> usize {
+        self.shared.counters.metadata_calls.load(Ordering::SeqCst)
     }
 
     /// Requests whose input the mock read from a shared-memory region.
@@ -411,7 +421,16 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
-        if let Some(code) = self.0.script.lock().unwrap().metadata_error {
+        self.0
+            .counters
+            .metadata_calls
+            .fetch_add(1, Ordering::SeqCst);
+        let (error, delay) = {
+            let s = self.0.script.lock().unwrap();
+            (s.metadata_error, s.metadata_delay_ms)
+        };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        if let Some(code) = error {
             return Err(Status::new(code, "scripted metadata failure"));
         }
         let tensor = |name: &str, shape: Vec<i64>| TensorMetadata {
