@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use gsttriton::letterbox::kernel::*;
+use gsttriton::letterbox::Resizer;
+use gsttriton::letterbox::tensor::*;
+use gsttriton::pixel::*;
 
 fn time<F: FnMut()>(mut f: F) -> Duration {
     f();

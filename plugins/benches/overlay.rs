@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use gsttriton::letterbox::kernel::{PixelFormat, YuvMatrix};
 use gsttriton::overlay::draw::{Canvas, RgbToYuv, TextRenderer, class_colour, draw_box};
+use gsttriton::pixel::{PixelFormat, YuvMatrix};
 
 fn best(mut f: impl FnMut()) -> Duration {
     f();

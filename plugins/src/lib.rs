@@ -3,17 +3,16 @@
 //! * `tritonletterbox`: frame → model tensor (letterbox, colour conversion, normalisation) as a meta.
 //! * `tritoninfer`: tensor → Triton (directly or through `triton-proxy`) → detections as
 //!   `GstVideoRegionOfInterestMeta` plus a `TritonResultMeta` (and, with the `v1_24` feature, a
-//!   `GstAnalyticsRelationMeta`: see [`analytics`]).
+//!   `GstAnalyticsRelationMeta`: see [`meta::analytics`]).
 //! * `detoverlay`: draws the detections on the frames.
 //! * `detjsonsink`: one JSON line per frame with counts and boxes.
 //! * `tritoncamerasrc`: a live camera that keeps the pipeline running while it is away.
 //!
-//! The maths lives in plain modules ([`letterbox::geometry`], [`letterbox::kernel`], [`decode`],
-//! [`infer::session`], [`overlay::draw`]) with no GStreamer types; [`meta`] reads and writes the
-//! metas the elements exchange; [`video`] holds the format helpers the filters share.
+//! The maths lives in plain modules ([`letterbox::geometry`], [`letterbox::tensor`], [`pixel`],
+//! [`decode`], [`infer::decoding`], [`overlay::draw`]) with no GStreamer types; the network is the
+//! [`triton_client`] crate; [`meta`] reads and writes the metas the elements exchange; [`video`]
+//! holds the format helpers the filters share.
 
-#[cfg(feature = "v1_24")]
-pub mod analytics;
 pub mod camera;
 pub mod decode;
 pub mod infer;
@@ -21,6 +20,7 @@ pub mod jsonsink;
 pub mod letterbox;
 pub mod meta;
 pub mod overlay;
+pub mod pixel;
 pub mod video;
 
 gst::plugin_define!(

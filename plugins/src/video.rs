@@ -1,9 +1,9 @@
-//! Video helpers shared by the filters: the formats they take, GStreamer format → kernel pixel
+//! Video helpers shared by the filters: the formats they take, GStreamer format → pixel
 //! format, the caps' colorimetry, and the src/sink pad templates.
 
 use gst_video::VideoFormat;
 
-use crate::letterbox::kernel::{PixelFormat, YuvMatrix};
+use crate::pixel::{PixelFormat, YuvMatrix};
 
 pub fn pixel_format(f: VideoFormat) -> Option<PixelFormat> {
     Some(match f {

@@ -4,10 +4,10 @@ mod common;
 
 use common::init;
 use gst::prelude::*;
-use gsttriton::letterbox::kernel::{
-    PixelFormat, Resizer, SrcImage, TensorSpec, YuvMatrix, YuvToRgb,
-};
+use gsttriton::letterbox::Resizer;
+use gsttriton::letterbox::tensor::TensorSpec;
 use gsttriton::meta;
+use gsttriton::pixel::{PixelFormat, SrcImage, YuvMatrix, YuvToRgb};
 
 fn caps(format: &str, w: i32, h: i32) -> gst::Caps {
     gst::Caps::builder("video/x-raw")

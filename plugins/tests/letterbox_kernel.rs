@@ -1,7 +1,9 @@
 //! Golden tests of the letterbox kernel against a straightforward float reference written here.
 
+use gsttriton::letterbox::Resizer;
 use gsttriton::letterbox::geometry::Letterbox;
-use gsttriton::letterbox::kernel::*;
+use gsttriton::letterbox::tensor::*;
+use gsttriton::pixel::*;
 
 /// A test picture as RGB u8: grey gradient background plus solid rectangles at even coordinates.
 fn picture(w: usize, h: usize) -> Vec<u8> {

@@ -5,9 +5,9 @@ mod common;
 use common::init;
 use gst::prelude::*;
 use gst_video::prelude::*;
-use gsttriton::letterbox::kernel::{YuvMatrix, YuvToRgb};
 use gsttriton::meta::{self, Detection};
 use gsttriton::overlay::draw::class_colour;
+use gsttriton::pixel::{YuvMatrix, YuvToRgb};
 
 fn caps(format: &str, w: i32, h: i32) -> gst::Caps {
     gst::Caps::builder("video/x-raw")

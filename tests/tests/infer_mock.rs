@@ -10,7 +10,7 @@ use gst_triton_tests::mock::{MockKserve, Script, box_for};
 use gst_triton_tests::pipeline::init;
 use gst_triton_tests::proxy::TestProxy;
 use gsttriton::letterbox::geometry::Letterbox;
-use gsttriton::letterbox::kernel::TensorSpec;
+use gsttriton::letterbox::tensor::TensorSpec;
 use gsttriton::meta;
 
 const SIDE: u32 = 64;

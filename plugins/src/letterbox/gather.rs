@@ -9,8 +9,9 @@
 //! scalar loop is the portable path and the fallback for blocks that span more chunks or would read
 //! past the end of the plane. Both read exactly the same bytes.
 
-use super::kernel::{PixelFormat, SrcImage};
-use super::rows::{Tap, src_row};
+use super::convert::src_row;
+use super::taps::Tap;
+use crate::pixel::{PixelFormat, SrcImage};
 
 /// Most 16-byte chunks one block of 16 outputs may span on the shuffle path (a 1920 → 640
 /// downscale spans 3 for luma, a 3840 → 640 one 6).

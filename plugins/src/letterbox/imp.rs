@@ -6,8 +6,10 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
-use super::kernel::{DType, Layout, PixelFormat, Resizer, SrcImage, TensorSpec, YuvToRgb};
+use super::Resizer;
+use super::tensor::{DType, Layout, TensorSpec};
 use crate::meta;
+use crate::pixel::{PixelFormat, SrcImage, YuvToRgb};
 use crate::video::{self, FORMATS, pixel_format};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {

@@ -1,11 +1,15 @@
 //! `tritonletterbox`: attaches the model input tensor (letterboxed, converted, normalised) to each
 //! frame as a [`crate::meta`] custom meta, leaving the video untouched.
 
+mod convert;
 mod gather;
 pub mod geometry;
-pub mod kernel;
 mod resize;
-mod rows;
+mod store;
+mod taps;
+pub mod tensor;
+
+pub use resize::Resizer;
 
 mod imp;
 

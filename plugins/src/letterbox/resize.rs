@@ -1,7 +1,7 @@
 //! The letterbox resizer: colour conversion + bilinear resize + normalisation into a model tensor,
 //! in one pass over the output rows.
 //!
-//! Sampling is OpenCV's `INTER_LINEAR` with half-pixel centres (see [`super::kernel`]). Per output
+//! Sampling is OpenCV's `INTER_LINEAR` with half-pixel centres (see [`super::tensor`]). Per output
 //! row, the one or two source rows it needs are converted and resampled horizontally into planar
 //! channel rows (kept for the next output row when it needs them too); the vertical blend, the
 //! normalisation and the store then run as one contiguous loop per channel, which the compiler
@@ -19,10 +19,13 @@
 //! baseline target. [`Resizer::set_threads`] splits the output rows into bands
 //! run on scoped threads, each with its own row buffers.
 
+use super::convert::{convert_row, deinterleave, src_row};
 use super::gather::{PackedGathers, YuvGathers};
 use super::geometry::Letterbox;
-use super::kernel::{DType, Layout, SrcImage, TensorSpec, YuvToRgb};
-use super::rows::{Tap, blend, convert_row, deinterleave, regular, round_u8, src_row, taps};
+use super::store::{blend, store_row};
+use super::taps::{Tap, regular, taps};
+use super::tensor::{DType, Layout, TensorSpec};
+use crate::pixel::{SrcImage, YuvToRgb};
 
 /// What every band reads: taps, normalisation, the spec. Immutable during a run.
 struct Plan {
@@ -87,7 +90,7 @@ impl Scratch {
 }
 
 /// The tensor rows `y0..y1` of one band: per channel plane (NCHW) or interleaved (NHWC).
-enum Band<'a> {
+pub(super) enum Band<'a> {
     Planar([&'a mut [u8]; 3]),
     Packed(&'a mut [u8]),
 }
@@ -386,65 +389,6 @@ impl Plan {
                 (dtype, out) => {
                     store_row(dtype, out, k, r, w, x0, &self.pad[k][..x1 - x0], self.avx2)
                 }
-            }
-        }
-    }
-}
-
-/// Stores one finished channel row `vals` at band row `r`, tensor column `x0`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn store_row(
-    dtype: DType,
-    out: &mut Band,
-    k: usize,
-    r: usize,
-    w: usize,
-    x0: usize,
-    vals: &[f32],
-    simd: bool,
-) {
-    let n = vals.len();
-    let (dst, start, step) = match out {
-        Band::Planar(p) => (&mut *p[k], r * w + x0, 1),
-        Band::Packed(p) => (&mut **p, (r * w + x0) * 3 + k, 3),
-    };
-    match dtype {
-        DType::F32 => {
-            let d = &mut dst[start * 4..];
-            for (i, v) in vals.iter().enumerate() {
-                d[i * step * 4..i * step * 4 + 4].copy_from_slice(&v.to_le_bytes());
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        DType::F16 if step == 1 && simd && std::is_x86_feature_detected!("f16c") => {
-            let d = &mut dst[start * 2..start * 2 + n * 2];
-            // SAFETY: the CPU has F16C (checked) and AVX (implied by `simd`, set only with AVX2).
-            unsafe { super::rows::f16_row_f16c(vals, d) };
-        }
-        DType::F16 => {
-            // Converted 64 at a time by `half` (F16C where the CPU has it; same rounding).
-            use half::slice::HalfFloatSliceExt;
-            let d = &mut dst[start * 2..];
-            let mut tmp = [half::f16::ZERO; 64];
-            for (c, chunk) in vals.chunks(64).enumerate() {
-                let t = &mut tmp[..chunk.len()];
-                t.convert_from_f32_slice(chunk);
-                for (j, v) in t.iter().enumerate() {
-                    let i = (c * 64 + j) * step * 2;
-                    d[i..i + 2].copy_from_slice(&v.to_le_bytes());
-                }
-            }
-        }
-        DType::U8 if step == 1 => {
-            for (d, v) in dst[start..start + n].iter_mut().zip(vals) {
-                *d = round_u8(*v);
-            }
-        }
-        DType::U8 => {
-            let d = &mut dst[start..];
-            for i in 0..n {
-                d[i * step] = round_u8(vals[i]);
             }
         }
     }

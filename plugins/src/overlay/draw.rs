@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::letterbox::kernel::{PixelFormat, YuvMatrix};
+use crate::pixel::{PixelFormat, YuvMatrix};
 
 /// A stable, distinct colour per class id (RGB).
 pub fn class_colour(class_id: i64) -> [u8; 3] {
@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn yuv_colours_round_trip() {
         let to = RgbToYuv::new(YuvMatrix::Bt601, false);
-        let back = crate::letterbox::kernel::YuvToRgb::new(YuvMatrix::Bt601, false);
+        let back = crate::pixel::YuvToRgb::new(YuvMatrix::Bt601, false);
         for rgb in [
             [255u8, 56, 56],
             [0, 112, 255],

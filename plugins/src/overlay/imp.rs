@@ -7,7 +7,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::draw::{Canvas, RgbToYuv, TextRenderer, class_colour, draw_box};
-use crate::letterbox::kernel::PixelFormat;
+use crate::pixel::PixelFormat;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(

@@ -11,7 +11,7 @@ use gst_analytics::{
     AnalyticsRelationMetaInitParams, RelTypes,
 };
 
-use crate::meta::Detection;
+use super::Detection;
 
 /// Adds one relation meta holding `dets` (frame pixels), also when `dets` is empty: a frame that
 /// was analysed says so, and overlays that keep drawing the last boxes until a new relation meta

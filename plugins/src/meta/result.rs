@@ -1,0 +1,94 @@
+//! `TritonResultMeta` (what `tritoninfer` made of a frame) and `TritonNoSignalMeta` (a frame
+//! `tritoncamerasrc` made while its camera was away).
+
+use gst::meta::CustomMeta;
+
+use super::{NO_SIGNAL_META, RESULT_META, register};
+
+/// Per-frame result of `tritoninfer`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResultMeta {
+    pub status: String,
+    pub error: String,
+    pub latency_ms: f64,
+    pub model: String,
+    pub model_version: String,
+    pub request_id: String,
+    pub frame: u64,
+    pub detections: u32,
+    pub labels: Vec<String>,
+}
+
+/// Attaches the result meta.
+pub fn add_result_meta(buffer: &mut gst::BufferRef, r: &ResultMeta) {
+    register();
+    let mut meta = CustomMeta::add(buffer, RESULT_META).expect("TritonResultMeta is registered");
+    let s = meta.mut_structure();
+    s.set("status", r.status.as_str());
+    s.set("error", r.error.as_str());
+    s.set("latency-ms", r.latency_ms);
+    s.set("model", r.model.as_str());
+    s.set("model-version", r.model_version.as_str());
+    s.set("request-id", r.request_id.as_str());
+    s.set("frame", r.frame);
+    s.set("detections", r.detections);
+    s.set(
+        "labels",
+        gst::Array::new(r.labels.iter().map(String::as_str)),
+    );
+    let mut counts = gst::Structure::new_empty("counts");
+    for l in &r.labels {
+        let n = counts.get::<u32>(l.as_str()).unwrap_or(0);
+        counts.set(l.as_str(), n + 1);
+    }
+    s.set("counts", counts);
+}
+
+/// Reads the result meta.
+pub fn result_meta(buffer: &gst::BufferRef) -> Option<ResultMeta> {
+    let meta = CustomMeta::from_buffer(buffer, RESULT_META).ok()?;
+    let s = meta.structure();
+    Some(ResultMeta {
+        status: s.get("status").ok()?,
+        error: s.get("error").unwrap_or_default(),
+        latency_ms: s.get("latency-ms").unwrap_or_default(),
+        model: s.get("model").unwrap_or_default(),
+        model_version: s.get("model-version").unwrap_or_default(),
+        request_id: s.get("request-id").unwrap_or_default(),
+        frame: s.get("frame").unwrap_or_default(),
+        detections: s.get("detections").unwrap_or_default(),
+        labels: s
+            .get::<gst::Array>("labels")
+            .map(|a| a.iter().filter_map(|v| v.get::<String>().ok()).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// A frame made while the camera was away (`tritoncamerasrc`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NoSignal {
+    /// The camera's URI, without credentials.
+    pub uri: String,
+    /// How long the camera had been away when the frame was made.
+    pub outage_ms: u64,
+}
+
+/// Marks a frame as made while the camera was away.
+pub fn add_no_signal(buffer: &mut gst::BufferRef, n: &NoSignal) {
+    register();
+    let mut meta =
+        CustomMeta::add(buffer, NO_SIGNAL_META).expect("TritonNoSignalMeta is registered");
+    let s = meta.mut_structure();
+    s.set("uri", n.uri.as_str());
+    s.set("outage-ms", n.outage_ms);
+}
+
+/// The no-signal marker, if the frame has one.
+pub fn no_signal(buffer: &gst::BufferRef) -> Option<NoSignal> {
+    let meta = CustomMeta::from_buffer(buffer, NO_SIGNAL_META).ok()?;
+    let s = meta.structure();
+    Some(NoSignal {
+        uri: s.get("uri").unwrap_or_default(),
+        outage_ms: s.get("outage-ms").unwrap_or_default(),
+    })
+}

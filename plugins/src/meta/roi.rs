@@ -1,0 +1,57 @@
+//! Detections as `GstVideoRegionOfInterestMeta`s, each with a `detection` param (label, class id,
+//! confidence, normalised sub-pixel box): what every GStreamer version and binding can read.
+
+use super::Detection;
+
+/// Adds one ROI meta per detection (`roi_type` = label; a `detection` param with `label-id`,
+/// `label`, `confidence` and normalised `x-min`, `y-min`, `x-max`, `y-max`).
+pub fn add_detection(buffer: &mut gst::BufferRef, d: &Detection, frame_w: u32, frame_h: u32) {
+    let [x1, y1, x2, y2] = d.bbox;
+    let (x, y) = (x1.round().max(0.0) as u32, y1.round().max(0.0) as u32);
+    let w = (x2.round() as u32).saturating_sub(x);
+    let h = (y2.round() as u32).saturating_sub(y);
+    let mut roi = gst_video::VideoRegionOfInterestMeta::add(buffer, &d.label, (x, y, w, h));
+    let (fw, fh) = (frame_w.max(1) as f64, frame_h.max(1) as f64);
+    roi.add_param(
+        gst::Structure::builder("detection")
+            .field("label-id", d.class_id)
+            .field("label", d.label.as_str())
+            .field("confidence", d.confidence)
+            .field("x-min", x1 / fw)
+            .field("y-min", y1 / fh)
+            .field("x-max", x2 / fw)
+            .field("y-max", y2 / fh)
+            .build(),
+    );
+}
+
+/// The detections of a frame's ROI metas (frame size needed to turn the normalised coordinates
+/// back into sub-pixel boxes; ROIs without a `detection` param use their integer box).
+pub fn detections(buffer: &gst::BufferRef, frame_w: u32, frame_h: u32) -> Vec<Detection> {
+    let (fw, fh) = (frame_w as f64, frame_h as f64);
+    buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .map(|roi| {
+            let (x, y, w, h) = roi.rect();
+            let mut d = Detection {
+                label: roi.roi_type().to_string(),
+                class_id: -1,
+                confidence: 0.0,
+                bbox: [x as f64, y as f64, (x + w) as f64, (y + h) as f64],
+            };
+            if let Some(p) = roi.param("detection") {
+                d.class_id = p.get("label-id").unwrap_or(-1);
+                d.confidence = p.get("confidence").unwrap_or(0.0);
+                if let (Ok(a), Ok(b), Ok(c), Ok(e)) = (
+                    p.get::<f64>("x-min"),
+                    p.get::<f64>("y-min"),
+                    p.get::<f64>("x-max"),
+                    p.get::<f64>("y-max"),
+                ) {
+                    d.bbox = [a * fw, b * fh, c * fw, e * fh];
+                }
+            }
+            d
+        })
+        .collect()
+}

@@ -1,0 +1,95 @@
+//! `TritonTensorMeta`: the tensor `tritonletterbox` made from the frame, and the geometry that
+//! maps tensor coordinates back to the frame.
+
+use gst::meta::CustomMeta;
+
+use super::{TENSOR_META, register};
+use crate::letterbox::geometry::Letterbox;
+use crate::letterbox::tensor::{Layout, TensorSpec};
+
+/// The tensor meta, read back.
+#[derive(Debug, Clone)]
+pub struct TensorMeta {
+    pub tensor: gst::Buffer,
+    pub dtype: String,
+    pub layout: String,
+    pub shape: Vec<i64>,
+    pub geometry: Letterbox,
+}
+
+/// Attaches (or replaces) the tensor meta.
+pub fn add_tensor_meta(
+    buffer: &mut gst::BufferRef,
+    tensor: gst::Buffer,
+    spec: &TensorSpec,
+    g: &Letterbox,
+) {
+    register();
+    if let Ok(old) = CustomMeta::from_mut_buffer(buffer, TENSOR_META) {
+        let _ = old.remove();
+    }
+    let mut meta = CustomMeta::add(buffer, TENSOR_META).expect("TritonTensorMeta is registered");
+    let s = meta.mut_structure();
+    s.set("tensor", tensor);
+    s.set("dtype", spec.dtype.triton_name());
+    s.set(
+        "layout",
+        if spec.layout == Layout::Nchw {
+            "NCHW"
+        } else {
+            "NHWC"
+        },
+    );
+    s.set("shape", gst::Array::new(spec.shape()));
+    s.set("scale", g.scale);
+    s.set("scale-x", g.scale_x());
+    s.set("scale-y", g.scale_y());
+    s.set("pad-x", g.left as f64);
+    s.set("pad-y", g.top as f64);
+    s.set("src-width", g.src_w as i32);
+    s.set("src-height", g.src_h as i32);
+    s.set("tensor-width", g.dst_w as i32);
+    s.set("tensor-height", g.dst_h as i32);
+    s.set("resized-width", g.new_w as i32);
+    s.set("resized-height", g.new_h as i32);
+}
+
+/// Reads the tensor meta, `None` when absent or malformed.
+pub fn tensor_meta(buffer: &gst::BufferRef) -> Option<TensorMeta> {
+    let meta = CustomMeta::from_buffer(buffer, TENSOR_META).ok()?;
+    let s = meta.structure();
+    let int = |k: &str| s.get::<i32>(k).ok().and_then(|v| u32::try_from(v).ok());
+    let (src_w, src_h, dst_w, dst_h) = (
+        int("src-width")?,
+        int("src-height")?,
+        int("tensor-width")?,
+        int("tensor-height")?,
+    );
+    let (new_w, new_h) = (int("resized-width")?, int("resized-height")?);
+    let geometry = Letterbox {
+        src_w,
+        src_h,
+        dst_w,
+        dst_h,
+        scale: s.get("scale").ok()?,
+        new_w,
+        new_h,
+        pad_x: (dst_w.saturating_sub(new_w)) as f64 / 2.0,
+        pad_y: (dst_h.saturating_sub(new_h)) as f64 / 2.0,
+        left: s.get::<f64>("pad-x").ok()? as u32,
+        top: s.get::<f64>("pad-y").ok()? as u32,
+    };
+    let shape = s
+        .get::<gst::Array>("shape")
+        .ok()?
+        .iter()
+        .filter_map(|v| v.get::<i64>().ok())
+        .collect();
+    Some(TensorMeta {
+        tensor: s.get("tensor").ok()?,
+        dtype: s.get("dtype").ok()?,
+        layout: s.get("layout").ok()?,
+        shape,
+        geometry,
+    })
+}
