@@ -29,23 +29,26 @@ fi
 TARGETS=(
   "geometry|gst-plugin-triton|plugins/src/letterbox/geometry.rs|--lib|0"
   "decode|gst-plugin-triton|plugins/src/decode/mod.rs|--lib|0"
-  "session|gst-plugin-triton|plugins/src/infer/session.rs|--lib|0"
+  "decoding|gst-plugin-triton|plugins/src/infer/decoding.rs|--lib|0"
   "queue|gst-plugin-triton|plugins/src/infer/queue.rs|--lib|0"
-  "proxy|triton-proxy|proxy/src/control.rs proxy/src/auth.rs|--lib|0"
+  "proxy|triton-proxy|proxy/src/control/mod.rs proxy/src/auth.rs|--lib|0"
   # scaleout leaves out: the network probes (tests/tests/upstreams.rs and the health test in
   # tests/tests/proxy.rs run them against real Tritons), and `<` → `<=` in Pool::pick, which only
   # swaps which of two equally loaded upstreams drawn at random is taken. The DNS loop
   # (keep_resolving) is mutated: its unit tests inject a resolver and run it in paused time.
   "scaleout|triton-proxy|proxy/src/upstream.rs proxy/src/batch.rs|--lib|0|Upstream::probe|Pool::probe -> bool with false|replace < with <= in Pool::pick"
   "endpoint|triton-endpoint|endpoint/src/lib.rs endpoint/src/error.rs|--lib|0"
+  # client: the shared-memory pool, the unary transport and the client's resend and backoff,
+  # guarded by the crate's own tests against the in-process mock (no GStreamer, no Triton).
+  "client|triton-client|client/src/shm/pool.rs client/src/transport/unary.rs client/src/client.rs|--lib|0"
   # kernel leaves out `&&` → `||` between "SIMD on" and "the CPU has it" in ByteGather::run, which
   # only takes the shuffle path where the portable one was asked for: the same bytes by design
   # (letterbox_kernel.rs compares the paths byte for byte; gather.rs tests each against indexing).
-  "kernel|gst-plugin-triton|plugins/src/letterbox/kernel.rs plugins/src/letterbox/resize.rs plugins/src/letterbox/rows.rs plugins/src/letterbox/gather.rs|--lib --test letterbox_kernel|5|replace && with .. in ByteGather::run"
+  "kernel|gst-plugin-triton|plugins/src/pixel.rs plugins/src/letterbox/tensor.rs plugins/src/letterbox/resize.rs plugins/src/letterbox/taps.rs plugins/src/letterbox/convert.rs plugins/src/letterbox/store.rs plugins/src/letterbox/gather.rs|--lib --test letterbox_kernel|5|replace && with .. in ByteGather::run"
 )
 case "${1:-}" in
   --ci) WANT=(geometry proxy endpoint) ;;
-  "") WANT=(geometry decode session queue proxy endpoint kernel) ;;
+  "") WANT=(geometry decode decoding queue proxy endpoint client kernel) ;;
   *) WANT=("$@") ;;
 esac
 

@@ -47,7 +47,7 @@ pub fn pick(pool: &Pool, except: Option<&Arc<Upstream>>) -> Result<Arc<Upstream>
     pool.pick(except).ok_or_else(|| {
         Status::unavailable(format!(
             "no Triton to send to: TRITON_URL '{}' names no server; retry later",
-            pool.describe()
+            pool.addresses()
         ))
     })
 }

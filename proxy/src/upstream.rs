@@ -383,7 +383,7 @@ impl Pool {
     }
 
     /// The address for messages: the list as configured.
-    pub fn describe(&self) -> String {
+    pub fn addresses(&self) -> String {
         self.entries
             .iter()
             .map(|e| e.url(&e.host))

@@ -1,7 +1,7 @@
 //! Edge cases of the decoders, one rule at a time (shapes, channel counts, ties, thresholds,
 //! empty and non-finite boxes, the FP32 fast path, error texts, IoU), found by mutation testing.
 
-use super::tests::{f32_bytes, out, yolo};
+use super::fixtures::{f32_bytes, out, yolo};
 use super::*;
 
 /// FP32 values as bytes that start on a 4-byte boundary (an `f32` buffer viewed as bytes).

@@ -60,7 +60,7 @@ impl Default for Params {
 }
 
 /// Describes outputs for error messages: `name dtype [shape]`.
-pub fn describe(outputs: &[(String, Vec<i64>)]) -> String {
+pub fn outputs_text(outputs: &[(String, Vec<i64>)]) -> String {
     outputs
         .iter()
         .map(|(n, s)| format!("{n} {s:?}"))
@@ -95,7 +95,7 @@ pub fn detect(outputs: &[(String, Vec<i64>)]) -> Result<Decoder, String> {
         "decoder=auto cannot tell the output layout from: {}; expected one [1,4+nc,N] or [1,N,4+nc] \
          tensor (yolov8), one [1,M,6] tensor (xyxy-score-class), or four tensors num/boxes/scores/classes \
          (efficient-nms); set the decoder property",
-        describe(&outputs.into_iter().cloned().collect::<Vec<_>>())
+        outputs_text(&outputs.into_iter().cloned().collect::<Vec<_>>())
     ))
 }
 
@@ -331,5 +331,7 @@ pub fn nms(mut dets: Vec<Det>, iou_threshold: f32, agnostic: bool, max: usize) -
 
 #[cfg(test)]
 mod edge_tests;
+#[cfg(test)]
+mod fixtures;
 #[cfg(test)]
 mod tests;

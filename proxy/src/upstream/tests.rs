@@ -265,7 +265,7 @@ async fn equal_load_spreads_evenly() {
         (800..1200).contains(&first),
         "after the lease ended: {first} of 2000"
     );
-    assert_eq!(pool.describe(), "http://127.0.0.1:1,http://127.0.0.1:2");
+    assert_eq!(pool.addresses(), "http://127.0.0.1:1,http://127.0.0.1:2");
 
     let one = Pool::new("127.0.0.1:1", settings()).await.unwrap();
     let only = one.members()[0].clone();
