@@ -32,11 +32,11 @@ TARGETS=(
   "decoding|gst-plugin-triton|plugins/src/infer/decoding.rs|--lib|0"
   "queue|gst-plugin-triton|plugins/src/infer/queue.rs|--lib|0"
   "proxy|triton-proxy|proxy/src/control/mod.rs proxy/src/auth.rs|--lib|0"
-  # scaleout leaves out: the network probes (tests/tests/upstreams.rs and the health test in
-  # tests/tests/proxy.rs run them against real Tritons), and `<` → `<=` in Pool::pick, which only
-  # swaps which of two equally loaded upstreams drawn at random is taken. The DNS loop
-  # (keep_resolving) is mutated: its unit tests inject a resolver and run it in paused time.
-  "scaleout|triton-proxy|proxy/src/upstream.rs proxy/src/batch.rs|--lib|0|Upstream::probe|Pool::probe -> bool with false|replace < with <= in Pool::pick"
+  # scaleout leaves out `<` → `<=` in Pool::pick, which only swaps which of two equally loaded
+  # upstreams drawn at random is taken. The DNS loop (keep_resolving) is mutated: its unit tests
+  # inject a resolver and run it in paused time; the readiness probes are mutated: their unit
+  # test scripts ServerReady on the client crate's mock.
+  "scaleout|triton-proxy|proxy/src/upstream.rs proxy/src/batch.rs|--lib|0|replace < with <= in Pool::pick"
   "endpoint|triton-endpoint|endpoint/src/lib.rs endpoint/src/error.rs|--lib|0"
   # client: the shared-memory pool, the unary transport and the client's resend and backoff,
   # guarded by the crate's own tests against the in-process mock (no GStreamer, no Triton).

@@ -55,6 +55,8 @@ pub struct Script {
     /// `Some(n)`: the first `ModelStreamInfer` stream that carries frame `n` ends (OK trailers)
     /// as that request arrives, leaving it, and whatever else was in flight, unanswered; once.
     pub end_stream_at: Option<u64>,
+    /// `ServerReady` answers not ready (a server starting or shutting down).
+    pub not_ready: bool,
     /// Offer Triton's system shared memory (registration, tensors in regions); without it the
     /// mock answers UNIMPLEMENTED like a KServe v2 server that is not Triton.
     pub shared_memory: bool,
@@ -71,6 +73,7 @@ impl Default for Script {
             kserve_only: false,
             end_stream_at: None,
             shared_memory: false,
+            not_ready: false,
         }
     }
 }
@@ -411,7 +414,8 @@ impl GrpcInferenceService for Service {
         &self,
         _: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        Ok(Response::new(ServerReadyResponse { ready: true }))
+        let ready = !self.0.script.lock().unwrap().not_ready;
+        Ok(Response::new(ServerReadyResponse { ready }))
     }
 
     async fn model_ready(

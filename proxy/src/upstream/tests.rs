@@ -296,3 +296,40 @@ async fn a_probe_of_servers_that_do_not_answer_ejects_them() {
     assert!(!pool.probe().await);
     assert!(pool.members().iter().all(|u| !u.is_ready()));
 }
+
+/// Upstreams that answer `ServerReady` as scripted: a probe marks each as it answers and says
+/// whether any is ready; a confirmation ejects one that is not ready and counts a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_confirmations_follow_what_each_server_answers() {
+    use triton_client::mock::{MockKserve, Script};
+    let script = |not_ready| Script {
+        not_ready,
+        ..Default::default()
+    };
+    let a = MockKserve::start(script(false));
+    let b = MockKserve::start(script(true));
+    let pool = Pool::new(&format!("{},{}", a.url(), b.url()), settings())
+        .await
+        .unwrap();
+    let m = pool.members();
+    let ready = || m.iter().map(|u| u.is_ready()).collect::<Vec<_>>();
+    assert!(pool.probe().await, "A is ready, so the pool is");
+    assert_eq!(ready(), [true, false]);
+    b.set_script(script(false));
+    assert!(pool.probe().await);
+    assert_eq!(ready(), [true, true], "B came back");
+    a.set_script(script(true));
+    b.set_script(script(true));
+    assert!(!pool.probe().await, "no upstream is ready");
+    assert_eq!(ready(), [false, false]);
+
+    a.set_script(script(false));
+    assert!(m[0].confirm_ready().await, "A answers ready");
+    let failures = m[1].failures.load(Ordering::Relaxed);
+    assert!(!m[1].confirm_ready().await);
+    assert!(!m[1].is_ready());
+    assert_eq!(m[1].failures.load(Ordering::Relaxed), failures + 1);
+    // A server that does not answer at all is not ready either.
+    b.kill();
+    assert!(!m[1].confirm_ready().await);
+}
