@@ -31,7 +31,7 @@ stage "rust: fmt + clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-stage "structure: no unused dependency (cargo machete), no source file over 600 lines"
+stage "structure: no unused dependency (cargo machete), no source file over 600 lines, no import circle between modules"
 command -v cargo-machete >/dev/null || cargo install --locked --quiet cargo-machete@0.9.2
 cargo machete
 big=$(find ./*/src -name '*.rs' -print0 | xargs -0 wc -l | awk '$2 != "total" && $1 > 600 {print $2 " (" $1 " lines)"}')
@@ -40,6 +40,7 @@ if [ -n "$big" ]; then
   echo "$big" >&2
   exit 1
 fi
+python3 scripts/module-cycles.py
 
 stage "triton: start the shared server"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

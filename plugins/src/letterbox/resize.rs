@@ -22,7 +22,7 @@
 use super::convert::{convert_row, deinterleave, src_row};
 use super::gather::{PackedGathers, YuvGathers};
 use super::geometry::Letterbox;
-use super::store::{blend, store_row};
+use super::store::{Band, blend, store_row};
 use super::taps::{Tap, regular, taps};
 use super::tensor::{DType, Layout, TensorSpec};
 use crate::pixel::{SrcImage, YuvToRgb};
@@ -87,12 +87,6 @@ impl Scratch {
             rgb1: [vec![0.0; nw], vec![0.0; nw], vec![0.0; nw]],
         }
     }
-}
-
-/// The tensor rows `y0..y1` of one band: per channel plane (NCHW) or interleaved (NHWC).
-pub(super) enum Band<'a> {
-    Planar([&'a mut [u8]; 3]),
-    Packed(&'a mut [u8]),
 }
 
 /// What one band computes: tensor rows `y0..y1` of `src`.

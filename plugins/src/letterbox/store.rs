@@ -3,8 +3,13 @@
 //! type and layout. `#[inline(always)]` where the row loops use them, so that the AVX2 build of
 //! those loops compiles them for AVX2 too.
 
-use super::resize::Band;
 use super::tensor::DType;
+
+/// The tensor rows `y0..y1` of one band: per channel plane (NCHW) or interleaved (NHWC).
+pub(super) enum Band<'a> {
+    Planar([&'a mut [u8]; 3]),
+    Packed(&'a mut [u8]),
+}
 
 /// `out[x] = (h0[x]·g + h1[x]·f)·a + b` (or `h0[x]·a + b` when f is 0: same value, one read).
 #[inline(always)]
