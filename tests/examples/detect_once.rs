@@ -1,9 +1,13 @@
-//! Sends one 640×640 tensor with drawn rectangles to a Triton `shapes_yolov8` model and prints what
-//! came back. Usage: `detect_once [TRITON_URL]` (default `http://127.0.0.1:8001`).
+//! Sends one 640×640 tensor with drawn rectangles to a Triton `shapes_yolov8` model through
+//! [`triton_client`] (no GStreamer) and prints what came back. Usage: `detect_once [TRITON_URL]`
+//! (default `http://127.0.0.1:8001`).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use gst_triton_tests::*;
-use triton_proto::inference::ModelInferRequest;
-use triton_proto::inference::model_infer_request::InferInputTensor;
+use triton_client::{Client, ClientConfig, InputDesc, Request, Transport};
+use triton_endpoint::{Auth, Names, Target};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -14,22 +18,29 @@ async fn main() -> anyhow::Result<()> {
         Rect::new(50, 100, 200, 100, 0),
         Rect::new(400, 300, 60, 120, 2),
     ];
-    let mut client = triton_client(&url).await?;
-    let resp = client
-        .model_infer(ModelInferRequest {
-            model_name: "shapes_yolov8".into(),
-            inputs: vec![InferInputTensor {
-                name: "images".into(),
-                datatype: "FP32".into(),
+    let client = Client::new(ClientConfig {
+        target: Target::new(&url, Names::ELEMENT),
+        auth: Auth::default(),
+        transport: Transport::TritonStream,
+        kserve_service: triton_client::transport::unary::DEFAULT_SERVICE.into(),
+        model: "shapes_yolov8".into(),
+        model_version: String::new(),
+        output_names: vec![],
+        timeout: Duration::from_secs(30),
+        shm: None,
+    });
+    let answer = client
+        .infer(Request {
+            id: "detect-once:0".into(),
+            desc: Arc::new(InputDesc {
+                input_name: "images".into(),
+                dtype: "FP32".into(),
                 shape: vec![1, 3, 640, 640],
-                ..Default::default()
-            }],
-            raw_input_contents: vec![draw_tensor(640, 640, &drawn).into()],
-            ..Default::default()
+            }),
+            data: draw_tensor(640, 640, &drawn).into(),
         })
-        .await?
-        .into_inner();
-    let found = decode_yolov8_simple(&f32s(&resp.raw_output_contents[0]), 4, 8400, 0.25);
+        .await?;
+    let found = decode_yolov8_simple(&f32s(&answer.outputs[0].data), 4, 8400, 0.25);
     for r in &found {
         println!(
             "{:>6} box [{:.0}, {:.0}, {:.0}, {:.0}]",
