@@ -21,6 +21,7 @@ pub mod letterbox;
 pub mod meta;
 pub mod overlay;
 pub mod pixel;
+pub mod track;
 pub mod video;
 
 gst::plugin_define!(
