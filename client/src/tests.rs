@@ -267,3 +267,104 @@ async fn readiness_passes_a_ready_server_and_reports_a_refusal() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// A request names the model and version configured and carries its tensor: the echo mock
+/// answers with the very bytes sent, on both direct transports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_names_its_model_and_carries_its_tensor() {
+    let mock = MockKserve::start(Script {
+        echo: true,
+        ..Default::default()
+    });
+    for transport in [Transport::TritonStream, Transport::KserveUnary] {
+        let mut cfg = config(&mock.url(), transport);
+        cfg.model_version = "2".into();
+        cfg.timeout = Duration::from_secs(3);
+        let c = Client::new(cfg);
+        let r = request(5, &desc());
+        let sent = r.data.clone();
+        let a = c.infer(r).await.unwrap();
+        assert_eq!(a.outputs[0].data, sent, "{transport:?}");
+        assert_eq!(mock.last_model(), ("m".to_string(), "2".to_string()));
+    }
+}
+
+/// Each failed connection doubles the wait before the next attempt (100 ms, then 200 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_between_connection_attempts_doubles() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = Client::new(config(
+        &format!("http://127.0.0.1:{port}"),
+        Transport::TritonStream,
+    ));
+    let wait = |e: InferError| match e {
+        InferError::Backoff { in_ms, .. } => Some(in_ms),
+        _ => None,
+    };
+    // The first attempt fails; requests back off until the second attempt is made.
+    assert_eq!(wait(c.infer(request(0, &desc())).await.unwrap_err()), None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while wait(c.infer(request(1, &desc())).await.unwrap_err()).is_some() {
+        assert!(std::time::Instant::now() < deadline, "never tried again");
+        tokio::task::yield_now().await;
+    }
+    let second = wait(c.infer(request(2, &desc())).await.unwrap_err());
+    assert!(
+        second.is_some_and(|ms| ms > 100),
+        "the second wait is not longer than the first: {second:?}"
+    );
+}
+
+/// A region whose request got its answer is used again; a new input size retires it (the next
+/// lease unregisters it); a server that forgot its regions (restarted) costs no request: the
+/// client registers anew and sends again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_are_reused_retired_and_registered_again_after_a_restart() {
+    let mock = MockKserve::start(Script {
+        shared_memory: true,
+        echo: true,
+        ..Default::default()
+    });
+    let mut cfg = config(&mock.url(), Transport::TritonStream);
+    let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
+    cfg.shm = Some(pool.clone());
+    let c = Client::new(cfg);
+    let d = desc();
+    for n in 0..3 {
+        c.infer(request(n, &d)).await.unwrap();
+    }
+    assert_eq!(
+        mock.registrations(),
+        1,
+        "one region for requests one at a time"
+    );
+    let bigger = Arc::new(InputDesc {
+        shape: vec![1, 3, 4, 4],
+        ..(*d).clone()
+    });
+    let r = Request {
+        id: "cam:9".into(),
+        desc: bigger,
+        data: vec![1u8; 3 * 16 * 4].into(),
+    };
+    c.infer(r).await.unwrap();
+    assert_eq!(mock.registrations(), 2);
+    assert_eq!(
+        mock.regions().len(),
+        1,
+        "the region of the old size was not unregistered"
+    );
+    mock.forget_regions();
+    let r = request(10, &d);
+    let sent = r.data.clone();
+    let a = c
+        .infer(r)
+        .await
+        .expect("a restarted server costs no request");
+    assert_eq!(a.outputs[0].data, sent);
+    assert_eq!(mock.registrations(), 3);
+}

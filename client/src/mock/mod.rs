@@ -98,6 +98,7 @@ struct Shared {
     gate: watch::Sender<bool>,
     counters: Counters,
     regions: shm::Registry,
+    last_model: Mutex<(String, String)>,
 }
 
 /// A running mock; killed on drop.
@@ -145,6 +146,7 @@ impl MockKserve {
             gate: watch::channel(true).0,
             counters: Counters::default(),
             regions: shm::Registry::default(),
+            last_model: Mutex::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -225,6 +227,21 @@ impl MockKserve {
         self.shared.regions.names()
     }
 
+    /// Shared-memory registrations so far; [`MockKserve::forget_regions`] forgets them all, as a
+    /// restarted Triton does.
+    pub fn registrations(&self) -> usize {
+        self.shared.regions.registrations()
+    }
+
+    pub fn forget_regions(&self) {
+        self.shared.regions.forget()
+    }
+
+    /// The model name and version of the last request.
+    pub fn last_model(&self) -> (String, String) {
+        self.shared.last_model.lock().unwrap().clone()
+    }
+
     /// The most requests outstanding (received, not yet answered) at any moment.
     /// Streams the mock ended on purpose with a request unanswered ([`Script::end_stream_at`]).
     pub fn streams_ended(&self) -> usize {
@@ -280,6 +297,7 @@ impl Service {
     async fn answer(shared: Arc<Shared>, req: ModelInferRequest) -> ModelStreamInferResponse {
         let c = &shared.counters;
         c.received.fetch_add(1, Ordering::SeqCst);
+        *shared.last_model.lock().unwrap() = (req.model_name.clone(), req.model_version.clone());
         let now = c.outstanding.fetch_add(1, Ordering::SeqCst) + 1;
         c.peak.fetch_max(now, Ordering::SeqCst);
         let n = frame_of(&req.id);

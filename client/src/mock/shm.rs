@@ -55,9 +55,12 @@ impl Place {
     }
 }
 
-/// The regions registered with the mock, by name.
+/// The regions registered with the mock, by name, and how many registrations there were.
 #[derive(Default)]
-pub(super) struct Registry(Mutex<HashMap<String, Mapped>>);
+pub(super) struct Registry(
+    Mutex<HashMap<String, Mapped>>,
+    std::sync::atomic::AtomicUsize,
+);
 
 impl Registry {
     /// Opens and maps `key` (`/name`) as Triton does when a client registers it.
@@ -90,11 +93,22 @@ impl Registry {
             .lock()
             .unwrap()
             .insert(name.into(), Mapped { ptr, len });
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
     pub fn unregister(&self, name: &str) {
         self.0.lock().unwrap().remove(name);
+    }
+
+    /// Registrations so far.
+    pub fn registrations(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Forgets every region, as a restarted Triton does.
+    pub fn forget(&self) {
+        self.0.lock().unwrap().clear();
     }
 
     pub fn names(&self) -> Vec<String> {
