@@ -346,20 +346,21 @@ async fn regions_are_reused_retired_and_registered_again_after_a_restart() {
         shape: vec![1, 3, 4, 4],
         ..(*d).clone()
     });
-    let r = Request {
-        id: "cam:9".into(),
-        desc: bigger,
+    let big = |id: &str| Request {
+        id: id.into(),
+        desc: bigger.clone(),
         data: vec![1u8; 3 * 16 * 4].into(),
     };
-    c.infer(r).await.unwrap();
+    c.infer(big("cam:9")).await.unwrap();
     assert_eq!(mock.registrations(), 2);
     assert_eq!(
         mock.regions().len(),
         1,
         "the region of the old size was not unregistered"
     );
+    // The restart comes while a region of the size being sent is free: it must not be reused.
     mock.forget_regions();
-    let r = request(10, &d);
+    let r = big("cam:10");
     let sent = r.data.clone();
     let a = c
         .infer(r)
@@ -367,4 +368,35 @@ async fn regions_are_reused_retired_and_registered_again_after_a_restart() {
         .expect("a restarted server costs no request");
     assert_eq!(a.outputs[0].data, sent);
     assert_eq!(mock.registrations(), 3);
+}
+
+/// A unary call whose server went away is a lost connection (sent once more on a new one, then
+/// reported as the connection's failure), not a refusal by the server; the next server on that
+/// address answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unary_call_to_a_server_that_went_away_is_a_lost_connection() {
+    let echo = || Script {
+        echo: true,
+        ..Default::default()
+    };
+    let mock = MockKserve::start(echo());
+    let c = Client::new(config(&mock.url(), Transport::KserveUnary));
+    c.infer(request(0, &desc())).await.unwrap();
+    let port = mock.kill();
+    let e = c.infer(request(1, &desc())).await.unwrap_err();
+    assert!(
+        !matches!(e, InferError::Server { .. }),
+        "a lost connection reported as the server's refusal: {e:?}"
+    );
+    let _mock = MockKserve::start_on(port, echo());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut n = 2;
+    while let Err(e) = c.infer(request(n, &desc())).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never answered again: {e}"
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
