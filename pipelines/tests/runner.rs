@@ -29,6 +29,8 @@ fn runner(env: &[(&str, &str)], args: &[&str]) -> Command {
         "KSERVE",
         "LABELS_FILE",
         "SHARED_MEMORY",
+        "TRACK",
+        "INTERVAL",
     ] {
         c.env_remove(k);
     }

@@ -4,6 +4,7 @@
 //! * `tritoninfer`: tensor → Triton (directly or through `triton-proxy`) → detections as
 //!   `GstVideoRegionOfInterestMeta` plus a `TritonResultMeta` (and, with the `v1_24` feature, a
 //!   `GstAnalyticsRelationMeta`: see [`meta::analytics`]).
+//! * `dettrack`: gives each detection a track id that stays with the object (ByteTrack, [`track`]).
 //! * `detoverlay`: draws the detections on the frames.
 //! * `detjsonsink`: one JSON line per frame with counts and boxes.
 //! * `tritoncamerasrc`: a live camera that keeps the pipeline running while it is away.
@@ -15,6 +16,7 @@
 
 pub mod camera;
 pub mod decode;
+pub mod dettrack;
 pub mod infer;
 pub mod jsonsink;
 pub mod letterbox;
@@ -42,6 +44,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     letterbox::register(plugin)?;
     infer::register(plugin)?;
     jsonsink::register(plugin)?;
+    dettrack::register(plugin)?;
     overlay::register(plugin)?;
     Ok(())
 }

@@ -18,6 +18,7 @@ fn det(label: &str, class_id: i32, confidence: f64, bbox: [f64; 4]) -> Detection
         class_id,
         confidence,
         bbox,
+        track: None,
     }
 }
 

@@ -88,6 +88,7 @@ fn box_edges_take_the_class_colour_in_every_format() {
                     class_id: cls,
                     confidence: 0.9,
                     bbox: b,
+                    track: None,
                 },
                 w as u32,
                 h as u32,
@@ -154,6 +155,7 @@ fn labels_are_drawn_and_boxes_fully_outside_are_ignored() {
             class_id: 0,
             confidence: 0.87,
             bbox: [50.0, 60.0, 150.0, 140.0],
+            track: None,
         },
         w as u32,
         h as u32,
@@ -166,6 +168,7 @@ fn labels_are_drawn_and_boxes_fully_outside_are_ignored() {
             class_id: 2,
             confidence: 0.5,
             bbox: [500.0, 500.0, 600.0, 600.0],
+            track: None,
         },
         w as u32,
         h as u32,
@@ -219,6 +222,7 @@ fn jsonsink_lines_parse_frames_contiguous_counts_match_and_eos_flushes() {
                     frame: i,
                     detections: 0,
                     labels: vec![],
+                    ..Default::default()
                 },
             );
             if status == "ok" {
@@ -230,6 +234,7 @@ fn jsonsink_lines_parse_frames_contiguous_counts_match_and_eos_flushes() {
                             class_id: k as i32,
                             confidence: 0.8,
                             bbox: [1.0, 2.0, 10.0, 20.0],
+                            track: None,
                         },
                         64,
                         48,

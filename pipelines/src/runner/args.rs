@@ -93,6 +93,14 @@ pub struct Args {
     /// this host, sharing /dev/shm) instead of the gRPC messages.
     #[arg(long, env = "SHARED_MEMORY", value_parser = clap::builder::FalseyValueParser::new())]
     pub shared_memory: bool,
+    /// Follow each object across frames (the `dettrack` element): a track id per detection in
+    /// the JSON lines and on the annotated video.
+    #[arg(long, env = "TRACK", value_parser = clap::builder::FalseyValueParser::new())]
+    pub track: bool,
+    /// Send every Nth frame to the model (1 = every frame); the frames between are marked
+    /// "skipped" and, with TRACK=1, carry the tracks' predicted boxes.
+    #[arg(long, env = "INTERVAL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub interval: u32,
     /// Requests in flight at once.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4)]
     pub max_in_flight: u32,

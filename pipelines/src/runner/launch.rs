@@ -1,6 +1,6 @@
 //! The pipeline `triton-video` runs, as a `gst-launch` description.
 //!
-//! `source ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer ! tee`
+//! `source ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer [! dettrack] ! tee`
 //!   → `detoverlay ! videoconvert ! x264enc ! mp4mux ! filesink RESULTS_DIR/annotated.mp4`
 //!     (a camera: `tritoncamerasrc` as the source, `mpegtsmux` into `annotated.ts`)
 //!   → `detjsonsink RESULTS_DIR/frame_counts.jsonl`
@@ -89,6 +89,12 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
     }
     if let Some(v) = &a.labels_file {
         d.push_str(&format!(" labels-file={}", quote(v)));
+    }
+    if a.interval > 1 {
+        d.push_str(&format!(" interval={}", a.interval));
+    }
+    if a.track {
+        d.push_str(" ! dettrack name=track");
     }
     let dir = a.results_dir.trim_end_matches('/');
     let json = format!(
@@ -179,6 +185,14 @@ mod tests {
         );
         assert!(!d.contains("x264enc") && !d.contains("detoverlay"), "{d}");
         assert!(!d.contains("videorate"), "{d}");
+        assert!(!d.contains("dettrack") && !d.contains("interval"), "{d}");
+        let mut tracked = none.clone();
+        (tracked.track, tracked.interval) = (true, 3);
+        let d = pipeline_description(&tracked, "rtsp://cam/1");
+        assert!(
+            d.contains("max-in-flight=4 interval=3 ! dettrack name=track ! queue"),
+            "{d}"
+        );
         assert!(!d.contains("shared-memory"), "{d}");
         let a = Args::parse_from(["triton-video", "--kserve", "--triton-url", "m:8081"]);
         let d = pipeline_description(&a, "/v/in.mp4");

@@ -218,6 +218,7 @@ impl Decoding {
                     class_id: d.class as i32,
                     confidence: d.score as f64,
                     bbox,
+                    track: None,
                 })
             })
             .collect()

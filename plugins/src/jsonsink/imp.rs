@@ -122,12 +122,19 @@ impl DetJsonSink {
             obj["detections"] = dets
                 .iter()
                 .map(|d| {
-                    serde_json::json!({
+                    let mut o = serde_json::json!({
                         "label": d.label,
                         "class_id": d.class_id,
                         "confidence": (d.confidence * 10000.0).round() / 10000.0,
                         "box": d.bbox.map(round),
-                    })
+                    });
+                    if let Some(t) = d.track {
+                        o["track_id"] = t.id.into();
+                        if t.predicted {
+                            o["predicted"] = true.into();
+                        }
+                    }
+                    o
                 })
                 .collect::<Vec<_>>()
                 .into();

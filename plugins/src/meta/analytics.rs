@@ -65,6 +65,7 @@ pub fn detections(buffer: &gst::BufferRef) -> Vec<Detection> {
                 class_id: -1,
                 confidence: od.confidence_level() as f64,
                 bbox: [x, y, x + loc.w as f64, y + loc.h as f64],
+                track: None,
             });
         }
     }

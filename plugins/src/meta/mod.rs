@@ -12,7 +12,9 @@
 //!   `status` ("ok" | "skipped" | "error"), `error`, `latency-ms` (double), `model`, `model-version`,
 //!   `request-id`, `frame` (uint64), `detections` (uint), `labels` (array of strings, one per
 //!   detection) and `counts` (a structure `counts, <label>=(uint)n, ...`), so bindings that cannot
-//!   iterate ROI metas (PyGObject) still get per-class counts.
+//!   iterate ROI metas (PyGObject) still get per-class counts. `dettrack` adds `track-ids` (array
+//!   of int64, the track of each ROI meta of the frame in order, -1 for none) and `predicted`
+//!   (uint, how many of them are predicted boxes).
 //! * [`NO_SIGNAL_META`] (`TritonNoSignalMeta`), added by `tritoncamerasrc` to the frames it makes
 //!   while its camera is away: `uri` (credentials removed) and `outage-ms` (uint64, how long the
 //!   camera has been away). `tritoninfer` sends no request for them and marks them
@@ -34,8 +36,10 @@ pub mod result;
 pub mod roi;
 pub mod tensor;
 
-pub use detection::Detection;
-pub use result::{NoSignal, ResultMeta, add_no_signal, add_result_meta, no_signal, result_meta};
+pub use detection::{Detection, TrackTag};
+pub use result::{
+    NoSignal, ResultMeta, add_no_signal, add_result_meta, no_signal, result_meta, set_tracks,
+};
 pub use roi::add_detection;
 pub use tensor::{TensorMeta, add_tensor_meta, tensor_meta};
 

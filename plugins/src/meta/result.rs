@@ -17,6 +17,10 @@ pub struct ResultMeta {
     pub frame: u64,
     pub detections: u32,
     pub labels: Vec<String>,
+    /// Set by `dettrack`: the track of each of the frame's ROI metas, in order (-1: none).
+    pub track_ids: Vec<i64>,
+    /// Set by `dettrack`: how many of them are predicted boxes (a frame without inference).
+    pub predicted: u32,
 }
 
 /// Attaches the result meta.
@@ -61,7 +65,27 @@ pub fn result_meta(buffer: &gst::BufferRef) -> Option<ResultMeta> {
             .get::<gst::Array>("labels")
             .map(|a| a.iter().filter_map(|v| v.get::<String>().ok()).collect())
             .unwrap_or_default(),
+        track_ids: s
+            .get::<gst::Array>("track-ids")
+            .map(|a| a.iter().filter_map(|v| v.get::<i64>().ok()).collect())
+            .unwrap_or_default(),
+        predicted: s.get("predicted").unwrap_or_default(),
     })
+}
+
+/// Records `dettrack`'s work in the frame's result meta (`track-ids`: int64 per ROI meta, -1
+/// where none; `predicted`: uint). False when the frame has no result meta.
+pub fn set_tracks(buffer: &mut gst::BufferRef, ids: &[Option<u64>], predicted: u32) -> bool {
+    let Ok(mut meta) = CustomMeta::from_mut_buffer(buffer, RESULT_META) else {
+        return false;
+    };
+    let s = meta.mut_structure();
+    s.set(
+        "track-ids",
+        gst::Array::new(ids.iter().map(|i| i.map_or(-1, |i| i as i64))),
+    );
+    s.set("predicted", predicted);
+    true
 }
 
 /// A frame made while the camera was away (`tritoncamerasrc`).

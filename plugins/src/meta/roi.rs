@@ -1,7 +1,19 @@
 //! Detections as `GstVideoRegionOfInterestMeta`s, each with a `detection` param (label, class id,
-//! confidence, normalised sub-pixel box): what every GStreamer version and binding can read.
+//! confidence, normalised sub-pixel box) and, once `dettrack` followed it, a `tracking` param
+//! (`id`: uint64, the track; `predicted`: boolean, the box is the tracker's prediction on a frame
+//! without inference): what every GStreamer version and binding can read.
 
-use super::Detection;
+use super::{Detection, TrackTag};
+
+/// Name of the ROI param `dettrack` adds.
+pub const TRACKING_PARAM: &str = "tracking";
+
+fn tracking_param(t: TrackTag) -> gst::Structure {
+    gst::Structure::builder(TRACKING_PARAM)
+        .field("id", t.id)
+        .field("predicted", t.predicted)
+        .build()
+}
 
 /// Adds one ROI meta per detection (`roi_type` = label; a `detection` param with `label-id`,
 /// `label`, `confidence` and normalised `x-min`, `y-min`, `x-max`, `y-max`).
@@ -23,6 +35,24 @@ pub fn add_detection(buffer: &mut gst::BufferRef, d: &Detection, frame_w: u32, f
             .field("y-max", y2 / fh)
             .build(),
     );
+    if let Some(t) = d.track {
+        roi.add_param(tracking_param(t));
+    }
+}
+
+/// Gives the frame's ROI metas their tracks, in the order [`detections`] reads them (`None`:
+/// left as it is). A ROI that has a `tracking` param already keeps it.
+pub fn tag(buffer: &mut gst::BufferRef, tags: &[Option<TrackTag>]) {
+    for (mut roi, t) in buffer
+        .iter_meta_mut::<gst_video::VideoRegionOfInterestMeta>()
+        .zip(tags)
+    {
+        if let Some(t) = t
+            && roi.param(TRACKING_PARAM).is_none()
+        {
+            roi.add_param(tracking_param(*t));
+        }
+    }
 }
 
 /// The detections of a frame's ROI metas (frame size needed to turn the normalised coordinates
@@ -38,7 +68,16 @@ pub fn detections(buffer: &gst::BufferRef, frame_w: u32, frame_h: u32) -> Vec<De
                 class_id: -1,
                 confidence: 0.0,
                 bbox: [x as f64, y as f64, (x + w) as f64, (y + h) as f64],
+                track: None,
             };
+            if let Some(p) = roi.param(TRACKING_PARAM)
+                && let Ok(id) = p.get::<u64>("id")
+            {
+                d.track = Some(TrackTag {
+                    id,
+                    predicted: p.get("predicted").unwrap_or(false),
+                });
+            }
             if let Some(p) = roi.param("detection") {
                 d.class_id = p.get("label-id").unwrap_or(-1);
                 d.confidence = p.get("confidence").unwrap_or(0.0);

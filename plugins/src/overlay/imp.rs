@@ -137,7 +137,7 @@ impl ElementImpl for DetOverlay {
             gst::subclass::ElementMetadata::new(
                 "Detection overlay",
                 "Filter/Effect/Video",
-                "Draws GstVideoRegionOfInterestMeta boxes, labels and confidences on the frame, one colour per class",
+                "Draws GstVideoRegionOfInterestMeta boxes, labels and confidences on the frame, one colour per class (per track, with #id, after dettrack)",
                 "gst-triton developers",
             )
         });
@@ -217,16 +217,20 @@ impl BaseTransformImpl for DetOverlay {
         let boxes: Vec<(i64, i64, i64, i64, i64, String)> = crate::meta::detections(buf, fw, fh)
             .into_iter()
             .map(|d| {
-                let id = if d.class_id >= 0 {
-                    d.class_id as i64
-                } else {
-                    d.label.bytes().map(|b| b as i64).sum()
+                // One colour per track where dettrack followed the object, else per class.
+                let id = match d.track {
+                    Some(t) => t.id as i64,
+                    None if d.class_id >= 0 => d.class_id as i64,
+                    None => d.label.bytes().map(|b| b as i64).sum(),
                 };
-                let text = if show_confidence && d.class_id >= 0 {
+                let mut text = if show_confidence && d.class_id >= 0 {
                     format!("{} {:.2}", d.label, d.confidence)
                 } else {
                     d.label.clone()
                 };
+                if let Some(t) = d.track {
+                    text = format!("#{} {text}", t.id);
+                }
                 let (x1, y1) = (d.bbox[0].round() as i64, d.bbox[1].round() as i64);
                 (
                     x1,

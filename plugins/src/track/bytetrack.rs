@@ -130,6 +130,9 @@ pub struct Tracker {
     frame: u64,
     next_id: u64,
     tracks: Vec<Track>,
+    /// The frame after the last [`Tracker::reset`]: like the first, it confirms new tracks at
+    /// once.
+    restart: u64,
 }
 
 impl Tracker {
@@ -214,7 +217,7 @@ impl Tracker {
                 continue;
             }
             self.next_id += 1;
-            let first = self.frame == 1;
+            let first = self.frame == 1 || self.frame == self.restart;
             self.tracks.push(Track {
                 id: self.next_id,
                 kalman: Kalman::new(measure(dets[d].bbox)),
@@ -237,6 +240,13 @@ impl Tracker {
             ids,
             tracks: self.views(),
         }
+    }
+
+    /// Forgets every track (after a seek the objects are elsewhere); ids keep counting up, so
+    /// that an id never names two objects of one stream.
+    pub fn reset(&mut self) {
+        self.tracks.clear();
+        self.restart = self.frame + 1;
     }
 
     /// A frame without detections because nothing was asked for it (`interval`): every track

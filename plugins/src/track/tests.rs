@@ -105,3 +105,24 @@ fn frames_without_inference_carry_the_prediction() {
     assert!((v[0].bbox[0] - 140.0).abs() < 1.5, "{:?}", v[0].bbox);
     assert_eq!(v[0].state, State::Tracked);
 }
+
+/// After a reset the tracks are gone, the first frame confirms new ones at once, and no id is
+/// given twice.
+#[test]
+fn a_reset_forgets_the_tracks_but_not_the_ids_given() {
+    let mut t = Tracker::new(Params::default());
+    let d = |x: f32| Detection {
+        bbox: [x, 10.0, x + 40.0, 90.0],
+        score: 0.9,
+        class_id: 0,
+    };
+    let before = t.update(&[d(10.0), d(200.0)]).ids;
+    t.reset();
+    let after = t.update(&[d(10.0), d(200.0)]).ids;
+    assert!(after.iter().all(Option::is_some), "{after:?}");
+    assert!(
+        after.iter().all(|a| !before.contains(a)),
+        "{before:?} {after:?}"
+    );
+    assert_eq!(t.update(&[d(12.0), d(202.0)]).ids, after);
+}
