@@ -39,6 +39,9 @@ fn default_string(p: &gst::glib::ParamSpec) -> String {
     if let Ok(u) = v.get::<u64>() {
         return u.to_string();
     }
+    if let Ok(f) = v.get::<f32>() {
+        return format!("{f}");
+    }
     if let Ok(d) = v.get::<f64>() {
         return format!("{d}");
     }
@@ -58,6 +61,7 @@ fn element_property_tables_match_the_code() {
         "tritoninfer",
         "detoverlay",
         "detjsonsink",
+        "dettrack",
         "tritoncamerasrc",
     ] {
         let e = gst::ElementFactory::make(name).build().unwrap();

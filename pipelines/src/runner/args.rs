@@ -173,11 +173,13 @@ mod tests {
             "CAMERAS_FILE",
             "METRICS_PORT",
             "ENCODER",
+            "TRACK",
+            "INTERVAL",
             "RUST_LOG",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 26, "{names:?}");
+        assert_eq!(names.len(), 28, "{names:?}");
     }
 
     #[test]
