@@ -15,6 +15,7 @@
 //! holds the format helpers the filters share.
 
 pub mod camera;
+pub mod count;
 pub mod decode;
 pub mod dettrack;
 pub mod infer;
