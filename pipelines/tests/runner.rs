@@ -31,6 +31,9 @@ fn runner(env: &[(&str, &str)], args: &[&str]) -> Command {
         "SHARED_MEMORY",
         "TRACK",
         "INTERVAL",
+        "LINES",
+        "ZONES",
+        "RULES_FILE",
     ] {
         c.env_remove(k);
     }

@@ -1,6 +1,7 @@
-//! dettrack in a C host (gst-launch-1.0) behind the real Triton, on the demo clip whose ground
-//! truth is known: one track id per object for the whole clip, inference on every third frame
-//! only, and the frames between carrying each track's predicted box near the drawn object.
+//! dettrack and detcount in a C host (gst-launch-1.0) behind the real Triton, on the demo clip
+//! whose ground truth is known: one track id per object for the whole clip, inference on every
+//! third frame only, the frames between carrying each track's predicted box near the drawn
+//! object, and every crossing of a line counted as the drawn objects cross it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,24 +36,30 @@ fn off(a: &[f64], b: &[f64]) -> f64 {
 }
 
 #[test]
-fn tracked_demo_keeps_one_id_per_object_and_predicts_between_inferences() {
+fn tracked_demo_keeps_one_id_per_object_predicts_between_inferences_and_counts_crossings() {
     const FRAMES: usize = 90;
     const INTERVAL: usize = 3;
     let dir = tmpdir("tracking");
     let (clip, truth) = make_clip(&dir, FRAMES as u32, 640, 360);
     let (jsonl, mp4) = (dir.join("tracks.jsonl"), dir.join("annotated.mp4"));
+    // A line down the middle, drawn downwards: an object moving left crosses it "in".
+    let rules = dir.join("rules.txt");
+    std::fs::write(&rules, "line mid 320,0 320,360\n").unwrap();
     let desc = format!(
         "filesrc location={} ! decodebin ! tritonletterbox ! tritoninfer url={} transport=triton model=shapes_yolov8 interval={INTERVAL} \
-         ! dettrack ! tee name=t \
+         ! dettrack ! detcount rules-file={} ! tee name=t \
          t. ! queue ! detoverlay ! videoconvert ! x264enc speed-preset=ultrafast ! mp4mux ! filesink location={} \
          t. ! queue ! detjsonsink location={}",
         clip.display(),
         shared_url(),
+        rules.display(),
         mp4.display(),
         jsonl.display()
     );
     let mut cmd = std::process::Command::new("gst-launch-1.0");
-    cmd.args(desc.split_whitespace())
+    // -m prints the element messages: detcount's crossings as a C application sees them.
+    cmd.arg("-m")
+        .args(desc.split_whitespace())
         .env("GST_PLUGIN_PATH", gst_triton_tests::artifacts::plugin_dir());
     let out = gst_triton_tests::stderr::output("gst-launch-1.0 tracking", &mut cmd);
     assert!(
@@ -98,6 +105,49 @@ fn tracked_demo_keeps_one_id_per_object_and_predicts_between_inferences() {
             }
         }
     }
+    // Crossings of the drawn objects (their boxes' bottom centres) against what detcount
+    // counted, on detected and predicted boxes alike.
+    let mut want: BTreeMap<(String, &str), u64> = BTreeMap::new();
+    for i in 1..FRAMES {
+        for o in truth[i]["objects"].as_array().unwrap() {
+            let prev = truth[i - 1]["objects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["label"] == o["label"])
+                .unwrap();
+            let x = |v: &serde_json::Value| {
+                let b = boxf(&v["box"]);
+                (b[0] + b[2]) / 2.0
+            };
+            let (was, now) = (x(prev) > 320.0, x(o) > 320.0);
+            if was != now {
+                let dir = if was { "in" } else { "out" };
+                *want
+                    .entry((o["label"].as_str().unwrap().into(), dir))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let mut got: BTreeMap<(String, &str), u64> = BTreeMap::new();
+    for (dir, labels) in lines[FRAMES - 1]["lines"]["mid"].as_object().unwrap() {
+        for (label, n) in labels.as_object().unwrap() {
+            let dir = if dir == "in" { "in" } else { "out" };
+            got.insert((label.clone(), dir), n.as_u64().unwrap());
+        }
+    }
+    assert!(!want.is_empty(), "the clip crosses the line");
+    assert_eq!(got, want, "crossings counted vs drawn");
+    let events: usize = lines
+        .iter()
+        .map(|l| l["events"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(events as u64, want.values().sum::<u64>());
+    let posted = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("triton-count") && l.contains("event=(string)crossed"))
+        .count();
+    assert_eq!(posted, events, "bus messages seen by gst-launch-1.0 -m");
     let ids: std::collections::BTreeSet<u64> = id_of.values().copied().collect();
     assert_eq!(ids.len(), 4, "four objects, four ids: {id_of:?}");
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;

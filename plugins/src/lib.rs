@@ -5,6 +5,7 @@
 //!   `GstVideoRegionOfInterestMeta` plus a `TritonResultMeta` (and, with the `v1_24` feature, a
 //!   `GstAnalyticsRelationMeta`: see [`meta::analytics`]).
 //! * `dettrack`: gives each detection a track id that stays with the object (ByteTrack, [`track`]).
+//! * `detcount`: counts tracked objects crossing lines and inside zones ([`count`]).
 //! * `detoverlay`: draws the detections on the frames.
 //! * `detjsonsink`: one JSON line per frame with counts and boxes.
 //! * `tritoncamerasrc`: a live camera that keeps the pipeline running while it is away.
@@ -17,6 +18,7 @@
 pub mod camera;
 pub mod count;
 pub mod decode;
+pub mod detcount;
 pub mod dettrack;
 pub mod infer;
 pub mod jsonsink;
@@ -46,6 +48,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     infer::register(plugin)?;
     jsonsink::register(plugin)?;
     dettrack::register(plugin)?;
+    detcount::register(plugin)?;
     overlay::register(plugin)?;
     Ok(())
 }

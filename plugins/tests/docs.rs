@@ -62,6 +62,7 @@ fn element_property_tables_match_the_code() {
         "detoverlay",
         "detjsonsink",
         "dettrack",
+        "detcount",
         "tritoncamerasrc",
     ] {
         let e = gst::ElementFactory::make(name).build().unwrap();

@@ -97,6 +97,16 @@ pub struct Args {
     /// the JSON lines and on the annotated video.
     #[arg(long, env = "TRACK", value_parser = clap::builder::FalseyValueParser::new())]
     pub track: bool,
+    /// Counting lines (implies TRACK): `NAME X1,Y1 X2,Y2 [classes=a,b]`, `;` between them
+    /// (docs/elements.md, `detcount`).
+    #[arg(long, env = "LINES")]
+    pub lines: Option<String>,
+    /// Counting zones (implies TRACK): `NAME X1,Y1 X2,Y2 X3,Y3 ... [classes=a,b]`, `;` between.
+    #[arg(long, env = "ZONES")]
+    pub zones: Option<String>,
+    /// A file of counting rules (implies TRACK), one per line: `line NAME ...` / `zone NAME ...`.
+    #[arg(long, env = "RULES_FILE")]
+    pub rules_file: Option<String>,
     /// Send every Nth frame to the model (1 = every frame); the frames between are marked
     /// "skipped" and, with TRACK=1, carry the tracks' predicted boxes.
     #[arg(long, env = "INTERVAL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -175,11 +185,14 @@ mod tests {
             "ENCODER",
             "TRACK",
             "INTERVAL",
+            "LINES",
+            "ZONES",
+            "RULES_FILE",
             "RUST_LOG",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 28, "{names:?}");
+        assert_eq!(names.len(), 31, "{names:?}");
     }
 
     #[test]

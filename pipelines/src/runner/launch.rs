@@ -1,6 +1,6 @@
 //! The pipeline `triton-video` runs, as a `gst-launch` description.
 //!
-//! `source ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer [! dettrack] ! tee`
+//! `source ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer [! dettrack [! detcount]] ! tee`
 //!   → `detoverlay ! videoconvert ! x264enc ! mp4mux ! filesink RESULTS_DIR/annotated.mp4`
 //!     (a camera: `tritoncamerasrc` as the source, `mpegtsmux` into `annotated.ts`)
 //!   → `detjsonsink RESULTS_DIR/frame_counts.jsonl`
@@ -93,8 +93,23 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
     if a.interval > 1 {
         d.push_str(&format!(" interval={}", a.interval));
     }
-    if a.track {
+    let counting = [&a.lines, &a.zones, &a.rules_file]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()));
+    if a.track || counting {
         d.push_str(" ! dettrack name=track");
+    }
+    if counting {
+        d.push_str(" ! detcount name=count");
+        for (prop, v) in [
+            ("lines", &a.lines),
+            ("zones", &a.zones),
+            ("rules-file", &a.rules_file),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                d.push_str(&format!(" {prop}={}", quote(v)));
+            }
+        }
     }
     let dir = a.results_dir.trim_end_matches('/');
     let json = format!(
@@ -191,6 +206,15 @@ mod tests {
         let d = pipeline_description(&tracked, "rtsp://cam/1");
         assert!(
             d.contains("max-in-flight=4 interval=3 ! dettrack name=track ! queue"),
+            "{d}"
+        );
+        let mut counted = none.clone();
+        counted.lines = Some("door 0,100 640,100".into());
+        let d = pipeline_description(&counted, "rtsp://cam/1");
+        assert!(
+            d.contains(
+                "! dettrack name=track ! detcount name=count lines=\"door 0,100 640,100\" ! queue"
+            ),
             "{d}"
         );
         assert!(!d.contains("shared-memory"), "{d}");

@@ -139,8 +139,67 @@ impl DetJsonSink {
                 .collect::<Vec<_>>()
                 .into();
         }
+        if let Some(c) = meta::count_meta(buf) {
+            add_counts(&mut obj, &c);
+        }
         obj.to_string()
     }
+}
+
+/// `detcount`'s results: `events` of this frame, `zones` (objects in each zone now) and `lines`
+/// (crossings so far per line, direction and class).
+fn add_counts(obj: &mut serde_json::Value, c: &meta::Counts) {
+    use crate::count::Event;
+    obj["events"] = c
+        .frame
+        .events
+        .iter()
+        .map(|e| match e {
+            Event::Crossed {
+                line,
+                direction,
+                track_id,
+                label,
+            } => serde_json::json!({
+                "event": "crossed", "line": line, "direction": direction.as_str(),
+                "track_id": track_id, "label": label,
+            }),
+            Event::Entered {
+                zone,
+                track_id,
+                label,
+            } => serde_json::json!({
+                "event": "entered", "zone": zone, "track_id": track_id, "label": label,
+            }),
+            Event::Left {
+                zone,
+                track_id,
+                label,
+            } => serde_json::json!({
+                "event": "left", "zone": zone, "track_id": track_id, "label": label,
+            }),
+        })
+        .collect::<Vec<_>>()
+        .into();
+    obj["zones"] = c
+        .frame
+        .occupancy
+        .iter()
+        .map(|(z, n)| (z.clone(), serde_json::Value::from(*n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    obj["lines"] = c
+        .totals
+        .iter()
+        .map(|(line, dirs)| {
+            let d: serde_json::Map<_, _> = dirs
+                .iter()
+                .map(|(d, labels)| (d.as_str().to_string(), serde_json::json!(labels)))
+                .collect();
+            (line.clone(), serde_json::Value::from(d))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
 }
 
 impl ObjectImpl for DetJsonSink {

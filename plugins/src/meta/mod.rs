@@ -19,6 +19,8 @@
 //!   while its camera is away: `uri` (credentials removed) and `outage-ms` (uint64, how long the
 //!   camera has been away). `tritoninfer` sends no request for them and marks them
 //!   `status: "no-signal"`.
+//! * [`COUNT_META`] (`TritonCountMeta`), added by `detcount`: the frame's crossing and zone
+//!   events, each zone's occupancy and the crossings so far (see [`count`]).
 
 //!
 //! Files: [`detection`] (the shared [`Detection`] leaf), [`tensor`], [`result`], [`roi`] (ROI
@@ -31,11 +33,13 @@ use gst::meta::CustomMeta;
 
 #[cfg(feature = "v1_24")]
 pub mod analytics;
+pub mod count;
 pub mod detection;
 pub mod result;
 pub mod roi;
 pub mod tensor;
 
+pub use count::{Counts, add_count_meta, count_meta};
 pub use detection::{Detection, TrackTag};
 pub use result::{
     NoSignal, ResultMeta, add_no_signal, add_result_meta, no_signal, result_meta, set_tracks,
@@ -47,6 +51,8 @@ pub use tensor::{TensorMeta, add_tensor_meta, tensor_meta};
 pub const TENSOR_META: &str = "TritonTensorMeta";
 /// Name of the per-frame inference result meta.
 pub const RESULT_META: &str = "TritonResultMeta";
+/// Name of the counting rules' per-frame meta (`detcount`).
+pub const COUNT_META: &str = "TritonCountMeta";
 /// Name of the marker of frames made while a camera was away.
 pub const NO_SIGNAL_META: &str = "TritonNoSignalMeta";
 
@@ -62,6 +68,9 @@ pub fn register() {
         }
         if !CustomMeta::is_registered(NO_SIGNAL_META) {
             CustomMeta::register(NO_SIGNAL_META, &[]);
+        }
+        if !CustomMeta::is_registered(COUNT_META) {
+            CustomMeta::register(COUNT_META, &[]);
         }
     });
 }
