@@ -1,6 +1,6 @@
 //! dettrack and detcount in a C host (gst-launch-1.0) behind the real Triton, on the demo clip
-//! whose ground truth is known: one track id per object for the whole clip, inference on every
-//! third frame only, the frames between carrying each track's predicted box near the drawn
+//! whose ground truth is known: one track id per object for the whole clip, a tensor and a
+//! request for every third frame only (`tritonletterbox interval=3`), the frames between carrying each track's predicted box near the drawn
 //! object, and every crossing of a line counted as the drawn objects cross it.
 
 use std::collections::BTreeMap;
@@ -46,7 +46,7 @@ fn tracked_demo_keeps_one_id_per_object_predicts_between_inferences_and_counts_c
     let rules = dir.join("rules.txt");
     std::fs::write(&rules, "line mid 320,0 320,360\n").unwrap();
     let desc = format!(
-        "filesrc location={} ! decodebin ! tritonletterbox ! tritoninfer url={} transport=triton model=shapes_yolov8 interval={INTERVAL} \
+        "filesrc location={} ! decodebin ! tritonletterbox interval={INTERVAL} ! tritoninfer url={} transport=triton model=shapes_yolov8 \
          ! dettrack ! detcount rules-file={} ! tee name=t \
          t. ! queue ! detoverlay ! videoconvert ! x264enc speed-preset=ultrafast ! mp4mux ! filesink location={} \
          t. ! queue ! detjsonsink location={}",

@@ -224,3 +224,34 @@ fn no_leaks_over_1000_frames() {
             .join("\n")
     );
 }
+
+/// `interval=3`: a tensor for frames 0, 3, 6, ...; the frames between carry the skipped marker
+/// and no tensor; a flush starts the count again, so the first frame after a seek has a tensor.
+#[test]
+fn interval_makes_tensors_for_every_nth_frame_and_starts_again_after_a_flush() {
+    init();
+    let mut h = gst_check::Harness::new_parse("tritonletterbox width=64 height=64 interval=3");
+    let c = caps("RGB", 96, 64);
+    h.set_src_caps(c.clone());
+    let info = gst_video::VideoInfo::from_caps(&c).unwrap();
+    let mut seen = Vec::new();
+    for i in 0..7 {
+        let out = h.push_and_pull(frame(&info, i)).unwrap();
+        let tensor = meta::tensor_meta(&out).is_some();
+        assert_eq!(meta::skipped(&out), (!tensor).then_some(3), "frame {i}");
+        seen.push(tensor);
+    }
+    assert_eq!(seen, [true, false, false, true, false, false, true]);
+    let out = h.push_and_pull(frame(&info, 7)).unwrap();
+    assert!(meta::tensor_meta(&out).is_none());
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+    let out = h.push_and_pull(frame(&info, 8)).unwrap();
+    assert!(
+        meta::tensor_meta(&out).is_some(),
+        "the first frame after a flush has no tensor"
+    );
+}

@@ -57,6 +57,10 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
         " ! tritonletterbox width={s} height={s} name=letterbox",
         s = a.img_size
     ));
+    // The letterbox decides which frames are sent: the others get no tensor and no request.
+    if a.interval > 1 {
+        d.push_str(&format!(" interval={}", a.interval));
+    }
     let (url, transport) = if a.kserve {
         (normalize_url(&a.triton_url), "kserve")
     } else if a.direct {
@@ -89,9 +93,6 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
     }
     if let Some(v) = &a.labels_file {
         d.push_str(&format!(" labels-file={}", quote(v)));
-    }
-    if a.interval > 1 {
-        d.push_str(&format!(" interval={}", a.interval));
     }
     let counting = [&a.lines, &a.zones, &a.rules_file]
         .iter()
@@ -205,7 +206,8 @@ mod tests {
         (tracked.track, tracked.interval) = (true, 3);
         let d = pipeline_description(&tracked, "rtsp://cam/1");
         assert!(
-            d.contains("max-in-flight=4 interval=3 ! dettrack name=track ! queue"),
+            d.contains("name=letterbox interval=3 ! tritoninfer")
+                && d.contains("max-in-flight=4 ! dettrack name=track ! queue"),
             "{d}"
         );
         let mut counted = none.clone();

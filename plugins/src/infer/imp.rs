@@ -228,14 +228,17 @@ impl TritonInfer {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let Some(tm) = meta::tensor_meta(&buffer) else {
+        let tm = meta::tensor_meta(&buffer);
+        // A frame tritonletterbox made no tensor for (its `interval`) passes as skipped.
+        let letterbox_skipped = tm.is_none() && meta::skipped(&buffer).is_some();
+        if tm.is_none() && !letterbox_skipped {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
                 ("tritoninfer: frame has no TritonTensorMeta; put tritonletterbox before tritoninfer (e.g. '... ! tritonletterbox ! tritoninfer ! ...')")
             );
             return Err(gst::FlowError::Error);
-        };
+        }
         // Room first, request second: never more than max-in-flight requests outstanding.
         let max = self.settings.lock().unwrap().max_in_flight.max(1) as usize;
         self.refused(self.queue.wait_for_room(max))?;
@@ -248,56 +251,59 @@ impl TritonInfer {
             let frame_no = r.frame_no;
             r.frame_no += 1;
             let passed = meta::no_signal(&buffer).map(|_| "no-signal").or_else(|| {
-                (frame_no % r.settings.interval.max(1) as u64 != 0).then_some("skipped")
+                (letterbox_skipped || frame_no % r.settings.interval.max(1) as u64 != 0)
+                    .then_some("skipped")
             });
-            if let Some(status) = passed {
-                Item::Passed {
+            // Without a tensor the frame was skipped by the letterbox (checked above).
+            match (passed, tm) {
+                (status, None) | (status @ Some(_), _) => Item::Passed {
                     buffer,
                     frame_no,
-                    status,
-                }
-            } else {
-                let request_id = format!("{}:{}", r.settings.stream_id, frame_no);
-                let data = tm
-                    .tensor
-                    .clone()
-                    .into_mapped_buffer_readable()
-                    .map_err(|_| gst::FlowError::Error)?;
-                let desc = match &r.input {
-                    Some(d)
-                        if d.dtype == tm.dtype
-                            && d.shape == tm.shape
-                            && d.input_name == r.decoding.input_name =>
-                    {
-                        d.clone()
+                    status: status.unwrap_or("skipped"),
+                },
+                (None, Some(tm)) => {
+                    let request_id = format!("{}:{}", r.settings.stream_id, frame_no);
+                    let data = tm
+                        .tensor
+                        .clone()
+                        .into_mapped_buffer_readable()
+                        .map_err(|_| gst::FlowError::Error)?;
+                    let desc = match &r.input {
+                        Some(d)
+                            if d.dtype == tm.dtype
+                                && d.shape == tm.shape
+                                && d.input_name == r.decoding.input_name =>
+                        {
+                            d.clone()
+                        }
+                        _ => {
+                            let d = Arc::new(InputDesc {
+                                input_name: r.decoding.input_name.clone(),
+                                dtype: tm.dtype.clone(),
+                                shape: tm.shape.clone(),
+                            });
+                            r.input = Some(d.clone());
+                            d
+                        }
+                    };
+                    let req = Request {
+                        id: request_id.clone(),
+                        desc,
+                        data: bytes::Bytes::from_owner(data),
+                    };
+                    let (tx, rx) = oneshot::channel();
+                    let client = r.client.clone();
+                    RUNTIME.spawn(async move {
+                        let _ = tx.send(client.infer(req).await);
+                    });
+                    Item::Frame {
+                        buffer,
+                        frame_no,
+                        request_id,
+                        rx: Some(rx),
+                        submitted: Instant::now(),
+                        geometry: tm.geometry,
                     }
-                    _ => {
-                        let d = Arc::new(InputDesc {
-                            input_name: r.decoding.input_name.clone(),
-                            dtype: tm.dtype.clone(),
-                            shape: tm.shape.clone(),
-                        });
-                        r.input = Some(d.clone());
-                        d
-                    }
-                };
-                let req = Request {
-                    id: request_id.clone(),
-                    desc,
-                    data: bytes::Bytes::from_owner(data),
-                };
-                let (tx, rx) = oneshot::channel();
-                let client = r.client.clone();
-                RUNTIME.spawn(async move {
-                    let _ = tx.send(client.infer(req).await);
-                });
-                Item::Frame {
-                    buffer,
-                    frame_no,
-                    request_id,
-                    rx: Some(rx),
-                    submitted: Instant::now(),
-                    geometry: tm.geometry,
                 }
             }
         };

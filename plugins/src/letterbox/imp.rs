@@ -1,3 +1,4 @@
+use std::sync::atomic::Ordering;
 use std::sync::{LazyLock, Mutex};
 
 use gst::glib;
@@ -66,6 +67,7 @@ struct Settings {
     mean: String,
     std: String,
     threads: u32,
+    interval: u32,
 }
 
 impl Default for Settings {
@@ -82,6 +84,7 @@ impl Default for Settings {
             mean: String::new(),
             std: String::new(),
             threads: 1,
+            interval: 1,
         }
     }
 }
@@ -149,6 +152,8 @@ struct State {
 pub struct TritonLetterbox {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Frames since start or the last flush (`interval` counts from the first frame after it).
+    frames: std::sync::atomic::AtomicU64,
 }
 
 #[glib::object_subclass]
@@ -219,6 +224,7 @@ impl ObjectImpl for TritonLetterbox {
                 glib::ParamSpecString::builder("mean").nick("Mean").blurb("Per-channel mean subtracted after scaling, in tensor channel order: 'm' or 'r,g,b' (empty = 0)").mutable_ready().build(),
                 glib::ParamSpecString::builder("std").nick("Std").blurb("Per-channel divisor after the mean: 's' or 'r,g,b' (empty = 1)").mutable_ready().build(),
                 glib::ParamSpecUInt::builder("threads").nick("Threads").blurb("Threads that share each frame's rows (for 4K inputs; 1 = the streaming thread only)").minimum(1).maximum(64).default_value(d.threads).mutable_ready().build(),
+                glib::ParamSpecUInt::builder("interval").nick("Interval").blurb("Make a tensor for every Nth frame only, counted from the start and from each flush (seek); the others get a TritonSkippedMeta and tritoninfer passes them as skipped without a request").minimum(1).maximum(100_000).default_value(d.interval).mutable_ready().build(),
             ]
         });
         PROPS.as_ref()
@@ -248,6 +254,7 @@ impl ObjectImpl for TritonLetterbox {
                     .unwrap_or_default()
             }
             "threads" => s.threads = value.get().expect("type checked"),
+            "interval" => s.interval = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -266,6 +273,7 @@ impl ObjectImpl for TritonLetterbox {
             "mean" => s.mean.to_value(),
             "std" => s.std.to_value(),
             "threads" => s.threads.to_value(),
+            "interval" => s.interval.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -309,7 +317,19 @@ impl BaseTransformImpl for TritonLetterbox {
         s.spec().map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("tritonletterbox: {}", e))
         })?;
+        self.frames.store(0, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        // After a seek the next frame is analysed (a tracker after tritoninfer starts again).
+        if matches!(
+            event.type_(),
+            gst::EventType::FlushStop | gst::EventType::StreamStart
+        ) {
+            self.frames.store(0, Ordering::SeqCst);
+        }
+        self.parent_sink_event(event)
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
@@ -337,6 +357,11 @@ impl BaseTransformImpl for TritonLetterbox {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let interval = self.settings.lock().unwrap().interval.max(1);
+        if self.frames.fetch_add(1, Ordering::SeqCst) % u64::from(interval) != 0 {
+            meta::add_skipped(buf, interval);
+            return Ok(gst::FlowSuccess::Ok);
+        }
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else {
             gst::element_imp_error!(

@@ -8,6 +8,9 @@
 //!   column/row where the resized image starts in the tensor), `src-width`, `src-height`,
 //!   `tensor-width`, `tensor-height`, `resized-width`, `resized-height` (int).
 //!   Frame → tensor: `x_t = x·scale-x + pad-x`; tensor → frame: `x = (x_t − pad-x)/scale-x`.
+//! * [`SKIPPED_META`] (`TritonSkippedMeta`), added by `tritonletterbox interval=N` instead of a
+//!   tensor meta to the frames between: `interval` (uint). `tritoninfer` passes them as
+//!   `status: "skipped"` without a request.
 //! * [`RESULT_META`] (`TritonResultMeta`), added by `tritoninfer` to every frame it passes:
 //!   `status` ("ok" | "skipped" | "error"), `error`, `latency-ms` (double), `model`, `model-version`,
 //!   `request-id`, `frame` (uint64), `detections` (uint), `labels` (array of strings, one per
@@ -45,12 +48,14 @@ pub use result::{
     NoSignal, ResultMeta, add_no_signal, add_result_meta, no_signal, result_meta, set_tracks,
 };
 pub use roi::add_detection;
-pub use tensor::{TensorMeta, add_tensor_meta, tensor_meta};
+pub use tensor::{TensorMeta, add_skipped, add_tensor_meta, skipped, tensor_meta};
 
 /// Name of the tensor + transform meta.
 pub const TENSOR_META: &str = "TritonTensorMeta";
 /// Name of the per-frame inference result meta.
 pub const RESULT_META: &str = "TritonResultMeta";
+/// Name of the marker of frames `tritonletterbox interval=N` made no tensor for.
+pub const SKIPPED_META: &str = "TritonSkippedMeta";
 /// Name of the counting rules' per-frame meta (`detcount`).
 pub const COUNT_META: &str = "TritonCountMeta";
 /// Name of the marker of frames made while a camera was away.
@@ -68,6 +73,9 @@ pub fn register() {
         }
         if !CustomMeta::is_registered(NO_SIGNAL_META) {
             CustomMeta::register(NO_SIGNAL_META, &[]);
+        }
+        if !CustomMeta::is_registered(SKIPPED_META) {
+            CustomMeta::register(SKIPPED_META, &[]);
         }
         if !CustomMeta::is_registered(COUNT_META) {
             CustomMeta::register(COUNT_META, &[]);

@@ -3,7 +3,7 @@
 
 use gst::meta::CustomMeta;
 
-use super::{TENSOR_META, register};
+use super::{SKIPPED_META, TENSOR_META, register};
 use crate::letterbox::geometry::Letterbox;
 use crate::letterbox::tensor::{Layout, TensorSpec};
 
@@ -92,4 +92,18 @@ pub fn tensor_meta(buffer: &gst::BufferRef) -> Option<TensorMeta> {
         shape,
         geometry,
     })
+}
+
+/// Marks a frame `tritonletterbox interval=N` made no tensor for (`interval`: N), so that
+/// `tritoninfer` passes it as skipped.
+pub fn add_skipped(buffer: &mut gst::BufferRef, interval: u32) {
+    register();
+    let mut meta = CustomMeta::add(buffer, SKIPPED_META).expect("TritonSkippedMeta is registered");
+    meta.mut_structure().set("interval", interval);
+}
+
+/// The `interval` of a frame `tritonletterbox` made no tensor for.
+pub fn skipped(buffer: &gst::BufferRef) -> Option<u32> {
+    let meta = CustomMeta::from_buffer(buffer, SKIPPED_META).ok()?;
+    meta.structure().get("interval").ok()
 }
