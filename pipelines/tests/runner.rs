@@ -34,6 +34,7 @@ fn runner(env: &[(&str, &str)], args: &[&str]) -> Command {
         "LINES",
         "ZONES",
         "RULES_FILE",
+        "REPORT_INTERVAL",
     ] {
         c.env_remove(k);
     }

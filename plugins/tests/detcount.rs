@@ -252,3 +252,68 @@ fn a_rules_file_holds_lines_and_zones_in_normalized_coordinates() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `report-interval=1` with frames 100 ms apart: a summary line after each second of stream time
+/// with that second's crossings (not the running total), and a partial one at EOS.
+#[test]
+fn detjsonsink_sums_up_each_report_interval() {
+    let dir = std::env::temp_dir().join(format!("detcount-summary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("frame_counts.jsonl");
+    let (mut h, _bus) = harness(&format!(
+        "{RULES} ! detjsonsink location={} report-interval=1 stream-id=door-cam",
+        path.display()
+    ));
+    for i in 0..25u64 {
+        // The scene of the other tests, then (from frame 12) person 1 walks back up.
+        let mut dets = if i < 12 { scene(i.min(5)) } else { scene(5) };
+        if i >= 12 {
+            dets[0] = person(1, 80.0, 150.0 - 10.0 * (i - 12) as f64);
+        }
+        let mut b = frame(i, &dets);
+        b.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(100 * i));
+        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summaries: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l.get("summary").is_some())
+        .collect();
+    assert_eq!(lines.len(), 25 + 3, "25 frames and 3 summaries");
+    assert_eq!(summaries.len(), 3);
+    let s: Vec<&serde_json::Value> = summaries.iter().map(|l| &l["summary"]).collect();
+    assert_eq!(summaries[0]["stream_id"], "door-cam");
+    assert_eq!(
+        (s[0]["from_pts_ns"].as_u64(), s[0]["to_pts_ns"].as_u64()),
+        (Some(0), Some(1_000_000_000))
+    );
+    assert_eq!(s[0]["frames"], 10);
+    assert_eq!(s[0]["tracks"], 2);
+    assert_eq!(s[0]["counts_max"]["person"], 2);
+    assert_eq!(s[0]["crossings"]["door"]["in"]["person"], 1, "{}", s[0]);
+    assert_eq!(s[0]["crossings"]["door"]["out"]["person"], 1, "{}", s[0]);
+    assert_eq!(s[0]["zones_peak"]["left"], 2);
+    // Second 1: person 1 walks back up across the door (frames 12..15): one "out" in this
+    // interval, none "in" (the running total would say 1).
+    assert_eq!(s[1]["frames"], 10);
+    assert_eq!(s[1]["crossings"]["door"]["in"]["person"], 0, "{}", s[1]);
+    assert_eq!(s[1]["crossings"]["door"]["out"]["person"], 1, "{}", s[1]);
+    assert!(s[1].get("partial").is_none());
+    // The last half second, at EOS.
+    assert_eq!(s[2]["frames"], 5);
+    assert_eq!(s[2]["partial"], true);
+    // Summaries come right before the first frame of the next interval.
+    let at = lines
+        .iter()
+        .position(|l| l.get("summary").is_some())
+        .unwrap();
+    assert_eq!(lines[at + 1]["pts_ns"], 1_000_000_000u64);
+    let _ = std::fs::remove_dir_all(&dir);
+}

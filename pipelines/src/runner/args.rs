@@ -107,6 +107,10 @@ pub struct Args {
     /// A file of counting rules (implies TRACK), one per line: `line NAME ...` / `zone NAME ...`.
     #[arg(long, env = "RULES_FILE")]
     pub rules_file: Option<String>,
+    /// A summary line in frame_counts.jsonl every this many seconds of video (counts, tracks,
+    /// crossings in that interval); 0 = none.
+    #[arg(long, env = "REPORT_INTERVAL", default_value_t = 0)]
+    pub report_interval: u32,
     /// Send every Nth frame to the model (1 = every frame); the frames between are marked
     /// "skipped" and, with TRACK=1, carry the tracks' predicted boxes.
     #[arg(long, env = "INTERVAL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
@@ -188,11 +192,12 @@ mod tests {
             "LINES",
             "ZONES",
             "RULES_FILE",
+            "REPORT_INTERVAL",
             "RUST_LOG",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 31, "{names:?}");
+        assert_eq!(names.len(), 32, "{names:?}");
     }
 
     #[test]

@@ -113,11 +113,14 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
         }
     }
     let dir = a.results_dir.trim_end_matches('/');
-    let json = format!(
+    let mut json = format!(
         "detjsonsink location={} stream-id={}",
         quote(&format!("{dir}/frame_counts.jsonl")),
         quote(&a.stream_id)
     );
+    if a.report_interval > 0 {
+        json.push_str(&format!(" report-interval={}", a.report_interval));
+    }
     let recording = recording_name(video, a.encoder);
     if recording.is_empty() {
         d.push_str(&format!(" ! queue max-size-buffers=30 ! {json}"));
@@ -212,11 +215,16 @@ mod tests {
         );
         let mut counted = none.clone();
         counted.lines = Some("door 0,100 640,100".into());
+        counted.report_interval = 60;
         let d = pipeline_description(&counted, "rtsp://cam/1");
         assert!(
             d.contains(
                 "! dettrack name=track ! detcount name=count lines=\"door 0,100 640,100\" ! queue"
             ),
+            "{d}"
+        );
+        assert!(
+            d.ends_with("stream-id=\"cam-001\" report-interval=60"),
             "{d}"
         );
         assert!(!d.contains("shared-memory"), "{d}");

@@ -9,6 +9,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use super::counts::{self, Summary};
 use crate::meta;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -24,6 +25,7 @@ struct Settings {
     location: String,
     stream_id: String,
     include_detections: bool,
+    report_interval: u32,
 }
 
 impl Default for Settings {
@@ -32,6 +34,7 @@ impl Default for Settings {
             location: "frame_counts.jsonl".into(),
             stream_id: "cam-001".into(),
             include_detections: true,
+            report_interval: 0,
         }
     }
 }
@@ -43,6 +46,8 @@ struct State {
     width: u32,
     height: u32,
     next_frame: u64,
+    /// `report-interval`: the interval being summed up.
+    summary: Option<Summary>,
 }
 
 #[derive(Default)]
@@ -139,67 +144,21 @@ impl DetJsonSink {
                 .collect::<Vec<_>>()
                 .into();
         }
-        if let Some(c) = meta::count_meta(buf) {
-            add_counts(&mut obj, &c);
+        let counts = meta::count_meta(buf);
+        if let Some(c) = &counts {
+            counts::add_counts(&mut obj, c);
         }
-        obj.to_string()
+        let mut out = String::new();
+        if let Some(s) = st.summary.as_mut() {
+            let pts = buf.pts().map(|p| p.nseconds());
+            if let Some(line) = s.observe(pts, &dets, counts.as_ref()) {
+                out.push_str(&line.to_string());
+                out.push('\n');
+            }
+        }
+        out.push_str(&obj.to_string());
+        out
     }
-}
-
-/// `detcount`'s results: `events` of this frame, `zones` (objects in each zone now) and `lines`
-/// (crossings so far per line, direction and class).
-fn add_counts(obj: &mut serde_json::Value, c: &meta::Counts) {
-    use crate::count::Event;
-    obj["events"] = c
-        .frame
-        .events
-        .iter()
-        .map(|e| match e {
-            Event::Crossed {
-                line,
-                direction,
-                track_id,
-                label,
-            } => serde_json::json!({
-                "event": "crossed", "line": line, "direction": direction.as_str(),
-                "track_id": track_id, "label": label,
-            }),
-            Event::Entered {
-                zone,
-                track_id,
-                label,
-            } => serde_json::json!({
-                "event": "entered", "zone": zone, "track_id": track_id, "label": label,
-            }),
-            Event::Left {
-                zone,
-                track_id,
-                label,
-            } => serde_json::json!({
-                "event": "left", "zone": zone, "track_id": track_id, "label": label,
-            }),
-        })
-        .collect::<Vec<_>>()
-        .into();
-    obj["zones"] = c
-        .frame
-        .occupancy
-        .iter()
-        .map(|(z, n)| (z.clone(), serde_json::Value::from(*n)))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
-    obj["lines"] = c
-        .totals
-        .iter()
-        .map(|(line, dirs)| {
-            let d: serde_json::Map<_, _> = dirs
-                .iter()
-                .map(|(d, labels)| (d.as_str().to_string(), serde_json::json!(labels)))
-                .collect();
-            (line.clone(), serde_json::Value::from(d))
-        })
-        .collect::<serde_json::Map<_, _>>()
-        .into();
 }
 
 impl ObjectImpl for DetJsonSink {
@@ -227,6 +186,12 @@ impl ObjectImpl for DetJsonSink {
                     .default_value(d.include_detections)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("report-interval")
+                    .blurb("Every this many seconds of stream time, a summary line of that interval: frames, tracks seen, largest count per label, crossings per line, zones' peak occupancy (0 = none)")
+                    .maximum(86_400)
+                    .default_value(d.report_interval)
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPS.as_ref()
@@ -248,6 +213,7 @@ impl ObjectImpl for DetJsonSink {
                     .unwrap_or_default()
             }
             "include-detections" => s.include_detections = value.get().expect("type checked"),
+            "report-interval" => s.report_interval = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -258,6 +224,7 @@ impl ObjectImpl for DetJsonSink {
             "location" => s.location.to_value(),
             "stream-id" => s.stream_id.to_value(),
             "include-detections" => s.include_detections.to_value(),
+            "report-interval" => s.report_interval.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -310,12 +277,19 @@ impl BaseSinkImpl for DetJsonSink {
                 ("detjsonsink: cannot write location '{}': {}", loc, e)
             )
         })?;
+        let summary = (settings.report_interval > 0).then(|| {
+            Summary::new(
+                &settings.stream_id,
+                u64::from(settings.report_interval) * 1_000_000_000,
+            )
+        });
         *self.state.lock().unwrap() = Some(State {
             settings,
             out: BufWriter::new(f),
             width: 0,
             height: 0,
             next_frame: 0,
+            summary,
         });
         gst::debug!(CAT, imp = self, "writing {loc}");
         Ok(())
@@ -368,7 +342,15 @@ impl BaseSinkImpl for DetJsonSink {
         if let gst::EventView::Eos(_) = event.view()
             && let Some(st) = self.state.lock().unwrap().as_mut()
         {
-            let synced = st.out.flush().and_then(|_| st.out.get_ref().sync_all());
+            // The interval the stream ended in, marked partial.
+            let last = st.summary.as_mut().and_then(Summary::finish);
+            let written = match last {
+                Some(l) => writeln!(st.out, "{l}"),
+                None => Ok(()),
+            };
+            let synced = written
+                .and_then(|_| st.out.flush())
+                .and_then(|_| st.out.get_ref().sync_all());
             if let Err(e) = synced {
                 gst::element_imp_error!(
                     self,
