@@ -358,7 +358,11 @@ impl BaseTransformImpl for TritonLetterbox {
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let interval = self.settings.lock().unwrap().interval.max(1);
-        if self.frames.fetch_add(1, Ordering::SeqCst) % u64::from(interval) != 0 {
+        if !self
+            .frames
+            .fetch_add(1, Ordering::SeqCst)
+            .is_multiple_of(u64::from(interval))
+        {
             meta::add_skipped(buf, interval);
             return Ok(gst::FlowSuccess::Ok);
         }
