@@ -400,3 +400,37 @@ async fn a_unary_call_to_a_server_that_went_away_is_a_lost_connection() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Closing while Triton still uses a region: unregistering is tried again until the region is
+/// free; a region that stays in use is reported by count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_in_use_are_unregistered_once_free_or_reported() {
+    for (refusals, ok) in [(3, true), (usize::MAX, false)] {
+        let mock = MockKserve::start(Script {
+            shared_memory: true,
+            echo: true,
+            ..Default::default()
+        });
+        let mut cfg = config(&mock.url(), Transport::TritonStream);
+        let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
+        cfg.shm = Some(pool.clone());
+        Client::new(cfg).infer(request(0, &desc())).await.unwrap();
+        assert_eq!(mock.regions().len(), 1);
+        mock.refuse_unregisters(refusals);
+        let closed = tokio::time::timeout(Duration::from_secs(20), pool.close())
+            .await
+            .expect("close gave up in time");
+        if ok {
+            closed.expect("freed after three refusals");
+            assert!(mock.regions().is_empty(), "{:?}", mock.regions());
+        } else {
+            let e = closed.expect_err("a region that stays in use");
+            assert!(
+                e.to_string()
+                    .contains("1 shared-memory regions could not be unregistered"),
+                "{e}"
+            );
+            assert_eq!(mock.regions().len(), 1);
+        }
+    }
+}

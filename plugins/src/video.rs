@@ -55,3 +55,20 @@ pub fn src_sink_templates(caps: &gst::Caps) -> Vec<gst::PadTemplate> {
     })
     .collect()
 }
+
+/// Templates for the metadata-only filters (`dettrack`, `detcount`): any raw video, any memory.
+pub fn any_raw_templates() -> Vec<gst::PadTemplate> {
+    let caps = gst::Caps::builder_full()
+        .structure_with_any_features(gst::Structure::new_empty("video/x-raw"))
+        .build();
+    src_sink_templates(&caps)
+}
+
+/// Width and height of raw video caps (what the metadata-only filters need of them).
+pub fn frame_size(caps: &gst::Caps) -> Result<(u32, u32), String> {
+    let s = caps.structure(0).ok_or("empty caps")?;
+    match (s.get::<i32>("width"), s.get::<i32>("height")) {
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => Ok((w as u32, h as u32)),
+        _ => Err(format!("caps without a frame size: {caps}")),
+    }
+}

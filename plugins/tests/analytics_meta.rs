@@ -174,3 +174,61 @@ fn detoverlay_and_detjsonsink_read_frames_that_carry_only_analytics_meta() {
     assert_eq!(line["counts"]["dog"], 1, "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// dettrack adds a `GstAnalyticsTrackingMtd` per tracked detection, related from its
+/// object-detection mtd: the same id on every frame, first seen at the first frame's time, last
+/// seen now, not lost; our readers take the id from it on frames that carry only analytics
+/// metadata.
+#[test]
+fn dettrack_relates_a_tracking_mtd_to_each_tracked_object() {
+    use gst_analytics::AnalyticsTrackingMtd;
+    init();
+    let mut h = gst_check::Harness::new("dettrack");
+    h.set_src_caps(rgb_caps(320, 240));
+    let mut ids = Vec::new();
+    for i in 0..5u64 {
+        let x = 10.0 + 8.0 * i as f64;
+        let dets = [
+            det("red", 0, 0.9, [x, 20.0, x + 40.0, 80.0]),
+            det("blue", 2, 0.9, [200.0, 100.0 + x, 240.0, 160.0 + x]),
+        ];
+        let mut buf = grey(320, 240);
+        buf.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(100 * i));
+        meta::add_detections(buf.get_mut().unwrap(), &dets, 320, 240).unwrap();
+        let out = h.push_and_pull(buf).unwrap();
+        let rmeta = out.meta::<AnalyticsRelationMeta>().unwrap();
+        let mut frame_ids = Vec::new();
+        for od in rmeta.iter::<AnalyticsODMtd>() {
+            let trk: Vec<_> = rmeta
+                .iter_direct_related::<AnalyticsTrackingMtd>(od.id(), RelTypes::RELATE_TO)
+                .collect();
+            assert_eq!(trk.len(), 1, "frame {i}: one tracking mtd per object");
+            let (id, first, last, lost) = trk[0].info();
+            assert_eq!(first, gst::ClockTime::ZERO, "frame {i}");
+            assert_eq!(last, gst::ClockTime::from_mseconds(100 * i), "frame {i}");
+            assert!(!lost);
+            frame_ids.push(id);
+        }
+        assert_ne!(frame_ids[0], frame_ids[1]);
+        ids.push(frame_ids);
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+
+    // A frame with only the relation meta (no ROI meta): the readers take the tracking mtd's id.
+    let mut buf = gst::Buffer::with_size(16).unwrap();
+    {
+        let b = buf.get_mut().unwrap();
+        let mut m = AnalyticsRelationMeta::add(b);
+        let od = m
+            .add_od_mtd(gst::glib::Quark::from_str("car"), 1, 2, 30, 40, 0.8)
+            .unwrap()
+            .id();
+        let trk = m.add_tracking_mtd(42, gst::ClockTime::ZERO).unwrap().id();
+        m.set_relation(RelTypes::RELATE_TO, od, trk).unwrap();
+    }
+    let read = meta::detections(&buf, 320, 240);
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].track.map(|t| t.id), Some(42));
+}

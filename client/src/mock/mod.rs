@@ -545,7 +545,7 @@ impl GrpcInferenceService for Service {
         req: Request<SystemSharedMemoryUnregisterRequest>,
     ) -> Result<Response<SystemSharedMemoryUnregisterResponse>, Status> {
         self.shm_offered()?;
-        self.0.regions.unregister(&req.into_inner().name);
+        self.0.regions.unregister(&req.into_inner().name)?;
         Ok(Response::new(SystemSharedMemoryUnregisterResponse {}))
     }
 

@@ -60,6 +60,8 @@ impl Place {
 pub(super) struct Registry(
     Mutex<HashMap<String, Mapped>>,
     std::sync::atomic::AtomicUsize,
+    /// Unregistrations still to refuse as "in use" (`usize::MAX`: all).
+    std::sync::atomic::AtomicUsize,
 );
 
 impl Registry {
@@ -97,8 +99,25 @@ impl Registry {
         Ok(())
     }
 
-    pub fn unregister(&self, name: &str) {
+    /// Unregisters `name`, unless a refusal is scripted: then answers as Triton does for a
+    /// region that requests still use.
+    pub fn unregister(&self, name: &str) -> Result<(), Status> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let refuse = self
+            .2
+            .fetch_update(SeqCst, SeqCst, |n| match n {
+                0 => None,
+                usize::MAX => Some(n),
+                n => Some(n - 1),
+            })
+            .is_ok();
+        if refuse {
+            return Err(Status::internal(format!(
+                "Cannot unregister shared memory region '{name}', it is currently in use."
+            )));
+        }
         self.0.lock().unwrap().remove(name);
+        Ok(())
     }
 
     /// Registrations so far.
@@ -146,5 +165,16 @@ impl Registry {
             return Err(format!("region '{}': out of bounds", p.region));
         }
         Ok(m)
+    }
+}
+
+impl super::MockKserve {
+    /// Refuses the next `n` shared-memory unregistrations as "in use" (`usize::MAX`: every one),
+    /// as Triton does while requests still use a region.
+    pub fn refuse_unregisters(&self, n: usize) {
+        self.shared
+            .regions
+            .2
+            .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 }

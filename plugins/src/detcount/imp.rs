@@ -76,44 +76,17 @@ fn read_rules(s: &Settings) -> Result<Rules, String> {
     Ok(r)
 }
 
+/// The bus message of one event: `triton-count` with `event` (the kind), the event's fields and
+/// `pts` (stream time of the frame; `u64::MAX` when it has none).
 fn message(e: &Event, pts: Option<gst::ClockTime>) -> gst::Structure {
-    let b = gst::Structure::builder("triton-count");
-    let b = match e {
-        Event::Crossed {
-            line,
-            direction,
-            track_id,
-            label,
-        } => b
-            .field("event", "crossed")
-            .field("line", line)
-            .field("direction", direction.as_str())
-            .field("track-id", track_id)
-            .field("label", label),
-        Event::Entered {
-            zone,
-            track_id,
-            label,
-        }
-        | Event::Left {
-            zone,
-            track_id,
-            label,
-        } => b
-            .field(
-                "event",
-                if matches!(e, Event::Entered { .. }) {
-                    "entered"
-                } else {
-                    "left"
-                },
-            )
-            .field("zone", zone)
-            .field("track-id", track_id)
-            .field("label", label),
-    };
-    b.field("pts", pts.map_or(u64::MAX, |p| p.nseconds()))
-        .build()
+    let s = meta::count::event_structure(e).build();
+    let mut m = gst::Structure::new_empty("triton-count");
+    m.set("event", s.name().as_str());
+    for (k, v) in s.iter() {
+        m.set_value(k, v.clone());
+    }
+    m.set("pts", pts.map_or(u64::MAX, |p| p.nseconds()));
+    m
 }
 
 impl ObjectImpl for DetCount {
@@ -195,12 +168,7 @@ impl ElementImpl for DetCount {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst::Caps::builder_full()
-                .structure_with_any_features(gst::Structure::new_empty("video/x-raw"))
-                .build();
-            crate::video::src_sink_templates(&caps)
-        });
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(crate::video::any_raw_templates);
         T.as_ref()
     }
 }

@@ -24,6 +24,9 @@ struct State {
     height: u32,
     /// The label of each track (predicted boxes carry it).
     labels: HashMap<u64, String>,
+    /// The stream time each track was first seen (the analytics tracking mtd carries it).
+    #[cfg_attr(not(feature = "v1_24"), allow(dead_code))]
+    first_pts: HashMap<u64, gst::ClockTime>,
     /// Class keys for detections without a class id (analytics metas from other elements): one
     /// per label, so that `per-class` still keeps them apart.
     label_keys: HashMap<String, i32>,
@@ -94,6 +97,8 @@ impl State {
         }
         self.labels
             .retain(|id, _| frame.tracks.iter().any(|t| t.id == *id));
+        #[cfg(feature = "v1_24")]
+        self.add_tracking_mtds(buf, &frame.ids);
         let tags: Vec<Option<TrackTag>> = frame
             .ids
             .iter()
@@ -121,6 +126,28 @@ impl State {
             }
         }
         meta::set_tracks(buf, &frame.ids, 0);
+    }
+
+    /// The analytics tracking mtds of the frame's tracked detections (when it has a relation
+    /// meta: made by tritoninfer or another element).
+    #[cfg(feature = "v1_24")]
+    fn add_tracking_mtds(&mut self, buf: &mut gst::BufferRef, ids: &[Option<u64>]) {
+        let now = buf.pts().unwrap_or(gst::ClockTime::ZERO);
+        let seen: Vec<Option<meta::analytics::Seen>> = ids
+            .iter()
+            .map(|i| {
+                i.map(|id| meta::analytics::Seen {
+                    id,
+                    first: *self.first_pts.entry(id).or_insert(now),
+                    last: now,
+                })
+            })
+            .collect();
+        let alive: std::collections::HashSet<u64> = self.labels.keys().copied().collect();
+        self.first_pts.retain(|id, _| alive.contains(id));
+        if let Err(e) = meta::analytics::add_tracks(buf, &seen) {
+            gst::warning!(CAT, "GstAnalyticsTrackingMtd: {e}");
+        }
     }
 
     /// A frame without inference: each followed track's predicted box, marked as predicted.
@@ -288,12 +315,7 @@ impl ElementImpl for DetTrack {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst::Caps::builder_full()
-                .structure_with_any_features(gst::Structure::new_empty("video/x-raw"))
-                .build();
-            crate::video::src_sink_templates(&caps)
-        });
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(crate::video::any_raw_templates);
         T.as_ref()
     }
 }
@@ -317,15 +339,11 @@ impl BaseTransformImpl for DetTrack {
     }
 
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let (width, height) =
+            crate::video::frame_size(incaps).map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
         let s = incaps
             .structure(0)
             .ok_or_else(|| gst::loggable_error!(CAT, "empty caps"))?;
-        let (Ok(width), Ok(height)) = (s.get::<i32>("width"), s.get::<i32>("height")) else {
-            return Err(gst::loggable_error!(
-                CAT,
-                "caps without a frame size: {incaps}"
-            ));
-        };
         // Variable or unknown frame rates count as 30 f/s.
         let rate = s
             .get::<gst::Fraction>("framerate")
@@ -341,17 +359,18 @@ impl BaseTransformImpl for DetTrack {
             // A new frame size keeps the tracks (boxes are in pixels of the frames they came
             // from; a resize mid-stream is rare); a new rate changes how long lost ones live.
             Some(st) if st.tracker.params() == &params => {
-                st.width = width as u32;
-                st.height = height as u32;
+                st.width = width;
+                st.height = height;
             }
             _ => {
                 gst::debug!(CAT, imp = self, "tracking at {rate} f/s: {params:?}");
                 *guard = Some(State {
                     tracker: Tracker::new(params),
-                    width: width as u32,
-                    height: height as u32,
+                    width,
+                    height,
                     labels: HashMap::new(),
                     label_keys: HashMap::new(),
+                    first_pts: HashMap::new(),
                 });
             }
         }
@@ -367,6 +386,7 @@ impl BaseTransformImpl for DetTrack {
         {
             st.tracker.reset();
             st.labels.clear();
+            st.first_pts.clear();
         }
         self.parent_sink_event(event)
     }

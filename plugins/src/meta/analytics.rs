@@ -3,15 +3,51 @@
 //! read. One relation meta per frame holds, per detection, an object-detection mtd (box in frame
 //! pixels, confidence, class quark = label) and a classification mtd (label, confidence) that the
 //! object-detection mtd `RELATE_TO`s. Written alongside the ROI metas, never instead of them.
+//! `dettrack` adds a tracking mtd per tracked detection ([`add_tracks`]).
 
 use gst::glib;
 use gst_analytics::prelude::*;
 use gst_analytics::{
     AnalyticsClassificationMtd, AnalyticsODMtd, AnalyticsRelationMeta,
-    AnalyticsRelationMetaInitParams, RelTypes,
+    AnalyticsRelationMetaInitParams, AnalyticsTrackingMtd, RelTypes,
 };
 
-use super::Detection;
+use super::{Detection, TrackTag};
+
+/// One detection's track for [`add_tracks`]: id, and the stream times it was first and last
+/// seen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seen {
+    pub id: u64,
+    pub first: gst::ClockTime,
+    pub last: gst::ClockTime,
+}
+
+/// Adds a tracking mtd (`GstAnalyticsTrackingMtd`: id, first seen, last seen, not lost) for each
+/// tracked detection to the frame's relation meta, which its object-detection mtd `RELATE_TO`s
+/// (as upstream's trackers relate them). `tracks` follows the object-detection mtds in order (the
+/// order they were written in, the ROI metas' order). A frame without a relation meta gets none.
+pub fn add_tracks(
+    buffer: &mut gst::BufferRef,
+    tracks: &[Option<Seen>],
+) -> Result<(), glib::BoolError> {
+    let ods: Vec<u32> = match buffer.meta::<AnalyticsRelationMeta>() {
+        Some(meta) => meta.iter::<AnalyticsODMtd>().map(|od| od.id()).collect(),
+        None => return Ok(()),
+    };
+    for (od, t) in ods.into_iter().zip(tracks) {
+        let Some(t) = t else { continue };
+        let Some(mut meta) = buffer.meta_mut::<AnalyticsRelationMeta>() else {
+            return Ok(());
+        };
+        let trk = meta.add_tracking_mtd(t.id, t.first)?.id();
+        meta.set_relation(RelTypes::RELATE_TO, od, trk)?;
+        if let Some(mut m) = meta.mtd_mut::<AnalyticsTrackingMtd>(trk) {
+            m.update_last_seen(t.last)?;
+        }
+    }
+    Ok(())
+}
 
 /// Adds one relation meta holding `dets` (frame pixels), also when `dets` is empty: a frame that
 /// was analysed says so, and overlays that keep drawing the last boxes until a new relation meta
@@ -60,12 +96,20 @@ pub fn detections(buffer: &gst::BufferRef) -> Vec<Detection> {
                 .map(|q| q.as_str().to_string())
                 .unwrap_or_default();
             let (x, y) = (loc.x as f64, loc.y as f64);
+            // A tracker's id (ours, or upstream's ioutracker), where one relates to the box.
+            let track = meta
+                .iter_direct_related::<AnalyticsTrackingMtd>(od.id(), RelTypes::RELATE_TO)
+                .next()
+                .map(|t| TrackTag {
+                    id: t.info().0,
+                    predicted: false,
+                });
             out.push(Detection {
                 label,
                 class_id: -1,
                 confidence: od.confidence_level() as f64,
                 bbox: [x, y, x + loc.w as f64, y + loc.h as f64],
-                track: None,
+                track,
             });
         }
     }

@@ -18,6 +18,40 @@ pub struct Counts {
     pub totals: Totals,
 }
 
+/// One event as a structure named after it (`crossed`, `entered`, `left`) with `line` or
+/// `zone`, `direction` (crossings), `track-id` and `label`; more fields may be added.
+pub fn event_structure(e: &Event) -> gst::structure::Builder {
+    match e {
+        Event::Crossed {
+            line,
+            direction,
+            track_id,
+            label,
+        } => gst::Structure::builder("crossed")
+            .field("line", line)
+            .field("direction", direction.as_str())
+            .field("track-id", track_id)
+            .field("label", label),
+        Event::Entered {
+            zone,
+            track_id,
+            label,
+        }
+        | Event::Left {
+            zone,
+            track_id,
+            label,
+        } => gst::Structure::builder(if matches!(e, Event::Entered { .. }) {
+            "entered"
+        } else {
+            "left"
+        })
+        .field("zone", zone)
+        .field("track-id", track_id)
+        .field("label", label),
+    }
+}
+
 /// Attaches the frame's counts.
 pub fn add_count_meta(buffer: &mut gst::BufferRef, c: &FrameCounts, totals: &Totals) {
     register();
@@ -25,39 +59,7 @@ pub fn add_count_meta(buffer: &mut gst::BufferRef, c: &FrameCounts, totals: &Tot
     let s = meta.mut_structure();
     s.set(
         "events",
-        gst::Array::new(c.events.iter().map(|e| {
-            match e {
-                Event::Crossed {
-                    line,
-                    direction,
-                    track_id,
-                    label,
-                } => gst::Structure::builder("crossed")
-                    .field("line", line)
-                    .field("direction", direction.as_str())
-                    .field("track-id", track_id)
-                    .field("label", label)
-                    .build(),
-                Event::Entered {
-                    zone,
-                    track_id,
-                    label,
-                }
-                | Event::Left {
-                    zone,
-                    track_id,
-                    label,
-                } => gst::Structure::builder(if matches!(e, Event::Entered { .. }) {
-                    "entered"
-                } else {
-                    "left"
-                })
-                .field("zone", zone)
-                .field("track-id", track_id)
-                .field("label", label)
-                .build(),
-            }
-        })),
+        gst::Array::new(c.events.iter().map(|e| event_structure(e).build())),
     );
     let mut zones = gst::Structure::new_empty("zones");
     for (z, n) in &c.occupancy {
