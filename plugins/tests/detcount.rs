@@ -12,12 +12,7 @@ const W: u32 = 320;
 const H: u32 = 240;
 
 fn caps() -> gst::Caps {
-    gst::Caps::builder("video/x-raw")
-        .field("format", "RGB")
-        .field("width", W as i32)
-        .field("height", H as i32)
-        .field("framerate", gst::Fraction::new(30, 1))
-        .build()
+    common::rgb_caps(W, H)
 }
 
 /// A tracked person whose box's bottom centre is at (`x`, `y`).
@@ -154,11 +149,7 @@ fn detjsonsink_writes_events_zones_and_line_totals() {
         assert_eq!(h.push(frame(i, &scene(i))), Ok(gst::FlowSuccess::Ok));
     }
     assert!(h.push_event(gst::event::Eos::new()));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = common::json_lines(&path);
     assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["zones"]["left"], 1);
     assert_eq!(
@@ -277,11 +268,7 @@ fn detjsonsink_sums_up_each_report_interval() {
         assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
     }
     assert!(h.push_event(gst::event::Eos::new()));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = common::json_lines(&path);
     let summaries: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l.get("summary").is_some())

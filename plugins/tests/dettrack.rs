@@ -13,12 +13,7 @@ const W: u32 = 320;
 const H: u32 = 240;
 
 fn caps() -> gst::Caps {
-    gst::Caps::builder("video/x-raw")
-        .field("format", "RGB")
-        .field("width", W as i32)
-        .field("height", H as i32)
-        .field("framerate", gst::Fraction::new(30, 1))
-        .build()
+    common::rgb_caps(W, H)
 }
 
 fn det(label: &str, class_id: i32, bbox: [f64; 4]) -> Detection {
@@ -248,11 +243,7 @@ fn detjsonsink_writes_track_ids_and_marks_predicted_boxes() {
         assert_eq!(h.push(buf), Ok(gst::FlowSuccess::Ok));
     }
     assert!(h.push_event(gst::event::Eos::new()));
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = common::json_lines(&path);
     assert_eq!(lines.len(), 6);
     let mut seen = std::collections::BTreeSet::new();
     for (i, l) in lines.iter().enumerate() {

@@ -95,6 +95,17 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// `crossed`, `entered` or `left`: the event's name in metas, messages and JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Crossed { .. } => "crossed",
+            Event::Entered { .. } => "entered",
+            Event::Left { .. } => "left",
+        }
+    }
+}
+
 /// What one frame did: its events and each zone's occupancy.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct FrameCounts {

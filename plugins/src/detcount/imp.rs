@@ -245,7 +245,7 @@ impl BaseTransformImpl for DetCount {
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let post = self.settings.lock().unwrap().post_messages;
-        let (counts, totals) = {
+        let counts = {
             let mut guard = self.state.lock().unwrap();
             let Some(st) = guard.as_mut() else {
                 return Err(gst::FlowError::NotNegotiated);
@@ -264,9 +264,9 @@ impl BaseTransformImpl for DetCount {
                 })
                 .collect();
             let counts = counter.frame(&objects);
-            (counts, counter.totals().clone())
+            meta::add_count_meta(buf, &counts, counter.totals());
+            counts
         };
-        meta::add_count_meta(buf, &counts, &totals);
         if post {
             let obj = self.obj();
             for e in &counts.events {

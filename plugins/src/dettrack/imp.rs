@@ -25,7 +25,7 @@ struct State {
     /// The label of each track (predicted boxes carry it).
     labels: HashMap<u64, String>,
     /// The stream time each track was first seen (the analytics tracking mtd carries it).
-    #[cfg_attr(not(feature = "v1_24"), allow(dead_code))]
+    #[cfg(feature = "v1_24")]
     first_pts: HashMap<u64, gst::ClockTime>,
     /// Class keys for detections without a class id (analytics metas from other elements): one
     /// per label, so that `per-class` still keeps them apart.
@@ -370,6 +370,7 @@ impl BaseTransformImpl for DetTrack {
                     height,
                     labels: HashMap::new(),
                     label_keys: HashMap::new(),
+                    #[cfg(feature = "v1_24")]
                     first_pts: HashMap::new(),
                 });
             }
@@ -386,6 +387,7 @@ impl BaseTransformImpl for DetTrack {
         {
             st.tracker.reset();
             st.labels.clear();
+            #[cfg(feature = "v1_24")]
             st.first_pts.clear();
         }
         self.parent_sink_event(event)

@@ -27,15 +27,13 @@ pub fn add_counts(obj: &mut serde_json::Value, c: &meta::Counts) {
                 zone,
                 track_id,
                 label,
-            } => serde_json::json!({
-                "event": "entered", "zone": zone, "track_id": track_id, "label": label,
-            }),
-            Event::Left {
+            }
+            | Event::Left {
                 zone,
                 track_id,
                 label,
             } => serde_json::json!({
-                "event": "left", "zone": zone, "track_id": track_id, "label": label,
+                "event": e.kind(), "zone": zone, "track_id": track_id, "label": label,
             }),
         })
         .collect::<Vec<_>>()
@@ -100,7 +98,7 @@ impl Summary {
         &mut self,
         pts: Option<u64>,
         dets: &[Detection],
-        counts: Option<&meta::Counts>,
+        counts: Option<meta::Counts>,
     ) -> Option<serde_json::Value> {
         let pts = pts?;
         let start = pts - pts % self.every_ns;
@@ -124,11 +122,11 @@ impl Summary {
             *m = (*m).max(n);
         }
         if let Some(c) = counts {
-            self.now = c.totals.clone();
-            for (zone, n) in &c.frame.occupancy {
-                let p = self.zones_peak.entry(zone.clone()).or_default();
-                *p = (*p).max(*n);
+            for (zone, n) in c.frame.occupancy {
+                let p = self.zones_peak.entry(zone).or_default();
+                *p = (*p).max(n);
             }
+            self.now = c.totals;
         }
         closed
     }

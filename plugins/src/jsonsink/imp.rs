@@ -151,7 +151,7 @@ impl DetJsonSink {
         let mut out = String::new();
         if let Some(s) = st.summary.as_mut() {
             let pts = buf.pts().map(|p| p.nseconds());
-            if let Some(line) = s.observe(pts, &dets, counts.as_ref()) {
+            if let Some(line) = s.observe(pts, &dets, counts) {
                 out.push_str(&line.to_string());
                 out.push('\n');
             }

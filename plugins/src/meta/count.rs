@@ -41,14 +41,10 @@ pub fn event_structure(e: &Event) -> gst::structure::Builder {
             zone,
             track_id,
             label,
-        } => gst::Structure::builder(if matches!(e, Event::Entered { .. }) {
-            "entered"
-        } else {
-            "left"
-        })
-        .field("zone", zone)
-        .field("track-id", track_id)
-        .field("label", label),
+        } => gst::Structure::builder(e.kind())
+            .field("zone", zone)
+            .field("track-id", track_id)
+            .field("label", label),
     }
 }
 

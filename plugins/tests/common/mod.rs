@@ -34,3 +34,24 @@ pub fn plugin_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| root.join("target"))
         .join("debug")
 }
+
+/// RGB caps of `w`×`h` at 30 f/s (the metadata filters' tests).
+#[allow(dead_code)] // not every test binary uses it
+pub fn rgb_caps(w: u32, h: u32) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", w as i32)
+        .field("height", h as i32)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build()
+}
+
+/// Every line of a `detjsonsink` file, parsed.
+#[allow(dead_code)]
+pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line parses"))
+        .collect()
+}
