@@ -151,9 +151,14 @@ fn tls_mismatch(s: &tonic::Status, n: &Names, tls: bool) -> Option<Error> {
         )
     } else if tls
         && matches!(s.code(), tonic::Code::Unknown | tonic::Code::Cancelled)
-        && ["broken pipe", "connection reset", "connection closed"]
-            .iter()
-            .any(|e| chain.to_lowercase().contains(e))
+        && [
+            "broken pipe",
+            "connection reset",
+            "connection closed",
+            "operation was canceled",
+        ]
+        .iter()
+        .any(|e| chain.to_lowercase().contains(e))
     {
         (
             "the server closed the connection right after the handshake (it may have refused the client certificate)",
@@ -290,6 +295,14 @@ mod tests {
             Error::from_status_on(&closed, &n, false),
             Error::Status { .. }
         ));
+        // The same refusal when the request loses the race to hyper's cancellation (seen in CI:
+        // "operation was canceled" and nothing else).
+        let canceled = tonic::Status::cancelled("operation was canceled");
+        assert!(
+            Error::from_status_on(&canceled, &n, true)
+                .to_string()
+                .contains("it may have refused the client certificate")
+        );
         // triton-proxy's GOAWAY to a plaintext client on its TLS port.
         let mut goaway = tonic::Status::unavailable("connection error");
         goaway.set_source(std::sync::Arc::new(std::io::Error::other(
