@@ -32,6 +32,15 @@ bash "$ROOT/scripts/triton.sh" venv >/dev/null
 # MLServer, the second KServe v2 server of the tests, in a venv of its own (.venv-mlserver).
 bash "$ROOT/scripts/mlserver.sh" venv
 
+# The reference tracker and scorer of the tracking tests (scripts/track_reference.py): Roboflow's
+# `trackers` (ByteTrack, and TrackEval's CLEAR/identity metrics), in a venv of its own (numpy 2).
+TRACK="$ROOT/.venv-track"
+if ! "$TRACK/bin/python" -c 'import trackers, supervision' 2>/dev/null; then
+  echo "setup: creating $TRACK (trackers, supervision)"
+  python3 -m venv "$TRACK"
+  "$TRACK/bin/pip" install --disable-pip-version-check -q trackers==2.6.1 supervision==0.31.2
+fi
+
 # Static validators for deploy/ (yamllint, Kubernetes schemas, compose schema, hadolint), kept
 # apart from the Triton venv (which must keep numpy<2).
 TOOLS="$ROOT/.venv-tools"

@@ -8,6 +8,7 @@
 //! * `detcount`: counts tracked objects crossing lines and inside zones ([`count`]).
 //! * `detoverlay`: draws the detections on the frames.
 //! * `detjsonsink`: one JSON line per frame with counts and boxes.
+//! * `detjsonreplay`: attaches the detections a `detjsonsink` file recorded again (no inference).
 //! * `tritoncamerasrc`: a live camera that keeps the pipeline running while it is away.
 //!
 //! The maths lives in plain modules ([`letterbox::geometry`], [`letterbox::tensor`], [`pixel`],
@@ -21,6 +22,7 @@ pub mod decode;
 pub mod detcount;
 pub mod dettrack;
 pub mod infer;
+pub mod jsonreplay;
 pub mod jsonsink;
 pub mod letterbox;
 pub mod meta;
@@ -47,6 +49,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     letterbox::register(plugin)?;
     infer::register(plugin)?;
     jsonsink::register(plugin)?;
+    jsonreplay::register(plugin)?;
     dettrack::register(plugin)?;
     detcount::register(plugin)?;
     overlay::register(plugin)?;

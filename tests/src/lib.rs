@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod camera;
 pub mod mlserver;
+pub mod mot;
 /// The in-process KServe v2 server, from the client crate.
 pub use triton_client::mock;
 pub mod nginx;

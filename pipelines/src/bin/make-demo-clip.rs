@@ -1,5 +1,6 @@
 //! Writes the demo clip (moving coloured rectangles, H.264 in MP4) and its ground truth, one JSON
-//! line per frame: `{"frame": i, "objects": [{"label", "class_id", "box": [x1,y1,x2,y2]}]}`.
+//! line per frame: `{"frame": i, "objects": [{"id", "label", "class_id", "box": [x1,y1,x2,y2]}]}`
+//! (the `crossings` scene adds `visible`, the visible fraction of the object's box).
 
 use std::io::Write;
 
@@ -25,6 +26,28 @@ struct Args {
     height: u32,
     #[arg(long, default_value_t = 30)]
     fps: u32,
+    /// `demo` (four objects in lanes) or `crossings` (the tracking scene: a pillar, objects
+    /// crossing each other and the centre line).
+    #[arg(long, default_value = "demo", value_parser = ["demo", "crossings"])]
+    scene: String,
+}
+
+/// Frame `i`'s pixels (tight RGB) and truth objects.
+fn frame(a: &Args, i: u32) -> (Vec<u8>, Vec<serde_json::Value>) {
+    let (w, h) = (a.width, a.height);
+    if a.scene == "crossings" {
+        let objects = scene::crossings::truth(w, h, i)
+            .iter()
+            .map(|o| serde_json::json!({"id": o.id, "label": scene::LABELS[o.class], "class_id": o.class, "box": o.bbox, "visible": (o.visible * 1000.0).round() / 1000.0}))
+            .collect();
+        return (scene::crossings::draw(w, h, i), objects);
+    }
+    let objects = scene::objects(w, h, i)
+        .iter()
+        .enumerate()
+        .map(|(k, o)| serde_json::json!({"id": k + 1, "label": scene::LABELS[o.class], "class_id": o.class, "box": [o.x1, o.y1, o.x2, o.y2]}))
+        .collect();
+    (scene::draw(w, h, i), objects)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     let stride = info.stride()[0] as usize;
     let row = 3 * a.width as usize;
     for i in 0..a.frames {
-        let tight = scene::draw(a.width, a.height, i);
+        let (tight, objects) = frame(&a, i);
         let mut laid = vec![0u8; info.size()];
         for y in 0..a.height as usize {
             laid[y * stride..y * stride + row].copy_from_slice(&tight[y * row..(y + 1) * row]);
@@ -81,10 +104,6 @@ fn main() -> anyhow::Result<()> {
         }
         src.push_buffer(buf)
             .map_err(|e| anyhow::anyhow!("push: {e:?}"))?;
-        let objects: Vec<_> = scene::objects(a.width, a.height, i)
-            .iter()
-            .map(|o| serde_json::json!({"label": scene::LABELS[o.class], "class_id": o.class, "box": [o.x1, o.y1, o.x2, o.y2]}))
-            .collect();
         writeln!(
             truth,
             "{}",

@@ -14,7 +14,13 @@ pub fn tmpdir(name: &str) -> PathBuf {
 }
 
 /// Writes `in.mp4` (the moving-shapes demo scene) and its ground truth `truth.jsonl` into `dir`.
+#[allow(dead_code)] // not every test binary draws the demo scene
 pub fn make_clip(dir: &Path, frames: u32, w: u32, h: u32) -> (PathBuf, PathBuf) {
+    make_scene(dir, "demo", frames, w, h)
+}
+
+/// Writes `in.mp4` and `truth.jsonl` of a `make-demo-clip --scene` into `dir`.
+pub fn make_scene(dir: &Path, scene: &str, frames: u32, w: u32, h: u32) -> (PathBuf, PathBuf) {
     let (clip, truth) = (dir.join("in.mp4"), dir.join("truth.jsonl"));
     let out = std::process::Command::new(CLIP)
         .args([
@@ -22,6 +28,8 @@ pub fn make_clip(dir: &Path, frames: u32, w: u32, h: u32) -> (PathBuf, PathBuf) 
             clip.to_str().unwrap(),
             "--truth",
             truth.to_str().unwrap(),
+            "--scene",
+            scene,
         ])
         .args([
             "--frames",
@@ -42,4 +50,5 @@ pub fn make_clip(dir: &Path, frames: u32, w: u32, h: u32) -> (PathBuf, PathBuf) 
 }
 
 /// Decoded frame count of a video file; panics when it is not playable.
+#[allow(unused_imports)] // nor decodes a video
 pub use gst_triton_tests::camera::decoded_frames;

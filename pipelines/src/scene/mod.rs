@@ -1,5 +1,8 @@
 //! The demo scene: four solid rectangles in the `shapes_*` models' colours, each moving back and
-//! forth in its own horizontal lane (so they never overlap) over a grey gradient.
+//! forth in its own horizontal lane (so they never overlap) over a grey gradient; and the tracking
+//! scene ([`crossings`]), where objects pass behind a pillar and over each other.
+
+pub mod crossings;
 
 /// RGB of class ids 0..4 (red, green, blue, yellow), as the `shapes_*` models detect them.
 pub const COLOURS: [[u8; 3]; 4] = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]];
@@ -40,8 +43,8 @@ pub fn objects(w: u32, h: u32, i: u32) -> Vec<Object> {
         .collect()
 }
 
-/// Draws frame `i` as tightly packed RGB.
-pub fn draw(w: u32, h: u32, i: u32) -> Vec<u8> {
+/// The grey gradient behind the objects, tightly packed RGB.
+pub fn background(w: u32, h: u32) -> Vec<u8> {
     let (wu, hu) = (w as usize, h as usize);
     let mut f = vec![0u8; wu * hu * 3];
     for y in 0..hu {
@@ -50,6 +53,13 @@ pub fn draw(w: u32, h: u32, i: u32) -> Vec<u8> {
             f[(y * wu + x) * 3..][..3].copy_from_slice(&[g, g, g]);
         }
     }
+    f
+}
+
+/// Draws frame `i` as tightly packed RGB.
+pub fn draw(w: u32, h: u32, i: u32) -> Vec<u8> {
+    let wu = w as usize;
+    let mut f = background(w, h);
     for o in objects(w, h, i) {
         for y in o.y1..o.y2 {
             for x in o.x1..o.x2 {
