@@ -137,7 +137,7 @@ in_root "cargo clippy -p gst-plugin-triton --all-targets --locked --features v1_
 # tests (the 1.22 suite, now on 1.26), its analytics-meta tests, and the interop test.
 stage "tests: plugin (elements, metas, analytics meta) + tritoninfer -> objectdetectionoverlay (Triton at $TRITON_TEST_URL)"
 in_root "cargo test --workspace --locked $FEATURES --lib --test letterbox_element --test letterbox_kernel \
-  --test overlay_jsonsink --test docs --test analytics_meta --test analytics_interop --test dettrack --test detcount -- --test-threads=2"
+  --test overlay_jsonsink --test docs --test analytics_meta --test analytics_interop --test dettrack --test detcount --test detjsonreplay -- --test-threads=2"
 
 stage ""
 echo "== gst126: all passed in $SECONDS s"
