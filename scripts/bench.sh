@@ -17,6 +17,7 @@ fi
 cargo bench -p gst-plugin-triton --bench letterbox
 cargo bench -p gst-plugin-triton --bench decode
 cargo bench -p gst-plugin-triton --bench overlay
+cargo bench -p gst-plugin-triton --bench track
 cargo bench -p gst-triton-tests --bench proxy
 cargo bench -p gst-triton-tests --bench infer
 cargo bench -p gst-triton-tests --bench shared_memory

@@ -97,6 +97,9 @@ fn vars(dir: &Path, clip: &Path, mm: &str) -> HashMap<&'static str, String> {
         ("MODEL_NAME", "shapes_nms".into()),
         ("RTSP_URL", "rtsp://127.0.0.1:1/cam".into()),
         ("RTSP_OUT_URL", "rtsp://127.0.0.1:1/out".into()),
+        ("INTERVAL", "2".into()),
+        ("RULES_FILE", dir.join("rules.txt").display().to_string()),
+        ("REPORT_INTERVAL", "1".into()),
     ])
 }
 
@@ -363,6 +366,47 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
             frames * 2 >= n,
             "the recording has {frames} frames, the JSON lines {n}"
         );
+
+        // People counting (JSON only): track ids, skipped frames, crossings of the centre line
+        // and summary lines.
+        std::fs::write(dir.join("rules.txt"), "line mid 160,0 160,240\n").unwrap();
+        let counts = dir.join("people_counts.jsonl");
+        let crossed = || {
+            std::fs::read_to_string(&counts)
+                .map(|t| t.matches("\"event\":\"crossed\"").count())
+                .unwrap_or(0)
+        };
+        launch_desc(
+            "rtsp-camera-people-count.pipeline",
+            &load("rtsp-camera-people-count.pipeline", &v),
+            &|| crossed() >= 2,
+            false,
+        );
+        let text = std::fs::read_to_string(&counts).unwrap();
+        let frames: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let (summaries, frames): (Vec<_>, Vec<_>) =
+            frames.into_iter().partition(|f| f.get("summary").is_some());
+        assert!(!summaries.is_empty(), "report-interval=1: a summary line");
+        let skipped = frames.iter().filter(|f| f["status"] == "skipped").count();
+        assert!(skipped * 3 >= frames.len(), "interval=2: every other frame skipped: {skipped} of {}", frames.len());
+        let tracked = frames
+            .iter()
+            .flat_map(|f| f["detections"].as_array().unwrap())
+            .filter(|d| d.get("track_id").is_some())
+            .count();
+        assert!(tracked >= frames.len(), "track ids on the detections: {tracked}");
+        let last = frames.last().unwrap();
+        let total: u64 = last["lines"]["mid"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|l| l.as_object().unwrap().values())
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert!(total >= 2, "crossings counted so far: {last}");
 
         // Camera → annotated RTSP out (RECORD into the server, which writes out.ts).
         let recorded = || std::fs::metadata(&out_ts).map(|m| m.len()).unwrap_or(0);

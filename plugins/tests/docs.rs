@@ -63,6 +63,7 @@ fn element_property_tables_match_the_code() {
         "detjsonsink",
         "dettrack",
         "detcount",
+        "detjsonreplay",
         "tritoncamerasrc",
     ] {
         let e = gst::ElementFactory::make(name).build().unwrap();

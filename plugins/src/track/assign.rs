@@ -7,6 +7,10 @@
 //! (shortest augmenting paths with potentials, O(n²·m)): leaving a row and a column unmatched
 //! costs the same as matching them at exactly the limit, so a pair below the limit is worth
 //! matching and a pair above it never is.
+//!
+//! Pairs at or above the limit gain nothing, so the problem splits into the connected components
+//! of the pairs below it, each solved on its own with the same optimum: a frame of many objects
+//! far apart is many 1 × 1 problems, not one n × m.
 
 /// Matched `(row, column)` pairs, and the rows and columns left unmatched, each in ascending order.
 #[derive(Debug, Default, PartialEq)]
@@ -20,15 +24,24 @@ pub struct Assignment {
 pub fn assign(cost: &[f32], n: usize, m: usize, limit: f32) -> Assignment {
     assert_eq!(cost.len(), n * m, "cost is n × m");
     let gain = |r: usize, c: usize| (f64::from(cost[r * m + c]) - f64::from(limit)).min(0.0);
-    // The method wants rows ≤ columns: solve the transpose otherwise.
-    let pairs: Vec<(usize, usize)> = if n <= m {
-        hungarian(n, m, gain)
-    } else {
-        hungarian(m, n, |c, r| gain(r, c))
-            .into_iter()
-            .map(|(c, r)| (r, c))
-            .collect()
-    };
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let (singles, groups) = components(cost, n, m, limit);
+    // A component of one pair, below the limit: nothing to choose.
+    pairs.extend(singles);
+    for (rows, cols) in groups {
+        let sub = |i: usize, j: usize| gain(rows[i], cols[j]);
+        // The method wants rows ≤ columns: solve the transpose otherwise.
+        let (k, l) = (rows.len(), cols.len());
+        let local: Vec<(usize, usize)> = if k <= l {
+            hungarian(k, l, sub)
+        } else {
+            hungarian(l, k, |j, i| sub(i, j))
+                .into_iter()
+                .map(|(j, i)| (i, j))
+                .collect()
+        };
+        pairs.extend(local.into_iter().map(|(i, j)| (rows[i], cols[j])));
+    }
     let mut matches: Vec<(usize, usize)> = pairs
         .into_iter()
         .filter(|&(r, c)| cost[r * m + c] < limit)
@@ -45,6 +58,75 @@ pub fn assign(cost: &[f32], n: usize, m: usize, limit: f32) -> Assignment {
         rows: (0..n).filter(|&r| !row_used[r]).collect(),
         cols: (0..m).filter(|&c| !col_used[c]).collect(),
     }
+}
+
+/// The connected components of the pairs below `limit`: those of a single pair, and the rows
+/// and columns of each larger one (a row or a column alone is left out: nothing to match).
+#[allow(clippy::type_complexity)]
+fn components(
+    cost: &[f32],
+    n: usize,
+    m: usize,
+    limit: f32,
+) -> (Vec<(usize, usize)>, Vec<(Vec<usize>, Vec<usize>)>) {
+    // Union-find over rows 0..n and columns n..n+m, and each node's degree.
+    let mut parent: Vec<usize> = (0..n + m).collect();
+    fn root(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut degree = vec![0u32; n + m];
+    // For each row, a column it links to (the only one when its degree is 1).
+    let mut last_col = vec![0usize; n];
+    for r in 0..n {
+        for c in 0..m {
+            if cost[r * m + c] < limit {
+                let (a, b) = (root(&mut parent, r), root(&mut parent, n + c));
+                parent[a] = b;
+                degree[r] += 1;
+                degree[n + c] += 1;
+                last_col[r] = c;
+            }
+        }
+    }
+    // Rows and columns per component (by root).
+    let mut size = vec![(0u32, 0u32); n + m];
+    for x in (0..n + m).filter(|&x| degree[x] > 0) {
+        let rt = root(&mut parent, x);
+        if x < n {
+            size[rt].0 += 1;
+        } else {
+            size[rt].1 += 1;
+        }
+    }
+    let mut singles = Vec::new();
+    // The group of each root, by index (none yet: usize::MAX).
+    let mut index = vec![usize::MAX; n + m];
+    let mut groups: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+    for x in (0..n + m).filter(|&x| degree[x] > 0) {
+        let rt = root(&mut parent, x);
+        if size[rt] == (1, 1) {
+            // A row and a column linked only to each other: taken from the row's side.
+            if x < n {
+                singles.push((x, last_col[x]));
+            }
+            continue;
+        }
+        if index[rt] == usize::MAX {
+            index[rt] = groups.len();
+            groups.push((Vec::new(), Vec::new()));
+        }
+        let k = index[rt];
+        if x < n {
+            groups[k].0.push(x);
+        } else {
+            groups[k].1.push(x - n);
+        }
+    }
+    (singles, groups)
 }
 
 /// Least-cost assignment of every one of `n` rows to a distinct one of `m ≥ n` columns.

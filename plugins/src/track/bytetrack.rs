@@ -299,10 +299,28 @@ impl Tracker {
     ) -> (Vec<(usize, usize)>, Vec<usize>, Vec<usize>) {
         let (n, m) = (tracks.len(), which.len());
         let mut cost = vec![1.0f32; n * m];
+        // Only boxes that overlap have an IoU: the detections sorted by left edge, each track
+        // looks at those starting less than the widest detection before its own left edge and
+        // before its right edge (a frame of many objects is then far from n × m IoUs).
+        let mut by_x: Vec<(f32, usize)> = which
+            .iter()
+            .enumerate()
+            .map(|(c, &d)| (dets[d].bbox[0], c))
+            .collect();
+        by_x.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let widest = which
+            .iter()
+            .map(|&d| dets[d].bbox[2] - dets[d].bbox[0])
+            .fold(0.0f32, f32::max);
         for (r, &t) in tracks.iter().enumerate() {
             let tr = &self.tracks[t];
             let b = tr.kalman.bbox();
-            for (c, &d) in which.iter().enumerate() {
+            let from = by_x.partition_point(|&(x1, _)| x1 < b[0] - widest);
+            for &(x1, c) in &by_x[from..] {
+                if x1 >= b[2] {
+                    break;
+                }
+                let d = which[c];
                 if !self.params.per_class || dets[d].class_id == tr.class_id {
                     cost[r * m + c] = 1.0 - iou(b, dets[d].bbox);
                 }
@@ -323,11 +341,17 @@ impl Tracker {
     /// younger of the two is dropped (as the reference does; a detection it took this frame is
     /// left without an id).
     fn drop_duplicates(&mut self, ids: &mut [Option<u64>]) {
+        let lost: Vec<usize> = (0..self.tracks.len())
+            .filter(|&t| self.tracks[t].state == State::Lost)
+            .collect();
+        if lost.is_empty() {
+            return;
+        }
         let mut gone = vec![false; self.tracks.len()];
         for a in 0..self.tracks.len() {
-            for b in 0..self.tracks.len() {
+            for &b in &lost {
                 let (ta, tb) = (&self.tracks[a], &self.tracks[b]);
-                if ta.state != State::Tracked || tb.state != State::Lost || gone[a] || gone[b] {
+                if ta.state != State::Tracked || gone[a] || gone[b] {
                     continue;
                 }
                 if iou(ta.kalman.bbox(), tb.kalman.bbox()) > 0.85 {
