@@ -357,6 +357,114 @@ fn interrupted_run_finishes_its_files(signal: i32) {
     assert_eq!(lines, n, "the JSON lines and the video agree");
 }
 
+/// A counting run (`TRACK`, `INTERVAL`, `LINES`, `REPORT_INTERVAL`) stopped routinely (SIGTERM)
+/// exits 0 with its JSON lines whole: every frame line parses, frames count up from 0 without a
+/// gap, the crossings so far on the last frame are the sum of the crossing events before it, and
+/// the interval the stop fell in gets its summary line, marked partial. Killed (SIGKILL), it
+/// leaves whole lines only, with the same consistency up to its last line.
+#[test]
+fn a_counting_run_stopped_or_killed_leaves_whole_consistent_lines() {
+    for signal in [libc::SIGTERM, libc::SIGKILL] {
+        let dir = tmpdir(&format!("count-signal-{signal}"));
+        let (clip, _) = make_clip(&dir, 900, 640, 360);
+        let results = dir.join("results");
+        let mut child = runner(
+            &[
+                ("VIDEO_PATH", clip.to_str().unwrap()),
+                ("RESULTS_DIR", results.to_str().unwrap()),
+                ("MODEL_NAME", "shapes_nms"),
+                ("FPS_CAP", "30"),
+                ("TRACK", "1"),
+                ("INTERVAL", "2"),
+                ("LINES", "mid 320,0 320,360"),
+                ("REPORT_INTERVAL", "1"),
+            ],
+            &[
+                "--direct",
+                "--triton-url",
+                shared_url().trim_start_matches("http://"),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let jsonl = results.join("frame_counts.jsonl");
+        let crossed = || {
+            std::fs::read_to_string(&jsonl)
+                .map(|t| t.matches("\"event\":\"crossed\"").count())
+                .unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // Some crossings are on disk (whole buffers of lines), so both stops have counts to keep.
+        while crossed() < 3 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before the stop"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no crossings within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        if signal == libc::SIGTERM {
+            assert!(out.status.success(), "SIGTERM: {}", text(&out));
+        } else {
+            assert!(!out.status.success(), "SIGKILL ends it");
+        }
+        let text = std::fs::read_to_string(&jsonl).unwrap();
+        assert!(
+            text.ends_with('\n'),
+            "signal {signal}: a cut line at the end"
+        );
+        let mut frames = Vec::new();
+        let mut summaries = Vec::new();
+        for (i, l) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("signal {signal}: line {}: {e}: {l}", i + 1));
+            if v.get("summary").is_some() {
+                summaries.push(v);
+            } else {
+                frames.push(v);
+            }
+        }
+        assert!(frames.len() < 900, "stopped early: {} frames", frames.len());
+        let mut events = 0u64;
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(f["frame"].as_u64(), Some(i as u64), "signal {signal}: {f}");
+            events += f["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["event"] == "crossed")
+                .count() as u64;
+            for d in f["detections"].as_array().unwrap() {
+                assert!(d.get("track_id").is_some(), "frame {i}: untracked {d}");
+            }
+        }
+        let so_far: u64 = frames.last().unwrap()["lines"]["mid"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|l| l.as_object().unwrap().values())
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert_eq!(so_far, events, "signal {signal}: totals vs events");
+        assert!(!summaries.is_empty(), "signal {signal}: summary lines");
+        if signal == libc::SIGTERM {
+            let last = text.lines().last().unwrap();
+            assert!(
+                last.contains("\"summary\"") && last.contains("\"partial\":true"),
+                "the stopped interval's summary comes last: {last}"
+            );
+        }
+    }
+}
+
 /// `bytes` with the stretch `from..to` (fractions of the length) overwritten by pseudo-random
 /// bytes, then cut to `keep` of its length.
 fn damage(bytes: &[u8], from: f64, to: f64, keep: f64) -> Vec<u8> {
