@@ -271,3 +271,76 @@ fn real_demo_runs_as_the_readme_shows() {
         .len();
     assert!(mp4 > 10_000, "annotated.mp4 is {mp4} bytes");
 }
+
+/// The real detector with `dettrack` in a C host, on the first 120 frames of `vtest.avi` (12 s of
+/// people walking, up to 7 at once, crossing each other): the thresholds lowered to this
+/// detector's confidences (0.3–0.6; ByteTrack's defaults expect 0.5+ for a person) and classes
+/// pooled (`Normal` and `Fall` are both a person). Every detection the tracker may start a track
+/// from gets an id (all but a track's first frame), and ids last: on average a track follows its
+/// person for at least 25 frames (a tracker that lost people and started again every few frames
+/// would not). The annotated video, ids drawn, decodes to every frame.
+#[test]
+fn yolov8_person_tracked_on_vtest_keeps_ids() {
+    const TRACKED: usize = 120;
+    let dir = tmpdir("tracked");
+    let video = vtest(&dir);
+    let (jsonl, mp4) = (dir.join("tracks.jsonl"), dir.join("tracked.mp4"));
+    let desc = format!(
+        "filesrc location={} ! decodebin ! identity eos-after={TRACKED} ! videoconvert ! tritonletterbox \
+         ! tritoninfer url={} transport=triton model=yolov8_person \
+         ! dettrack per-class=false high-threshold=0.3 new-track-threshold=0.4 ! tee name=t \
+         t. ! queue ! detjsonsink location={} \
+         t. ! queue ! detoverlay ! videoconvert ! x264enc speed-preset=ultrafast ! mp4mux ! filesink location={}",
+        video.display(),
+        shared_url(),
+        jsonl.display(),
+        mp4.display()
+    );
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-q")
+        .args(desc.split_whitespace())
+        .env("GST_PLUGIN_PATH", artifacts::plugin_dir());
+    let out = stderr::output("gst-launch-1.0 yolov8_person + dettrack", &mut cmd);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(gst_triton_tests::camera::decoded_frames(&mp4), TRACKED);
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let frames: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(frames.len(), TRACKED);
+    let mut life: std::collections::BTreeMap<u64, usize> = Default::default();
+    let (mut starters, mut starters_tracked) = (0usize, 0usize);
+    for f in &frames {
+        assert_eq!(f["status"], "ok", "{f}");
+        for d in f["detections"].as_array().unwrap() {
+            let id = d.get("track_id").and_then(Value::as_u64);
+            if d["confidence"].as_f64().unwrap() >= 0.4 {
+                starters += 1;
+                starters_tracked += usize::from(id.is_some());
+            }
+            if let Some(id) = id {
+                *life.entry(id).or_default() += 1;
+            }
+        }
+    }
+    assert!(starters > 200, "people detected: {starters}");
+    assert!(
+        starters_tracked * 100 >= starters * 95,
+        "{starters_tracked} of {starters} confident detections have an id"
+    );
+    let mean = life.values().sum::<usize>() as f64 / life.len() as f64;
+    eprintln!(
+        "vtest.avi, {TRACKED} frames: {} ids, {mean:.0} frames per id on average",
+        life.len()
+    );
+    assert!(
+        mean >= 25.0,
+        "ids last {mean:.1} frames on average: {life:?}"
+    );
+}
