@@ -20,19 +20,38 @@ pub struct Assignment {
     pub cols: Vec<usize>,
 }
 
+/// A pair below the limit: row, column, cost.
+pub type Edge = (usize, usize, f32);
+
 /// Assigns the `n × m` matrix `cost` (row-major) under `limit`.
 pub fn assign(cost: &[f32], n: usize, m: usize, limit: f32) -> Assignment {
     assert_eq!(cost.len(), n * m, "cost is n × m");
-    let gain = |r: usize, c: usize| (f64::from(cost[r * m + c]) - f64::from(limit)).min(0.0);
-    let mut pairs: Vec<(usize, usize)> = Vec::new();
-    let (singles, groups) = components(cost, n, m, limit);
-    // A component of one pair, below the limit: nothing to choose.
-    pairs.extend(singles);
-    for (rows, cols) in groups {
-        let sub = |i: usize, j: usize| gain(rows[i], cols[j]);
+    let edges: Vec<Edge> = (0..n)
+        .flat_map(|r| (0..m).map(move |c| (r, c)))
+        .filter_map(|(r, c)| {
+            let x = cost[r * m + c];
+            (x < limit).then_some((r, c, x))
+        })
+        .collect();
+    assign_sparse(&edges, n, m, limit)
+}
+
+/// [`assign`] given only the pairs below `limit` (every pair not listed is at or above it): what
+/// a frame of many objects needs, where most pairs do not overlap at all.
+pub fn assign_sparse(edges: &[Edge], n: usize, m: usize, limit: f32) -> Assignment {
+    let (mut matches, groups) = components(edges, n, m, limit);
+    for g in groups {
+        let (k, l) = (g.rows.len(), g.cols.len());
+        // The group's gains, 0 where a pair is at or above the limit.
+        let mut gain = vec![0.0f64; k * l];
+        let local = |x: usize, among: &[usize]| among.binary_search(&x).unwrap();
+        for &e in &g.edges {
+            let (r, c, x) = edges[e];
+            gain[local(r, &g.rows) * l + local(c, &g.cols)] = f64::from(x) - f64::from(limit);
+        }
+        let sub = |i: usize, j: usize| gain[i * l + j];
         // The method wants rows ≤ columns: solve the transpose otherwise.
-        let (k, l) = (rows.len(), cols.len());
-        let local: Vec<(usize, usize)> = if k <= l {
+        let found: Vec<(usize, usize)> = if k <= l {
             hungarian(k, l, sub)
         } else {
             hungarian(l, k, |j, i| sub(i, j))
@@ -40,12 +59,14 @@ pub fn assign(cost: &[f32], n: usize, m: usize, limit: f32) -> Assignment {
                 .map(|(j, i)| (i, j))
                 .collect()
         };
-        pairs.extend(local.into_iter().map(|(i, j)| (rows[i], cols[j])));
+        // A pair the method had to fill in at no gain is no match.
+        matches.extend(
+            found
+                .into_iter()
+                .filter(|&(i, j)| gain[i * l + j] < 0.0)
+                .map(|(i, j)| (g.rows[i], g.cols[j])),
+        );
     }
-    let mut matches: Vec<(usize, usize)> = pairs
-        .into_iter()
-        .filter(|&(r, c)| cost[r * m + c] < limit)
-        .collect();
     matches.sort_unstable();
     let mut row_used = vec![false; n];
     let mut col_used = vec![false; m];
@@ -60,16 +81,17 @@ pub fn assign(cost: &[f32], n: usize, m: usize, limit: f32) -> Assignment {
     }
 }
 
-/// The connected components of the pairs below `limit`: those of a single pair, and the rows
-/// and columns of each larger one (a row or a column alone is left out: nothing to match).
-#[allow(clippy::type_complexity)]
-fn components(
-    cost: &[f32],
-    n: usize,
-    m: usize,
-    limit: f32,
-) -> (Vec<(usize, usize)>, Vec<(Vec<usize>, Vec<usize>)>) {
-    // Union-find over rows 0..n and columns n..n+m, and each node's degree.
+/// A connected component of more than one pair: its rows and columns (ascending) and edges.
+struct Group {
+    rows: Vec<usize>,
+    cols: Vec<usize>,
+    edges: Vec<usize>,
+}
+
+/// The connected components of the pairs below `limit`: those of a single pair (matched as they
+/// are) and the larger ones (a row or a column alone is left out: nothing to match).
+fn components(edges: &[Edge], n: usize, m: usize, limit: f32) -> (Vec<(usize, usize)>, Vec<Group>) {
+    // Union-find over rows 0..n and columns n..n+m.
     let mut parent: Vec<usize> = (0..n + m).collect();
     fn root(parent: &mut [usize], mut x: usize) -> usize {
         while parent[x] != x {
@@ -78,23 +100,20 @@ fn components(
         }
         x
     }
-    let mut degree = vec![0u32; n + m];
-    // For each row, a column it links to (the only one when its degree is 1).
-    let mut last_col = vec![0usize; n];
-    for r in 0..n {
-        for c in 0..m {
-            if cost[r * m + c] < limit {
-                let (a, b) = (root(&mut parent, r), root(&mut parent, n + c));
-                parent[a] = b;
-                degree[r] += 1;
-                degree[n + c] += 1;
-                last_col[r] = c;
-            }
-        }
+    let mut linked = vec![false; n + m];
+    for &(r, c, x) in edges {
+        debug_assert!(
+            x < limit && r < n && c < m,
+            "an edge is a pair below the limit"
+        );
+        let (a, b) = (root(&mut parent, r), root(&mut parent, n + c));
+        parent[a] = b;
+        linked[r] = true;
+        linked[n + c] = true;
     }
-    // Rows and columns per component (by root).
+    // Rows, columns and edges per component (by root).
     let mut size = vec![(0u32, 0u32); n + m];
-    for x in (0..n + m).filter(|&x| degree[x] > 0) {
+    for x in (0..n + m).filter(|&x| linked[x]) {
         let rt = root(&mut parent, x);
         if x < n {
             size[rt].0 += 1;
@@ -105,26 +124,32 @@ fn components(
     let mut singles = Vec::new();
     // The group of each root, by index (none yet: usize::MAX).
     let mut index = vec![usize::MAX; n + m];
-    let mut groups: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
-    for x in (0..n + m).filter(|&x| degree[x] > 0) {
-        let rt = root(&mut parent, x);
+    let mut groups: Vec<Group> = Vec::new();
+    for (e, &(r, c, _)) in edges.iter().enumerate() {
+        let rt = root(&mut parent, r);
         if size[rt] == (1, 1) {
-            // A row and a column linked only to each other: taken from the row's side.
-            if x < n {
-                singles.push((x, last_col[x]));
-            }
+            // A row and a column linked only to each other, by this one edge.
+            singles.push((r, c));
             continue;
         }
         if index[rt] == usize::MAX {
             index[rt] = groups.len();
-            groups.push((Vec::new(), Vec::new()));
+            groups.push(Group {
+                rows: Vec::new(),
+                cols: Vec::new(),
+                edges: Vec::new(),
+            });
         }
-        let k = index[rt];
-        if x < n {
-            groups[k].0.push(x);
-        } else {
-            groups[k].1.push(x - n);
-        }
+        let g = &mut groups[index[rt]];
+        g.edges.push(e);
+        g.rows.push(r);
+        g.cols.push(c);
+    }
+    for g in &mut groups {
+        g.rows.sort_unstable();
+        g.rows.dedup();
+        g.cols.sort_unstable();
+        g.cols.dedup();
     }
     (singles, groups)
 }

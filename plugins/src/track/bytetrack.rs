@@ -13,7 +13,7 @@
 //!
 //! With `per_class` a track only ever matches detections of its class.
 
-use super::assign::assign;
+use super::assign::{Edge, assign_sparse};
 use super::kalman::{Kalman, measure};
 
 /// The tracker's settings, with the reference's defaults.
@@ -298,7 +298,7 @@ impl Tracker {
         limit: f32,
     ) -> (Vec<(usize, usize)>, Vec<usize>, Vec<usize>) {
         let (n, m) = (tracks.len(), which.len());
-        let mut cost = vec![1.0f32; n * m];
+        let mut edges: Vec<Edge> = Vec::new();
         // Only boxes that overlap have an IoU: the detections sorted by left edge, each track
         // looks at those starting less than the widest detection before its own left edge and
         // before its right edge (a frame of many objects is then far from n × m IoUs).
@@ -322,11 +322,14 @@ impl Tracker {
                 }
                 let d = which[c];
                 if !self.params.per_class || dets[d].class_id == tr.class_id {
-                    cost[r * m + c] = 1.0 - iou(b, dets[d].bbox);
+                    let cost = 1.0 - iou(b, dets[d].bbox);
+                    if cost < limit {
+                        edges.push((r, c, cost));
+                    }
                 }
             }
         }
-        let a = assign(&cost, n, m, limit);
+        let a = assign_sparse(&edges, n, m, limit);
         (
             a.matches
                 .iter()

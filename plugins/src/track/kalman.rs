@@ -105,22 +105,33 @@ impl Kalman {
             s[i][i] += r[i] * r[i];
         }
         let Some(si) = invert4(s) else { return };
-        // K = P Hᵀ S⁻¹ (8×4).
+        // K = P Hᵀ S⁻¹ (8×4); P Hᵀ is the first four columns of P.
         let mut k = [[0.0; 4]; 8];
         for i in 0..8 {
             for j in 0..4 {
-                k[i][j] = (0..4).map(|l| self.p[i][l] * si[l][j]).sum();
+                let mut acc = 0.0;
+                for l in 0..4 {
+                    acc += self.p[i][l] * si[l][j];
+                }
+                k[i][j] = acc;
             }
         }
         let y: [f64; 4] = std::array::from_fn(|i| z[i] - self.x[i]);
         for i in 0..8 {
-            self.x[i] += (0..4).map(|j| k[i][j] * y[j]).sum::<f64>();
+            self.x[i] += k[i][0] * y[0] + k[i][1] * y[1] + k[i][2] * y[2] + k[i][3] * y[3];
         }
-        // P = P − K H P (H P: the first four rows of P).
-        let p = self.p;
+        // P = P − K H P (H P: the first four rows of P). P stays symmetric: the upper triangle
+        // is computed and mirrored.
+        let hp = [self.p[0], self.p[1], self.p[2], self.p[3]];
         for i in 0..8 {
-            for j in 0..8 {
-                self.p[i][j] = p[i][j] - (0..4).map(|l| k[i][l] * p[l][j]).sum::<f64>();
+            for j in i..8 {
+                let mut acc = 0.0;
+                for l in 0..4 {
+                    acc += k[i][l] * hp[l][j];
+                }
+                let v = self.p[i][j] - acc;
+                self.p[i][j] = v;
+                self.p[j][i] = v;
             }
         }
     }
