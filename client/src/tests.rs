@@ -434,3 +434,47 @@ async fn regions_in_use_are_unregistered_once_free_or_reported() {
         }
     }
 }
+
+/// `prepare` removes a dead process's region from the server even while the server still calls
+/// it in use for a while (requests of the dead process draining): it asks again until
+/// `IN_USE_WAIT` has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_waits_for_a_dead_process_region_still_in_use() {
+    use triton_proto::inference::SystemSharedMemoryRegisterRequest;
+    use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+    let mock = MockKserve::start(Script {
+        shared_memory: true,
+        ..Default::default()
+    });
+    // A region of a process that cannot exist (pids stop below 2^22), registered as it was.
+    let dead = format!("{}{}-1-0", crate::shm::region::PREFIX, 1u32 << 23);
+    let key = std::ffi::CString::new(format!("/{dead}")).unwrap();
+    // SAFETY: plain libc calls on a descriptor closed here.
+    unsafe {
+        let fd = libc::shm_open(key.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600);
+        assert!(fd >= 0, "shm_open");
+        assert_eq!(libc::ftruncate(fd, 4096), 0);
+        libc::close(fd);
+    }
+    let mut rpc = GrpcInferenceServiceClient::connect(mock.url())
+        .await
+        .unwrap();
+    rpc.system_shared_memory_register(SystemSharedMemoryRegisterRequest {
+        name: dead.clone(),
+        key: format!("/{dead}"),
+        offset: 0,
+        byte_size: 4096,
+    })
+    .await
+    .unwrap();
+    assert_eq!(mock.regions(), std::slice::from_ref(&dead));
+    // In use for three answers (300 ms), well inside the wait.
+    mock.refuse_unregisters(3);
+    let cfg = config(&mock.url(), Transport::TritonStream);
+    let removed = ShmPool::new(cfg.target, cfg.auth)
+        .prepare()
+        .await
+        .expect("prepare");
+    assert!(removed.contains(&dead), "{removed:?}");
+    assert!(!mock.regions().contains(&dead), "{:?}", mock.regions());
+}

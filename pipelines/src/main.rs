@@ -66,13 +66,17 @@ fn prepare(a: &Args) -> String {
     video
 }
 
-fn build(a: &Args, video: &str) -> gst::Pipeline {
+/// The pipeline, and the encoder `ENCODER` chose (none with `ENCODER=none`).
+fn build(a: &Args, video: &str) -> (gst::Pipeline, Option<triton_video::encoder::Chosen>) {
     init_gst();
-    let desc = runner::launch::pipeline_description(a, video);
+    let (desc, chosen) =
+        runner::launch::pipeline_description(a, video).unwrap_or_else(|e| fail(2, e));
     match gst::parse::launch(&desc) {
-        Ok(p) => p
-            .downcast::<gst::Pipeline>()
-            .unwrap_or_else(|_| fail(1, "not a pipeline")),
+        Ok(p) => (
+            p.downcast::<gst::Pipeline>()
+                .unwrap_or_else(|_| fail(1, "not a pipeline")),
+            chosen,
+        ),
         Err(e) => fail(1, format!("building the pipeline: {e}")),
     }
 }
@@ -237,9 +241,10 @@ fn main() {
         std::process::exit(runner::fleet::run(&a, file));
     }
     let video = prepare(&a);
-    let pipeline = build(&a, &video);
+    let (pipeline, chosen) = build(&a, &video);
     let mut first = Stats::default();
-    first.recording = runner::launch::recording_name(&video, a.encoder);
+    first.recording = runner::launch::recording_name(&video, &a.encoder);
+    first.encoder = chosen.map(|c| c.summary()).unwrap_or_default();
     let stats = Arc::new(Mutex::new(first));
     let src = static_pad(&pipeline, "infer", "src");
     let st = stats.clone();
@@ -248,6 +253,7 @@ fn main() {
     });
     let started = Instant::now();
     let mut code = run(&a, &video, &pipeline, &stats, &src);
+    stats.lock().unwrap().decoder = report::video_decoders(&pipeline);
     let _ = pipeline.set_state(gst::State::Null);
     let s = stats.lock().unwrap();
     println!("\n{}", s.summary(started.elapsed(), &a.results_dir));

@@ -35,6 +35,7 @@ fn runner(env: &[(&str, &str)], args: &[&str]) -> Command {
         "ZONES",
         "RULES_FILE",
         "REPORT_INTERVAL",
+        "ENCODER",
     ] {
         c.env_remove(k);
     }
@@ -193,6 +194,92 @@ fn direct_to_triton_with_max_frames_and_other_layout() {
         seen.push(dets);
     }
     assert_eq!(seen[0], seen[1], "shared memory changed the detections");
+}
+
+/// `ENCODER`: `auto` takes a hardware H.264 encoder or else x264, a named element is used as it
+/// is (`avenc_mpeg4`, the original client's codec family), and the summary says which encoder
+/// and which decoder ran; an element that does not exist, or is not a video encoder, is exit 2
+/// naming `ENCODER` before anything runs.
+#[test]
+fn the_encoder_is_chosen_named_and_reported_with_the_decoder() {
+    let dir = tmpdir("encoder");
+    let (clip, truth) = make_clip(&dir, 20, 640, 360);
+    for (enc, want) in [
+        ("auto", "x264enc (auto: no hardware H.264 encoder here)"),
+        ("avenc_mpeg4", "avenc_mpeg4 (ENCODER=avenc_mpeg4)"),
+    ] {
+        let results = dir.join(enc);
+        let out = runner(
+            &[
+                ("VIDEO_PATH", clip.to_str().unwrap()),
+                ("RESULTS_DIR", results.to_str().unwrap()),
+                ("MODEL_NAME", "shapes_nms"),
+                ("ENCODER", enc),
+            ],
+            &[
+                "--direct",
+                "--triton-url",
+                shared_url().trim_start_matches("http://"),
+            ],
+        )
+        .run();
+        let t = text(&out);
+        assert!(out.status.success(), "{enc}: {t}");
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("encoder:"))
+            .unwrap_or_else(|| panic!("{enc}: no encoder line: {t}"));
+        // What auto takes depends on the machine: x264 here, a hardware encoder where there is one.
+        let auto = triton_video::encoder::choose(
+            &triton_video::encoder::Encoder::Auto,
+            triton_video::encoder::Container::Mp4,
+        )
+        .unwrap()
+        .unwrap();
+        if enc == "auto" && auto.element != "x264enc" {
+            assert_eq!(line, format!("encoder:     {}", auto.summary()));
+            assert!(auto.summary().ends_with("(auto: hardware H.264)"), "{line}");
+        } else {
+            assert_eq!(line, format!("encoder:     {want}"));
+        }
+        // decodebin picked the software H.264 decoder here (a hardware one where present).
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("decoder:     ") && l.contains("264")),
+            "{t}"
+        );
+        check_against_truth(&results.join("frame_counts.jsonl"), &truth, 20, 4.0);
+        assert_eq!(decoded_frames(&results.join("annotated.mp4")), 20, "{enc}");
+    }
+    for (enc, want) in [
+        (
+            "no_such_encoder",
+            "ENCODER: no GStreamer element named 'no_such_encoder'",
+        ),
+        ("identity", "ENCODER: 'identity' is not a video encoder"),
+        ("vp8enc", "ENCODER: vp8enc makes"),
+    ] {
+        let out = runner(
+            &[
+                ("VIDEO_PATH", clip.to_str().unwrap()),
+                ("RESULTS_DIR", dir.join("bad").to_str().unwrap()),
+                ("MODEL_NAME", "shapes_nms"),
+                ("ENCODER", enc),
+            ],
+            &[
+                "--direct",
+                "--triton-url",
+                shared_url().trim_start_matches("http://"),
+            ],
+        )
+        .run();
+        assert_eq!(out.status.code(), Some(2), "{enc}: {}", text(&out));
+        assert!(text(&out).contains(want), "{enc}: {}", text(&out));
+        assert!(
+            !dir.join("bad/frame_counts.jsonl").exists(),
+            "{enc}: ran anyway"
+        );
+    }
 }
 
 /// `KSERVE=1` against MLServer (a KServe v2 server that is not Triton, with no class names:

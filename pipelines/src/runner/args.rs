@@ -1,17 +1,8 @@
 //! `triton-video`'s settings: flags and the seed client's environment variables.
 
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::{CommandFactory, Parser};
 
-/// What becomes of the annotated video.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoder {
-    /// Drawn boxes, H.264 (x264 veryfast, zerolatency) in annotated.mp4 / annotated.ts.
-    #[default]
-    X264,
-    /// No video out: the JSON lines only (no overlay, no encoder, no recording).
-    None,
-}
+pub use triton_video::encoder::Encoder;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -33,8 +24,9 @@ pub struct Args {
     /// With --cameras: serve per-camera Prometheus metrics on this port (GET /metrics).
     #[arg(long, env = "METRICS_PORT")]
     pub metrics_port: Option<u16>,
-    /// The annotated video: x264 (default) or none (JSON lines only).
-    #[arg(long, env = "ENCODER", value_enum, default_value_t = Encoder::X264)]
+    /// The annotated video's encoder: auto (a hardware H.264 encoder when there is one, else
+    /// x264), none (JSON lines only), x264, or a GStreamer video encoder element by name.
+    #[arg(long, env = "ENCODER", default_value = "auto", value_parser = |s: &str| s.parse::<Encoder>())]
     pub encoder: Encoder,
     /// Where annotated.mp4 and frame_counts.jsonl go.
     #[arg(long, env = "RESULTS_DIR", default_value = "results")]

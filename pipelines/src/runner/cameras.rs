@@ -104,8 +104,8 @@ impl Camera {
         if let Some(t) = self.timeout_ms {
             a.camera_timeout_ms = t;
         }
-        if let Some(e) = self.encoder {
-            a.encoder = e;
+        if let Some(e) = &self.encoder {
+            a.encoder = e.clone();
         }
         a
     }
@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(door.stream_id, "door");
         assert_eq!(door.model_name, "yolov8n");
         assert_eq!(door.fps_cap, Some(9.0));
-        assert_eq!(door.encoder, Encoder::X264);
+        assert_eq!(door.encoder, Encoder::Auto);
         let yard = cams["yard_2"].args(&base);
         assert_eq!(yard.model_name, "shapes_nms");
         assert_eq!(yard.conf_thres, 0.5);
@@ -185,7 +185,7 @@ mod tests {
             ("[[camera]]\nname = \"a\"\nuri = \"x\"\nurl = \"y\"", "url"),
             ("[[camera]]\nname = \"a\"", "uri"),
             (
-                "[[camera]]\nname = \"a\"\nuri = \"x\"\nencoder = \"vp9\"",
+                "[[camera]]\nname = \"a\"\nuri = \"x\"\nencoder = \"x264enc bitrate=9\"",
                 "encoder",
             ),
             ("[[camera]\n", "TOML parse error"),

@@ -72,13 +72,13 @@ impl Fleet<'_> {
         let a = spec.args(self.base);
         std::fs::create_dir_all(&a.results_dir)
             .map_err(|e| format!("cannot create {}: {e}", a.results_dir))?;
-        let desc = launch::pipeline_description(&a, &spec.uri);
+        let (desc, _) = launch::pipeline_description(&a, &spec.uri)?;
         let pipeline = gst::parse::launch(&desc)
             .map_err(|e| format!("building the pipeline: {e}"))?
             .downcast::<gst::Pipeline>()
             .map_err(|_| "not a pipeline".to_string())?;
         let state = self.state(&spec.name);
-        state.stats.lock().unwrap().recording = launch::recording_name(&spec.uri, a.encoder);
+        state.stats.lock().unwrap().recording = launch::recording_name(&spec.uri, &a.encoder);
         let src = pipeline
             .by_name("infer")
             .and_then(|e| e.static_pad("src"))

@@ -1,7 +1,7 @@
 //! The pipeline `triton-video` runs, as a `gst-launch` description.
 //!
 //! `source ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer [! dettrack [! detcount]] ! tee`
-//!   → `detoverlay ! videoconvert ! x264enc ! mp4mux ! filesink RESULTS_DIR/annotated.mp4`
+//!   → `detoverlay ! videoconvert ! ENCODER ! mp4mux ! filesink RESULTS_DIR/annotated.mp4`
 //!     (a camera: `tritoncamerasrc` as the source, `mpegtsmux` into `annotated.ts`)
 //!   → `detjsonsink RESULTS_DIR/frame_counts.jsonl`
 //!
@@ -11,6 +11,7 @@
 use triton_endpoint::normalize_url;
 
 use super::args::{Args, Encoder};
+use triton_video::encoder::{self, Chosen, Container};
 
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -18,8 +19,8 @@ fn quote(s: &str) -> String {
 
 /// The annotated recording's file name: MPEG-TS for a camera (it plays however the run ends, and
 /// takes the one caps change a camera's start may bring), MP4 for a file; none with ENCODER=none.
-pub fn recording_name(video: &str, encoder: Encoder) -> &'static str {
-    if encoder == Encoder::None {
+pub fn recording_name(video: &str, encoder: &Encoder) -> &'static str {
+    if *encoder == Encoder::None {
         ""
     } else if gsttriton::camera::is_live(video) {
         "annotated.ts"
@@ -28,8 +29,9 @@ pub fn recording_name(video: &str, encoder: Encoder) -> &'static str {
     }
 }
 
-/// The `gst-launch` description of the whole run.
-pub fn pipeline_description(a: &Args, video: &str) -> String {
+/// The `gst-launch` description of the whole run, and the encoder chosen (`ENCODER`; none
+/// with `ENCODER=none`). `Err`: an `ENCODER` that cannot work, named.
+pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Chosen>), String> {
     let source = if gsttriton::camera::is_live(video) {
         // A camera: restarted while away, black frames marked no-signal meanwhile.
         format!(
@@ -121,22 +123,29 @@ pub fn pipeline_description(a: &Args, video: &str) -> String {
     if a.report_interval > 0 {
         json.push_str(&format!(" report-interval={}", a.report_interval));
     }
-    let recording = recording_name(video, a.encoder);
-    if recording.is_empty() {
-        d.push_str(&format!(" ! queue max-size-buffers=30 ! {json}"));
-        return d;
-    }
-    let mux = match recording {
-        "annotated.ts" => "h264parse ! mpegtsmux",
-        _ => "mp4mux",
+    let recording = recording_name(video, &a.encoder);
+    let container = match recording {
+        "" => {
+            d.push_str(&format!(" ! queue max-size-buffers=30 ! {json}"));
+            return Ok((d, None));
+        }
+        "annotated.ts" => Container::MpegTs,
+        _ => Container::Mp4,
+    };
+    let chosen =
+        encoder::choose(&a.encoder, container)?.ok_or("ENCODER=none makes no recording")?;
+    let mux = match container {
+        Container::MpegTs => "mpegtsmux",
+        Container::Mp4 => "mp4mux",
     };
     d.push_str(&format!(
         " ! tee name=t \
-         t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! x264enc speed-preset=veryfast tune=zerolatency ! {mux} ! filesink location={} \
+         t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! {} ! {mux} ! filesink location={} \
          t. ! queue max-size-buffers=30 ! {json}",
+        chosen.desc,
         quote(&format!("{dir}/{recording}")),
     ));
-    d
+    Ok((d, Some(chosen)))
 }
 
 #[cfg(test)]
@@ -159,7 +168,7 @@ mod tests {
             "--domino-api-key",
             "secret-key",
         ]);
-        let d = pipeline_description(&a, "/v/in.mp4");
+        let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
         assert!(
             d.starts_with("filesrc name=source location=\"/v/in.mp4\" ! decodebin name=input"),
             "{d}"
@@ -175,7 +184,7 @@ mod tests {
         assert!(!d.contains("model-version"), "{d}");
 
         let a = Args::parse_from(["triton-video", "--direct", "--triton-url", "t:8001"]);
-        let d = pipeline_description(&a, "rtsp://cam/1");
+        let d = pipeline_description(&a, "rtsp://cam/1").unwrap().0;
         assert!(
             d.starts_with(
                 "tritoncamerasrc name=input uri=\"rtsp://cam/1\" timeout-ms=2000 give-up-secs=0"
@@ -186,7 +195,7 @@ mod tests {
             d.contains("mpegtsmux ! filesink location=\"results/annotated.ts\""),
             "{d}"
         );
-        let d = pipeline_description(&a, "http://host/clip.mp4");
+        let d = pipeline_description(&a, "http://host/clip.mp4").unwrap().0;
         assert!(
             d.starts_with("uridecodebin name=input uri=\"http://host/clip.mp4\""),
             "{d}"
@@ -194,7 +203,7 @@ mod tests {
         assert!(d.contains("url=\"http://t:8001\" transport=triton"), "{d}");
         let mut none = a.clone();
         none.encoder = Encoder::None;
-        let d = pipeline_description(&none, "rtsp://cam/1");
+        let d = pipeline_description(&none, "rtsp://cam/1").unwrap().0;
         assert!(
             d.ends_with(
                 "tritoninfer name=infer url=\"http://t:8001\" transport=triton model=\"yolov8n\" stream-id=\"cam-001\" conf-threshold=0.25 max-in-flight=4 \
@@ -207,7 +216,7 @@ mod tests {
         assert!(!d.contains("dettrack") && !d.contains("interval"), "{d}");
         let mut tracked = none.clone();
         (tracked.track, tracked.interval) = (true, 3);
-        let d = pipeline_description(&tracked, "rtsp://cam/1");
+        let d = pipeline_description(&tracked, "rtsp://cam/1").unwrap().0;
         assert!(
             d.contains("name=letterbox interval=3 ! tritoninfer")
                 && d.contains("max-in-flight=4 ! dettrack name=track ! queue"),
@@ -216,7 +225,7 @@ mod tests {
         let mut counted = none.clone();
         counted.lines = Some("door 0,100 640,100".into());
         counted.report_interval = 60;
-        let d = pipeline_description(&counted, "rtsp://cam/1");
+        let d = pipeline_description(&counted, "rtsp://cam/1").unwrap().0;
         assert!(
             d.contains(
                 "! dettrack name=track ! detcount name=count lines=\"door 0,100 640,100\" ! queue"
@@ -229,10 +238,10 @@ mod tests {
         );
         assert!(!d.contains("shared-memory"), "{d}");
         let a = Args::parse_from(["triton-video", "--kserve", "--triton-url", "m:8081"]);
-        let d = pipeline_description(&a, "/v/in.mp4");
+        let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
         assert!(d.contains("url=\"http://m:8081\" transport=kserve"), "{d}");
         let a = Args::parse_from(["triton-video", "--direct", "--shared-memory"]);
-        let d = pipeline_description(&a, "/v/in.mp4");
+        let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
         assert!(
             d.contains("transport=triton") && d.contains("shared-memory=system"),
             "{d}"

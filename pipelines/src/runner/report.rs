@@ -17,6 +17,10 @@ pub struct Stats {
     pub no_signal: u64,
     /// The annotated recording's file name in RESULTS_DIR; empty: none (ENCODER=none).
     pub recording: &'static str,
+    /// The encoder `ENCODER` chose and why; empty: none.
+    pub encoder: String,
+    /// The video decoders that ran (found in the pipeline at the end); empty: not known.
+    pub decoder: String,
     pub per_class: BTreeMap<String, u64>,
     /// The latencies (ms) of the last [`LATENCY_WINDOW`] ok frames, for the summary's mean and
     /// p95 (a camera runs for days: the window keeps the memory bounded).
@@ -28,6 +32,25 @@ pub struct Stats {
     /// decode); only meaningful when nothing else drops frames (no FPS_CAP).
     pub missing: u64,
     last_pts: Option<u64>,
+}
+
+/// The video decoders in `pipeline` (those `decodebin` picked: a hardware one where GStreamer
+/// has it), by factory name, comma-separated; empty when none is found.
+pub fn video_decoders(pipeline: &gst::Pipeline) -> String {
+    let mut names: Vec<String> = pipeline
+        .iterate_recurse()
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.factory())
+        .filter(|f| {
+            let k = f.metadata("klass").unwrap_or_default();
+            k.contains("Decoder") && k.contains("Video")
+        })
+        .map(|f| f.name().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names.join(", ")
 }
 
 /// How many of the latest latencies the summary's mean and p95 cover.
@@ -128,9 +151,15 @@ impl Stats {
         if self.errors > 0 {
             s.push_str(&format!("last error:  {}\n", self.last_error));
         }
+        if !self.decoder.is_empty() {
+            s.push_str(&format!("decoder:     {}\n", self.decoder));
+        }
         if self.recording.is_empty() {
             s.push_str("annotated:   none (ENCODER=none)\n");
         } else {
+            if !self.encoder.is_empty() {
+                s.push_str(&format!("encoder:     {}\n", self.encoder));
+            }
             s.push_str(&format!("annotated:   {dir}/{}\n", self.recording));
         }
         s.push_str(&format!("counts:      {dir}/frame_counts.jsonl"));
