@@ -478,3 +478,102 @@ async fn prepare_waits_for_a_dead_process_region_still_in_use() {
     assert!(removed.contains(&dead), "{removed:?}");
     assert!(!mock.regions().contains(&dead), "{:?}", mock.regions());
 }
+
+/// A request a stream left unanswered may still be read or written by the server: its region is
+/// retired, and the resend goes through a new one (not the same region handed out again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_region_of_a_request_left_unanswered_is_not_reused() {
+    let mock = MockKserve::start(Script {
+        shared_memory: true,
+        echo: true,
+        end_stream_at: Some(1),
+        ..Default::default()
+    });
+    let mut cfg = config(&mock.url(), Transport::TritonStream);
+    let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
+    cfg.shm = Some(pool.clone());
+    let c = Client::new(cfg);
+    let d = desc();
+    c.infer(request(0, &d)).await.unwrap();
+    assert_eq!(mock.registrations(), 1, "one region for frame 0");
+    let r = request(1, &d);
+    let sent = r.data.clone();
+    let a = c.infer(r).await.expect("the resend is answered");
+    assert_eq!(a.outputs[0].data, sent, "frame 1's echo differs");
+    assert_eq!(mock.streams_ended(), 1, "the scripted end did not happen");
+    assert_eq!(
+        mock.registrations(),
+        2,
+        "the resend of frame 1 went through the region its unanswered request was left in"
+    );
+}
+
+/// A retired region is unregistered at the next request even when that request finds a free
+/// region of its size (not only when it has to make a new one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_region_is_unregistered_while_a_free_one_is_reused() {
+    let mock = MockKserve::start(Script {
+        shared_memory: true,
+        echo: true,
+        delay_ms: Box::new(|n| if n < 2 { 200 } else { 0 }),
+        end_stream_at: Some(2),
+        ..Default::default()
+    });
+    let mut cfg = config(&mock.url(), Transport::TritonStream);
+    let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
+    cfg.shm = Some(pool.clone());
+    let c = Arc::new(Client::new(cfg));
+    // Frames 0 and 1 at once: two regions, both free afterwards.
+    for (n, outcome) in send_all(&c, 2).await {
+        let echo = outcome.unwrap_or_else(|e| panic!("frame {n}: {e}"));
+        assert_eq!(echo.outputs[0].data, request(n, &desc()).data, "frame {n}");
+    }
+    assert_eq!(mock.registrations(), 2, "two requests at once, two regions");
+    // Frame 2's stream ends unanswered: its region is retired; the resend takes the other one.
+    let d = desc();
+    let r = request(2, &d);
+    let sent = r.data.clone();
+    let a = c.infer(r).await.expect("the resend is answered");
+    assert_eq!(a.outputs[0].data, sent);
+    assert_eq!(mock.streams_ended(), 1, "the scripted end did not happen");
+    assert_eq!(mock.registrations(), 2, "the resend reuses the free region");
+    assert_eq!(
+        mock.regions().len(),
+        1,
+        "the retired region is still registered with the server"
+    );
+}
+
+/// Requests one at a time reuse one region on each transport that takes shared memory (a unary
+/// call's answered request gives its region back, as a stream's does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_requests_give_their_region_back_on_both_transports() {
+    for transport in [Transport::TritonStream, Transport::KserveUnary] {
+        let mock = MockKserve::start(Script {
+            shared_memory: true,
+            echo: true,
+            ..Default::default()
+        });
+        let mut cfg = config(&mock.url(), transport);
+        let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
+        cfg.shm = Some(pool.clone());
+        let c = Client::new(cfg);
+        let d = desc();
+        for n in 0..4 {
+            let r = request(n, &d);
+            let sent = r.data.clone();
+            let a = c.infer(r).await.unwrap();
+            assert_eq!(a.outputs[0].data, sent, "{transport:?}: frame {n}");
+        }
+        assert_eq!(
+            mock.shm_inputs(),
+            4,
+            "{transport:?}: an input not in a region"
+        );
+        assert_eq!(
+            mock.registrations(),
+            1,
+            "{transport:?}: a region was not given back after its answer"
+        );
+    }
+}
