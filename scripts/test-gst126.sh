@@ -22,7 +22,7 @@ PACKAGES=(
   build-essential pkg-config protobuf-compiler ca-certificates fonts-dejavu-core
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   libgstrtspserver-1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 )
 READY="$CHROOT/.gst-triton-ready"
 
