@@ -40,7 +40,12 @@ TARGETS=(
   "endpoint|triton-endpoint|endpoint/src/lib.rs endpoint/src/error.rs|--lib|0"
   # client: the shared-memory pool, the unary transport and the client's resend and backoff,
   # guarded by the crate's own tests against the in-process mock (no GStreamer, no Triton).
-  "client|triton-client|client/src/shm/pool.rs client/src/transport/unary.rs client/src/client.rs|--lib|0"
+  # Three equivalent mutants are left out: `<` → `<=` in Client::link and in unregister_when_free
+  # compare two clock readings that are equal only at the same instant (the next reading
+  # decides), and the Timeout guard in Client::attempt → `true` hands a timed-out lease to
+  # Lease::finish, which retires a region whose request has no answer exactly as dropping the
+  # lease does (docs/testing.md).
+  "client|triton-client|client/src/shm/pool.rs client/src/transport/unary.rs client/src/client.rs|--lib|0|replace < with <= in (Client::link|unregister_when_free)|with true in Client::attempt"
   # kernel leaves out `&&` → `||` between "SIMD on" and "the CPU has it" in ByteGather::run, which
   # only takes the shuffle path where the portable one was asked for: the same bytes by design
   # (letterbox_kernel.rs compares the paths byte for byte; gather.rs tests each against indexing).

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
+use futures::StreamExt as _;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
@@ -90,6 +91,8 @@ struct Counters {
     shm_inputs: AtomicUsize,
     /// ModelMetadata calls received.
     metadata_calls: AtomicUsize,
+    /// TCP connections accepted.
+    connections: AtomicUsize,
 }
 
 struct Shared {
@@ -168,7 +171,10 @@ impl MockKserve {
         let svc = GrpcInferenceServiceServer::new(Service(shared.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        let incoming = TcpListenerStream::new(listener);
+        let counted = shared.clone();
+        let incoming = TcpListenerStream::new(listener).inspect(move |_| {
+            counted.counters.connections.fetch_add(1, Ordering::SeqCst);
+        });
         let mut builder = tonic::transport::Server::builder();
         runtime.spawn(async move {
             let _ = match renamed {
@@ -242,12 +248,17 @@ impl MockKserve {
         self.shared.last_model.lock().unwrap().clone()
     }
 
-    /// The most requests outstanding (received, not yet answered) at any moment.
     /// Streams the mock ended on purpose with a request unanswered ([`Script::end_stream_at`]).
     pub fn streams_ended(&self) -> usize {
         self.shared.counters.ended.load(Ordering::SeqCst)
     }
 
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.counters.connections.load(Ordering::SeqCst)
+    }
+
+    /// The most requests outstanding (received, not yet answered) at any moment.
     pub fn peak_outstanding(&self) -> usize {
         self.shared.counters.peak.load(Ordering::SeqCst)
     }
@@ -373,45 +384,6 @@ impl Service {
                 ..response
             }),
         )
-    }
-
-    /// The request's input bytes: from its shared-memory region when it names one.
-    fn input(shared: &Shared, req: &ModelInferRequest) -> Result<Option<bytes::Bytes>, String> {
-        match req
-            .inputs
-            .first()
-            .and_then(|i| shm::Place::of(&i.parameters))
-        {
-            Some(p) => {
-                let data = shared.regions.read(&p)?;
-                shared.counters.shm_inputs.fetch_add(1, Ordering::SeqCst);
-                Ok(Some(data.into()))
-            }
-            None => Ok(req.raw_input_contents.first().cloned()),
-        }
-    }
-
-    /// The answer's one output: in the response, or written to the region the request named
-    /// for it (then the response carries its description only, as Triton's does).
-    #[allow(clippy::type_complexity)]
-    fn output(
-        shared: &Shared,
-        req: &ModelInferRequest,
-        tensor: InferOutputTensor,
-        data: bytes::Bytes,
-    ) -> Result<(Vec<InferOutputTensor>, Vec<bytes::Bytes>), String> {
-        let place = req
-            .outputs
-            .iter()
-            .find(|o| o.name == tensor.name)
-            .and_then(|o| shm::Place::of(&o.parameters));
-        match place {
-            Some(p) => {
-                shared.regions.write(&tensor.name, &p, &data)?;
-                Ok((vec![tensor], vec![]))
-            }
-            None => Ok((vec![tensor], vec![data])),
-        }
     }
 }
 

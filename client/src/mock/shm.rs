@@ -5,10 +5,14 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use tonic::Status;
-use triton_proto::inference::InferParameter;
 use triton_proto::inference::infer_parameter::ParameterChoice;
+use triton_proto::inference::model_infer_response::InferOutputTensor;
+use triton_proto::inference::{InferParameter, ModelInferRequest};
+
+use super::Shared;
 
 /// One mapped region of a client.
 struct Mapped {
@@ -95,14 +99,14 @@ impl Registry {
             .lock()
             .unwrap()
             .insert(name.into(), Mapped { ptr, len });
-        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.1.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
     /// Unregisters `name`, unless a refusal is scripted: then answers as Triton does for a
     /// region that requests still use.
     pub fn unregister(&self, name: &str) -> Result<(), Status> {
-        use std::sync::atomic::Ordering::SeqCst;
+        use Ordering::SeqCst;
         let refuse = self
             .2
             .fetch_update(SeqCst, SeqCst, |n| match n {
@@ -122,7 +126,7 @@ impl Registry {
 
     /// Registrations so far.
     pub fn registrations(&self) -> usize {
-        self.1.load(std::sync::atomic::Ordering::SeqCst)
+        self.1.load(Ordering::SeqCst)
     }
 
     /// Forgets every region, as a restarted Triton does.
@@ -172,9 +176,47 @@ impl super::MockKserve {
     /// Refuses the next `n` shared-memory unregistrations as "in use" (`usize::MAX`: every one),
     /// as Triton does while requests still use a region.
     pub fn refuse_unregisters(&self, n: usize) {
-        self.shared
-            .regions
-            .2
-            .store(n, std::sync::atomic::Ordering::SeqCst);
+        self.shared.regions.2.store(n, Ordering::SeqCst);
+    }
+}
+
+/// Where a request's tensors live: in the request, or in the regions it names.
+impl super::Service {
+    /// The request's input bytes: from its shared-memory region when it names one.
+    pub(super) fn input(
+        shared: &Shared,
+        req: &ModelInferRequest,
+    ) -> Result<Option<bytes::Bytes>, String> {
+        match req.inputs.first().and_then(|i| Place::of(&i.parameters)) {
+            Some(p) => {
+                let data = shared.regions.read(&p)?;
+                shared.counters.shm_inputs.fetch_add(1, Ordering::SeqCst);
+                Ok(Some(data.into()))
+            }
+            None => Ok(req.raw_input_contents.first().cloned()),
+        }
+    }
+
+    /// The answer's one output: in the response, or written to the region the request named
+    /// for it (then the response carries its description only, as Triton's does).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn output(
+        shared: &Shared,
+        req: &ModelInferRequest,
+        tensor: InferOutputTensor,
+        data: bytes::Bytes,
+    ) -> Result<(Vec<InferOutputTensor>, Vec<bytes::Bytes>), String> {
+        let place = req
+            .outputs
+            .iter()
+            .find(|o| o.name == tensor.name)
+            .and_then(|o| Place::of(&o.parameters));
+        match place {
+            Some(p) => {
+                shared.regions.write(&tensor.name, &p, &data)?;
+                Ok((vec![tensor], vec![]))
+            }
+            None => Ok((vec![tensor], vec![data])),
+        }
     }
 }
