@@ -104,12 +104,12 @@ def make_model(version_dir):
         def execute(self, requests):
             if self.session is None:
                 return [pb_utils.InferenceResponse(error=pb_utils.TritonError(self.problem)) for _ in requests]
-            images = [pb_utils.get_input_tensor_by_name(r, "images").as_numpy() for r in requests]
+            images = [onnx_common.as_float(pb_utils.get_input_tensor_by_name(r, "images").as_numpy()) for r in requests]
             bad = [i for i, x in enumerate(images) if x.ndim != 4]
             good = [i for i in range(len(images)) if i not in bad]
             responses = [None] * len(requests)
             for i in bad:
-                msg = f"images: expected (B,3,H,W) FP32, got shape {images[i].shape}"
+                msg = f"images: expected (B,3,H,W) FP32 or UINT8, got shape {images[i].shape}"
                 responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(msg))
             try:
                 outs = onnx_common.run_batched(self._run, [images[i] for i in good], self.max_batch)

@@ -116,6 +116,14 @@ def split_runs(images, max_batch):
     return runs
 
 
+def as_float(images):
+    """A UINT8 input (raw pixels 0..255, as `tritonletterbox dtype=auto` sends to a model that
+    declares TYPE_UINT8) normalised to the float32 0..1 the export takes; float input unchanged."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images
+
+
 def run_batched(run, images, max_batch):
     """Runs `run` (one (N, C, H, W) array -> one (N, ...) array) over every request's images, as
     few runs as possible; returns one output per request."""

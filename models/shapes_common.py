@@ -50,9 +50,11 @@ def _grow(mask, y, x):
 
 
 def find_rects(image):
-    """image: float32 array (1, 3, H, W) or (3, H, W). Returns a list of
+    """image: array (1, 3, H, W) or (3, H, W), float32 in 0..1 or uint8 raw pixels (a UINT8
+    input, normalised here as a model that takes raw pixels does). Returns a list of
     (x1, y1, x2, y2, class_id) sorted by class then position."""
-    img = np.asarray(image, dtype=np.float32)
+    img = np.asarray(image)
+    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32, copy=False)
     if img.ndim == 4:
         if img.shape[0] != 1:
             raise ValueError(f"batch must be 1, got shape {img.shape}")

@@ -46,6 +46,16 @@ class ClassNames(unittest.TestCase):
             self.assertIsNone(oc.class_names(meta), meta)
 
 
+class AsFloat(unittest.TestCase):
+    def test_raw_pixels_are_normalised_and_floats_kept(self):
+        raw = np.array([[[[0, 51, 255]]]], dtype=np.uint8)
+        got = oc.as_float(raw)
+        self.assertEqual(got.dtype, np.float32)
+        np.testing.assert_allclose(got, [[[[0.0, 0.2, 1.0]]]], rtol=1e-6)
+        floats = np.array([[[[0.5]]]], dtype=np.float32)
+        self.assertIs(oc.as_float(floats), floats)
+
+
 class ResolvePath(unittest.TestCase):
     def test_relative_absolute_and_missing(self):
         with tempfile.TemporaryDirectory() as d:

@@ -24,6 +24,14 @@ class FindRects(unittest.TestCase):
         found = sc.find_rects(canvas(128, 160, rects))
         self.assertEqual(sorted(found), sorted(tuple(map(float, r[:4])) + (r[4],) for r in rects))
 
+    def test_raw_uint8_pixels_give_the_same_boxes(self):
+        rects = [(5, 7, 40, 30, 0), (100, 10, 120, 90, 1), (60, 60, 90, 62, 3)]
+        img = canvas(128, 160, rects)
+        raw = np.rint(img * 255).astype(np.uint8)
+        self.assertEqual(raw.dtype, np.uint8)
+        self.assertEqual(sc.find_rects(raw), sc.find_rects(img))
+        self.assertEqual(len(sc.find_rects(raw)), 3)
+
     def test_several_of_one_colour_and_edges(self):
         rects = [(0, 0, 10, 10, 2), (150, 118, 160, 128, 2), (20, 0, 30, 128, 2)]
         found = sc.find_rects(canvas(128, 160, rects))

@@ -14,6 +14,8 @@ use crate::{Client, InferError, MAX_MESSAGE, Transport, labels};
 #[derive(Debug, Clone, Default)]
 pub struct ModelDesc {
     pub input_name: Option<String>,
+    /// The first input's datatype as the server names it (`FP32`, `UINT8`, ...).
+    pub input_dtype: Option<String>,
     /// Output names and shapes (`-1`: any size).
     pub outputs: Vec<(String, Vec<i64>)>,
     /// From the model's `class_names` parameter, where it has one.
@@ -37,6 +39,7 @@ impl Client {
                 .into_inner();
             return Ok(ModelDesc {
                 input_name: info.inputs.first().map(|i| i.name.clone()),
+                input_dtype: info.inputs.first().map(|i| i.datatype.clone()),
                 outputs: info
                     .outputs
                     .into_iter()
@@ -83,6 +86,7 @@ impl Client {
         }
         Ok(ModelDesc {
             input_name: meta.inputs.first().map(|i| i.name.clone()),
+            input_dtype: meta.inputs.first().map(|i| i.datatype.clone()),
             outputs: meta
                 .outputs
                 .into_iter()

@@ -14,7 +14,8 @@
 //! The maths lives in plain modules ([`letterbox::geometry`], [`letterbox::tensor`], [`pixel`],
 //! [`decode`], [`infer::decoding`], [`overlay::draw`]) with no GStreamer types; the network is the
 //! [`triton_client`] crate; [`meta`] reads and writes the metas the elements exchange; [`video`]
-//! holds the format helpers the filters share.
+//! holds the format helpers the filters share; [`model_query`] is how `tritonletterbox` learns the
+//! model's input datatype from `tritoninfer`.
 
 pub mod camera;
 pub mod count;
@@ -26,6 +27,7 @@ pub mod jsonreplay;
 pub mod jsonsink;
 pub mod letterbox;
 pub mod meta;
+pub mod model_query;
 pub mod overlay;
 pub mod pixel;
 pub mod track;

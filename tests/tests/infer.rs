@@ -161,6 +161,65 @@ fn ground_truth_through_the_proxy() {
     drop(proxy);
 }
 
+/// `dtype=auto` (tritonletterbox's default) asks tritoninfer for the model's input type: the
+/// UINT8 model (`shapes_yolov8_u8`: raw pixels, normalised inside) gets UINT8 tensors, a quarter
+/// of FP32's bytes, on every transport and through the proxy, and finds what was drawn, as the
+/// FP32 model does on the same frames; the FP32 model keeps FP32; a letterbox with nothing
+/// after it to ask makes FP32.
+#[test]
+fn dtype_auto_makes_the_tensor_type_the_model_takes() {
+    const FP32_BYTES: usize = 640 * 640 * 3 * 4;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(TestProxy::start(&shared_url(), &[])).unwrap();
+    let (w, h) = (1280u32, 720u32);
+    let frames: Vec<Vec<u8>> = (0..3)
+        .map(|i| draw_rgb(w as usize, h as usize, &scene(w, h, i)))
+        .collect();
+    let run = |middle: &str| {
+        let r = run_frames(
+            middle,
+            w as usize,
+            h as usize,
+            &frames,
+            |_| {},
+            Duration::from_secs(60),
+        );
+        assert!(r.errors.is_empty(), "{middle}: {:?}", r.errors);
+        assert_eq!(r.buffers.len(), 3, "{middle}");
+        r.buffers
+    };
+    let tensor = |b: &gst::Buffer| {
+        let t = meta::tensor_meta(b).expect("a tensor meta");
+        (t.dtype, t.tensor.size())
+    };
+    let alone = run("tritonletterbox");
+    assert_eq!(tensor(&alone[0]), ("FP32".to_string(), FP32_BYTES));
+    let url = shared_url();
+    let proxy_url = proxy.url();
+    for (url, transport, extra) in [
+        (&url, "triton", ""),
+        (&url, "kserve", ""),
+        (&proxy_url, "proxy", "api-key=test-key"),
+    ] {
+        let infer = |model: &str| {
+            run(&format!(
+                "tritonletterbox ! tritoninfer url={url} transport={transport} model={model} {extra} on-error=fail"
+            ))
+        };
+        let fp32 = infer("shapes_yolov8");
+        let raw = infer("shapes_yolov8_u8");
+        for (i, (a, b)) in fp32.iter().zip(&raw).enumerate() {
+            let what = format!("{transport} frame {i}");
+            assert_eq!(tensor(a), ("FP32".to_string(), FP32_BYTES), "{what}");
+            assert_eq!(tensor(b), ("UINT8".to_string(), FP32_BYTES / 4), "{what}");
+            let drawn = scene(w, h, i as u32);
+            check(a, w, h, &drawn, &format!("{what} FP32"));
+            check(b, w, h, &drawn, &format!("{what} UINT8"));
+        }
+    }
+    drop(proxy);
+}
+
 #[test]
 fn frames_without_letterbox_meta_are_a_clear_error() {
     let frames = vec![draw_rgb(64, 48, &[])];

@@ -207,6 +207,22 @@ async fn yolov8_person_on_vtest_agrees_with_an_independent_reference() {
         .await
         .unwrap()
     };
+    // The same detector declaring a UINT8 input (raw pixels, normalised inside): the letterbox's
+    // dtype=auto sends it a quarter of the bytes (an FP32 tensor would be refused by Triton).
+    let raw = {
+        let (dir, video, triton) = (dir.clone(), video.clone(), triton.clone());
+        tokio::task::spawn_blocking(move || {
+            triton_video(
+                &dir,
+                &video,
+                "direct_u8",
+                &[("MODEL_NAME", "yolov8_person_u8")],
+                &["--direct", "--triton-url", &triton],
+            )
+        })
+        .await
+        .unwrap()
+    };
     let proxy = TestProxy::start(&triton, &["--proxy-allow-unauthenticated"])
         .await
         .unwrap();
@@ -222,7 +238,14 @@ async fn yolov8_person_on_vtest_agrees_with_an_independent_reference() {
     assert!(ref_child.wait().unwrap().success(), "the reference failed");
 
     let (reference, _) = read_boxes(&reference);
-    for (what, path) in [("direct", direct), ("proxy", proxied)] {
+    // UINT8 differs from FP32 only by rounding each pixel to an integer before the model
+    // normalises it: the same boxes as the FP32 run, by the same measure as the reference's.
+    check_agreement("UINT8 vs FP32", &read_boxes(&raw).0, &read_boxes(&direct).0);
+    for (what, path) in [
+        ("direct", direct),
+        ("proxy", proxied),
+        ("direct UINT8", raw),
+    ] {
         let (ours, labels) = read_boxes(&path);
         // Labels come from the ONNX metadata ({0: 'Normal', 1: 'Fall'}), not COCO-80.
         assert!(!labels.is_empty(), "{what}: no detections at all");

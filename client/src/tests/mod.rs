@@ -194,6 +194,7 @@ async fn each_transport_describes_the_model() {
             .await
             .unwrap_or_else(|e| panic!("{transport:?}: {e}"));
         assert_eq!(d.input_name.as_deref(), Some("images"), "{transport:?}");
+        assert_eq!(d.input_dtype.as_deref(), Some("FP32"), "{transport:?}");
         assert_eq!(d.outputs, [("output0".to_string(), vec![1, -1, 6])]);
         assert_eq!(&d.class_names, classes, "{transport:?}");
     }

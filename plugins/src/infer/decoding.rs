@@ -310,6 +310,7 @@ mod tests {
             input_name: Some("pixels".into()),
             outputs: vec![("output0".into(), vec![1, 8, 8400])],
             class_names: Some(vec!["red".into(), "green".into(), "blue".into()]),
+            ..Default::default()
         });
         assert_eq!(applied.outputs, Some(vec!["output0".to_string()]));
         assert_eq!(applied.warning, None);
@@ -328,7 +329,7 @@ mod tests {
         let applied = s.apply(ModelDesc {
             input_name: Some("theirs".into()),
             outputs: vec![("output0".into(), vec![1, 8, 8400])],
-            class_names: None,
+            ..Default::default()
         });
         assert_eq!(applied, Applied::default());
         assert_eq!(s.input_name, "mine");

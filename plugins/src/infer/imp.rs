@@ -13,7 +13,7 @@ use super::decoding::Decoding;
 use super::queue::{OrderedQueue, Refused};
 use super::settings::{self, OnError, Settings};
 use crate::letterbox::geometry::Letterbox;
-use crate::meta;
+use crate::{meta, model_query};
 
 mod finish;
 
@@ -54,8 +54,11 @@ struct Running {
     frame_no: u64,
     failures_since_warning: u64,
     last_warning: Option<Instant>,
-    /// The model's description was asked for (on the first frame).
+    /// The model's description was asked for (on the first frame, or on tritonletterbox's
+    /// question).
     model_learnt: bool,
+    /// The model's input datatype, from its description.
+    model_dtype: Option<String>,
 }
 
 pub struct TritonInfer {
@@ -91,6 +94,13 @@ impl ObjectSubclass for TritonInfer {
                     parent,
                     || false,
                     |s| s.sink_event(pad, event),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                TritonInfer::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |s| s.sink_query(pad, query),
                 )
             })
             .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
@@ -163,6 +173,7 @@ impl TritonInfer {
             failures_since_warning: 0,
             last_warning: None,
             model_learnt: false,
+            model_dtype: None,
         });
         Ok(())
     }
@@ -203,6 +214,7 @@ impl TritonInfer {
     }
 
     fn apply_model(&self, r: &mut Running, d: ModelDesc) {
+        r.model_dtype = d.input_dtype.clone();
         let applied = r.decoding.apply(d);
         if let Some(outputs) = applied.outputs {
             let mut cfg = r.client.config().clone();
@@ -362,6 +374,19 @@ impl TritonInfer {
                 .map_err(|e| gst::loggable_error!(CAT, "stop task: {e}"))?;
         }
         Ok(())
+    }
+
+    /// tritonletterbox's question (crate::model_query): the model's input datatype, learnt now
+    /// if no frame has asked for the description yet.
+    fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if !model_query::is_question(query) {
+            return gst::Pad::query_default(pad, Some(&*self.obj()), query);
+        }
+        if self.learn_model().is_err() {
+            return false;
+        }
+        let dtype = (self.running.lock().unwrap().as_ref()).and_then(|r| r.model_dtype.clone());
+        dtype.is_some_and(|d| model_query::answer(query, &d))
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {

@@ -9,9 +9,9 @@ use gst_video::prelude::*;
 
 use super::Resizer;
 use super::tensor::{DType, Layout, TensorSpec};
-use crate::meta;
 use crate::pixel::{PixelFormat, SrcImage, YuvToRgb};
 use crate::video::{self, FORMATS, pixel_format};
+use crate::{meta, model_query};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -32,6 +32,23 @@ pub enum TensorDType {
     Fp16 = 1,
     #[enum_value(name = "8-bit unsigned (raw pixels)", nick = "UINT8")]
     Uint8 = 2,
+    #[enum_value(
+        name = "The model's input type, asked of tritoninfer downstream (FP32 when nothing answers)",
+        nick = "auto"
+    )]
+    Auto = 3,
+}
+
+impl TensorDType {
+    /// The property value for a model input datatype this element can make.
+    fn of_model(datatype: &str) -> Option<TensorDType> {
+        match datatype {
+            "FP32" => Some(TensorDType::Fp32),
+            "FP16" => Some(TensorDType::Fp16),
+            "UINT8" => Some(TensorDType::Uint8),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
@@ -77,7 +94,7 @@ impl Default for Settings {
             height: 640,
             pad_value: 114,
             scale_up: true,
-            dtype: TensorDType::Fp32,
+            dtype: TensorDType::Auto,
             layout: TensorLayout::Nchw,
             channel_order: ChannelOrder::Rgb,
             scale: 1.0 / 255.0,
@@ -121,7 +138,7 @@ impl Settings {
             width: self.width,
             height: self.height,
             dtype: match self.dtype {
-                TensorDType::Fp32 => DType::F32,
+                TensorDType::Fp32 | TensorDType::Auto => DType::F32,
                 TensorDType::Fp16 => DType::F16,
                 TensorDType::Uint8 => DType::U8,
             },
@@ -169,6 +186,35 @@ fn yuv_for(info: &gst_video::VideoInfo) -> YuvToRgb {
 }
 
 impl TritonLetterbox {
+    /// `dtype=auto`: the model's input type, asked of tritoninfer downstream
+    /// ([`crate::model_query`]); FP32 when nothing answers or the model takes a type this element
+    /// cannot make (said once per caps).
+    fn model_dtype(&self) -> TensorDType {
+        let asked = model_query::ask(self.obj().static_pad("src").as_ref().expect("src pad"));
+        match asked.as_deref().map(|d| (d, TensorDType::of_model(d))) {
+            Some((d, Some(t))) => {
+                gst::info!(CAT, imp = self, "dtype=auto: the model takes {d}");
+                t
+            }
+            Some((d, None)) => {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "dtype=auto: the model takes {d}, which tritonletterbox cannot make (FP32, FP16 or UINT8); making FP32"
+                );
+                TensorDType::Fp32
+            }
+            None => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "dtype=auto: no tritoninfer downstream knows the model; making FP32"
+                );
+                TensorDType::Fp32
+            }
+        }
+    }
+
     fn make_state(
         &self,
         info: gst_video::VideoInfo,
@@ -217,7 +263,7 @@ impl ObjectImpl for TritonLetterbox {
                 glib::ParamSpecUInt::builder("height").nick("Height").blurb("Tensor height in pixels").minimum(1).maximum(16384).default_value(d.height).mutable_ready().build(),
                 glib::ParamSpecUInt::builder("pad-value").nick("Pad value").blurb("Padding pixel value (0-255, before normalisation)").maximum(255).default_value(d.pad_value).mutable_ready().build(),
                 glib::ParamSpecBoolean::builder("scale-up").nick("Scale up").blurb("Enlarge frames smaller than the tensor (false: only shrink)").default_value(d.scale_up).mutable_ready().build(),
-                glib::ParamSpecEnum::builder_with_default("dtype", d.dtype).nick("Data type").blurb("Tensor element type (UINT8 holds raw pixels, no normalisation)").mutable_ready().build(),
+                glib::ParamSpecEnum::builder_with_default("dtype", d.dtype).nick("Data type").blurb("Tensor element type (UINT8 holds raw pixels, no normalisation); auto: the model's input type, asked of tritoninfer downstream").mutable_ready().build(),
                 glib::ParamSpecEnum::builder_with_default("layout", d.layout).nick("Layout").blurb("Tensor layout").mutable_ready().build(),
                 glib::ParamSpecEnum::builder_with_default("channel-order", d.channel_order).nick("Channel order").blurb("Order of the colour channels in the tensor").mutable_ready().build(),
                 glib::ParamSpecDouble::builder("scale").nick("Scale").blurb("Pixel multiplier before mean/std (default 1/255)").minimum(-1e6).maximum(1e6).default_value(d.scale).mutable_ready().build(),
@@ -342,13 +388,12 @@ impl BaseTransformImpl for TritonLetterbox {
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "bad caps {incaps}"))?;
-        let (spec, threads) = {
-            let s = self.settings.lock().unwrap();
-            (
-                s.spec().map_err(|e| gst::loggable_error!(CAT, "{e}"))?,
-                s.threads,
-            )
-        };
+        let mut s = self.settings.lock().unwrap().clone();
+        if s.dtype == TensorDType::Auto {
+            s.dtype = self.model_dtype();
+        }
+        let spec = s.spec().map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
+        let threads = s.threads;
         let new = self.make_state(info, &spec, threads)?;
         if let Some(old) = self.state.lock().unwrap().replace(new) {
             let _ = old.pool.set_active(false);
