@@ -43,6 +43,19 @@ fn runner(env: &[(&str, &str)], args: &[&str]) -> Command {
     c
 }
 
+/// `runner` straight to the shared Triton (`--direct`), without the proxy.
+fn direct_to_triton(env: &[(&str, &str)]) -> Command {
+    let url = shared_url();
+    runner(
+        env,
+        &[
+            "--direct",
+            "--triton-url",
+            url.trim_start_matches("http://"),
+        ],
+    )
+}
+
 /// Runs a triton-video command; its stderr never holds a GStreamer critical or warning.
 trait Run {
     fn run(&mut self) -> Output;
@@ -163,20 +176,13 @@ fn direct_to_triton_with_max_frames_and_other_layout() {
     let mut seen = Vec::new();
     for shm in ["", "1"] {
         let results = dir.join(format!("results{shm}"));
-        let out = runner(
-            &[
-                ("VIDEO_PATH", clip.to_str().unwrap()),
-                ("RESULTS_DIR", results.to_str().unwrap()),
-                ("MODEL_NAME", "shapes_effnms"),
-                ("MAX_FRAMES", "25"),
-                ("SHARED_MEMORY", shm),
-            ],
-            &[
-                "--direct",
-                "--triton-url",
-                shared_url().trim_start_matches("http://"),
-            ],
-        )
+        let out = direct_to_triton(&[
+            ("VIDEO_PATH", clip.to_str().unwrap()),
+            ("RESULTS_DIR", results.to_str().unwrap()),
+            ("MODEL_NAME", "shapes_effnms"),
+            ("MAX_FRAMES", "25"),
+            ("SHARED_MEMORY", shm),
+        ])
         .run();
         let t = text(&out);
         assert!(out.status.success(), "{t}");
@@ -209,19 +215,12 @@ fn the_encoder_is_chosen_named_and_reported_with_the_decoder() {
         ("avenc_mpeg4", "avenc_mpeg4 (ENCODER=avenc_mpeg4)"),
     ] {
         let results = dir.join(enc);
-        let out = runner(
-            &[
-                ("VIDEO_PATH", clip.to_str().unwrap()),
-                ("RESULTS_DIR", results.to_str().unwrap()),
-                ("MODEL_NAME", "shapes_nms"),
-                ("ENCODER", enc),
-            ],
-            &[
-                "--direct",
-                "--triton-url",
-                shared_url().trim_start_matches("http://"),
-            ],
-        )
+        let out = direct_to_triton(&[
+            ("VIDEO_PATH", clip.to_str().unwrap()),
+            ("RESULTS_DIR", results.to_str().unwrap()),
+            ("MODEL_NAME", "shapes_nms"),
+            ("ENCODER", enc),
+        ])
         .run();
         let t = text(&out);
         assert!(out.status.success(), "{enc}: {t}");
@@ -259,19 +258,12 @@ fn the_encoder_is_chosen_named_and_reported_with_the_decoder() {
         ("identity", "ENCODER: 'identity' is not a video encoder"),
         ("vp8enc", "ENCODER: vp8enc makes"),
     ] {
-        let out = runner(
-            &[
-                ("VIDEO_PATH", clip.to_str().unwrap()),
-                ("RESULTS_DIR", dir.join("bad").to_str().unwrap()),
-                ("MODEL_NAME", "shapes_nms"),
-                ("ENCODER", enc),
-            ],
-            &[
-                "--direct",
-                "--triton-url",
-                shared_url().trim_start_matches("http://"),
-            ],
-        )
+        let out = direct_to_triton(&[
+            ("VIDEO_PATH", clip.to_str().unwrap()),
+            ("RESULTS_DIR", dir.join("bad").to_str().unwrap()),
+            ("MODEL_NAME", "shapes_nms"),
+            ("ENCODER", enc),
+        ])
         .run();
         assert_eq!(out.status.code(), Some(2), "{enc}: {}", text(&out));
         assert!(text(&out).contains(want), "{enc}: {}", text(&out));
@@ -404,19 +396,12 @@ fn interrupted_run_finishes_its_files(signal: i32) {
     let dir = tmpdir(&format!("signal-{signal}"));
     let (clip, _) = make_clip(&dir, 600, 640, 360);
     let results = dir.join("results");
-    let child = runner(
-        &[
-            ("VIDEO_PATH", clip.to_str().unwrap()),
-            ("RESULTS_DIR", results.to_str().unwrap()),
-            ("MODEL_NAME", "shapes_nms"),
-            ("FPS_CAP", "30"),
-        ],
-        &[
-            "--direct",
-            "--triton-url",
-            shared_url().trim_start_matches("http://"),
-        ],
-    )
+    let child = direct_to_triton(&[
+        ("VIDEO_PATH", clip.to_str().unwrap()),
+        ("RESULTS_DIR", results.to_str().unwrap()),
+        ("MODEL_NAME", "shapes_nms"),
+        ("FPS_CAP", "30"),
+    ])
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
     .spawn()
@@ -455,23 +440,16 @@ fn a_counting_run_stopped_or_killed_leaves_whole_consistent_lines() {
         let dir = tmpdir(&format!("count-signal-{signal}"));
         let (clip, _) = make_clip(&dir, 900, 640, 360);
         let results = dir.join("results");
-        let mut child = runner(
-            &[
-                ("VIDEO_PATH", clip.to_str().unwrap()),
-                ("RESULTS_DIR", results.to_str().unwrap()),
-                ("MODEL_NAME", "shapes_nms"),
-                ("FPS_CAP", "30"),
-                ("TRACK", "1"),
-                ("INTERVAL", "2"),
-                ("LINES", "mid 320,0 320,360"),
-                ("REPORT_INTERVAL", "1"),
-            ],
-            &[
-                "--direct",
-                "--triton-url",
-                shared_url().trim_start_matches("http://"),
-            ],
-        )
+        let mut child = direct_to_triton(&[
+            ("VIDEO_PATH", clip.to_str().unwrap()),
+            ("RESULTS_DIR", results.to_str().unwrap()),
+            ("MODEL_NAME", "shapes_nms"),
+            ("FPS_CAP", "30"),
+            ("TRACK", "1"),
+            ("INTERVAL", "2"),
+            ("LINES", "mid 320,0 320,360"),
+            ("REPORT_INTERVAL", "1"),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -3,20 +3,30 @@
 
 use super::*;
 
+/// A client of `url` whose tensors travel through a shared-memory pool of its own.
+fn shm_client(url: &str, transport: Transport) -> (Client, Arc<ShmPool>) {
+    let mut cfg = config(url, transport);
+    let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
+    cfg.shm = Some(pool.clone());
+    (Client::new(cfg), pool)
+}
+
+/// The mock with shared memory, answering each request with its own input.
+fn echo_mock(more: Script) -> MockKserve {
+    MockKserve::start(Script {
+        shared_memory: true,
+        echo: true,
+        ..more
+    })
+}
+
 /// With shared memory the tensor travels in a region (the mock reads it there, and the echo it
 /// writes back there comes back intact); closing the pool unregisters every region.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_memory_carries_the_tensors_both_ways_and_close_gives_the_regions_back() {
-    let mock = MockKserve::start(Script {
-        shared_memory: true,
-        echo: true,
-        ..Default::default()
-    });
-    let mut cfg = config(&mock.url(), Transport::TritonStream);
-    let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
+    let mock = echo_mock(Script::default());
+    let (c, pool) = shm_client(&mock.url(), Transport::TritonStream);
     pool.prepare().await.expect("the mock offers shared memory");
-    cfg.shm = Some(pool.clone());
-    let c = Client::new(cfg);
     c.model_desc().await.unwrap();
     let d = desc();
     for n in 0..3 {
@@ -54,15 +64,8 @@ async fn a_server_without_shared_memory_is_refused_with_the_way_out() {
 /// client registers anew and sends again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regions_are_reused_retired_and_registered_again_after_a_restart() {
-    let mock = MockKserve::start(Script {
-        shared_memory: true,
-        echo: true,
-        ..Default::default()
-    });
-    let mut cfg = config(&mock.url(), Transport::TritonStream);
-    let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
-    cfg.shm = Some(pool.clone());
-    let c = Client::new(cfg);
+    let mock = echo_mock(Script::default());
+    let (c, _pool) = shm_client(&mock.url(), Transport::TritonStream);
     let d = desc();
     for n in 0..3 {
         c.infer(request(n, &d)).await.unwrap();
@@ -105,15 +108,9 @@ async fn regions_are_reused_retired_and_registered_again_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regions_in_use_are_unregistered_once_free_or_reported() {
     for (refusals, ok) in [(3, true), (usize::MAX, false)] {
-        let mock = MockKserve::start(Script {
-            shared_memory: true,
-            echo: true,
-            ..Default::default()
-        });
-        let mut cfg = config(&mock.url(), Transport::TritonStream);
-        let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
-        cfg.shm = Some(pool.clone());
-        Client::new(cfg).infer(request(0, &desc())).await.unwrap();
+        let mock = echo_mock(Script::default());
+        let (c, pool) = shm_client(&mock.url(), Transport::TritonStream);
+        c.infer(request(0, &desc())).await.unwrap();
         assert_eq!(mock.regions().len(), 1);
         mock.refuse_unregisters(refusals);
         let closed = tokio::time::timeout(Duration::from_secs(20), pool.close())
@@ -182,16 +179,11 @@ async fn prepare_waits_for_a_dead_process_region_still_in_use() {
 /// retired, and the resend goes through a new one (not the same region handed out again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_region_of_a_request_left_unanswered_is_not_reused() {
-    let mock = MockKserve::start(Script {
-        shared_memory: true,
-        echo: true,
+    let mock = echo_mock(Script {
         end_stream_at: Some(1),
         ..Default::default()
     });
-    let mut cfg = config(&mock.url(), Transport::TritonStream);
-    let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
-    cfg.shm = Some(pool.clone());
-    let c = Client::new(cfg);
+    let (c, _pool) = shm_client(&mock.url(), Transport::TritonStream);
     let d = desc();
     c.infer(request(0, &d)).await.unwrap();
     assert_eq!(mock.registrations(), 1, "one region for frame 0");
@@ -211,17 +203,13 @@ async fn the_region_of_a_request_left_unanswered_is_not_reused() {
 /// region of its size (not only when it has to make a new one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retired_region_is_unregistered_while_a_free_one_is_reused() {
-    let mock = MockKserve::start(Script {
-        shared_memory: true,
-        echo: true,
+    let mock = echo_mock(Script {
         delay_ms: Box::new(|n| if n < 2 { 200 } else { 0 }),
         end_stream_at: Some(2),
         ..Default::default()
     });
-    let mut cfg = config(&mock.url(), Transport::TritonStream);
-    let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
-    cfg.shm = Some(pool.clone());
-    let c = Arc::new(Client::new(cfg));
+    let (c, _pool) = shm_client(&mock.url(), Transport::TritonStream);
+    let c = Arc::new(c);
     // Frames 0 and 1 at once: two regions, both free afterwards.
     for (n, outcome) in send_all(&c, 2).await {
         let echo = outcome.unwrap_or_else(|e| panic!("frame {n}: {e}"));
@@ -248,15 +236,8 @@ async fn a_retired_region_is_unregistered_while_a_free_one_is_reused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answered_requests_give_their_region_back_on_both_transports() {
     for transport in [Transport::TritonStream, Transport::KserveUnary] {
-        let mock = MockKserve::start(Script {
-            shared_memory: true,
-            echo: true,
-            ..Default::default()
-        });
-        let mut cfg = config(&mock.url(), transport);
-        let pool = ShmPool::new(cfg.target.clone(), cfg.auth.clone());
-        cfg.shm = Some(pool.clone());
-        let c = Client::new(cfg);
+        let mock = echo_mock(Script::default());
+        let (c, _pool) = shm_client(&mock.url(), transport);
         let d = desc();
         for n in 0..4 {
             let r = request(n, &d);
@@ -281,14 +262,8 @@ async fn answered_requests_give_their_region_back_on_both_transports() {
 /// its own: registration connections are made only to register or unregister.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_free_region_is_reused_without_a_connection_of_its_own() {
-    let mock = MockKserve::start(Script {
-        shared_memory: true,
-        echo: true,
-        ..Default::default()
-    });
-    let mut cfg = config(&mock.url(), Transport::TritonStream);
-    cfg.shm = Some(ShmPool::new(cfg.target.clone(), cfg.auth.clone()));
-    let c = Client::new(cfg);
+    let mock = echo_mock(Script::default());
+    let (c, _pool) = shm_client(&mock.url(), Transport::TritonStream);
     c.infer(request(0, &desc())).await.unwrap();
     let after_first = mock.connections();
     assert!(after_first >= 1, "the mock counts no connections");
