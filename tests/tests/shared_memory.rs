@@ -77,8 +77,10 @@ fn infer(model: &str, shm: &str, extra: &str) -> String {
     )
 }
 
-/// Runs `pipeline` over `frames` and lists Triton's regions of this process while the last frame
-/// is in flight.
+/// Runs `pipeline` over `frames` and lists Triton's regions of this process before the last frame
+/// is pushed. The earlier frames may still be on their way to tritoninfer then (caps, the model's
+/// metadata, the first registration happen on the way), so the listing is repeated until one of
+/// our regions shows up or 20 s have passed: a pool that registers nothing still lists nothing.
 fn run_listing(
     pipeline: &str,
     frames: &[Vec<u8>],
@@ -92,10 +94,17 @@ fn run_listing(
         frames,
         |i| {
             if i == frames.len() - 1 {
-                during = triton_regions(&url)
-                    .into_iter()
-                    .filter(|r| r.0.starts_with(&prefix(me)))
-                    .collect();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    during = triton_regions(&url)
+                        .into_iter()
+                        .filter(|r| r.0.starts_with(&prefix(me)))
+                        .collect();
+                    if !during.is_empty() || Instant::now() > deadline {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
         },
         Duration::from_secs(60),
