@@ -148,6 +148,184 @@ fn caps_change_mid_stream_and_properties() {
     }
 }
 
+/// The `(x, y, w, h)` part of every plane of `input`, rows packed tight: an image of its own,
+/// cut by hand (chroma of 4:2:0 formats at half resolution).
+fn cut(
+    input: &gst::Buffer,
+    info: &gst_video::VideoInfo,
+    r: (usize, usize, usize, usize),
+) -> [Vec<u8>; 3] {
+    let (x, y, w, h) = r;
+    let m = input.map_readable().unwrap();
+    let plane = |k: usize, x0: usize, y0: usize, cols: usize, rows: usize| -> Vec<u8> {
+        let (off, stride) = (info.offset()[k], info.stride()[k] as usize);
+        (y0..y0 + rows)
+            .flat_map(|row| m[off + row * stride + x0..off + row * stride + x0 + cols].to_vec())
+            .collect()
+    };
+    let (cx, cy, cw, ch) = (x / 2, y / 2, w.div_ceil(2), h.div_ceil(2));
+    match info.format() {
+        gst_video::VideoFormat::I420 => [
+            plane(0, x, y, w, h),
+            plane(1, cx, cy, cw, ch),
+            plane(2, cx, cy, cw, ch),
+        ],
+        gst_video::VideoFormat::Nv12 => [
+            plane(0, x, y, w, h),
+            plane(1, 2 * cx, cy, 2 * cw, ch),
+            vec![],
+        ],
+        f => {
+            let bpp = info.comp_pstride(0) as usize;
+            assert!(matches!(
+                f,
+                gst_video::VideoFormat::Rgb | gst_video::VideoFormat::Bgrx
+            ));
+            [plane(0, x * bpp, y, w * bpp, h), vec![], vec![]]
+        }
+    }
+}
+
+#[test]
+fn roi_makes_the_tensor_of_the_region_alone_and_maps_back_to_the_full_frame() {
+    init();
+    // (format, the region asked, the region used: 4:2:0 corners move outwards to even pixels)
+    let cases = [
+        (
+            "RGB",
+            (101, 51, 300, 200),
+            (101, 51, 300, 200),
+            PixelFormat::Rgb,
+        ),
+        (
+            "BGRx",
+            (101, 51, 300, 200),
+            (101, 51, 300, 200),
+            PixelFormat::Bgrx,
+        ),
+        (
+            "I420",
+            (101, 51, 300, 200),
+            (100, 50, 302, 202),
+            PixelFormat::I420,
+        ),
+        (
+            "NV12",
+            (101, 51, 300, 200),
+            (100, 50, 302, 202),
+            PixelFormat::Nv12,
+        ),
+    ];
+    for (format, asked, used, pixel) in cases {
+        let info = gst_video::VideoInfo::from_caps(&caps(format, 641, 479)).unwrap();
+        let input = frame(&info, 3);
+        let planes = cut(&input, &info, used);
+        let (w, h) = (used.2, used.3);
+        let bpp = pixel_bytes(pixel);
+        let strides = match pixel {
+            PixelFormat::I420 => [w, w.div_ceil(2), w.div_ceil(2)],
+            PixelFormat::Nv12 => [w, 2 * w.div_ceil(2), 0],
+            _ => [w * bpp, 0, 0],
+        };
+        let spec = TensorSpec::default();
+        let mut want = vec![0u8; spec.byte_size()];
+        Resizer::new(w as u32, h as u32, &spec).run(
+            &SrcImage {
+                format: pixel,
+                width: w,
+                height: h,
+                planes: [&planes[0], &planes[1], &planes[2]],
+                strides,
+            },
+            &YuvToRgb::new(YuvMatrix::Bt601, false),
+            &mut want,
+        );
+        let mut harness = gst_check::Harness::new("tritonletterbox");
+        harness
+            .element()
+            .unwrap()
+            .set_property_from_str("dtype", "FP32");
+        harness.element().unwrap().set_property(
+            "roi",
+            format!("{},{},{},{}", asked.0, asked.1, asked.2, asked.3),
+        );
+        harness.set_src_caps(caps(format, 641, 479));
+        let out = harness.push_and_pull(input).unwrap();
+        let m = meta::tensor_meta(&out).unwrap();
+        let g = m.geometry;
+        assert_eq!(
+            (
+                g.origin_x, g.origin_y, g.src_w, g.src_h, g.frame_w, g.frame_h
+            ),
+            (used.0 as u32, used.1 as u32, w as u32, h as u32, 641, 479),
+            "{format}"
+        );
+        assert!(
+            m.tensor.map_readable().unwrap().as_slice() == want.as_slice(),
+            "{format}: the tensor is not the letterbox of the region"
+        );
+        // The region's corners land on the resized image's corners; boxes come back in
+        // full-frame pixels.
+        assert_eq!(
+            g.to_tensor(used.0 as f64, used.1 as f64),
+            (g.left as f64, g.top as f64)
+        );
+        let b = [150.0, 100.0, 250.5, 200.25];
+        let back = g.box_to_frame(g.box_to_tensor(b));
+        assert!(
+            b.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-9),
+            "{format}: {back:?}"
+        );
+    }
+}
+
+fn pixel_bytes(p: PixelFormat) -> usize {
+    match p {
+        PixelFormat::Rgb => 3,
+        PixelFormat::Bgrx => 4,
+        _ => 1,
+    }
+}
+
+#[test]
+fn a_region_outside_the_frame_is_an_error_naming_roi() {
+    init();
+    for (roi, extra, want) in [
+        ("300,200,100,100", "", "reaches outside the 320×240 frame"),
+        ("0,0,0,100", "", "zero width or height"),
+        (
+            "0.5,0.5,0.6,0.1",
+            "roi-normalized=true",
+            "reaches outside the frame",
+        ),
+    ] {
+        let p = gst::parse::launch(&format!(
+            "videotestsrc num-buffers=1 ! video/x-raw,width=320,height=240 ! tritonletterbox roi={roi} {extra} ! fakesink"
+        ))
+        .unwrap();
+        p.set_state(gst::State::Playing).ok();
+        let msg = p
+            .bus()
+            .unwrap()
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(5),
+                &[gst::MessageType::Error, gst::MessageType::Eos],
+            )
+            .unwrap();
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                let text = e.error().to_string();
+                assert!(
+                    text.contains("roi: ") && text.contains(want),
+                    "{roi}: {text}"
+                );
+            }
+            _ => panic!("{roi}: expected an error, got EOS"),
+        }
+        p.set_state(gst::State::Null).unwrap();
+    }
+}
+
 #[test]
 fn bad_mean_is_a_clear_error() {
     init();

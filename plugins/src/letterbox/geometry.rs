@@ -5,6 +5,10 @@
 //! and the image placed at column `round(pad_x − 0.1)`, row `round(pad_y − 0.1)` (as Ultralytics'
 //! LetterBox does). Because `new_w/w` may differ slightly from `r`, coordinates map with the exact
 //! per-axis scales `sx = new_w/w`, `sy = new_h/h`: `x_t = x·sx + left`, `x = (x_t − left)/sx`.
+//!
+//! With a region of interest (`tritonletterbox roi=`) the `w×h` source is that region of the
+//! frame, whose top-left corner is at `(origin_x, origin_y)`: frame points map with the origin
+//! subtracted first, and tensor points map back into full-frame coordinates, clamped to the region.
 
 /// A letterbox transform between frame pixels and tensor pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +28,13 @@ pub struct Letterbox {
     /// Column/row where the resized image starts.
     pub left: u32,
     pub top: u32,
+    /// Frame pixel of the source's top-left corner: (0, 0) for the whole frame, the region's
+    /// corner for a region of interest.
+    pub origin_x: u32,
+    pub origin_y: u32,
+    /// Size of the whole frame: the source's size, or the frame the region is in.
+    pub frame_w: u32,
+    pub frame_h: u32,
 }
 
 impl Letterbox {
@@ -55,6 +66,22 @@ impl Letterbox {
             pad_y,
             left,
             top,
+            origin_x: 0,
+            origin_y: 0,
+            frame_w: src_w,
+            frame_h: src_h,
+        }
+    }
+
+    /// The same transform for a source that is the region of a `frame_w×frame_h` frame starting
+    /// at `(x, y)`.
+    pub fn at(self, x: u32, y: u32, frame_w: u32, frame_h: u32) -> Letterbox {
+        Letterbox {
+            origin_x: x,
+            origin_y: y,
+            frame_w,
+            frame_h,
+            ..self
         }
     }
 
@@ -71,29 +98,30 @@ impl Letterbox {
     /// Frame point → tensor point.
     pub fn to_tensor(&self, x: f64, y: f64) -> (f64, f64) {
         (
-            x * self.scale_x() + self.left as f64,
-            y * self.scale_y() + self.top as f64,
+            (x - self.origin_x as f64) * self.scale_x() + self.left as f64,
+            (y - self.origin_y as f64) * self.scale_y() + self.top as f64,
         )
     }
 
     /// Tensor point → frame point (not clamped).
     pub fn to_frame(&self, x: f64, y: f64) -> (f64, f64) {
         (
-            (x - self.left as f64) / self.scale_x(),
-            (y - self.top as f64) / self.scale_y(),
+            (x - self.left as f64) / self.scale_x() + self.origin_x as f64,
+            (y - self.top as f64) / self.scale_y() + self.origin_y as f64,
         )
     }
 
-    /// Tensor box `x1,y1,x2,y2` → frame box, clamped to the frame.
+    /// Tensor box `x1,y1,x2,y2` → frame box, clamped to the source (the frame, or the region).
     pub fn box_to_frame(&self, b: [f64; 4]) -> [f64; 4] {
         let (x1, y1) = self.to_frame(b[0], b[1]);
         let (x2, y2) = self.to_frame(b[2], b[3]);
-        let (w, h) = (self.src_w as f64, self.src_h as f64);
+        let (x0, y0) = (self.origin_x as f64, self.origin_y as f64);
+        let (x_end, y_end) = (x0 + self.src_w as f64, y0 + self.src_h as f64);
         [
-            x1.clamp(0.0, w),
-            y1.clamp(0.0, h),
-            x2.clamp(0.0, w),
-            y2.clamp(0.0, h),
+            x1.clamp(x0, x_end),
+            y1.clamp(y0, y_end),
+            x2.clamp(x0, x_end),
+            y2.clamp(y0, y_end),
         ]
     }
 
@@ -176,7 +204,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_region_maps_back_into_full_frame_coordinates_clamped_to_the_region() {
+        // The region 400,300 320×240 of a 1920×1080 frame into 640×640: r = 2, 640×480, top 80.
+        let l = Letterbox::new(320, 240, 640, 640, true).at(400, 300, 1920, 1080);
+        assert_eq!((l.new_w, l.new_h, l.left, l.top), (640, 480, 0, 80));
+        assert_eq!(l.to_tensor(400.0, 300.0), (0.0, 80.0));
+        assert_eq!(l.to_tensor(720.0, 540.0), (640.0, 560.0));
+        let b = [410.0, 310.0, 500.5, 400.25];
+        assert_eq!(l.box_to_tensor(b), [20.0, 100.0, 201.0, 280.5]);
+        assert_eq!(l.box_to_frame(l.box_to_tensor(b)), b);
+        // A box reaching into the padding ends at the region's edges, not the frame's.
+        assert_eq!(
+            l.box_to_frame([-10.0, 0.0, 700.0, 600.0]),
+            [400.0, 300.0, 720.0, 540.0]
+        );
+    }
+
     proptest! {
+        #[test]
+        fn a_region_round_trips_within_a_pixel(
+            fw in 2u32..=4096, fh in 2u32..=4096, x in 0u32..4096, y in 0u32..4096,
+            w in 1u32..=4096, h in 1u32..=4096, d in 32u32..=1280,
+            bx in 0.0f64..1.0, by in 0.0f64..1.0, bw in 0.0f64..1.0, bh in 0.0f64..1.0,
+        ) {
+            let (x, y) = (x % fw, y % fh);
+            let (w, h) = (w.min(fw - x), h.min(fh - y));
+            let l = Letterbox::new(w, h, d, d, true).at(x, y, fw, fh);
+            let x1 = x as f64 + bx * w as f64;
+            let y1 = y as f64 + by * h as f64;
+            let b = [x1, y1, x1 + bw * (x + w) as f64 - bw * x1, y1 + bh * (y + h) as f64 - bh * y1];
+            let back = l.box_to_frame(l.box_to_tensor(b));
+            for k in 0..4 {
+                prop_assert!((back[k] - b[k]).abs() <= 1e-6 * fw.max(fh) as f64, "{b:?} -> {back:?}");
+            }
+        }
+
         #[test]
         fn forward_then_inverse_is_identity(
             sw in 1u32..=8192, sh in 1u32..=8192, dw in 1u32..=2048, dh in 1u32..=2048, up in any::<bool>()

@@ -8,6 +8,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::Resizer;
+use super::region::{Region, RoiSpec};
 use super::tensor::{DType, Layout, TensorSpec};
 use crate::pixel::{PixelFormat, SrcImage, YuvToRgb};
 use crate::video::{self, FORMATS, pixel_format};
@@ -85,6 +86,8 @@ struct Settings {
     std: String,
     threads: u32,
     interval: u32,
+    roi: String,
+    roi_normalized: bool,
 }
 
 impl Default for Settings {
@@ -102,6 +105,8 @@ impl Default for Settings {
             std: String::new(),
             threads: 1,
             interval: 1,
+            roi: String::new(),
+            roi_normalized: false,
         }
     }
 }
@@ -163,6 +168,8 @@ struct State {
     yuv: YuvToRgb,
     resizer: Resizer,
     pool: gst::BufferPool,
+    /// `roi`: the part of each frame the tensor is made from (`None`: the whole frame).
+    region: Option<Region>,
 }
 
 #[derive(Default)]
@@ -220,10 +227,25 @@ impl TritonLetterbox {
         info: gst_video::VideoInfo,
         spec: &TensorSpec,
         threads: u32,
+        roi: Option<RoiSpec>,
     ) -> Result<State, gst::LoggableError> {
         let format = pixel_format(info.format())
             .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
-        let mut resizer = Resizer::new(info.width(), info.height(), spec);
+        let region = match roi.map(|r| r.resolve(info.width(), info.height(), format)) {
+            None => None,
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) => return Err(self.settings_error(e)),
+        };
+        let (src_w, src_h) = region.map_or((info.width(), info.height()), |r| (r.width, r.height));
+        let mut resizer = Resizer::new(src_w, src_h, spec);
+        if let Some(r) = region {
+            resizer.geometry = resizer.geometry.at(r.x, r.y, info.width(), info.height());
+            gst::info!(
+                CAT,
+                imp = self,
+                "roi: the tensor is made from {r:?} of the frame"
+            );
+        }
         resizer.set_threads(threads as usize);
         let pool = gst::BufferPool::new();
         let mut config = pool.config();
@@ -250,7 +272,19 @@ impl TritonLetterbox {
             info,
             resizer,
             pool,
+            region,
         })
+    }
+
+    /// A property that cannot be used with these caps: an element error naming it (the
+    /// pipeline's error message), and the caps refused.
+    fn settings_error(&self, e: String) -> gst::LoggableError {
+        gst::element_imp_error!(
+            self,
+            gst::LibraryError::Settings,
+            ("tritonletterbox: {}", e)
+        );
+        gst::loggable_error!(CAT, "{e}")
     }
 }
 
@@ -270,6 +304,8 @@ impl ObjectImpl for TritonLetterbox {
                 glib::ParamSpecString::builder("mean").nick("Mean").blurb("Per-channel mean subtracted after scaling, in tensor channel order: 'm' or 'r,g,b' (empty = 0)").mutable_ready().build(),
                 glib::ParamSpecString::builder("std").nick("Std").blurb("Per-channel divisor after the mean: 's' or 'r,g,b' (empty = 1)").mutable_ready().build(),
                 glib::ParamSpecUInt::builder("threads").nick("Threads").blurb("Threads that share each frame's rows (for 4K inputs; 1 = the streaming thread only)").minimum(1).maximum(64).default_value(d.threads).mutable_ready().build(),
+                glib::ParamSpecString::builder("roi").nick("Region of interest").blurb("Make the tensor from this part of the frame only: 'x,y,width,height' in pixels (fractions of the frame with roi-normalized=true); tritoninfer maps the boxes back into full-frame coordinates, clipped to the region. Empty: the whole frame").mutable_ready().build(),
+                glib::ParamSpecBoolean::builder("roi-normalized").nick("ROI normalized").blurb("roi is given as fractions (0..1) of the frame's width and height").default_value(d.roi_normalized).mutable_ready().build(),
                 glib::ParamSpecUInt::builder("interval").nick("Interval").blurb("Make a tensor for every Nth frame only, counted from the start and from each flush (seek); the others get a TritonSkippedMeta and tritoninfer passes them as skipped without a request").minimum(1).maximum(100_000).default_value(d.interval).mutable_ready().build(),
             ]
         });
@@ -301,6 +337,13 @@ impl ObjectImpl for TritonLetterbox {
             }
             "threads" => s.threads = value.get().expect("type checked"),
             "interval" => s.interval = value.get().expect("type checked"),
+            "roi" => {
+                s.roi = value
+                    .get::<Option<String>>()
+                    .expect("type checked")
+                    .unwrap_or_default()
+            }
+            "roi-normalized" => s.roi_normalized = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -320,6 +363,8 @@ impl ObjectImpl for TritonLetterbox {
             "std" => s.std.to_value(),
             "threads" => s.threads.to_value(),
             "interval" => s.interval.to_value(),
+            "roi" => s.roi.to_value(),
+            "roi-normalized" => s.roi_normalized.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -393,8 +438,8 @@ impl BaseTransformImpl for TritonLetterbox {
             s.dtype = self.model_dtype();
         }
         let spec = s.spec().map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
-        let threads = s.threads;
-        let new = self.make_state(info, &spec, threads)?;
+        let roi = RoiSpec::parse(&s.roi, s.roi_normalized).map_err(|e| self.settings_error(e))?;
+        let new = self.make_state(info, &spec, s.threads, roi)?;
         if let Some(old) = self.state.lock().unwrap().replace(new) {
             let _ = old.pool.set_active(false);
         }
@@ -450,13 +495,16 @@ impl BaseTransformImpl for TritonLetterbox {
                     .map_err(|_| gst::FlowError::Error)?;
                 strides[i] = frame.plane_stride()[i] as usize;
             }
-            let src = SrcImage {
+            let mut src = SrcImage {
                 format: state.format,
                 width: frame.width() as usize,
                 height: frame.height() as usize,
                 planes,
                 strides,
             };
+            if let Some(r) = state.region {
+                src = r.crop(&src);
+            }
             let tbuf = tensor.get_mut().expect("fresh pool buffer is writable");
             let mut map = tbuf.map_writable().map_err(|_| gst::FlowError::Error)?;
             state.resizer.run(&src, &state.yuv, map.as_mut_slice());

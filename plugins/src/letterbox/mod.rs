@@ -4,6 +4,7 @@
 mod convert;
 mod gather;
 pub mod geometry;
+mod region;
 mod resize;
 mod store;
 mod taps;

@@ -52,6 +52,10 @@ pub fn add_tensor_meta(
     s.set("tensor-height", g.dst_h as i32);
     s.set("resized-width", g.new_w as i32);
     s.set("resized-height", g.new_h as i32);
+    s.set("origin-x", g.origin_x as i32);
+    s.set("origin-y", g.origin_y as i32);
+    s.set("frame-width", g.frame_w as i32);
+    s.set("frame-height", g.frame_h as i32);
 }
 
 /// Reads the tensor meta, `None` when absent or malformed.
@@ -78,6 +82,10 @@ pub fn tensor_meta(buffer: &gst::BufferRef) -> Option<TensorMeta> {
         pad_y: (dst_h.saturating_sub(new_h)) as f64 / 2.0,
         left: s.get::<f64>("pad-x").ok()? as u32,
         top: s.get::<f64>("pad-y").ok()? as u32,
+        origin_x: int("origin-x").unwrap_or(0),
+        origin_y: int("origin-y").unwrap_or(0),
+        frame_w: int("frame-width").unwrap_or(src_w),
+        frame_h: int("frame-height").unwrap_or(src_h),
     };
     let shape = s
         .get::<gst::Array>("shape")

@@ -37,7 +37,7 @@ impl TritonInfer {
         match decoded {
             Ok(dets) => {
                 let dets = r.decoding.detections(dets, &geometry);
-                if let Err(e) = meta::add_detections(b, &dets, geometry.src_w, geometry.src_h) {
+                if let Err(e) = meta::add_detections(b, &dets, geometry.frame_w, geometry.frame_h) {
                     gst::warning!(CAT, imp = self, "frame {frame_no}: {e}");
                 }
                 result.detections = dets.len() as u32;
@@ -69,7 +69,7 @@ impl TritonInfer {
                 }
                 // An analysed frame always says what was found: here nothing (an empty analytics
                 // meta, so overlays that keep the last boxes until a new meta arrives clear them).
-                meta::add_detections(b, &[], geometry.src_w, geometry.src_h).ok();
+                meta::add_detections(b, &[], geometry.frame_w, geometry.frame_h).ok();
                 r.failures_since_warning += 1;
                 let due = r
                     .last_warning

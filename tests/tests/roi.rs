@@ -1,0 +1,148 @@
+//! `tritonletterbox roi=` against the real Triton (both transports and through a real proxy):
+//! the detector sees only the region, and what it finds comes back in full-frame pixels.
+
+use std::time::Duration;
+
+use gst_triton_tests::pipeline::{draw_rgb, run_frames};
+use gst_triton_tests::proxy::TestProxy;
+use gst_triton_tests::triton::shared_url;
+use gst_triton_tests::{CLASS_NAMES, Rect};
+use gsttriton::meta;
+
+const W: u32 = 1280;
+const H: u32 = 720;
+/// The upper right quarter of the frame: 640×360 into the 640×640 tensor at scale 1.
+const ROI: (u32, u32, u32, u32) = (640, 0, 640, 360);
+
+/// Frame `i`: two objects inside the region (one touching its left edge from inside), two
+/// outside it (left half, lower half), all moving a little from frame to frame.
+fn scene(i: u32) -> (Vec<Rect>, Vec<Rect>) {
+    let inside = vec![
+        Rect::new(642 + 4 * i, 40, 120, 80, 0),
+        Rect::new(1000, 200 + 2 * i, 160, 100, 2),
+    ];
+    let outside = vec![
+        Rect::new(100 + 4 * i, 60, 140, 90, 1),
+        Rect::new(800, 480 + 2 * i, 150, 110, 3),
+    ];
+    (inside, outside)
+}
+
+/// Every object inside the region found once at its full-frame place (within the model's half
+/// tensor pixel plus half a frame pixel: 1 px at scale 1), nothing else.
+fn check(buf: &gst::BufferRef, inside: &[Rect], what: &str) {
+    let res = meta::result_meta(buf).unwrap_or_else(|| panic!("{what}: no result meta"));
+    assert_eq!(res.status, "ok", "{what}: {}", res.error);
+    let dets = meta::detections(buf, W, H);
+    assert_eq!(
+        dets.len(),
+        inside.len(),
+        "{what}: got {dets:?}, drew {inside:?} inside the region"
+    );
+    for d in inside {
+        let label = CLASS_NAMES[d.class];
+        let err = dets
+            .iter()
+            .filter(|x| x.label == label)
+            .map(|x| {
+                Rect {
+                    x1: x.bbox[0] as f32,
+                    y1: x.bbox[1] as f32,
+                    x2: x.bbox[2] as f32,
+                    y2: x.bbox[3] as f32,
+                    class: d.class,
+                }
+                .max_edge_error(d)
+            })
+            .fold(f32::INFINITY, f32::min);
+        assert!(
+            err <= 1.0,
+            "{what}: {label} {d:?} off by {err} px; got {dets:?}"
+        );
+    }
+}
+
+#[test]
+fn a_region_finds_only_its_objects_at_full_frame_coordinates_on_every_transport() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(TestProxy::start(&shared_url(), &[])).unwrap();
+    let frames: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let (a, b) = scene(i);
+            draw_rgb(W as usize, H as usize, &[a, b].concat())
+        })
+        .collect();
+    let (x, y, w, h) = ROI;
+    let url = shared_url();
+    let proxy_url = proxy.url();
+    let normalized = format!(
+        "roi={},{},{},{} roi-normalized=true",
+        x as f64 / W as f64,
+        y as f64 / H as f64,
+        w as f64 / W as f64,
+        h as f64 / H as f64
+    );
+    let pixels = format!("roi={x},{y},{w},{h}");
+    for (url, transport, extra, convert, roi) in [
+        (&url, "triton", "", "", &pixels),
+        (
+            &url,
+            "triton",
+            "",
+            "videoconvert ! video/x-raw,format=I420 !",
+            &pixels,
+        ),
+        (&url, "kserve", "", "", &normalized),
+        (&proxy_url, "proxy", "api-key=test-key", "", &pixels),
+    ] {
+        for model in ["shapes_yolov8", "shapes_nms"] {
+            let middle = format!(
+                "{convert} tritonletterbox {roi} ! tritoninfer url={url} transport={transport} model={model} {extra} on-error=fail"
+            );
+            let run = run_frames(
+                &middle,
+                W as usize,
+                H as usize,
+                &frames,
+                |_| {},
+                Duration::from_secs(60),
+            );
+            assert!(run.errors.is_empty(), "{middle}: {:?}", run.errors);
+            assert_eq!(run.buffers.len(), frames.len(), "{middle}");
+            for (i, b) in run.buffers.iter().enumerate() {
+                let t = meta::tensor_meta(b).expect("a tensor meta");
+                assert_eq!(
+                    (
+                        t.geometry.origin_x,
+                        t.geometry.origin_y,
+                        t.geometry.src_w,
+                        t.geometry.src_h
+                    ),
+                    ROI,
+                    "{middle}"
+                );
+                check(
+                    b,
+                    &scene(i as u32).0,
+                    &format!("{transport} {model} {convert} frame {i}"),
+                );
+            }
+        }
+    }
+    // The same frames without a region: all four objects, so the region is what left two out.
+    let whole = run_frames(
+        &format!(
+            "tritonletterbox ! tritoninfer url={url} transport=triton model=shapes_yolov8 on-error=fail"
+        ),
+        W as usize,
+        H as usize,
+        &frames,
+        |_| {},
+        Duration::from_secs(60),
+    );
+    assert!(whole.errors.is_empty(), "{:?}", whole.errors);
+    for b in &whole.buffers {
+        assert_eq!(meta::detections(b, W, H).len(), 4);
+    }
+    drop(proxy);
+}
