@@ -202,6 +202,58 @@ fn direct_to_triton_with_max_frames_and_other_layout() {
     assert_eq!(seen[0], seen[1], "shared memory changed the detections");
 }
 
+/// `ROI` (here as fractions, `ROI_NORMALIZED=1`): the runner detects only inside the middle
+/// band of the frame, where the demo clip's green and blue shapes move; red above it and yellow
+/// below are left out, and the boxes are in full-frame pixels.
+#[test]
+fn roi_detects_only_inside_the_region_in_full_frame_pixels() {
+    let dir = tmpdir("roi");
+    let (clip, truth) = make_clip(&dir, 20, 1280, 720);
+    let inside: String = std::fs::read_to_string(&truth)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let objs = v["objects"].as_array_mut().unwrap();
+            objs.retain(|o| {
+                let b = &o["box"];
+                b[1].as_f64().unwrap() >= 180.0 && b[3].as_f64().unwrap() <= 540.0
+            });
+            assert_eq!(objs.len(), 2, "the clip changed: {l}");
+            format!("{v}\n")
+        })
+        .collect();
+    let truth_inside = dir.join("truth-inside.jsonl");
+    std::fs::write(&truth_inside, inside).unwrap();
+    let results = dir.join("results");
+    let out = direct_to_triton(&[
+        ("VIDEO_PATH", clip.to_str().unwrap()),
+        ("RESULTS_DIR", results.to_str().unwrap()),
+        ("MODEL_NAME", "shapes_yolov8"),
+        ("ENCODER", "none"),
+        ("ROI", "0,0.25,1,0.5"),
+        ("ROI_NORMALIZED", "1"),
+    ])
+    .run();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    // 1280 wide into 640: r = 0.5, as for the whole frame.
+    check_against_truth(&results.join("frame_counts.jsonl"), &truth_inside, 20, 4.0);
+    let bad = direct_to_triton(&[
+        ("VIDEO_PATH", clip.to_str().unwrap()),
+        ("RESULTS_DIR", results.to_str().unwrap()),
+        ("MODEL_NAME", "shapes_yolov8"),
+        ("ROI", "0,0,1280"),
+    ])
+    .run();
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("ROI: roi: '0,0,1280' has 3 values"),
+        "{}",
+        text(&bad)
+    );
+}
+
 /// `ENCODER`: `auto` takes a hardware H.264 encoder or else x264, a named element is used as it
 /// is (`avenc_mpeg4`, the original client's codec family), and the summary says which encoder
 /// and which decoder ran; an element that does not exist, or is not a video encoder, is exit 2

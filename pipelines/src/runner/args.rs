@@ -107,6 +107,13 @@ pub struct Args {
     /// "skipped" and, with TRACK=1, carry the tracks' predicted boxes.
     #[arg(long, env = "INTERVAL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub interval: u32,
+    /// Detect only inside this part of the frame: `x,y,width,height` in pixels (fractions of
+    /// the frame with ROI_NORMALIZED=1); boxes come back in full-frame pixels.
+    #[arg(long, env = "ROI")]
+    pub roi: Option<String>,
+    /// ROI is given as fractions (0..1) of the frame's width and height.
+    #[arg(long, env = "ROI_NORMALIZED", value_parser = clap::builder::FalseyValueParser::new())]
+    pub roi_normalized: bool,
     /// Requests in flight at once.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4)]
     pub max_in_flight: u32,
@@ -185,11 +192,13 @@ mod tests {
             "ZONES",
             "RULES_FILE",
             "REPORT_INTERVAL",
+            "ROI",
+            "ROI_NORMALIZED",
             "RUST_LOG",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 32, "{names:?}");
+        assert_eq!(names.len(), 34, "{names:?}");
     }
 
     #[test]

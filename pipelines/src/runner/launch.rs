@@ -11,6 +11,7 @@
 use triton_endpoint::normalize_url;
 
 use super::args::{Args, Encoder};
+use gsttriton::letterbox::region::RoiSpec;
 use triton_video::encoder::{self, Chosen, Container};
 
 fn quote(s: &str) -> String {
@@ -59,6 +60,15 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
         " ! tritonletterbox width={s} height={s} name=letterbox",
         s = a.img_size
     ));
+    if let Some(roi) = a.roi.as_deref().filter(|v| !v.trim().is_empty()) {
+        // Checked here as well as by the element, so that a bad ROI stops the runner before
+        // anything runs.
+        RoiSpec::parse(roi, a.roi_normalized).map_err(|e| format!("ROI: {e}"))?;
+        d.push_str(&format!(" roi={}", quote(roi)));
+        if a.roi_normalized {
+            d.push_str(" roi-normalized=true");
+        }
+    }
     // The letterbox decides which frames are sent: the others get no tensor and no request.
     if a.interval > 1 {
         d.push_str(&format!(" interval={}", a.interval));
@@ -240,6 +250,19 @@ mod tests {
         let a = Args::parse_from(["triton-video", "--kserve", "--triton-url", "m:8081"]);
         let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
         assert!(d.contains("url=\"http://m:8081\" transport=kserve"), "{d}");
+        assert!(!d.contains("roi"), "{d}");
+        let a = Args::parse_from(["triton-video", "--roi", "0.5,0,0.5,0.5", "--roi-normalized"]);
+        let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
+        assert!(
+            d.contains("name=letterbox roi=\"0.5,0,0.5,0.5\" roi-normalized=true !"),
+            "{d}"
+        );
+        let a = Args::parse_from(["triton-video", "--roi", "0,0,0,10"]);
+        let e = pipeline_description(&a, "/v/in.mp4").unwrap_err();
+        assert!(
+            e.starts_with("ROI: roi: ") && e.contains("zero width"),
+            "{e}"
+        );
         let a = Args::parse_from(["triton-video", "--direct", "--shared-memory"]);
         let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
         assert!(

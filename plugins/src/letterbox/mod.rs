@@ -4,7 +4,7 @@
 mod convert;
 mod gather;
 pub mod geometry;
-mod region;
+pub mod region;
 mod resize;
 mod store;
 mod taps;
