@@ -49,6 +49,23 @@ def _grow(mask, y, x):
     return y0, x0, y1, x1
 
 
+def colour_logits(image):
+    """image: (3, H, W) float32 in 0..1 (or uint8 raw pixels). Logits over CLASS_NAMES: 10 x the
+    fraction of the image's pixels nearest each palette colour (backgrounds and odd colours count
+    for none), so the colour that fills most of a crop wins and a crop without any scores 0
+    everywhere."""
+    img = np.asarray(image)
+    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img.astype(np.float32, copy=False)
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise ValueError(f"expected (3,H,W) RGB, got shape {img.shape}")
+    pixels = img.reshape(3, -1).T
+    dist = np.abs(pixels[:, None, :] - REFERENCES[None, :, :]).max(axis=2)
+    nearest = dist.argmin(axis=1)
+    close = dist.min(axis=1) <= TOLERANCE
+    counts = np.bincount(nearest[close], minlength=len(REFERENCES))[:NUM_CLASSES]
+    return (10.0 * counts / max(pixels.shape[0], 1)).astype(np.float32)
+
+
 def find_rects(image):
     """image: array (1, 3, H, W) or (3, H, W), float32 in 0..1 or uint8 raw pixels (a UINT8
     input, normalised here as a model that takes raw pixels does). Returns a list of

@@ -18,6 +18,25 @@ def canvas(h, w, rects, bg=114 / 255):
     return img
 
 
+class ColourLogits(unittest.TestCase):
+    def test_the_colour_that_fills_most_of_the_crop_wins(self):
+        for cls in range(sc.NUM_CLASSES):
+            other = (cls + 1) % sc.NUM_CLASSES
+            # The object fills the middle, a neighbour's corner pokes in, grey padding around.
+            img = canvas(64, 64, [(8, 16, 56, 48, cls), (0, 0, 6, 6, other)])[0]
+            logits = sc.colour_logits(img)
+            self.assertEqual(logits.shape, (sc.NUM_CLASSES,))
+            self.assertEqual(int(np.argmax(logits)), cls, logits)
+            self.assertAlmostEqual(float(logits[cls]), 10.0 * 48 * 32 / 64 / 64, places=5)
+            raw = np.rint(img * 255).astype(np.uint8)
+            np.testing.assert_allclose(sc.colour_logits(raw), logits, atol=1e-6)
+
+    def test_a_crop_without_a_shape_scores_nothing_and_a_bad_shape_is_refused(self):
+        self.assertFalse(sc.colour_logits(canvas(16, 16, [])[0]).any())
+        with self.assertRaises(ValueError):
+            sc.colour_logits(np.zeros((16, 16), np.float32))
+
+
 class FindRects(unittest.TestCase):
     def test_exact_boxes_and_classes(self):
         rects = [(5, 7, 40, 30, 0), (100, 10, 120, 90, 1), (60, 60, 90, 62, 2), (0, 0, 3, 3, 3)]

@@ -8,6 +8,7 @@
 //! * [`Decoder::EfficientNms`]: four tensors `num_dets [1]`/`[1,1]`, `boxes [1,M,4]`,
 //!   `scores [1,M]`, `classes [1,M]` (TensorRT EfficientNMS style).
 
+pub mod classify;
 mod labels;
 pub use labels::{COCO80, LABELS_OUTPUT, labels_from_tensor, parse_labels};
 

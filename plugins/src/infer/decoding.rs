@@ -8,7 +8,7 @@ use triton_client::{Answer, ModelDesc};
 use super::settings::{DecoderProp, Settings};
 use crate::decode::{self, COCO80, Decoder, Params};
 use crate::letterbox::geometry::Letterbox;
-use crate::meta::Detection;
+use crate::meta::{Attribute, Detection};
 
 /// What a model description changed, for the element to act on and log.
 #[derive(Debug, Default, PartialEq)]
@@ -49,7 +49,7 @@ impl Decoding {
             input_fixed: s.input_name.is_some(),
             outputs_fixed: s.output_names.is_some(),
             decoder: match s.decoder {
-                DecoderProp::Auto | DecoderProp::None => None,
+                DecoderProp::Auto | DecoderProp::None | DecoderProp::Classify => None,
                 DecoderProp::Yolov8 => Some(Decoder::Yolov8),
                 DecoderProp::XyxyScoreClass => Some(Decoder::XyxyScoreClass),
                 DecoderProp::EfficientNms => Some(Decoder::EfficientNms),
@@ -77,6 +77,49 @@ impl Decoding {
 
     pub fn decoder(&self) -> Option<Decoder> {
         self.decoder
+    }
+
+    /// `decoder=classify`: answers are classes of objects, not detections.
+    pub fn is_classify(&self) -> bool {
+        self.setting == DecoderProp::Classify
+    }
+
+    /// `decoder=classify`: the best class of each of the `n` objects sent (in batch order), or
+    /// `None` where it is under `conf-threshold`.
+    pub fn classify(
+        &mut self,
+        out: &Answer,
+        n: usize,
+        model: &str,
+    ) -> Result<Vec<Option<Attribute>>, String> {
+        self.take_labels(out);
+        let outs: Vec<decode::Output> = out
+            .outputs
+            .iter()
+            .filter(|o| o.name != decode::LABELS_OUTPUT)
+            .map(|o| decode::Output {
+                name: &o.name,
+                dtype: &o.dtype,
+                shape: &o.shape,
+                data: &o.data,
+            })
+            .collect();
+        let classes = decode::classify::classify(&outs, n, self.params.conf_threshold)?;
+        Ok(classes
+            .into_iter()
+            .map(|c| {
+                c.map(|c| Attribute {
+                    model: model.to_string(),
+                    label: self
+                        .labels
+                        .get(c.class)
+                        .cloned()
+                        .unwrap_or_else(|| format!("class{}", c.class)),
+                    class_id: c.class as i32,
+                    confidence: c.confidence as f64,
+                })
+            })
+            .collect())
     }
 
     /// Takes what the model says about itself: its input name, outputs, decoder and class

@@ -33,6 +33,8 @@ enum Item {
         rx: Option<oneshot::Receiver<Outcome>>,
         submitted: Instant,
         geometry: Letterbox,
+        /// `tritonletterbox objects=true`: the ROI metas the batch's items were cut from.
+        objects: Option<Vec<u32>>,
     },
     /// A frame passed on without a request: "skipped" (interval) or "no-signal" (made by
     /// tritoncamerasrc while its camera was away).
@@ -262,10 +264,29 @@ impl TritonInfer {
             };
             let frame_no = r.frame_no;
             r.frame_no += 1;
-            let passed = meta::no_signal(&buffer).map(|_| "no-signal").or_else(|| {
-                (letterbox_skipped || frame_no % r.settings.interval.max(1) as u64 != 0)
-                    .then_some("skipped")
-            });
+            let classify = r.decoding.is_classify();
+            if classify && tm.as_ref().is_some_and(|t| t.objects.is_none()) {
+                drop(guard);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("tritoninfer: decoder=classify needs object crops; put 'tritonletterbox objects=true' before this tritoninfer (after the detector's)")
+                );
+                return Err(gst::FlowError::Error);
+            }
+            let passed = meta::no_signal(&buffer)
+                .map(|_| "no-signal")
+                .or_else(|| {
+                    (letterbox_skipped || frame_no % r.settings.interval.max(1) as u64 != 0)
+                        .then_some("skipped")
+                })
+                .or_else(|| {
+                    // A frame without objects to classify sends nothing.
+                    tm.as_ref()
+                        .and_then(|t| t.objects.as_ref())
+                        .is_some_and(Vec::is_empty)
+                        .then_some("no-objects")
+                });
             // Without a tensor the frame was skipped by the letterbox (checked above).
             match (passed, tm) {
                 (status, None) | (status @ Some(_), _) => Item::Passed {
@@ -315,6 +336,7 @@ impl TritonInfer {
                         rx: Some(rx),
                         submitted: Instant::now(),
                         geometry: tm.geometry,
+                        objects: tm.objects,
                     }
                 }
             }
@@ -452,16 +474,26 @@ impl TritonInfer {
                 status,
             } => {
                 let (model, version) = self.model_names();
-                meta::add_result_meta(
-                    buffer.make_mut(),
-                    &meta::ResultMeta {
-                        status: status.into(),
+                if self.classifying() {
+                    // The detector's result stays; the classifier's status goes next to it.
+                    let c = meta::Classified {
                         model,
-                        model_version: version,
-                        frame: frame_no,
+                        status: status.into(),
                         ..Default::default()
-                    },
-                );
+                    };
+                    meta::set_classified(buffer.make_mut(), &c, frame_no);
+                } else {
+                    meta::add_result_meta(
+                        buffer.make_mut(),
+                        &meta::ResultMeta {
+                            status: status.into(),
+                            model,
+                            model_version: version,
+                            frame: frame_no,
+                            ..Default::default()
+                        },
+                    );
+                }
                 self.srcpad.push(buffer)
             }
             Item::Frame {
@@ -470,10 +502,17 @@ impl TritonInfer {
                 request_id,
                 submitted,
                 geometry,
+                objects,
                 ..
             } => {
                 let res = result.unwrap_or_else(|| Err(InferError::Closed("no request".into())));
-                match self.finish_frame(buffer, frame_no, request_id, submitted, geometry, res) {
+                let done = match objects {
+                    Some(objects) if self.classifying() => {
+                        self.finish_classified(buffer, frame_no, objects, res)
+                    }
+                    _ => self.finish_frame(buffer, frame_no, request_id, submitted, geometry, res),
+                };
+                match done {
                     Ok(b) => self.srcpad.push(b),
                     Err(e) => Err(e),
                 }
@@ -494,6 +533,11 @@ impl TritonInfer {
             }
             let _ = self.srcpad.pause_task();
         }
+    }
+
+    /// `decoder=classify`: this element classifies objects rather than detecting them.
+    fn classifying(&self) -> bool {
+        self.settings.lock().unwrap().decoder == settings::DecoderProp::Classify
     }
 
     fn model_names(&self) -> (String, String) {

@@ -42,6 +42,11 @@ pub enum DecoderProp {
     EfficientNms = 3,
     #[enum_value(name = "No decoding (result meta only)", nick = "none")]
     None = 4,
+    #[enum_value(
+        name = "Classifier on tritonletterbox objects=true crops: [batch, classes] scores (logits or probabilities), the best class attached to each object",
+        nick = "classify"
+    )]
+    Classify = 5,
 }
 
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]

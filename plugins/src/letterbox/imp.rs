@@ -8,8 +8,10 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::Resizer;
+use super::objects::Selection;
 use super::region::{Region, RoiSpec};
-use super::tensor::{DType, Layout, TensorSpec};
+use super::settings::{Settings, TensorDType};
+use super::tensor::TensorSpec;
 use crate::pixel::{PixelFormat, SrcImage, YuvToRgb};
 use crate::video::{self, FORMATS, pixel_format};
 use crate::{meta, model_query};
@@ -22,146 +24,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Tensor element type property values.
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstTritonTensorDType")]
-pub enum TensorDType {
-    #[enum_value(name = "32-bit float", nick = "FP32")]
-    Fp32 = 0,
-    #[enum_value(name = "16-bit float", nick = "FP16")]
-    Fp16 = 1,
-    #[enum_value(name = "8-bit unsigned (raw pixels)", nick = "UINT8")]
-    Uint8 = 2,
-    #[enum_value(
-        name = "The model's input type, asked of tritoninfer downstream (FP32 when nothing answers)",
-        nick = "auto"
-    )]
-    Auto = 3,
-}
-
-impl TensorDType {
-    /// The property value for a model input datatype this element can make.
-    fn of_model(datatype: &str) -> Option<TensorDType> {
-        match datatype {
-            "FP32" => Some(TensorDType::Fp32),
-            "FP16" => Some(TensorDType::Fp16),
-            "UINT8" => Some(TensorDType::Uint8),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstTritonTensorLayout")]
-pub enum TensorLayout {
-    #[enum_value(name = "Planar: batch, channel, height, width", nick = "NCHW")]
-    Nchw = 0,
-    #[enum_value(name = "Interleaved: batch, height, width, channel", nick = "NHWC")]
-    Nhwc = 1,
-}
-
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstTritonChannelOrder")]
-pub enum ChannelOrder {
-    #[enum_value(name = "Red, green, blue", nick = "RGB")]
-    Rgb = 0,
-    #[enum_value(name = "Blue, green, red", nick = "BGR")]
-    Bgr = 1,
-}
-
-#[derive(Debug, Clone)]
-struct Settings {
-    width: u32,
-    height: u32,
-    pad_value: u32,
-    scale_up: bool,
-    dtype: TensorDType,
-    layout: TensorLayout,
-    channel_order: ChannelOrder,
-    scale: f64,
-    mean: String,
-    std: String,
-    threads: u32,
-    interval: u32,
-    roi: String,
-    roi_normalized: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            width: 640,
-            height: 640,
-            pad_value: 114,
-            scale_up: true,
-            dtype: TensorDType::Auto,
-            layout: TensorLayout::Nchw,
-            channel_order: ChannelOrder::Rgb,
-            scale: 1.0 / 255.0,
-            mean: String::new(),
-            std: String::new(),
-            threads: 1,
-            interval: 1,
-            roi: String::new(),
-            roi_normalized: false,
-        }
-    }
-}
-
-fn parse_triple(name: &str, s: &str, default: f32) -> Result<[f32; 3], String> {
-    if s.trim().is_empty() {
-        return Ok([default; 3]);
-    }
-    let v: Vec<f32> = s
-        .split(',')
-        .map(|x| x.trim().parse::<f32>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("{name}: '{s}' is not a list of numbers; expected three comma-separated values, e.g. 0.485,0.456,0.406"))?;
-    match v.as_slice() {
-        [a] => Ok([*a; 3]),
-        [a, b, c] => Ok([*a, *b, *c]),
-        _ => Err(format!(
-            "{name}: '{s}' has {} values; expected 1 or 3",
-            v.len()
-        )),
-    }
-}
-
-impl Settings {
-    fn spec(&self) -> Result<TensorSpec, String> {
-        let std = parse_triple("std", &self.std, 1.0)?;
-        if std.iter().any(|v| *v == 0.0 || !v.is_finite()) {
-            return Err(format!(
-                "std: '{}' contains zero; expected non-zero values",
-                self.std
-            ));
-        }
-        Ok(TensorSpec {
-            width: self.width,
-            height: self.height,
-            dtype: match self.dtype {
-                TensorDType::Fp32 | TensorDType::Auto => DType::F32,
-                TensorDType::Fp16 => DType::F16,
-                TensorDType::Uint8 => DType::U8,
-            },
-            layout: if self.layout == TensorLayout::Nchw {
-                Layout::Nchw
-            } else {
-                Layout::Nhwc
-            },
-            bgr: self.channel_order == ChannelOrder::Bgr,
-            scale: self.scale as f32,
-            mean: parse_triple("mean", &self.mean, 0.0)?,
-            std,
-            pad_value: self.pad_value as u8,
-            scale_up: self.scale_up,
-        })
-    }
-}
-
 struct State {
     info: gst_video::VideoInfo,
     format: PixelFormat,
@@ -170,6 +32,8 @@ struct State {
     pool: gst::BufferPool,
     /// `roi`: the part of each frame the tensor is made from (`None`: the whole frame).
     region: Option<Region>,
+    /// `objects=true`: which detections become crops.
+    objects: Option<Selection>,
 }
 
 #[derive(Default)]
@@ -228,6 +92,7 @@ impl TritonLetterbox {
         spec: &TensorSpec,
         threads: u32,
         roi: Option<RoiSpec>,
+        objects: Option<Selection>,
     ) -> Result<State, gst::LoggableError> {
         let format = pixel_format(info.format())
             .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
@@ -273,6 +138,7 @@ impl TritonLetterbox {
             resizer,
             pool,
             region,
+            objects,
         })
     }
 
@@ -285,6 +151,98 @@ impl TritonLetterbox {
             ("tritonletterbox: {}", e)
         );
         gst::loggable_error!(CAT, "{e}")
+    }
+}
+
+/// The planes of a mapped frame as a source image.
+fn src_image<'a>(
+    frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>,
+    format: PixelFormat,
+) -> Result<SrcImage<'a>, gst::FlowError> {
+    let n = frame.n_planes() as usize;
+    let mut planes: [&[u8]; 3] = [&[], &[], &[]];
+    let mut strides = [0usize; 3];
+    for i in 0..n.min(3) {
+        planes[i] = frame
+            .plane_data(i as u32)
+            .map_err(|_| gst::FlowError::Error)?;
+        strides[i] = frame.plane_stride()[i] as usize;
+    }
+    Ok(SrcImage {
+        format,
+        width: frame.width() as usize,
+        height: frame.height() as usize,
+        planes,
+        strides,
+    })
+}
+
+impl TritonLetterbox {
+    /// The frame mapped for reading; an element error when it cannot be.
+    fn map_frame<'a>(
+        &self,
+        buf: &'a gst::BufferRef,
+        info: &gst_video::VideoInfo,
+    ) -> Result<gst_video::VideoFrameRef<&'a gst::BufferRef>, gst::FlowError> {
+        gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                (
+                    "tritonletterbox: cannot map the frame as {:?}",
+                    info.format()
+                )
+            );
+            gst::FlowError::Error
+        })
+    }
+
+    /// `objects=true`: one crop per chosen object, stacked into one tensor (an empty batch when
+    /// the frame has none), with the objects' places in the tensor meta.
+    fn object_crops(
+        &self,
+        buf: &mut gst::BufferRef,
+        state: &mut State,
+        sel: &Selection,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (w, h) = (state.info.width(), state.info.height());
+        let dets = meta::detections(buf, w, h);
+        let (chosen, left_out) = sel.pick(&dets, w, h, state.format);
+        if left_out > 0 {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "objects: {left_out} of {} objects left out of this frame's batch (max-objects={})",
+                chosen.len() + left_out,
+                sel.max
+            );
+        }
+        let spec = state.resizer.spec().clone();
+        let size = spec.byte_size();
+        let mut tensor = gst::Buffer::with_size(size * chosen.len()).map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::NoSpaceLeft,
+                (
+                    "tritonletterbox: cannot allocate {} object tensors",
+                    chosen.len()
+                )
+            );
+            gst::FlowError::Error
+        })?;
+        {
+            let frame = self.map_frame(buf, &state.info)?;
+            let src = src_image(&frame, state.format)?;
+            let tbuf = tensor.get_mut().expect("a new buffer is writable");
+            let mut map = tbuf.map_writable().map_err(|_| gst::FlowError::Error)?;
+            for ((_, r), out) in chosen.iter().zip(map.as_mut_slice().chunks_exact_mut(size)) {
+                Resizer::new(r.width, r.height, &spec).run(&r.crop(&src), &state.yuv, out);
+            }
+        }
+        tensor.get_mut().expect("writable").set_pts(buf.pts());
+        let places: Vec<u32> = chosen.iter().map(|c| c.0).collect();
+        meta::add_objects_tensor_meta(buf, tensor, &spec, &state.resizer.geometry, &places);
+        Ok(gst::FlowSuccess::Ok)
     }
 }
 
@@ -306,6 +264,11 @@ impl ObjectImpl for TritonLetterbox {
                 glib::ParamSpecUInt::builder("threads").nick("Threads").blurb("Threads that share each frame's rows (for 4K inputs; 1 = the streaming thread only)").minimum(1).maximum(64).default_value(d.threads).mutable_ready().build(),
                 glib::ParamSpecString::builder("roi").nick("Region of interest").blurb("Make the tensor from this part of the frame only: 'x,y,width,height' in pixels (fractions of the frame with roi-normalized=true); tritoninfer maps the boxes back into full-frame coordinates, clipped to the region. Empty: the whole frame").mutable_ready().build(),
                 glib::ParamSpecBoolean::builder("roi-normalized").nick("ROI normalized").blurb("roi is given as fractions (0..1) of the frame's width and height").default_value(d.roi_normalized).mutable_ready().build(),
+                glib::ParamSpecBoolean::builder("objects").nick("Objects").blurb("Make one tensor per detected object on the frame (its ROI meta's box) instead of one of the frame, stacked into a batch for a second model (tritoninfer decoder=classify); a frame without objects gets an empty batch and no request").default_value(d.objects).mutable_ready().build(),
+                glib::ParamSpecString::builder("object-classes").nick("Object classes").blurb("objects=true: only objects with these labels, comma-separated (empty: all)").mutable_ready().build(),
+                glib::ParamSpecUInt::builder("object-min-size").nick("Object min size").blurb("objects=true: only objects whose box is at least this many pixels wide and high").default_value(d.object_min_size).mutable_ready().build(),
+                glib::ParamSpecDouble::builder("object-margin").nick("Object margin").blurb("objects=true: grow each box by this fraction of its width and height on every side before cropping").minimum(0.0).maximum(10.0).default_value(d.object_margin).mutable_ready().build(),
+                glib::ParamSpecUInt::builder("max-objects").nick("Max objects").blurb("objects=true: at most this many objects per frame (the model's batch size), the largest first; a warning says how many were left out").minimum(1).maximum(1024).default_value(d.max_objects).mutable_ready().build(),
                 glib::ParamSpecUInt::builder("interval").nick("Interval").blurb("Make a tensor for every Nth frame only, counted from the start and from each flush (seek); the others get a TritonSkippedMeta and tritoninfer passes them as skipped without a request").minimum(1).maximum(100_000).default_value(d.interval).mutable_ready().build(),
             ]
         });
@@ -344,6 +307,16 @@ impl ObjectImpl for TritonLetterbox {
                     .unwrap_or_default()
             }
             "roi-normalized" => s.roi_normalized = value.get().expect("type checked"),
+            "objects" => s.objects = value.get().expect("type checked"),
+            "object-classes" => {
+                s.object_classes = value
+                    .get::<Option<String>>()
+                    .expect("type checked")
+                    .unwrap_or_default()
+            }
+            "object-min-size" => s.object_min_size = value.get().expect("type checked"),
+            "object-margin" => s.object_margin = value.get().expect("type checked"),
+            "max-objects" => s.max_objects = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -365,6 +338,11 @@ impl ObjectImpl for TritonLetterbox {
             "interval" => s.interval.to_value(),
             "roi" => s.roi.to_value(),
             "roi-normalized" => s.roi_normalized.to_value(),
+            "objects" => s.objects.to_value(),
+            "object-classes" => s.object_classes.to_value(),
+            "object-min-size" => s.object_min_size.to_value(),
+            "object-margin" => s.object_margin.to_value(),
+            "max-objects" => s.max_objects.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -439,7 +417,18 @@ impl BaseTransformImpl for TritonLetterbox {
         }
         let spec = s.spec().map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
         let roi = RoiSpec::parse(&s.roi, s.roi_normalized).map_err(|e| self.settings_error(e))?;
-        let new = self.make_state(info, &spec, s.threads, roi)?;
+        if s.objects && roi.is_some() {
+            return Err(self.settings_error(
+                "roi: cannot be used with objects=true (the crops are the objects' boxes); set one of them".into(),
+            ));
+        }
+        let objects = s.objects.then(|| Selection {
+            classes: Selection::classes_from(&s.object_classes),
+            min_size: s.object_min_size,
+            margin: s.object_margin,
+            max: s.max_objects as usize,
+        });
+        let new = self.make_state(info, &spec, s.threads, roi, objects)?;
         if let Some(old) = self.state.lock().unwrap().replace(new) {
             let _ = old.pool.set_active(false);
         }
@@ -465,6 +454,9 @@ impl BaseTransformImpl for TritonLetterbox {
             );
             return Err(gst::FlowError::NotNegotiated);
         };
+        if let Some(sel) = state.objects.clone() {
+            return self.object_crops(buf, state, &sel);
+        }
         let mut tensor = state.pool.acquire_buffer(None).map_err(|e| {
             gst::element_imp_error!(
                 self,
@@ -474,34 +466,8 @@ impl BaseTransformImpl for TritonLetterbox {
             gst::FlowError::Error
         })?;
         {
-            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &state.info)
-                .map_err(|_| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Format,
-                        (
-                            "tritonletterbox: cannot map the frame as {:?}",
-                            state.info.format()
-                        )
-                    );
-                    gst::FlowError::Error
-                })?;
-            let n = frame.n_planes() as usize;
-            let mut planes: [&[u8]; 3] = [&[], &[], &[]];
-            let mut strides = [0usize; 3];
-            for i in 0..n.min(3) {
-                planes[i] = frame
-                    .plane_data(i as u32)
-                    .map_err(|_| gst::FlowError::Error)?;
-                strides[i] = frame.plane_stride()[i] as usize;
-            }
-            let mut src = SrcImage {
-                format: state.format,
-                width: frame.width() as usize,
-                height: frame.height() as usize,
-                planes,
-                strides,
-            };
+            let frame = self.map_frame(buf, &state.info)?;
+            let mut src = src_image(&frame, state.format)?;
             if let Some(r) = state.region {
                 src = r.crop(&src);
             }

@@ -4,8 +4,10 @@
 mod convert;
 mod gather;
 pub mod geometry;
+mod objects;
 pub mod region;
 mod resize;
+mod settings;
 mod store;
 mod taps;
 pub mod tensor;

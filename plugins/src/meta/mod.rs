@@ -45,10 +45,13 @@ pub mod tensor;
 pub use count::{Counts, add_count_meta, count_meta};
 pub use detection::{Detection, TrackTag};
 pub use result::{
-    NoSignal, ResultMeta, add_no_signal, add_result_meta, no_signal, result_meta, set_tracks,
+    Classified, NoSignal, ResultMeta, add_no_signal, add_result_meta, no_signal, result_meta,
+    set_classified, set_tracks,
 };
-pub use roi::add_detection;
-pub use tensor::{TensorMeta, add_skipped, add_tensor_meta, skipped, tensor_meta};
+pub use roi::{Attribute, add_attributes, add_detection, attributes};
+pub use tensor::{
+    TensorMeta, add_objects_tensor_meta, add_skipped, add_tensor_meta, skipped, tensor_meta,
+};
 
 /// Name of the tensor + transform meta.
 pub const TENSOR_META: &str = "TritonTensorMeta";

@@ -21,6 +21,20 @@ pub struct ResultMeta {
     pub track_ids: Vec<i64>,
     /// Set by `dettrack`: how many of them are predicted boxes (a frame without inference).
     pub predicted: u32,
+    /// Set by a `tritoninfer decoder=classify` after it.
+    pub classifier: Option<Classified>,
+}
+
+/// What a classifier stage made of a frame's objects.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Classified {
+    pub model: String,
+    /// "ok", "error", or "no-objects" (nothing to classify, no request).
+    pub status: String,
+    pub error: String,
+    /// Objects sent, and objects that got a class (over `conf-threshold`).
+    pub sent: u32,
+    pub classified: u32,
 }
 
 /// Attaches the result meta.
@@ -70,7 +84,42 @@ pub fn result_meta(buffer: &gst::BufferRef) -> Option<ResultMeta> {
             .map(|a| a.iter().filter_map(|v| v.get::<i64>().ok()).collect())
             .unwrap_or_default(),
         predicted: s.get("predicted").unwrap_or_default(),
+        classifier: s
+            .get::<String>("classifier-status")
+            .ok()
+            .map(|status| Classified {
+                model: s.get("classifier-model").unwrap_or_default(),
+                status,
+                error: s.get("classifier-error").unwrap_or_default(),
+                sent: s.get("classifier-sent").unwrap_or_default(),
+                classified: s.get("classified").unwrap_or_default(),
+            }),
     })
+}
+
+/// Records a classifier stage's work in the frame's result meta (`classifier-model`,
+/// `classifier-status`, `classifier-error`, `classifier-sent`, `classified`), adding a result
+/// meta with that status where the frame has none (no detector before the classifier).
+pub fn set_classified(buffer: &mut gst::BufferRef, c: &Classified, frame: u64) {
+    if CustomMeta::from_buffer(buffer, RESULT_META).is_err() {
+        add_result_meta(
+            buffer,
+            &ResultMeta {
+                status: c.status.clone(),
+                error: c.error.clone(),
+                model: c.model.clone(),
+                frame,
+                ..Default::default()
+            },
+        );
+    }
+    let mut meta = CustomMeta::from_mut_buffer(buffer, RESULT_META).expect("added above");
+    let s = meta.mut_structure();
+    s.set("classifier-model", c.model.as_str());
+    s.set("classifier-status", c.status.as_str());
+    s.set("classifier-error", c.error.as_str());
+    s.set("classifier-sent", c.sent);
+    s.set("classified", c.classified);
 }
 
 /// Records `dettrack`'s work in the frame's result meta (`track-ids`: int64 per ROI meta, -1

@@ -5,6 +5,57 @@
 
 use super::{Detection, TrackTag};
 
+/// Name of the ROI param a classifier's answer adds (`tritoninfer decoder=classify`).
+pub const CLASSIFICATION_PARAM: &str = "classification";
+
+/// A second model's answer about one object: which model, its class and how sure it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribute {
+    pub model: String,
+    pub label: String,
+    pub class_id: i32,
+    pub confidence: f64,
+}
+
+/// Adds each `(i, attribute)` to the frame's `i`-th ROI meta (in the order [`detections`] reads
+/// them), as a `classification` param: `model`, `label`, `label-id`, `confidence`. An object can
+/// carry the answers of several models.
+pub fn add_attributes(buffer: &mut gst::BufferRef, attrs: &[(usize, Attribute)]) {
+    for (i, mut roi) in buffer
+        .iter_meta_mut::<gst_video::VideoRegionOfInterestMeta>()
+        .enumerate()
+    {
+        for (_, a) in attrs.iter().filter(|(k, _)| *k == i) {
+            roi.add_param(
+                gst::Structure::builder(CLASSIFICATION_PARAM)
+                    .field("model", a.model.as_str())
+                    .field("label", a.label.as_str())
+                    .field("label-id", a.class_id)
+                    .field("confidence", a.confidence)
+                    .build(),
+            );
+        }
+    }
+}
+
+/// The classifiers' answers on each of the frame's ROI metas, in [`detections`] order.
+pub fn attributes(buffer: &gst::BufferRef) -> Vec<Vec<Attribute>> {
+    buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .map(|roi| {
+            roi.params()
+                .filter(|p| p.name() == CLASSIFICATION_PARAM)
+                .map(|p| Attribute {
+                    model: p.get("model").unwrap_or_default(),
+                    label: p.get("label").unwrap_or_default(),
+                    class_id: p.get("label-id").unwrap_or(-1),
+                    confidence: p.get("confidence").unwrap_or(0.0),
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Name of the ROI param `dettrack` adds.
 pub const TRACKING_PARAM: &str = "tracking";
 

@@ -15,6 +15,9 @@ pub struct TensorMeta {
     pub layout: String,
     pub shape: Vec<i64>,
     pub geometry: Letterbox,
+    /// `tritonletterbox objects=true`: the tensor is a batch of one crop per object, and these
+    /// are the objects' ROI metas (their places in the frame's ROI metas, in batch order).
+    pub objects: Option<Vec<u32>>,
 }
 
 /// Attaches (or replaces) the tensor meta.
@@ -58,6 +61,28 @@ pub fn add_tensor_meta(
     s.set("frame-height", g.frame_h as i32);
 }
 
+/// Attaches (or replaces) the tensor meta of a batch of object crops: `objects` are the places
+/// of the objects' ROI metas, one per batch item; `spec` is one item's tensor and `g` the
+/// geometry of the whole frame (boxes are not mapped back from a crop).
+pub fn add_objects_tensor_meta(
+    buffer: &mut gst::BufferRef,
+    tensor: gst::Buffer,
+    spec: &TensorSpec,
+    g: &Letterbox,
+    objects: &[u32],
+) {
+    add_tensor_meta(buffer, tensor, spec, g);
+    let mut meta = CustomMeta::from_mut_buffer(buffer, TENSOR_META).expect("just added");
+    let s = meta.mut_structure();
+    let mut shape = spec.shape();
+    shape[0] = objects.len() as i64;
+    s.set("shape", gst::Array::new(shape));
+    s.set(
+        "objects",
+        gst::Array::new(objects.iter().map(|&i| i as i32)),
+    );
+}
+
 /// Reads the tensor meta, `None` when absent or malformed.
 pub fn tensor_meta(buffer: &gst::BufferRef) -> Option<TensorMeta> {
     let meta = CustomMeta::from_buffer(buffer, TENSOR_META).ok()?;
@@ -93,7 +118,14 @@ pub fn tensor_meta(buffer: &gst::BufferRef) -> Option<TensorMeta> {
         .iter()
         .filter_map(|v| v.get::<i64>().ok())
         .collect();
+    let objects = s.get::<gst::Array>("objects").ok().map(|a| {
+        a.iter()
+            .filter_map(|v| v.get::<i32>().ok())
+            .map(|i| i as u32)
+            .collect()
+    });
     Some(TensorMeta {
+        objects,
         tensor: s.get("tensor").ok()?,
         dtype: s.get("dtype").ok()?,
         layout: s.get("layout").ok()?,

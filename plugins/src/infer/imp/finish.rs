@@ -55,44 +55,105 @@ impl TritonInfer {
             Err(e) => {
                 result.status = "error".into();
                 result.error = e.clone();
-                if r.settings.on_error == OnError::Fail {
-                    drop(guard);
-                    // Refuse further frames before anyone hears of the error.
-                    let _posting = self.posting.lock().unwrap();
-                    self.queue.fail(gst::FlowError::Error);
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Failed,
-                        ("tritoninfer: inference failed for frame {frame_no}: {e}")
-                    );
-                    return Err(gst::FlowError::Error);
-                }
                 // An analysed frame always says what was found: here nothing (an empty analytics
                 // meta, so overlays that keep the last boxes until a new meta arrives clear them).
-                meta::add_detections(b, &[], geometry.frame_w, geometry.frame_h).ok();
-                r.failures_since_warning += 1;
-                let due = r
-                    .last_warning
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
-                if due {
-                    r.last_warning = Some(Instant::now());
-                    let n = r.failures_since_warning;
-                    drop(guard);
-                    gst::element_imp_warning!(
-                        self,
-                        gst::ResourceError::Read,
-                        (
-                            "tritoninfer: inference failed ({} frames passed on without detections): {}",
-                            n,
-                            e
-                        )
-                    );
-                    meta::add_result_meta(b, &result);
-                    return Ok(buffer);
+                if r.settings.on_error != OnError::Fail {
+                    meta::add_detections(b, &[], geometry.frame_w, geometry.frame_h).ok();
                 }
+                self.failed(guard, frame_no, &e)?;
             }
         }
         meta::add_result_meta(b, &result);
         Ok(buffer)
+    }
+
+    /// `decoder=classify`: each object's best class goes onto its ROI meta (a `classification`
+    /// param), and the classifier's status into the frame's result meta.
+    pub(super) fn finish_classified(
+        &self,
+        mut buffer: gst::Buffer,
+        frame_no: u64,
+        objects: Vec<u32>,
+        res: Outcome,
+    ) -> Result<gst::Buffer, gst::FlowError> {
+        let mut guard = self.running.lock().unwrap();
+        let Some(r) = guard.as_mut() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let model = r.settings.model.clone();
+        let mut c = meta::Classified {
+            model: model.clone(),
+            status: "ok".into(),
+            sent: objects.len() as u32,
+            ..Default::default()
+        };
+        let classes = res
+            .map_err(|e| e.to_string())
+            .and_then(|out| r.decoding.classify(&out, objects.len(), &model));
+        let b = buffer.make_mut();
+        match classes {
+            Ok(classes) => {
+                let attrs: Vec<(usize, meta::Attribute)> = objects
+                    .iter()
+                    .zip(classes)
+                    .filter_map(|(&i, a)| Some((i as usize, a?)))
+                    .collect();
+                c.classified = attrs.len() as u32;
+                meta::add_attributes(b, &attrs);
+                r.failures_since_warning = 0;
+            }
+            Err(e) => {
+                c.status = "error".into();
+                c.error = e.clone();
+                self.failed(guard, frame_no, &e)?;
+            }
+        }
+        meta::set_classified(b, &c, frame_no);
+        Ok(buffer)
+    }
+
+    /// The failure policy for a frame whose request failed: `on-error=fail` stops the stream
+    /// (an element error naming the frame); `skip` lets the frame pass, with a warning at most
+    /// every 5 s saying how many frames passed without an answer.
+    pub(super) fn failed(
+        &self,
+        mut guard: std::sync::MutexGuard<'_, Option<Running>>,
+        frame_no: u64,
+        e: &str,
+    ) -> Result<(), gst::FlowError> {
+        let Some(r) = guard.as_mut() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        if r.settings.on_error == OnError::Fail {
+            drop(guard);
+            // Refuse further frames before anyone hears of the error.
+            let _posting = self.posting.lock().unwrap();
+            self.queue.fail(gst::FlowError::Error);
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Failed,
+                ("tritoninfer: inference failed for frame {frame_no}: {e}")
+            );
+            return Err(gst::FlowError::Error);
+        }
+        r.failures_since_warning += 1;
+        let due = r
+            .last_warning
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+        if due {
+            r.last_warning = Some(Instant::now());
+            let n = r.failures_since_warning;
+            drop(guard);
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Read,
+                (
+                    "tritoninfer: inference failed ({} frames passed on without an answer): {}",
+                    n,
+                    e
+                )
+            );
+        }
+        Ok(())
     }
 }
