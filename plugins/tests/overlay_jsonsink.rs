@@ -188,6 +188,114 @@ fn labels_are_drawn_and_boxes_fully_outside_are_ignored() {
     assert!(white > 10, "no text pixels ({white})");
 }
 
+/// Two detections, the second with a classifier's answer, and the classifier's status.
+fn classified_frame(info: &gst_video::VideoInfo, with_attribute: bool) -> gst::Buffer {
+    let mut buf = grey(info);
+    let b = buf.get_mut().unwrap();
+    for (k, bbox) in [[5.0, 5.0, 40.0, 40.0], [50.0, 60.0, 150.0, 140.0]]
+        .into_iter()
+        .enumerate()
+    {
+        meta::add_detection(
+            b,
+            &Detection {
+                label: ["red", "blue"][k].into(),
+                class_id: k as i32,
+                confidence: 0.9,
+                bbox,
+                track: None,
+            },
+            info.width(),
+            info.height(),
+        );
+    }
+    meta::add_result_meta(
+        b,
+        &meta::ResultMeta {
+            status: "ok".into(),
+            model: "shapes_yolov8".into(),
+            ..Default::default()
+        },
+    );
+    if with_attribute {
+        let a = meta::Attribute {
+            model: "shapes_color".into(),
+            label: "navy".into(),
+            class_id: 2,
+            confidence: 0.97,
+        };
+        meta::add_attributes(b, &[(1, a)]);
+        let c = meta::Classified {
+            model: "shapes_color".into(),
+            status: "ok".into(),
+            sent: 1,
+            classified: 1,
+            ..Default::default()
+        };
+        meta::set_classified(b, &c, 0);
+    }
+    buf
+}
+
+#[test]
+fn a_classifiers_answer_is_drawn_under_the_label_and_written_with_its_object() {
+    init();
+    let (w, h) = (200i32, 150i32);
+    let info = gst_video::VideoInfo::from_caps(&caps("RGB", w, h)).unwrap();
+    let draw = |with: bool| {
+        let mut hns = gst_check::Harness::new("detoverlay");
+        hns.set_src_caps(caps("RGB", w, h));
+        hns.push_and_pull(classified_frame(&info, with)).unwrap()
+    };
+    let (without, with) = (draw(false), draw(true));
+    // The answer changes pixels only in the top rows inside the second box (its label is above
+    // the box), and a label's worth of them.
+    let mut changed = 0;
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            if pixel(&info, &without, x, y) != pixel(&info, &with, x, y) {
+                assert!(
+                    (50..150).contains(&x) && (60..90).contains(&y),
+                    "({x}, {y}) changed outside the place under the label"
+                );
+                changed += 1;
+            }
+        }
+    }
+    assert!(
+        changed > 200,
+        "the answer was not drawn ({changed} px changed)"
+    );
+
+    let dir = std::env::temp_dir().join(format!("detjson-attr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("frame_counts.jsonl");
+    let mut hns =
+        gst_check::Harness::new_parse(&format!("detjsonsink location={}", path.display()));
+    hns.set_src_caps(caps("RGB", w, h));
+    assert_eq!(
+        hns.push(classified_frame(&info, true)),
+        Ok(gst::FlowSuccess::Ok)
+    );
+    assert!(hns.push_event(gst::event::Eos::new()));
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+    let dets = line["detections"].as_array().unwrap();
+    assert!(dets[0].get("attributes").is_none(), "{line}");
+    assert_eq!(
+        dets[1]["attributes"],
+        serde_json::json!([{"model": "shapes_color", "label": "navy", "confidence": 0.97}]),
+        "{line}"
+    );
+    assert_eq!(line["model"], "shapes_yolov8");
+    assert_eq!(
+        line["classifier"],
+        serde_json::json!({"model": "shapes_color", "status": "ok", "sent": 1, "classified": 1}),
+        "{line}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn jsonsink_lines_parse_frames_contiguous_counts_match_and_eos_flushes() {
     init();

@@ -123,10 +123,24 @@ impl DetJsonSink {
         if !r.error.is_empty() {
             obj["error"] = r.error.clone().into();
         }
+        if let Some(c) = &r.classifier {
+            let mut o = serde_json::json!({
+                "model": c.model,
+                "status": c.status,
+                "sent": c.sent,
+                "classified": c.classified,
+            });
+            if !c.error.is_empty() {
+                o["error"] = c.error.clone().into();
+            }
+            obj["classifier"] = o;
+        }
         if st.settings.include_detections {
+            let attrs = meta::attributes(buf);
             obj["detections"] = dets
                 .iter()
-                .map(|d| {
+                .enumerate()
+                .map(|(i, d)| {
                     let mut o = serde_json::json!({
                         "label": d.label,
                         "class_id": d.class_id,
@@ -138,6 +152,19 @@ impl DetJsonSink {
                         if t.predicted {
                             o["predicted"] = true.into();
                         }
+                    }
+                    if let Some(a) = attrs.get(i).filter(|a| !a.is_empty()) {
+                        o["attributes"] = a
+                            .iter()
+                            .map(|a| {
+                                serde_json::json!({
+                                    "model": a.model,
+                                    "label": a.label,
+                                    "confidence": (a.confidence * 10000.0).round() / 10000.0,
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                            .into();
                     }
                     o
                 })

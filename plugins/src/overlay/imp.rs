@@ -214,34 +214,54 @@ impl BaseTransformImpl for DetOverlay {
             return Err(gst::FlowError::NotNegotiated);
         };
         let (fw, fh) = (st.info.width(), st.info.height());
-        let boxes: Vec<(i64, i64, i64, i64, i64, String)> = crate::meta::detections(buf, fw, fh)
-            .into_iter()
-            .map(|d| {
-                // One colour per track where dettrack followed the object, else per class.
-                let id = match d.track {
-                    Some(t) => t.id as i64,
-                    None if d.class_id >= 0 => d.class_id as i64,
-                    None => d.label.bytes().map(|b| b as i64).sum(),
-                };
-                let mut text = if show_confidence && d.class_id >= 0 {
-                    format!("{} {:.2}", d.label, d.confidence)
-                } else {
-                    d.label.clone()
-                };
-                if let Some(t) = d.track {
-                    text = format!("#{} {text}", t.id);
-                }
-                let (x1, y1) = (d.bbox[0].round() as i64, d.bbox[1].round() as i64);
-                (
-                    x1,
-                    y1,
-                    d.bbox[2].round() as i64 - x1,
-                    d.bbox[3].round() as i64 - y1,
-                    id,
-                    text,
-                )
-            })
-            .collect();
+        let attrs = crate::meta::attributes(buf);
+        let boxes: Vec<(i64, i64, i64, i64, i64, String, String)> =
+            crate::meta::detections(buf, fw, fh)
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    // One colour per track where dettrack followed the object, else per class.
+                    let id = match d.track {
+                        Some(t) => t.id as i64,
+                        None if d.class_id >= 0 => d.class_id as i64,
+                        None => d.label.bytes().map(|b| b as i64).sum(),
+                    };
+                    let mut text = if show_confidence && d.class_id >= 0 {
+                        format!("{} {:.2}", d.label, d.confidence)
+                    } else {
+                        d.label.clone()
+                    };
+                    if let Some(t) = d.track {
+                        text = format!("#{} {text}", t.id);
+                    }
+                    // A second model's classes of the object, drawn under the label.
+                    let classes = attrs
+                        .get(i)
+                        .map(|a| {
+                            a.iter()
+                                .map(|a| {
+                                    if show_confidence {
+                                        format!("{} {:.2}", a.label, a.confidence)
+                                    } else {
+                                        a.label.clone()
+                                    }
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default();
+                    let (x1, y1) = (d.bbox[0].round() as i64, d.bbox[1].round() as i64);
+                    (
+                        x1,
+                        y1,
+                        d.bbox[2].round() as i64 - x1,
+                        d.bbox[3].round() as i64 - y1,
+                        id,
+                        text,
+                        classes,
+                    )
+                })
+                .collect();
         if boxes.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }
@@ -267,7 +287,7 @@ impl BaseTransformImpl for DetOverlay {
         } else {
             (fh / 40).max(12)
         };
-        for (x, y, w, h, id, text) in &boxes {
+        for (x, y, w, h, id, text, classes) in &boxes {
             let colour = class_colour(*id);
             draw_box(&mut canvas, *x, *y, *w, *h, thickness as i64, colour);
             if show_labels && let Some(t) = st.text.as_mut() {
@@ -275,6 +295,12 @@ impl BaseTransformImpl for DetOverlay {
                 // Above the box when there is room, else just inside its top edge.
                 let base = if *y - th >= 0 { *y } else { *y + th };
                 t.draw_label(&mut canvas, *x, base, text, px, colour);
+                if !classes.is_empty() {
+                    // Under the label: the first line inside the box (or the next one down).
+                    let (_, ch) = t.measure(classes, px);
+                    let under = if base > *y { base + ch } else { *y + ch };
+                    t.draw_label(&mut canvas, *x, under, classes, px, colour);
+                }
             }
         }
         Ok(gst::FlowSuccess::Ok)
