@@ -100,6 +100,7 @@ fn vars(dir: &Path, clip: &Path, mm: &str) -> HashMap<&'static str, String> {
         ("INTERVAL", "2".into()),
         ("RULES_FILE", dir.join("rules.txt").display().to_string()),
         ("REPORT_INTERVAL", "1".into()),
+        ("CLASSIFIER_MODEL", "shapes_color".into()),
     ])
 }
 
@@ -147,6 +148,7 @@ async fn file_pipelines_run_to_eos() {
             "direct-to-triton.pipeline",
             "design-card.pipeline",
             "two-cameras-one-proxy.pipeline",
+            "two-stage.pipeline",
         ] {
             let dir = tmpdir(name);
             let clip = make_clip(&dir, 20, 320, 240).0;
@@ -192,6 +194,22 @@ async fn file_pipelines_run_to_eos() {
                 }
                 "design-card.pipeline" => {
                     assert_eq!(decoded_frames(&dir.join("annotated.mp4")), 20)
+                }
+                "two-stage.pipeline" => {
+                    // Every detection of every frame classified, as its own colour.
+                    let text = std::fs::read_to_string(dir.join("frame_counts.jsonl")).unwrap();
+                    assert_eq!(text.lines().count(), 20, "{text}");
+                    let mut classified = 0;
+                    for l in text.lines() {
+                        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                        assert_eq!(v["classifier"]["status"], "ok", "{l}");
+                        for d in v["detections"].as_array().unwrap() {
+                            assert_eq!(d["attributes"][0]["label"], d["label"], "{l}");
+                            classified += 1;
+                        }
+                    }
+                    assert!(classified >= 40, "{classified} objects classified: {text}");
+                    assert_eq!(decoded_frames(&dir.join("annotated.mp4")), 20);
                 }
                 _ => {
                     assert_eq!(lines(&dir.join("frame_counts.jsonl")), 20, "{name}");

@@ -114,6 +114,16 @@ pub struct Args {
     /// ROI is given as fractions (0..1) of the frame's width and height.
     #[arg(long, env = "ROI_NORMALIZED", value_parser = clap::builder::FalseyValueParser::new())]
     pub roi_normalized: bool,
+    /// A second model run on every detected object (a classifier, `decoder=classify`): each
+    /// detection gets its class as "attributes" in the JSON lines and under its label on video.
+    #[arg(long, env = "CLASSIFIER_MODEL")]
+    pub classifier_model: Option<String>,
+    /// The classifier's input size (square), in pixels.
+    #[arg(long, env = "CLASSIFIER_SIZE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub classifier_size: u32,
+    /// Classify only objects with these labels, comma-separated (empty: all).
+    #[arg(long, env = "CLASSIFIER_CLASSES")]
+    pub classifier_classes: Option<String>,
     /// Requests in flight at once.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4)]
     pub max_in_flight: u32,
@@ -194,11 +204,14 @@ mod tests {
             "REPORT_INTERVAL",
             "ROI",
             "ROI_NORMALIZED",
+            "CLASSIFIER_MODEL",
+            "CLASSIFIER_SIZE",
+            "CLASSIFIER_CLASSES",
             "RUST_LOG",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 34, "{names:?}");
+        assert_eq!(names.len(), 37, "{names:?}");
     }
 
     #[test]

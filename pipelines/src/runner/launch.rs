@@ -106,6 +106,30 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
     if let Some(v) = &a.labels_file {
         d.push_str(&format!(" labels-file={}", quote(v)));
     }
+    if let Some(m) = a.classifier_model.as_deref().filter(|m| !m.is_empty()) {
+        // The second stage: each detection cropped from the frame, classified in one batch per
+        // frame, on the same server and transport as the detector.
+        d.push_str(&format!(
+            " ! tritonletterbox objects=true width={s} height={s}",
+            s = a.classifier_size
+        ));
+        if let Some(c) = a.classifier_classes.as_deref().filter(|c| !c.is_empty()) {
+            d.push_str(&format!(" object-classes={}", quote(c)));
+        }
+        d.push_str(&format!(
+            " ! tritoninfer name=classify url={} transport={transport} model={} decoder=classify stream-id={} max-in-flight={}",
+            quote(&url),
+            quote(m),
+            quote(&a.stream_id),
+            a.max_in_flight
+        ));
+        if a.shared_memory {
+            d.push_str(" shared-memory=system");
+        }
+        if let Some(v) = &a.tls_ca_file {
+            d.push_str(&format!(" tls-ca-file={}", quote(v)));
+        }
+    }
     let counting = [&a.lines, &a.zones, &a.rules_file]
         .iter()
         .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()));
@@ -255,6 +279,19 @@ mod tests {
         let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
         assert!(
             d.contains("name=letterbox roi=\"0.5,0,0.5,0.5\" roi-normalized=true !"),
+            "{d}"
+        );
+        let a = Args::parse_from([
+            "triton-video",
+            "--direct",
+            "--classifier-model",
+            "shapes_color",
+            "--classifier-classes",
+            "red,blue",
+        ]);
+        let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
+        assert!(
+            d.contains(" ! tritonletterbox objects=true width=64 height=64 object-classes=\"red,blue\" ! tritoninfer name=classify url=\"http://localhost:8001\" transport=triton model=\"shapes_color\" decoder=classify"),
             "{d}"
         );
         let a = Args::parse_from(["triton-video", "--roi", "0,0,0,10"]);
