@@ -93,16 +93,9 @@ impl Decoding {
         model: &str,
     ) -> Result<Vec<Option<Attribute>>, String> {
         self.take_labels(out);
-        let outs: Vec<decode::Output> = out
-            .outputs
-            .iter()
+        let outs: Vec<decode::Output> = outputs(out)
+            .into_iter()
             .filter(|o| o.name != decode::LABELS_OUTPUT)
-            .map(|o| decode::Output {
-                name: &o.name,
-                dtype: &o.dtype,
-                shape: &o.shape,
-                data: &o.data,
-            })
             .collect();
         let classes = decode::classify::classify(&outs, n, self.params.conf_threshold)?;
         Ok(classes
@@ -230,17 +223,7 @@ impl Decoding {
                 d
             }
         };
-        let outs: Vec<decode::Output> = out
-            .outputs
-            .iter()
-            .map(|o| decode::Output {
-                name: &o.name,
-                dtype: &o.dtype,
-                shape: &o.shape,
-                data: &o.data,
-            })
-            .collect();
-        decode::decode(decoder, &outs, &self.params)
+        decode::decode(decoder, &outputs(out), &self.params)
     }
 
     /// Detections in frame pixels with their labels; boxes that fall entirely into the padding
@@ -266,6 +249,19 @@ impl Decoding {
             })
             .collect()
     }
+}
+
+/// The answer's output tensors as the decoders read them (borrowed, no copy).
+fn outputs(out: &Answer) -> Vec<decode::Output<'_>> {
+    out.outputs
+        .iter()
+        .map(|o| decode::Output {
+            name: &o.name,
+            dtype: &o.dtype,
+            shape: &o.shape,
+            data: &o.data,
+        })
+        .collect()
 }
 
 #[cfg(test)]
