@@ -209,6 +209,8 @@ mod tests {
         // The region 400,300 320×240 of a 1920×1080 frame into 640×640: r = 2, 640×480, top 80.
         let l = Letterbox::new(320, 240, 640, 640, true).at(400, 300, 1920, 1080);
         assert_eq!((l.new_w, l.new_h, l.left, l.top), (640, 480, 0, 80));
+        // The frame the region is cut from travels with it (the tensor meta's frame size).
+        assert_eq!((l.src_w, l.src_h, l.frame_w, l.frame_h), (320, 240, 1920, 1080));
         assert_eq!(l.to_tensor(400.0, 300.0), (0.0, 80.0));
         assert_eq!(l.to_tensor(720.0, 540.0), (640.0, 560.0));
         let b = [410.0, 310.0, 500.5, 400.25];
