@@ -219,27 +219,8 @@ fn roi_makes_the_tensor_of_the_region_alone_and_maps_back_to_the_full_frame() {
     for (format, asked, used, pixel) in cases {
         let info = gst_video::VideoInfo::from_caps(&caps(format, 641, 479)).unwrap();
         let input = frame(&info, 3);
-        let planes = cut(&input, &info, used);
+        let want = letterbox_of(&input, &info, used, pixel);
         let (w, h) = (used.2, used.3);
-        let bpp = pixel_bytes(pixel);
-        let strides = match pixel {
-            PixelFormat::I420 => [w, w.div_ceil(2), w.div_ceil(2)],
-            PixelFormat::Nv12 => [w, 2 * w.div_ceil(2), 0],
-            _ => [w * bpp, 0, 0],
-        };
-        let spec = TensorSpec::default();
-        let mut want = vec![0u8; spec.byte_size()];
-        Resizer::new(w as u32, h as u32, &spec).run(
-            &SrcImage {
-                format: pixel,
-                width: w,
-                height: h,
-                planes: [&planes[0], &planes[1], &planes[2]],
-                strides,
-            },
-            &YuvToRgb::new(YuvMatrix::Bt601, false),
-            &mut want,
-        );
         let mut harness = gst_check::Harness::new("tritonletterbox");
         harness
             .element()
@@ -276,6 +257,76 @@ fn roi_makes_the_tensor_of_the_region_alone_and_maps_back_to_the_full_frame() {
             b.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-9),
             "{format}: {back:?}"
         );
+    }
+}
+
+/// The default FP32 tensor of the `(x, y, w, h)` part of `input`, made by the resizer from a
+/// copy of that part cut by hand.
+fn letterbox_of(
+    input: &gst::Buffer,
+    info: &gst_video::VideoInfo,
+    r: (usize, usize, usize, usize),
+    pixel: PixelFormat,
+) -> Vec<u8> {
+    let planes = cut(input, info, r);
+    let (w, h) = (r.2, r.3);
+    let strides = match pixel {
+        PixelFormat::I420 => [w, w.div_ceil(2), w.div_ceil(2)],
+        PixelFormat::Nv12 => [w, 2 * w.div_ceil(2), 0],
+        _ => [w * pixel_bytes(pixel), 0, 0],
+    };
+    let spec = TensorSpec::default();
+    let mut want = vec![0u8; spec.byte_size()];
+    Resizer::new(w as u32, h as u32, &spec).run(
+        &SrcImage {
+            format: pixel,
+            width: w,
+            height: h,
+            planes: [&planes[0], &planes[1], &planes[2]],
+            strides,
+        },
+        &YuvToRgb::new(YuvMatrix::Bt601, false),
+        &mut want,
+    );
+    want
+}
+
+#[test]
+fn several_regions_make_one_batch_of_their_letterboxes_in_order() {
+    init();
+    for (format, pixel) in [("RGB", PixelFormat::Rgb), ("I420", PixelFormat::I420)] {
+        let info = gst_video::VideoInfo::from_caps(&caps(format, 640, 480)).unwrap();
+        let input = frame(&info, 5);
+        let regions = [(0, 0, 320, 240), (300, 200, 340, 280), (10, 400, 100, 80)];
+        let mut harness = gst_check::Harness::new("tritonletterbox");
+        let el = harness.element().unwrap();
+        el.set_property_from_str("dtype", "FP32");
+        el.set_property("roi", "0,0,320,240; 300,200,340,280;10,400,100,80");
+        el.set_property("roi-drop-cut", true);
+        harness.set_src_caps(caps(format, 640, 480));
+        let out = harness.push_and_pull(input.clone()).unwrap();
+        let m = meta::tensor_meta(&out).unwrap();
+        assert_eq!(m.shape, vec![3, 3, 640, 640], "{format}");
+        assert!(m.drop_cut && m.objects.is_none(), "{format}");
+        let item = TensorSpec::default().byte_size();
+        let tensor = m.tensor.map_readable().unwrap();
+        assert_eq!(tensor.len(), 3 * item, "{format}");
+        assert_eq!(m.regions.len(), 3, "{format}");
+        for (i, (r, g)) in regions.iter().zip(&m.regions).enumerate() {
+            assert_eq!(
+                (
+                    g.origin_x, g.origin_y, g.src_w, g.src_h, g.frame_w, g.frame_h
+                ),
+                (r.0 as u32, r.1 as u32, r.2 as u32, r.3 as u32, 640, 480),
+                "{format} region {i}"
+            );
+            assert!(
+                tensor[i * item..(i + 1) * item] == letterbox_of(&input, &info, *r, pixel)[..],
+                "{format}: item {i} is not the letterbox of region {r:?}"
+            );
+        }
+        // The first region's geometry is also the meta's own (readers of one geometry).
+        assert_eq!(m.geometry, m.regions[0], "{format}");
     }
 }
 

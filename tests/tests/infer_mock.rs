@@ -28,7 +28,7 @@ fn frame(n: u64) -> gst::Buffer {
     {
         let b = b.get_mut().unwrap();
         b.set_pts(gst::ClockTime::from_mseconds(33 * n));
-        meta::add_tensor_meta(b, tensor, &spec, &g);
+        meta::add_tensor_meta(b, tensor, &spec, &g, meta::Items::One, false);
     }
     b
 }

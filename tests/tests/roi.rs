@@ -1,11 +1,13 @@
 //! `tritonletterbox roi=` against the real Triton (both transports and through a real proxy):
-//! the detector sees only the region, and what it finds comes back in full-frame pixels.
+//! the detector sees only the region, and what it finds comes back in full-frame pixels. Several
+//! regions go as one batched request (Triton's counters), each finding its own objects; objects
+//! a region cuts are clipped to it, or dropped with `roi-drop-cut=true`.
 
 use std::time::Duration;
 
 use gst_triton_tests::pipeline::{draw_rgb, run_frames};
 use gst_triton_tests::proxy::TestProxy;
-use gst_triton_tests::triton::shared_url;
+use gst_triton_tests::triton::{Triton, settled_counts, shared_url};
 use gst_triton_tests::{CLASS_NAMES, Rect};
 use gsttriton::meta;
 
@@ -143,6 +145,79 @@ fn a_region_finds_only_its_objects_at_full_frame_coordinates_on_every_transport(
     assert!(whole.errors.is_empty(), "{:?}", whole.errors);
     for b in &whole.buffers {
         assert_eq!(meta::detections(b, W, H).len(), 4);
+    }
+    drop(proxy);
+}
+
+/// Two regions: the upper left and the lower right quarters.
+const TWO: &str = "0,0,640,360;640,360,640,360";
+
+/// Frame `i` for [`TWO`]: one object in each region, one in neither (upper right), and one cut
+/// by the first region's right edge (x 600..700); all moving a little.
+fn two_region_scene(i: u32) -> (Vec<Rect>, Rect, Rect) {
+    let inside = vec![
+        Rect::new(40 + 4 * i, 40, 120, 80, 0),
+        Rect::new(900, 500 + 2 * i, 160, 100, 2),
+    ];
+    let outside = Rect::new(1000, 60 + 2 * i, 140, 90, 1);
+    let cut = Rect::new(600, 200 + 2 * i, 100, 80, 3);
+    (inside, outside, cut)
+}
+
+#[test]
+fn several_regions_go_as_one_batched_request_and_each_finds_its_own_objects() {
+    const MODEL: &str = "shapes_nobatcher";
+    const FRAMES: u32 = 3;
+    let triton = Triton::start().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(TestProxy::start(&triton.url(), &[])).unwrap();
+    let frames: Vec<Vec<u8>> = (0..FRAMES)
+        .map(|i| {
+            let (inside, outside, cut) = two_region_scene(i);
+            draw_rgb(
+                W as usize,
+                H as usize,
+                &[inside, vec![outside, cut]].concat(),
+            )
+        })
+        .collect();
+    let (url, proxy_url) = (triton.url(), proxy.url());
+    let (mut n, mut e) = settled_counts(triton.metrics_port, MODEL, 0.0);
+    for (url, transport, extra, drop_cut) in [
+        (&url, "triton", "", false),
+        (&url, "kserve", "", true),
+        (&proxy_url, "proxy", "api-key=test-key", false),
+        (&proxy_url, "proxy", "api-key=test-key", true),
+    ] {
+        let middle = format!(
+            "tritonletterbox roi={TWO} roi-drop-cut={drop_cut} ! tritoninfer url={url} transport={transport} model={MODEL} {extra} on-error=fail"
+        );
+        let run = run_frames(
+            &middle,
+            W as usize,
+            H as usize,
+            &frames,
+            |_| {},
+            Duration::from_secs(60),
+        );
+        assert!(run.errors.is_empty(), "{middle}: {:?}", run.errors);
+        assert_eq!(run.buffers.len(), frames.len(), "{middle}");
+        for (i, b) in run.buffers.iter().enumerate() {
+            let (mut want, _, cut) = two_region_scene(i as u32);
+            if !drop_cut {
+                // Clipped at the region's right edge.
+                want.push(Rect { x2: 640.0, ..cut });
+            }
+            check(b, &want, &format!("{middle}: frame {i}"));
+        }
+        // Each frame: one request of two items, one execution (the model has no batcher).
+        let (n1, e1) = settled_counts(triton.metrics_port, MODEL, n + 2.0 * FRAMES as f64);
+        assert_eq!(
+            (n1 - n, e1 - e),
+            (2.0 * FRAMES as f64, FRAMES as f64),
+            "{middle}: Triton's inference and execution counts"
+        );
+        (n, e) = (n1, e1);
     }
     drop(proxy);
 }

@@ -108,12 +108,17 @@ pub struct Args {
     #[arg(long, env = "INTERVAL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub interval: u32,
     /// Detect only inside this part of the frame: `x,y,width,height` in pixels (fractions of
-    /// the frame with ROI_NORMALIZED=1); boxes come back in full-frame pixels.
+    /// the frame with ROI_NORMALIZED=1), several separated by `;` (one batched request); boxes
+    /// come back in full-frame pixels.
     #[arg(long, env = "ROI")]
     pub roi: Option<String>,
     /// ROI is given as fractions (0..1) of the frame's width and height.
     #[arg(long, env = "ROI_NORMALIZED", value_parser = clap::builder::FalseyValueParser::new())]
     pub roi_normalized: bool,
+    /// Drop detections a region cuts (touching its edges inside the frame) instead of clipping
+    /// them to the region.
+    #[arg(long, env = "ROI_DROP_CUT", value_parser = clap::builder::FalseyValueParser::new())]
+    pub roi_drop_cut: bool,
     /// A second model run on every detected object (a classifier, `decoder=classify`): each
     /// detection gets its class as "attributes" in the JSON lines and under its label on video.
     #[arg(long, env = "CLASSIFIER_MODEL")]
@@ -204,6 +209,7 @@ mod tests {
             "REPORT_INTERVAL",
             "ROI",
             "ROI_NORMALIZED",
+            "ROI_DROP_CUT",
             "CLASSIFIER_MODEL",
             "CLASSIFIER_SIZE",
             "CLASSIFIER_CLASSES",
@@ -211,7 +217,7 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 37, "{names:?}");
+        assert_eq!(names.len(), 38, "{names:?}");
     }
 
     #[test]

@@ -63,10 +63,13 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
     if let Some(roi) = a.roi.as_deref().filter(|v| !v.trim().is_empty()) {
         // Checked here as well as by the element, so that a bad ROI stops the runner before
         // anything runs.
-        RoiSpec::parse(roi, a.roi_normalized).map_err(|e| format!("ROI: {e}"))?;
+        RoiSpec::parse_list(roi, a.roi_normalized).map_err(|e| format!("ROI: {e}"))?;
         d.push_str(&format!(" roi={}", quote(roi)));
         if a.roi_normalized {
             d.push_str(" roi-normalized=true");
+        }
+        if a.roi_drop_cut {
+            d.push_str(" roi-drop-cut=true");
         }
     }
     // The letterbox decides which frames are sent: the others get no tensor and no request.
@@ -279,6 +282,17 @@ mod tests {
         let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
         assert!(
             d.contains("name=letterbox roi=\"0.5,0,0.5,0.5\" roi-normalized=true !"),
+            "{d}"
+        );
+        let a = Args::parse_from([
+            "triton-video",
+            "--roi",
+            "0,0,64,64; 64,0,64,64",
+            "--roi-drop-cut",
+        ]);
+        let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
+        assert!(
+            d.contains("name=letterbox roi=\"0,0,64,64; 64,0,64,64\" roi-drop-cut=true !"),
             "{d}"
         );
         let a = Args::parse_from([

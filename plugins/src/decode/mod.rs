@@ -312,18 +312,36 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 /// Greedy NMS: best score first (ties: lower index first, so results are deterministic); a box is
 /// dropped when its IoU with a kept box of the same class (any class when `agnostic`) exceeds
 /// `iou_threshold`.
-pub fn nms(mut dets: Vec<Det>, iou_threshold: f32, agnostic: bool, max: usize) -> Vec<Det> {
+pub fn nms(dets: Vec<Det>, iou_threshold: f32, agnostic: bool, max: usize) -> Vec<Det> {
+    nms_by(
+        dets,
+        |d| (d.score, d.class, d.bbox),
+        iou_threshold,
+        agnostic,
+        max,
+    )
+}
+
+/// [`nms`] over anything that has a score, a class and a box (`key`).
+pub fn nms_by<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> (f32, usize, [f32; 4]),
+    iou_threshold: f32,
+    agnostic: bool,
+    max: usize,
+) -> Vec<T> {
     // Stable sort keeps input order among equal scores.
-    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut keep: Vec<Det> = Vec::with_capacity(dets.len().min(max));
-    for d in dets {
+    items.sort_by(|a, b| key(b).0.total_cmp(&key(a).0));
+    let mut keep: Vec<T> = Vec::with_capacity(items.len().min(max));
+    for d in items {
         if keep.len() >= max {
             break;
         }
-        if keep
-            .iter()
-            .all(|k| (!agnostic && k.class != d.class) || iou(&k.bbox, &d.bbox) <= iou_threshold)
-        {
+        let (_, class, bbox) = key(&d);
+        if keep.iter().all(|k| {
+            let (_, kc, kb) = key(k);
+            (!agnostic && kc != class) || iou(&kb, &bbox) <= iou_threshold
+        }) {
             keep.push(d);
         }
     }

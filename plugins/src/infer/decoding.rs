@@ -75,6 +75,11 @@ impl Decoding {
         &self.labels
     }
 
+    /// Thresholds and filters (NMS across regions uses them too).
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
     pub fn decoder(&self) -> Option<Decoder> {
         self.decoder
     }

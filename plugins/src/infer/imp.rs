@@ -10,9 +10,9 @@ use triton_client::{Client, InferError, InputDesc, ModelDesc, Outcome, Request};
 
 use super::bridge::{self, Blocked, Cancel, RUNTIME};
 use super::decoding::Decoding;
+use super::places::Places;
 use super::queue::{OrderedQueue, Refused};
 use super::settings::{self, OnError, Settings};
-use crate::letterbox::geometry::Letterbox;
 use crate::{meta, model_query};
 
 mod finish;
@@ -33,7 +33,8 @@ enum Item {
         request_id: String,
         rx: Option<oneshot::Receiver<Outcome>>,
         submitted: Instant,
-        geometry: Letterbox,
+        /// Where each batch item came from in the frame.
+        places: Places,
         /// `tritonletterbox objects=true`: the ROI metas the batch's items were cut from.
         objects: Option<Vec<u32>>,
     },
@@ -336,7 +337,14 @@ impl TritonInfer {
                         request_id,
                         rx: Some(rx),
                         submitted: Instant::now(),
-                        geometry: tm.geometry,
+                        places: Places {
+                            items: if tm.regions.is_empty() {
+                                vec![tm.geometry]
+                            } else {
+                                tm.regions
+                            },
+                            drop_cut: tm.drop_cut,
+                        },
                         objects: tm.objects,
                     }
                 }

@@ -15,6 +15,7 @@
 mod bridge;
 pub mod decoding;
 mod imp;
+mod places;
 mod queue;
 pub mod settings;
 

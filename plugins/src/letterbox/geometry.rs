@@ -125,6 +125,17 @@ impl Letterbox {
         ]
     }
 
+    /// Whether a frame box reaches an edge of the region (within `tolerance` frame pixels) that
+    /// lies inside the frame: the region cut the object there. Never for a whole frame.
+    pub fn cuts(&self, b: [f64; 4], tolerance: f64) -> bool {
+        let (x0, y0) = (self.origin_x as f64, self.origin_y as f64);
+        let (x1, y1) = (x0 + self.src_w as f64, y0 + self.src_h as f64);
+        (self.origin_x > 0 && b[0] <= x0 + tolerance)
+            || (self.origin_y > 0 && b[1] <= y0 + tolerance)
+            || (self.origin_x + self.src_w < self.frame_w && b[2] >= x1 - tolerance)
+            || (self.origin_y + self.src_h < self.frame_h && b[3] >= y1 - tolerance)
+    }
+
     /// Frame box → tensor box.
     pub fn box_to_tensor(&self, b: [f64; 4]) -> [f64; 4] {
         let (x1, y1) = self.to_tensor(b[0], b[1]);
@@ -210,7 +221,10 @@ mod tests {
         let l = Letterbox::new(320, 240, 640, 640, true).at(400, 300, 1920, 1080);
         assert_eq!((l.new_w, l.new_h, l.left, l.top), (640, 480, 0, 80));
         // The frame the region is cut from travels with it (the tensor meta's frame size).
-        assert_eq!((l.src_w, l.src_h, l.frame_w, l.frame_h), (320, 240, 1920, 1080));
+        assert_eq!(
+            (l.src_w, l.src_h, l.frame_w, l.frame_h),
+            (320, 240, 1920, 1080)
+        );
         assert_eq!(l.to_tensor(400.0, 300.0), (0.0, 80.0));
         assert_eq!(l.to_tensor(720.0, 540.0), (640.0, 560.0));
         let b = [410.0, 310.0, 500.5, 400.25];
@@ -221,6 +235,28 @@ mod tests {
             l.box_to_frame([-10.0, 0.0, 700.0, 600.0]),
             [400.0, 300.0, 720.0, 540.0]
         );
+    }
+
+    #[test]
+    fn a_box_is_cut_only_at_region_edges_inside_the_frame() {
+        // The region 400,300 320×240 of a 1920×1080 frame: all four edges inside the frame.
+        let l = Letterbox::new(320, 240, 640, 640, true).at(400, 300, 1920, 1080);
+        assert!(!l.cuts([420.0, 320.0, 700.0, 520.0], 1.0));
+        assert!(l.cuts([400.5, 320.0, 700.0, 520.0], 1.0));
+        assert!(l.cuts([420.0, 300.0, 700.0, 520.0], 1.0));
+        assert!(l.cuts([420.0, 320.0, 719.5, 520.0], 1.0));
+        assert!(l.cuts([420.0, 320.0, 700.0, 540.0], 1.0));
+        assert!(!l.cuts([402.0, 320.0, 700.0, 520.0], 1.0));
+        assert!(l.cuts([402.0, 320.0, 700.0, 520.0], 2.5));
+        // A region in the frame's corner: its edges on the frame's edges cut nothing.
+        let corner = Letterbox::new(320, 240, 640, 640, true).at(0, 0, 320, 480);
+        assert!(!corner.cuts([0.0, 0.0, 320.0, 100.0], 1.0));
+        assert!(corner.cuts([0.0, 0.0, 320.0, 240.0], 1.0));
+        let right = Letterbox::new(320, 240, 640, 640, true).at(320, 240, 640, 480);
+        assert!(!right.cuts([330.0, 250.0, 640.0, 480.0], 1.0));
+        // A whole frame cuts nothing.
+        let whole = Letterbox::new(320, 240, 640, 640, true);
+        assert!(!whole.cuts([0.0, 0.0, 320.0, 240.0], 1.0));
     }
 
     proptest! {

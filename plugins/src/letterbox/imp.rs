@@ -30,8 +30,11 @@ struct State {
     yuv: YuvToRgb,
     resizer: Resizer,
     pool: gst::BufferPool,
-    /// `roi`: the part of each frame the tensor is made from (`None`: the whole frame).
-    region: Option<Region>,
+    /// `roi`: the parts of each frame the tensor is made from (none: the whole frame, through
+    /// `resizer`), each with its resizer; several go as a batch of one item per region.
+    regions: Vec<(Region, Resizer)>,
+    /// `roi-drop-cut`, told to tritoninfer in the tensor meta.
+    drop_cut: bool,
     /// `objects=true`: which detections become crops.
     objects: Option<Selection>,
 }
@@ -91,26 +94,34 @@ impl TritonLetterbox {
         info: gst_video::VideoInfo,
         spec: &TensorSpec,
         threads: u32,
-        roi: Option<RoiSpec>,
+        roi: &[RoiSpec],
         objects: Option<Selection>,
+        drop_cut: bool,
     ) -> Result<State, gst::LoggableError> {
         let format = pixel_format(info.format())
             .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
-        let region = match roi.map(|r| r.resolve(info.width(), info.height(), format)) {
-            None => None,
-            Some(Ok(r)) => Some(r),
-            Some(Err(e)) => return Err(self.settings_error(e)),
-        };
-        let (src_w, src_h) = region.map_or((info.width(), info.height()), |r| (r.width, r.height));
-        let mut resizer = Resizer::new(src_w, src_h, spec);
-        if let Some(r) = region {
-            resizer.geometry = resizer.geometry.at(r.x, r.y, info.width(), info.height());
+        let (fw, fh) = (info.width(), info.height());
+        let mut regions = Vec::with_capacity(roi.len());
+        for spec_r in roi {
+            let r = spec_r
+                .resolve(fw, fh, format)
+                .map_err(|e| self.settings_error(e))?;
+            let mut resizer = Resizer::new(r.width, r.height, spec);
+            resizer.geometry = resizer.geometry.at(r.x, r.y, fw, fh);
+            resizer.set_threads(threads as usize);
+            regions.push((r, resizer));
+        }
+        if !regions.is_empty() {
+            let list: Vec<Region> = regions.iter().map(|(r, _)| *r).collect();
             gst::info!(
                 CAT,
                 imp = self,
-                "roi: the tensor is made from {r:?} of the frame"
+                "roi: the tensor is made from {list:?} of the frame ({} item(s) per batch)",
+                list.len()
             );
         }
+        // The whole frame's (objects=true maps nothing back through it).
+        let mut resizer = Resizer::new(fw, fh, spec);
         resizer.set_threads(threads as usize);
         let pool = gst::BufferPool::new();
         let mut config = pool.config();
@@ -137,7 +148,8 @@ impl TritonLetterbox {
             info,
             resizer,
             pool,
-            region,
+            regions,
+            drop_cut,
             objects,
         })
     }
@@ -241,7 +253,58 @@ impl TritonLetterbox {
         }
         tensor.get_mut().expect("writable").set_pts(buf.pts());
         let places: Vec<u32> = chosen.iter().map(|c| c.0).collect();
-        meta::add_objects_tensor_meta(buf, tensor, &spec, &state.resizer.geometry, &places);
+        meta::add_tensor_meta(
+            buf,
+            tensor,
+            &spec,
+            &state.resizer.geometry,
+            meta::Items::Objects(&places),
+            false,
+        );
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// `roi=` with several regions: one item per region, stacked into one tensor (one batched
+    /// request), with each region's geometry in the tensor meta.
+    fn region_batch(
+        &self,
+        buf: &mut gst::BufferRef,
+        state: &mut State,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let spec = state.resizer.spec().clone();
+        let size = spec.byte_size();
+        let n = state.regions.len();
+        let mut tensor = gst::Buffer::with_size(size * n).map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::NoSpaceLeft,
+                ("tritonletterbox: cannot allocate {} region tensors", n)
+            );
+            gst::FlowError::Error
+        })?;
+        {
+            let frame = self.map_frame(buf, &state.info)?;
+            let src = src_image(&frame, state.format)?;
+            let tbuf = tensor.get_mut().expect("a new buffer is writable");
+            let mut map = tbuf.map_writable().map_err(|_| gst::FlowError::Error)?;
+            for ((r, z), out) in state
+                .regions
+                .iter_mut()
+                .zip(map.as_mut_slice().chunks_exact_mut(size))
+            {
+                z.run(&r.crop(&src), &state.yuv, out);
+            }
+        }
+        tensor.get_mut().expect("writable").set_pts(buf.pts());
+        let geometries: Vec<_> = state.regions.iter().map(|(_, z)| z.geometry).collect();
+        meta::add_tensor_meta(
+            buf,
+            tensor,
+            &spec,
+            &geometries[0],
+            meta::Items::Regions(&geometries),
+            state.drop_cut,
+        );
         Ok(gst::FlowSuccess::Ok)
     }
 }
@@ -262,8 +325,9 @@ impl ObjectImpl for TritonLetterbox {
                 glib::ParamSpecString::builder("mean").nick("Mean").blurb("Per-channel mean subtracted after scaling, in tensor channel order: 'm' or 'r,g,b' (empty = 0)").mutable_ready().build(),
                 glib::ParamSpecString::builder("std").nick("Std").blurb("Per-channel divisor after the mean: 's' or 'r,g,b' (empty = 1)").mutable_ready().build(),
                 glib::ParamSpecUInt::builder("threads").nick("Threads").blurb("Threads that share each frame's rows (for 4K inputs; 1 = the streaming thread only)").minimum(1).maximum(64).default_value(d.threads).mutable_ready().build(),
-                glib::ParamSpecString::builder("roi").nick("Region of interest").blurb("Make the tensor from this part of the frame only: 'x,y,width,height' in pixels (fractions of the frame with roi-normalized=true); tritoninfer maps the boxes back into full-frame coordinates, clipped to the region. Empty: the whole frame").mutable_ready().build(),
+                glib::ParamSpecString::builder("roi").nick("Region of interest").blurb("Make the tensor from these parts of the frame only: 'x,y,width,height' in pixels (fractions of the frame with roi-normalized=true), several separated by ';' (one batched request, one item per region); tritoninfer maps the boxes back into full-frame coordinates, clipped to their region. Empty: the whole frame").mutable_ready().build(),
                 glib::ParamSpecBoolean::builder("roi-normalized").nick("ROI normalized").blurb("roi is given as fractions (0..1) of the frame's width and height").default_value(d.roi_normalized).mutable_ready().build(),
+                glib::ParamSpecBoolean::builder("roi-drop-cut").nick("ROI drop cut objects").blurb("Drop detections that touch an edge of their region inside the frame (objects the region cuts) instead of clipping them to the region").default_value(d.roi_drop_cut).mutable_ready().build(),
                 glib::ParamSpecBoolean::builder("objects").nick("Objects").blurb("Make one tensor per detected object on the frame (its ROI meta's box) instead of one of the frame, stacked into a batch for a second model (tritoninfer decoder=classify); a frame without objects gets an empty batch and no request").default_value(d.objects).mutable_ready().build(),
                 glib::ParamSpecString::builder("object-classes").nick("Object classes").blurb("objects=true: only objects with these labels, comma-separated (empty: all)").mutable_ready().build(),
                 glib::ParamSpecUInt::builder("object-min-size").nick("Object min size").blurb("objects=true: only objects whose box is at least this many pixels wide and high").default_value(d.object_min_size).mutable_ready().build(),
@@ -307,6 +371,7 @@ impl ObjectImpl for TritonLetterbox {
                     .unwrap_or_default()
             }
             "roi-normalized" => s.roi_normalized = value.get().expect("type checked"),
+            "roi-drop-cut" => s.roi_drop_cut = value.get().expect("type checked"),
             "objects" => s.objects = value.get().expect("type checked"),
             "object-classes" => {
                 s.object_classes = value
@@ -338,6 +403,7 @@ impl ObjectImpl for TritonLetterbox {
             "interval" => s.interval.to_value(),
             "roi" => s.roi.to_value(),
             "roi-normalized" => s.roi_normalized.to_value(),
+            "roi-drop-cut" => s.roi_drop_cut.to_value(),
             "objects" => s.objects.to_value(),
             "object-classes" => s.object_classes.to_value(),
             "object-min-size" => s.object_min_size.to_value(),
@@ -416,8 +482,9 @@ impl BaseTransformImpl for TritonLetterbox {
             s.dtype = self.model_dtype();
         }
         let spec = s.spec().map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
-        let roi = RoiSpec::parse(&s.roi, s.roi_normalized).map_err(|e| self.settings_error(e))?;
-        if s.objects && roi.is_some() {
+        let roi =
+            RoiSpec::parse_list(&s.roi, s.roi_normalized).map_err(|e| self.settings_error(e))?;
+        if s.objects && !roi.is_empty() {
             return Err(self.settings_error(
                 "roi: cannot be used with objects=true (the crops are the objects' boxes); set one of them".into(),
             ));
@@ -428,7 +495,7 @@ impl BaseTransformImpl for TritonLetterbox {
             margin: s.object_margin,
             max: s.max_objects as usize,
         });
-        let new = self.make_state(info, &spec, s.threads, roi, objects)?;
+        let new = self.make_state(info, &spec, s.threads, &roi, objects, s.roi_drop_cut)?;
         if let Some(old) = self.state.lock().unwrap().replace(new) {
             let _ = old.pool.set_active(false);
         }
@@ -457,6 +524,9 @@ impl BaseTransformImpl for TritonLetterbox {
         if let Some(sel) = state.objects.clone() {
             return self.object_crops(buf, state, &sel);
         }
+        if state.regions.len() > 1 {
+            return self.region_batch(buf, state);
+        }
         let mut tensor = state.pool.acquire_buffer(None).map_err(|e| {
             gst::element_imp_error!(
                 self,
@@ -465,18 +535,27 @@ impl BaseTransformImpl for TritonLetterbox {
             );
             gst::FlowError::Error
         })?;
-        {
+        let resizer = {
             let frame = self.map_frame(buf, &state.info)?;
-            let mut src = src_image(&frame, state.format)?;
-            if let Some(r) = state.region {
-                src = r.crop(&src);
-            }
+            let src = src_image(&frame, state.format)?;
+            let (src, resizer) = match state.regions.first_mut() {
+                Some((r, z)) => (r.crop(&src), z),
+                None => (src, &mut state.resizer),
+            };
             let tbuf = tensor.get_mut().expect("fresh pool buffer is writable");
             let mut map = tbuf.map_writable().map_err(|_| gst::FlowError::Error)?;
-            state.resizer.run(&src, &state.yuv, map.as_mut_slice());
-        }
+            resizer.run(&src, &state.yuv, map.as_mut_slice());
+            resizer
+        };
         tensor.get_mut().expect("writable").set_pts(buf.pts());
-        meta::add_tensor_meta(buf, tensor, state.resizer.spec(), &state.resizer.geometry);
+        meta::add_tensor_meta(
+            buf,
+            tensor,
+            resizer.spec(),
+            &resizer.geometry,
+            meta::Items::One,
+            state.drop_cut,
+        );
         Ok(gst::FlowSuccess::Ok)
     }
 }

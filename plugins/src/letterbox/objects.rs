@@ -71,21 +71,9 @@ impl Selection {
         let (mx, my) = (self.margin * (b[2] - b[0]), self.margin * (b[3] - b[1]));
         let x0 = (b[0] - mx).floor().clamp(0.0, fw as f64) as u32;
         let y0 = (b[1] - my).floor().clamp(0.0, fh as f64) as u32;
-        let mut x1 = (b[2] + mx).ceil().clamp(0.0, fw as f64) as u32;
-        let mut y1 = (b[3] + my).ceil().clamp(0.0, fh as f64) as u32;
-        let (mut x0, mut y0) = (x0, y0);
-        if format.packed().is_none() {
-            x0 &= !1;
-            y0 &= !1;
-            x1 = (x1 + (x1 & 1)).min(fw);
-            y1 = (y1 + (y1 & 1)).min(fh);
-        }
-        (x1 > x0 && y1 > y0).then_some(Region {
-            x: x0,
-            y: y0,
-            width: x1 - x0,
-            height: y1 - y0,
-        })
+        let x1 = (b[2] + mx).ceil().clamp(0.0, fw as f64) as u32;
+        let y1 = (b[3] + my).ceil().clamp(0.0, fh as f64) as u32;
+        Region::snapped([x0, y0, x1, y1], fw, fh, format)
     }
 }
 

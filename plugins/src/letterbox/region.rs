@@ -9,6 +9,9 @@
 
 use crate::pixel::{PixelFormat, SrcImage};
 
+/// The most regions one `roi` may name (they go as one batch; models rarely batch more).
+pub const MAX_REGIONS: usize = 16;
+
 /// A region of the frame in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Region {
@@ -26,16 +29,35 @@ pub struct RoiSpec {
 }
 
 impl RoiSpec {
-    /// Parses `roi` (empty: the whole frame, `None`).
+    /// Parses `roi`: regions separated by `;` (empty: the whole frame, no region).
+    pub fn parse_list(s: &str, normalized: bool) -> Result<Vec<RoiSpec>, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(vec![]);
+        }
+        let list: Vec<&str> = s.split(';').map(str::trim).collect();
+        if list.len() > MAX_REGIONS {
+            return Err(format!(
+                "roi: '{s}' names {} regions; expected at most {MAX_REGIONS}",
+                list.len()
+            ));
+        }
+        list.into_iter()
+            .map(|r| {
+                Self::parse(r, normalized)?.ok_or_else(|| {
+                    format!(
+                        "roi: '{s}' has an empty region; expected x,y,width,height between the ';'"
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Parses one region (empty: the whole frame, `None`).
     pub fn parse(s: &str, normalized: bool) -> Result<Option<RoiSpec>, String> {
         let s = s.trim();
         if s.is_empty() {
             return Ok(None);
-        }
-        if s.contains(';') {
-            return Err(format!(
-                "roi: '{s}' names several regions; one tritonletterbox takes one region (x,y,width,height)"
-            ));
         }
         let v: Vec<f64> = s
             .split(',')
@@ -106,24 +128,41 @@ impl RoiSpec {
                 "roi: the region x {x0}..{x1}, y {y0}..{y1} is empty in the {frame_w}×{frame_h} frame"
             ));
         }
-        let (mut x0, mut y0, mut x1, mut y1) = (x0 as u32, y0 as u32, x1 as u32, y1 as u32);
+        Ok(Region::snapped(
+            [x0 as u32, y0 as u32, x1 as u32, y1 as u32],
+            frame_w,
+            frame_h,
+            format,
+        )
+        .expect("a non-empty region stays non-empty when it grows"))
+    }
+}
+
+impl Region {
+    /// The region `x0..x1, y0..y1` of a `frame_w×frame_h` frame of `format` (corners inside the
+    /// frame), `None` when empty. For YUV 4:2:0 the corners move outwards to even pixels (whole
+    /// chroma blocks, so that the region's first column and row are co-sited), staying inside
+    /// the frame.
+    pub fn snapped(
+        [mut x0, mut y0, mut x1, mut y1]: [u32; 4],
+        frame_w: u32,
+        frame_h: u32,
+        format: PixelFormat,
+    ) -> Option<Region> {
         if format.packed().is_none() {
-            // 4:2:0: whole chroma blocks, so that the region's first column and row are co-sited.
             x0 &= !1;
             y0 &= !1;
             x1 = (x1 + (x1 & 1)).min(frame_w);
             y1 = (y1 + (y1 & 1)).min(frame_h);
         }
-        Ok(Region {
+        (x1 > x0 && y1 > y0).then_some(Region {
             x: x0,
             y: y0,
             width: x1 - x0,
             height: y1 - y0,
         })
     }
-}
 
-impl Region {
     /// The region of `src` as an image of its own: the same planes from the region's corner on.
     pub fn crop<'a>(&self, src: &SrcImage<'a>) -> SrcImage<'a> {
         let (x, y) = (self.x as usize, self.y as usize);
@@ -176,6 +215,19 @@ mod tests {
         let n = region("0.25,0.25,0.5,0.5", true, 1920, 1080, PixelFormat::Rgb).unwrap();
         assert_eq!(n, r);
         assert_eq!(RoiSpec::parse("  ", false), Ok(None));
+        assert_eq!(RoiSpec::parse_list("  ", false), Ok(vec![]));
+        let two = RoiSpec::parse_list("480,270,960,540 ; 0,0,10,20", false).unwrap();
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[0].resolve(1920, 1080, PixelFormat::Rgb), Ok(r));
+        assert_eq!(
+            two[1].resolve(1920, 1080, PixelFormat::Rgb),
+            Ok(Region {
+                x: 0,
+                y: 0,
+                width: 10,
+                height: 20
+            })
+        );
     }
 
     #[test]
@@ -216,12 +268,18 @@ mod tests {
             ("-1,0,10,10", false, "negative"),
             ("0.5,0,10,10", false, "fractional pixels"),
             ("0.5,0,0.6,1", true, "reaches outside the frame"),
-            ("0,0,10,10;20,20,10,10", false, "several regions"),
         ];
         for (s, n, want) in cases {
             let e = RoiSpec::parse(s, n).unwrap_err();
             assert!(e.starts_with("roi: ") && e.contains(want), "{s}: {e}");
         }
+        let e = RoiSpec::parse_list("0,0,10,10;;20,20,10,10", false).unwrap_err();
+        assert!(e.starts_with("roi: ") && e.contains("empty region"), "{e}");
+        let e = RoiSpec::parse_list("0,0,10,10;20,20,10", false).unwrap_err();
+        assert!(e.contains("has 3 values; expected 4"), "{e}");
+        let e =
+            RoiSpec::parse_list(&vec!["0,0,1,1"; MAX_REGIONS + 1].join(";"), false).unwrap_err();
+        assert!(e.contains("17 regions; expected at most 16"), "{e}");
         let e = region("300,0,100,100", false, 320, 240, PixelFormat::Rgb).unwrap_err();
         assert!(e.contains("reaches outside the 320×240 frame"), "{e}");
         let e = region("0,200,10,41", false, 320, 240, PixelFormat::Rgb).unwrap_err();

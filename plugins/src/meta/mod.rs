@@ -49,9 +49,7 @@ pub use result::{
     set_classified, set_tracks,
 };
 pub use roi::{Attribute, add_attributes, add_detection, attributes};
-pub use tensor::{
-    TensorMeta, add_objects_tensor_meta, add_skipped, add_tensor_meta, skipped, tensor_meta,
-};
+pub use tensor::{Items, TensorMeta, add_skipped, add_tensor_meta, skipped, tensor_meta};
 
 /// Name of the tensor + transform meta.
 pub const TENSOR_META: &str = "TritonTensorMeta";

@@ -18,14 +18,37 @@ pub struct TensorMeta {
     /// `tritonletterbox objects=true`: the tensor is a batch of one crop per object, and these
     /// are the objects' ROI metas (their places in the frame's ROI metas, in batch order).
     pub objects: Option<Vec<u32>>,
+    /// `tritonletterbox roi=` with several regions: the tensor is a batch of one item per
+    /// region, and these are their geometries in batch order (empty for a single tensor, whose
+    /// geometry is `geometry`).
+    pub regions: Vec<Letterbox>,
+    /// `roi-edges=drop`: detections touching an edge of their region inside the frame (objects
+    /// the region cuts) are dropped rather than clipped.
+    pub drop_cut: bool,
 }
 
-/// Attaches (or replaces) the tensor meta.
+/// How a tensor of several items was made, for [`add_tensor_meta`].
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Items<'a> {
+    /// One tensor from the frame or its region.
+    #[default]
+    One,
+    /// One item per object: the places of the objects' ROI metas, in batch order.
+    Objects(&'a [u32]),
+    /// One item per region: their geometries, in batch order.
+    Regions(&'a [Letterbox]),
+}
+
+/// Attaches (or replaces) the tensor meta. `spec` is one item's tensor; `g` is the geometry of
+/// the (first) item, or of the whole frame for object crops (boxes are not mapped back from a
+/// crop); `drop_cut`: see [`TensorMeta::drop_cut`].
 pub fn add_tensor_meta(
     buffer: &mut gst::BufferRef,
     tensor: gst::Buffer,
     spec: &TensorSpec,
     g: &Letterbox,
+    items: Items,
+    drop_cut: bool,
 ) {
     register();
     if let Ok(old) = CustomMeta::from_mut_buffer(buffer, TENSOR_META) {
@@ -43,7 +66,36 @@ pub fn add_tensor_meta(
             "NHWC"
         },
     );
-    s.set("shape", gst::Array::new(spec.shape()));
+    let mut shape = spec.shape();
+    write_geometry(s, g);
+    match items {
+        Items::One => {}
+        Items::Objects(objects) => {
+            shape[0] = objects.len() as i64;
+            s.set(
+                "objects",
+                gst::Array::new(objects.iter().map(|&i| i as i32)),
+            );
+        }
+        Items::Regions(regions) => {
+            shape[0] = regions.len() as i64;
+            s.set(
+                "regions",
+                gst::Array::new(regions.iter().map(|r| {
+                    let mut st = gst::Structure::new_empty("region");
+                    write_geometry(&mut st, r);
+                    st
+                })),
+            );
+        }
+    }
+    s.set("shape", gst::Array::new(shape));
+    if drop_cut {
+        s.set("drop-cut", true);
+    }
+}
+
+fn write_geometry(s: &mut gst::StructureRef, g: &Letterbox) {
     s.set("scale", g.scale);
     s.set("scale-x", g.scale_x());
     s.set("scale-y", g.scale_y());
@@ -61,32 +113,7 @@ pub fn add_tensor_meta(
     s.set("frame-height", g.frame_h as i32);
 }
 
-/// Attaches (or replaces) the tensor meta of a batch of object crops: `objects` are the places
-/// of the objects' ROI metas, one per batch item; `spec` is one item's tensor and `g` the
-/// geometry of the whole frame (boxes are not mapped back from a crop).
-pub fn add_objects_tensor_meta(
-    buffer: &mut gst::BufferRef,
-    tensor: gst::Buffer,
-    spec: &TensorSpec,
-    g: &Letterbox,
-    objects: &[u32],
-) {
-    add_tensor_meta(buffer, tensor, spec, g);
-    let mut meta = CustomMeta::from_mut_buffer(buffer, TENSOR_META).expect("just added");
-    let s = meta.mut_structure();
-    let mut shape = spec.shape();
-    shape[0] = objects.len() as i64;
-    s.set("shape", gst::Array::new(shape));
-    s.set(
-        "objects",
-        gst::Array::new(objects.iter().map(|&i| i as i32)),
-    );
-}
-
-/// Reads the tensor meta, `None` when absent or malformed.
-pub fn tensor_meta(buffer: &gst::BufferRef) -> Option<TensorMeta> {
-    let meta = CustomMeta::from_buffer(buffer, TENSOR_META).ok()?;
-    let s = meta.structure();
+fn read_geometry(s: &gst::StructureRef) -> Option<Letterbox> {
     let int = |k: &str| s.get::<i32>(k).ok().and_then(|v| u32::try_from(v).ok());
     let (src_w, src_h, dst_w, dst_h) = (
         int("src-width")?,
@@ -95,7 +122,7 @@ pub fn tensor_meta(buffer: &gst::BufferRef) -> Option<TensorMeta> {
         int("tensor-height")?,
     );
     let (new_w, new_h) = (int("resized-width")?, int("resized-height")?);
-    let geometry = Letterbox {
+    Some(Letterbox {
         src_w,
         src_h,
         dst_w,
@@ -111,7 +138,13 @@ pub fn tensor_meta(buffer: &gst::BufferRef) -> Option<TensorMeta> {
         origin_y: int("origin-y").unwrap_or(0),
         frame_w: int("frame-width").unwrap_or(src_w),
         frame_h: int("frame-height").unwrap_or(src_h),
-    };
+    })
+}
+
+/// Reads the tensor meta, `None` when absent or malformed.
+pub fn tensor_meta(buffer: &gst::BufferRef) -> Option<TensorMeta> {
+    let meta = CustomMeta::from_buffer(buffer, TENSOR_META).ok()?;
+    let s = meta.structure();
     let shape = s
         .get::<gst::Array>("shape")
         .ok()?
@@ -124,13 +157,22 @@ pub fn tensor_meta(buffer: &gst::BufferRef) -> Option<TensorMeta> {
             .map(|i| i as u32)
             .collect()
     });
+    let regions = match s.get::<gst::Array>("regions") {
+        Ok(a) => a
+            .iter()
+            .map(|v| read_geometry(v.get::<&gst::StructureRef>().ok()?))
+            .collect::<Option<Vec<_>>>()?,
+        Err(_) => vec![],
+    };
     Some(TensorMeta {
         objects,
+        regions,
+        drop_cut: s.get("drop-cut").unwrap_or(false),
         tensor: s.get("tensor").ok()?,
         dtype: s.get("dtype").ok()?,
         layout: s.get("layout").ok()?,
         shape,
-        geometry,
+        geometry: read_geometry(s)?,
     })
 }
 

@@ -12,7 +12,7 @@ impl TritonInfer {
         frame_no: u64,
         request_id: String,
         submitted: Instant,
-        geometry: Letterbox,
+        places: Places,
         res: Outcome,
     ) -> Result<gst::Buffer, gst::FlowError> {
         let latency_ms = submitted.elapsed().as_secs_f64() * 1000.0;
@@ -29,15 +29,15 @@ impl TritonInfer {
             frame: frame_no,
             ..Default::default()
         };
+        let (frame_w, frame_h) = places.frame_size();
         let decoded = res.map_err(|e| e.to_string()).and_then(|out| {
             result.model_version = out.model_version.clone();
-            r.decoding.decode(&out)
+            r.decoding.frame_detections(&out, &places)
         });
         let b = buffer.make_mut();
         match decoded {
             Ok(dets) => {
-                let dets = r.decoding.detections(dets, &geometry);
-                if let Err(e) = meta::add_detections(b, &dets, geometry.frame_w, geometry.frame_h) {
+                if let Err(e) = meta::add_detections(b, &dets, frame_w, frame_h) {
                     gst::warning!(CAT, imp = self, "frame {frame_no}: {e}");
                 }
                 result.detections = dets.len() as u32;
@@ -58,7 +58,7 @@ impl TritonInfer {
                 // An analysed frame always says what was found: here nothing (an empty analytics
                 // meta, so overlays that keep the last boxes until a new meta arrives clear them).
                 if r.settings.on_error != OnError::Fail {
-                    meta::add_detections(b, &[], geometry.frame_w, geometry.frame_h).ok();
+                    meta::add_detections(b, &[], frame_w, frame_h).ok();
                 }
                 self.failed(guard, frame_no, &e)?;
             }

@@ -79,7 +79,7 @@ impl TritonInfer {
                 frame_no,
                 request_id,
                 submitted,
-                geometry,
+                places,
                 objects,
                 ..
             } => {
@@ -88,7 +88,7 @@ impl TritonInfer {
                     Some(objects) if self.classifying() => {
                         self.finish_classified(buffer, frame_no, objects, res)
                     }
-                    _ => self.finish_frame(buffer, frame_no, request_id, submitted, geometry, res),
+                    _ => self.finish_frame(buffer, frame_no, request_id, submitted, places, res),
                 };
                 match done {
                     Ok(b) => self.srcpad.push(b),
