@@ -223,6 +223,7 @@ fn classified_frame(info: &gst_video::VideoInfo, with_attribute: bool) -> gst::B
             label: "navy".into(),
             class_id: 2,
             confidence: 0.97,
+            cached: false,
         };
         meta::add_attributes(b, &[(1, a)]);
         let c = meta::Classified {
@@ -273,15 +274,38 @@ fn a_classifiers_answer_is_drawn_under_the_label_and_written_with_its_object() {
     let mut hns =
         gst_check::Harness::new_parse(&format!("detjsonsink location={}", path.display()));
     hns.set_src_caps(caps("RGB", w, h));
-    assert_eq!(
-        hns.push(classified_frame(&info, true)),
-        Ok(gst::FlowSuccess::Ok)
-    );
+    // The first object carries an answer kept from an earlier frame (reclassify-interval).
+    let mut frame = classified_frame(&info, true);
+    {
+        let b = frame.get_mut().unwrap();
+        let old = meta::Attribute {
+            model: "shapes_color".into(),
+            label: "crimson".into(),
+            class_id: 0,
+            confidence: 0.8,
+            cached: true,
+        };
+        meta::add_attributes(b, &[(0, old)]);
+        let c = meta::Classified {
+            model: "shapes_color".into(),
+            status: "ok".into(),
+            sent: 1,
+            classified: 1,
+            cached: 1,
+            ..Default::default()
+        };
+        meta::set_classified(b, &c, 0);
+    }
+    assert_eq!(hns.push(frame), Ok(gst::FlowSuccess::Ok));
     assert!(hns.push_event(gst::event::Eos::new()));
     let line: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
     let dets = line["detections"].as_array().unwrap();
-    assert!(dets[0].get("attributes").is_none(), "{line}");
+    assert_eq!(
+        dets[0]["attributes"],
+        serde_json::json!([{"model": "shapes_color", "label": "crimson", "confidence": 0.8, "cached": true}]),
+        "{line}"
+    );
     assert_eq!(
         dets[1]["attributes"],
         serde_json::json!([{"model": "shapes_color", "label": "navy", "confidence": 0.97}]),
@@ -290,7 +314,7 @@ fn a_classifiers_answer_is_drawn_under_the_label_and_written_with_its_object() {
     assert_eq!(line["model"], "shapes_yolov8");
     assert_eq!(
         line["classifier"],
-        serde_json::json!({"model": "shapes_color", "status": "ok", "sent": 1, "classified": 1}),
+        serde_json::json!({"model": "shapes_color", "status": "ok", "sent": 1, "classified": 1, "cached": 1}),
         "{line}"
     );
     std::fs::remove_dir_all(&dir).ok();

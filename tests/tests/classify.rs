@@ -3,7 +3,8 @@
 //! crop's colour, which must be the drawn colour of that very object; counted on Triton's own
 //! counters: exactly the objects sent, none for frames without objects or for classes left out,
 //! fewer executions than objects (the crops of a frame go as one batch); on both transports, the
-//! proxy and Triton's shared memory.
+//! proxy and Triton's shared memory. With `dettrack` and `reclassify-interval`, one request per
+//! track per interval, the answer kept (marked cached) between.
 
 use std::time::Duration;
 
@@ -163,6 +164,63 @@ fn every_object_gets_its_own_colour_and_triton_sees_exactly_the_objects_sent() {
         n - n0
     );
     drop(proxy);
+}
+
+/// With `dettrack` before it and `reclassify-interval=3`, the classifier gets each track on
+/// frames 0 and 3 only (Triton's count is 2 × the tracks), and every object of every frame
+/// carries its colour: fresh on those frames, its track's last answer, marked cached, between.
+#[test]
+fn reclassify_interval_sends_each_track_once_per_interval_and_keeps_its_answer_between() {
+    let triton = Triton::start().unwrap();
+    let url = triton.url();
+    let frames: Vec<Vec<u8>> = (0..FRAMES)
+        .map(|i| draw_rgb(W as usize, H as usize, &scene(i)))
+        .collect();
+    let (n0, _) = settled_counts(triton.metrics_port, "shapes_color", 0.0);
+    let middle = format!(
+        "tritonletterbox ! tritoninfer url={url} transport=triton model=shapes_yolov8 on-error=fail ! dettrack \
+         ! tritonletterbox objects=true width=64 height=64 reclassify-interval=3 \
+         ! tritoninfer url={url} transport=triton model=shapes_color decoder=classify on-error=fail"
+    );
+    let run = run_frames(
+        &middle,
+        W as usize,
+        H as usize,
+        &frames,
+        |_| {},
+        Duration::from_secs(60),
+    );
+    assert!(run.errors.is_empty(), "{:?}", run.errors);
+    assert_eq!(run.buffers.len(), FRAMES as usize);
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, b) in run.buffers.iter().enumerate() {
+        let c = meta::result_meta(b).unwrap().classifier.unwrap();
+        let dets = meta::detections(b, W, H);
+        let attrs = meta::attributes(b);
+        assert_eq!(dets.len(), scene(i as u32).len(), "frame {i}: {dets:?}");
+        let fresh = i % 3 == 0;
+        let n = dets.len() as u32;
+        let want = if n == 0 {
+            (0, 0)
+        } else if fresh {
+            (n, 0)
+        } else {
+            (0, n)
+        };
+        assert_eq!((c.sent, c.cached), want, "frame {i}: {c:?}");
+        for (d, a) in dets.iter().zip(&attrs) {
+            ids.insert(d.track.expect("dettrack gave every object a track").id);
+            assert_eq!(a.len(), 1, "frame {i}: {d:?} {a:?}");
+            assert_eq!(
+                (a[0].label.as_str(), a[0].cached),
+                (d.label.as_str(), !fresh),
+                "frame {i}: {d:?} {a:?}"
+            );
+        }
+    }
+    assert_eq!(ids.len(), 4, "the four objects kept their tracks: {ids:?}");
+    let (n, _) = settled_counts(triton.metrics_port, "shapes_color", n0 + 8.0);
+    assert_eq!(n - n0, 8.0, "4 tracks × frames 0 and 3");
 }
 
 #[test]

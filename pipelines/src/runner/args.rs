@@ -129,6 +129,10 @@ pub struct Args {
     /// Classify only objects with these labels, comma-separated (empty: all).
     #[arg(long, env = "CLASSIFIER_CLASSES")]
     pub classifier_classes: Option<String>,
+    /// With TRACK=1: classify each track once, then again every N frames, keeping its answer
+    /// between (0: every object on every frame).
+    #[arg(long, env = "RECLASSIFY_INTERVAL", default_value_t = 0)]
+    pub reclassify_interval: u32,
     /// Requests in flight at once.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4)]
     pub max_in_flight: u32,
@@ -213,11 +217,12 @@ mod tests {
             "CLASSIFIER_MODEL",
             "CLASSIFIER_SIZE",
             "CLASSIFIER_CLASSES",
+            "RECLASSIFY_INTERVAL",
             "RUST_LOG",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 38, "{names:?}");
+        assert_eq!(names.len(), 39, "{names:?}");
     }
 
     #[test]

@@ -109,6 +109,20 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
     if let Some(v) = &a.labels_file {
         d.push_str(&format!(" labels-file={}", quote(v)));
     }
+    let counting = [&a.lines, &a.zones, &a.rules_file]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()));
+    let tracking = a.track || counting;
+    // The tracker comes before a classifier, whose crops it lets go once per track.
+    if tracking {
+        d.push_str(" ! dettrack name=track");
+    }
+    if a.reclassify_interval > 0 && (!tracking || a.classifier_model.is_none()) {
+        return Err(
+            "RECLASSIFY_INTERVAL: needs CLASSIFIER_MODEL and tracks (TRACK=1, or LINES/ZONES/RULES_FILE); expected 0 otherwise"
+                .into(),
+        );
+    }
     if let Some(m) = a.classifier_model.as_deref().filter(|m| !m.is_empty()) {
         // The second stage: each detection cropped from the frame, classified in one batch per
         // frame, on the same server and transport as the detector.
@@ -116,6 +130,9 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
             " ! tritonletterbox objects=true width={s} height={s}",
             s = a.classifier_size
         ));
+        if a.reclassify_interval > 0 {
+            d.push_str(&format!(" reclassify-interval={}", a.reclassify_interval));
+        }
         if let Some(c) = a.classifier_classes.as_deref().filter(|c| !c.is_empty()) {
             d.push_str(&format!(" object-classes={}", quote(c)));
         }
@@ -132,12 +149,6 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
         if let Some(v) = &a.tls_ca_file {
             d.push_str(&format!(" tls-ca-file={}", quote(v)));
         }
-    }
-    let counting = [&a.lines, &a.zones, &a.rules_file]
-        .iter()
-        .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()));
-    if a.track || counting {
-        d.push_str(" ! dettrack name=track");
     }
     if counting {
         d.push_str(" ! detcount name=count");
@@ -308,6 +319,30 @@ mod tests {
             d.contains(" ! tritonletterbox objects=true width=64 height=64 object-classes=\"red,blue\" ! tritoninfer name=classify url=\"http://localhost:8001\" transport=triton model=\"shapes_color\" decoder=classify"),
             "{d}"
         );
+        // With tracks, the tracker goes before the classifier, which then takes each track
+        // once per interval; without them RECLASSIFY_INTERVAL is refused by name.
+        let a = Args::parse_from([
+            "triton-video",
+            "--classifier-model",
+            "shapes_color",
+            "--track",
+            "--reclassify-interval",
+            "5",
+        ]);
+        let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
+        assert!(
+            d.contains(" ! dettrack name=track ! tritonletterbox objects=true width=64 height=64 reclassify-interval=5 ! tritoninfer name=classify"),
+            "{d}"
+        );
+        let a = Args::parse_from([
+            "triton-video",
+            "--classifier-model",
+            "shapes_color",
+            "--reclassify-interval",
+            "5",
+        ]);
+        let e = pipeline_description(&a, "/v/in.mp4").unwrap_err();
+        assert!(e.starts_with("RECLASSIFY_INTERVAL: needs"), "{e}");
         let a = Args::parse_from(["triton-video", "--roi", "0,0,0,10"]);
         let e = pipeline_description(&a, "/v/in.mp4").unwrap_err();
         assert!(

@@ -115,6 +115,7 @@ impl Decoding {
                         .unwrap_or_else(|| format!("class{}", c.class)),
                     class_id: c.class as i32,
                     confidence: c.confidence as f64,
+                    cached: false,
                 })
             })
             .collect())

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use triton_client::{Client, InferError, InputDesc, ModelDesc, Outcome, Request};
 
+use super::answers::TrackAnswers;
 use super::bridge::{self, Blocked, Cancel, RUNTIME};
 use super::decoding::Decoding;
 use super::places::Places;
@@ -63,6 +64,8 @@ struct Running {
     model_learnt: bool,
     /// The model's input datatype, from its description.
     model_dtype: Option<String>,
+    /// `decoder=classify`: each track's last answer (`tritonletterbox reclassify-interval`).
+    answers: TrackAnswers,
 }
 
 pub struct TritonInfer {
@@ -178,6 +181,7 @@ impl TritonInfer {
             last_warning: None,
             model_learnt: false,
             model_dtype: None,
+            answers: TrackAnswers::default(),
         });
         Ok(())
     }

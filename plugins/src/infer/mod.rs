@@ -12,6 +12,7 @@
 //! * `queue`: the ordered, bounded hand-over from the chain function to the src task.
 //! * `imp`: the GStreamer element only (pads, queue, src task, flush, EOS).
 
+mod answers;
 mod bridge;
 pub mod decoding;
 mod imp;

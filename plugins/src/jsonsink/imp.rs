@@ -129,6 +129,7 @@ impl DetJsonSink {
                 "status": c.status,
                 "sent": c.sent,
                 "classified": c.classified,
+                "cached": c.cached,
             });
             if !c.error.is_empty() {
                 o["error"] = c.error.clone().into();
@@ -157,11 +158,15 @@ impl DetJsonSink {
                         o["attributes"] = a
                             .iter()
                             .map(|a| {
-                                serde_json::json!({
+                                let mut j = serde_json::json!({
                                     "model": a.model,
                                     "label": a.label,
                                     "confidence": (a.confidence * 10000.0).round() / 10000.0,
-                                })
+                                });
+                                if a.cached {
+                                    j["cached"] = true.into();
+                                }
+                                j
                             })
                             .collect::<Vec<_>>()
                             .into();

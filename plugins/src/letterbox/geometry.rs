@@ -248,6 +248,13 @@ mod tests {
         assert!(l.cuts([420.0, 320.0, 700.0, 540.0], 1.0));
         assert!(!l.cuts([402.0, 320.0, 700.0, 520.0], 1.0));
         assert!(l.cuts([402.0, 320.0, 700.0, 520.0], 2.5));
+        // The tolerance widens each edge by its own amount, inward (a fraction of a pixel too).
+        assert!(l.cuts([400.25, 320.0, 700.0, 520.0], 0.5));
+        assert!(l.cuts([420.0, 300.25, 700.0, 520.0], 0.5));
+        assert!(l.cuts([420.0, 320.0, 719.75, 520.0], 0.5));
+        assert!(l.cuts([420.0, 320.0, 700.0, 539.75], 0.5));
+        assert!(!l.cuts([420.0, 320.0, 700.0, 539.25], 0.5));
+        assert!(!l.cuts([420.0, 320.0, 719.25, 520.0], 0.5));
         // A region in the frame's corner: its edges on the frame's edges cut nothing.
         let corner = Letterbox::new(320, 240, 640, 640, true).at(0, 0, 320, 480);
         assert!(!corner.cuts([0.0, 0.0, 320.0, 100.0], 1.0));

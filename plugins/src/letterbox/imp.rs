@@ -8,7 +8,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::Resizer;
-use super::objects::Selection;
+use super::objects::{Schedule, Selection};
 use super::region::{Region, RoiSpec};
 use super::settings::{Settings, TensorDType};
 use super::tensor::TensorSpec;
@@ -37,6 +37,8 @@ struct State {
     drop_cut: bool,
     /// `objects=true`: which detections become crops.
     objects: Option<Selection>,
+    /// `objects=true`: when a tracked object is cropped again (`reclassify-interval`).
+    schedule: Schedule,
 }
 
 #[derive(Default)]
@@ -93,11 +95,11 @@ impl TritonLetterbox {
         &self,
         info: gst_video::VideoInfo,
         spec: &TensorSpec,
-        threads: u32,
+        s: &Settings,
         roi: &[RoiSpec],
         objects: Option<Selection>,
-        drop_cut: bool,
     ) -> Result<State, gst::LoggableError> {
+        let threads = s.threads as usize;
         let format = pixel_format(info.format())
             .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format {:?}", info.format()))?;
         let (fw, fh) = (info.width(), info.height());
@@ -108,7 +110,7 @@ impl TritonLetterbox {
                 .map_err(|e| self.settings_error(e))?;
             let mut resizer = Resizer::new(r.width, r.height, spec);
             resizer.geometry = resizer.geometry.at(r.x, r.y, fw, fh);
-            resizer.set_threads(threads as usize);
+            resizer.set_threads(threads);
             regions.push((r, resizer));
         }
         if !regions.is_empty() {
@@ -122,7 +124,7 @@ impl TritonLetterbox {
         }
         // The whole frame's (objects=true maps nothing back through it).
         let mut resizer = Resizer::new(fw, fh, spec);
-        resizer.set_threads(threads as usize);
+        resizer.set_threads(threads);
         let pool = gst::BufferPool::new();
         let mut config = pool.config();
         config.set_params(None, spec.byte_size() as u32, 2, 0);
@@ -149,8 +151,9 @@ impl TritonLetterbox {
             resizer,
             pool,
             regions,
-            drop_cut,
+            drop_cut: s.roi_drop_cut,
             objects,
+            schedule: Schedule::new(s.reclassify_interval),
         })
     }
 
@@ -210,16 +213,22 @@ impl TritonLetterbox {
     }
 
     /// `objects=true`: one crop per chosen object, stacked into one tensor (an empty batch when
-    /// the frame has none), with the objects' places in the tensor meta.
+    /// the frame has none), with the objects' places in the tensor meta. `frame`: the frame's
+    /// number, for `reclassify-interval`.
     fn object_crops(
         &self,
         buf: &mut gst::BufferRef,
         state: &mut State,
         sel: &Selection,
+        frame: u64,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (w, h) = (state.info.width(), state.info.height());
         let dets = meta::detections(buf, w, h);
-        let (chosen, left_out) = sel.pick(&dets, w, h, state.format);
+        let schedule = &state.schedule;
+        let (chosen, left_out) = sel.pick(&dets, w, h, state.format, |d| schedule.due(d, frame));
+        state
+            .schedule
+            .sent(chosen.iter().map(|(i, _)| &dets[*i as usize]), frame);
         if left_out > 0 {
             gst::warning!(
                 CAT,
@@ -332,6 +341,7 @@ impl ObjectImpl for TritonLetterbox {
                 glib::ParamSpecString::builder("object-classes").nick("Object classes").blurb("objects=true: only objects with these labels, comma-separated (empty: all)").mutable_ready().build(),
                 glib::ParamSpecUInt::builder("object-min-size").nick("Object min size").blurb("objects=true: only objects whose box is at least this many pixels wide and high").default_value(d.object_min_size).mutable_ready().build(),
                 glib::ParamSpecDouble::builder("object-margin").nick("Object margin").blurb("objects=true: grow each box by this fraction of its width and height on every side before cropping").minimum(0.0).maximum(10.0).default_value(d.object_margin).mutable_ready().build(),
+                glib::ParamSpecUInt::builder("reclassify-interval").nick("Reclassify interval").blurb("objects=true: an object with a track (dettrack before this element) is sent once, then again every N frames, its answer kept for the frames between (marked cached); 0: every object on every frame").maximum(100_000).default_value(d.reclassify_interval).mutable_ready().build(),
                 glib::ParamSpecUInt::builder("max-objects").nick("Max objects").blurb("objects=true: at most this many objects per frame (the model's batch size), the largest first; a warning says how many were left out").minimum(1).maximum(1024).default_value(d.max_objects).mutable_ready().build(),
                 glib::ParamSpecUInt::builder("interval").nick("Interval").blurb("Make a tensor for every Nth frame only, counted from the start and from each flush (seek); the others get a TritonSkippedMeta and tritoninfer passes them as skipped without a request").minimum(1).maximum(100_000).default_value(d.interval).mutable_ready().build(),
             ]
@@ -382,6 +392,7 @@ impl ObjectImpl for TritonLetterbox {
             "object-min-size" => s.object_min_size = value.get().expect("type checked"),
             "object-margin" => s.object_margin = value.get().expect("type checked"),
             "max-objects" => s.max_objects = value.get().expect("type checked"),
+            "reclassify-interval" => s.reclassify_interval = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -409,6 +420,7 @@ impl ObjectImpl for TritonLetterbox {
             "object-min-size" => s.object_min_size.to_value(),
             "object-margin" => s.object_margin.to_value(),
             "max-objects" => s.max_objects.to_value(),
+            "reclassify-interval" => s.reclassify_interval.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -463,6 +475,10 @@ impl BaseTransformImpl for TritonLetterbox {
             gst::EventType::FlushStop | gst::EventType::StreamStart
         ) {
             self.frames.store(0, Ordering::SeqCst);
+            // Frame numbers start again: so do the tracks' schedules.
+            if let Some(st) = self.state.lock().unwrap().as_mut() {
+                st.schedule.clear();
+            }
         }
         self.parent_sink_event(event)
     }
@@ -495,7 +511,7 @@ impl BaseTransformImpl for TritonLetterbox {
             margin: s.object_margin,
             max: s.max_objects as usize,
         });
-        let new = self.make_state(info, &spec, s.threads, &roi, objects, s.roi_drop_cut)?;
+        let new = self.make_state(info, &spec, &s, &roi, objects)?;
         if let Some(old) = self.state.lock().unwrap().replace(new) {
             let _ = old.pool.set_active(false);
         }
@@ -504,11 +520,8 @@ impl BaseTransformImpl for TritonLetterbox {
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let interval = self.settings.lock().unwrap().interval.max(1);
-        if !self
-            .frames
-            .fetch_add(1, Ordering::SeqCst)
-            .is_multiple_of(u64::from(interval))
-        {
+        let frame = self.frames.fetch_add(1, Ordering::SeqCst);
+        if !frame.is_multiple_of(u64::from(interval)) {
             meta::add_skipped(buf, interval);
             return Ok(gst::FlowSuccess::Ok);
         }
@@ -522,7 +535,7 @@ impl BaseTransformImpl for TritonLetterbox {
             return Err(gst::FlowError::NotNegotiated);
         };
         if let Some(sel) = state.objects.clone() {
-            return self.object_crops(buf, state, &sel);
+            return self.object_crops(buf, state, &sel, frame);
         }
         if state.regions.len() > 1 {
             return self.region_batch(buf, state);

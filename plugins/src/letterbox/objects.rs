@@ -7,6 +7,8 @@
 //! frame (for 4:2:0 frames, to whole chroma blocks). At most `max-objects` crops are made per frame
 //! (the model's batch): the largest boxes first, the batch then in the frame's order.
 
+use std::collections::HashMap;
+
 use super::region::Region;
 use crate::meta::Detection;
 use crate::pixel::PixelFormat;
@@ -33,17 +35,20 @@ impl Selection {
 
     /// The crops of a frame: (place of the detection among the frame's, region), and how many
     /// selected detections did not fit in the batch.
+    /// Only detections `due` says yes to are considered (see [`Schedule`]).
     pub fn pick(
         &self,
         dets: &[Detection],
         frame_w: u32,
         frame_h: u32,
         format: PixelFormat,
+        due: impl Fn(&Detection) -> bool,
     ) -> (Vec<(u32, Region)>, usize) {
         let mut chosen: Vec<(u32, Region, f64)> = dets
             .iter()
             .enumerate()
             .filter(|(_, d)| self.classes.is_empty() || self.classes.contains(&d.label))
+            .filter(|(_, d)| due(d))
             .filter(|(_, d)| {
                 let [x1, y1, x2, y2] = d.bbox;
                 (x2 - x1).min(y2 - y1) >= self.min_size as f64
@@ -77,6 +82,62 @@ impl Selection {
     }
 }
 
+/// `reclassify-interval=N`: a tracked object (one `dettrack` gave an id) is cropped when its
+/// track was never sent, or was last sent N or more frames ago; untracked objects, and every
+/// object with N = 0, on every frame. Tracks not seen for a long while are forgotten.
+#[derive(Debug, Default)]
+pub struct Schedule {
+    interval: u64,
+    /// Track id → the frame it was last sent on.
+    last: HashMap<u64, u64>,
+}
+
+impl Schedule {
+    /// Tracks not sent for this many intervals are forgotten (long gone; ids are not reused).
+    const FORGET_AFTER: u64 = 8;
+
+    pub fn new(interval: u32) -> Schedule {
+        Schedule {
+            interval: interval.into(),
+            last: HashMap::new(),
+        }
+    }
+
+    /// Whether `d` is to be sent on `frame`.
+    pub fn due(&self, d: &Detection, frame: u64) -> bool {
+        match (self.interval, d.track) {
+            (0, _) | (_, None) => true,
+            (n, Some(t)) => self
+                .last
+                .get(&t.id)
+                .is_none_or(|&at| frame.saturating_sub(at) >= n),
+        }
+    }
+
+    /// Records the tracked objects sent on `frame`.
+    pub fn sent<'a>(&mut self, sent: impl IntoIterator<Item = &'a Detection>, frame: u64) {
+        if self.interval == 0 {
+            return;
+        }
+        for t in sent.into_iter().filter_map(|d| d.track) {
+            self.last.insert(t.id, frame);
+        }
+        let keep = self.interval * Self::FORGET_AFTER;
+        self.last.retain(|_, at| frame.saturating_sub(*at) < keep);
+    }
+
+    /// Forgets every track (frame numbers start again after a flush).
+    pub fn clear(&mut self) {
+        self.last.clear();
+    }
+
+    /// How many tracks are remembered.
+    #[cfg(test)]
+    pub fn tracks(&self) -> usize {
+        self.last.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +168,8 @@ mod tests {
             det("blue", [100.0, 100.0, 140.0, 110.0]),
             det("green", [200.0, 10.0, 260.0, 70.0]),
         ];
-        let (got, left) = sel("red, green", 0, 0.0, 8).pick(&dets, 320, 240, PixelFormat::Rgb);
+        let (got, left) =
+            sel("red, green", 0, 0.0, 8).pick(&dets, 320, 240, PixelFormat::Rgb, |_| true);
         assert_eq!(left, 0);
         assert_eq!(
             got,
@@ -133,10 +195,10 @@ mod tests {
             ]
         );
         // Too small on one side: blue is 10 px high.
-        let (got, _) = sel("", 20, 0.0, 8).pick(&dets, 320, 240, PixelFormat::Rgb);
+        let (got, _) = sel("", 20, 0.0, 8).pick(&dets, 320, 240, PixelFormat::Rgb, |_| true);
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![0, 2]);
         // A 10 % margin, clipped at the frame's edge.
-        let (got, _) = sel("green", 0, 0.1, 8).pick(&dets, 262, 240, PixelFormat::Rgb);
+        let (got, _) = sel("green", 0, 0.1, 8).pick(&dets, 262, 240, PixelFormat::Rgb, |_| true);
         assert_eq!(
             got,
             vec![(
@@ -150,7 +212,7 @@ mod tests {
             )]
         );
         // 4:2:0: whole chroma blocks.
-        let (got, _) = sel("red", 0, 0.0, 8).pick(&dets, 320, 240, PixelFormat::I420);
+        let (got, _) = sel("red", 0, 0.0, 8).pick(&dets, 320, 240, PixelFormat::I420, |_| true);
         assert_eq!(
             got,
             vec![(
@@ -173,7 +235,7 @@ mod tests {
             det("c", [0.0, 0.0, 5.0, 5.0]),
             det("d", [0.0, 0.0, 30.0, 30.0]),
         ];
-        let (got, left) = sel("", 0, 0.0, 2).pick(&dets, 100, 100, PixelFormat::Rgb);
+        let (got, left) = sel("", 0, 0.0, 2).pick(&dets, 100, 100, PixelFormat::Rgb, |_| true);
         assert_eq!(left, 2);
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 3]);
         // Outside the frame entirely: no crop.
@@ -182,7 +244,75 @@ mod tests {
             100,
             100,
             PixelFormat::Rgb,
+            |_| true,
         );
         assert!(got.is_empty());
+    }
+
+    fn tracked(id: u64) -> Detection {
+        Detection {
+            track: Some(crate::meta::TrackTag {
+                id,
+                predicted: false,
+            }),
+            ..det("red", [0.0, 0.0, 10.0, 10.0])
+        }
+    }
+
+    #[test]
+    fn a_track_is_sent_once_per_interval_and_untracked_objects_always() {
+        let mut s = Schedule::new(3);
+        let (a, b, loose) = (tracked(1), tracked(2), det("red", [0.0, 0.0, 10.0, 10.0]));
+        let mut sent = vec![];
+        for frame in 0..7u64 {
+            // Track 2 appears from frame 2 on.
+            let on: Vec<&Detection> = if frame < 2 {
+                vec![&a, &loose]
+            } else {
+                vec![&a, &b, &loose]
+            };
+            let due: Vec<&Detection> = on.into_iter().filter(|d| s.due(d, frame)).collect();
+            sent.push(
+                due.iter()
+                    .map(|d| d.track.map(|t| t.id))
+                    .collect::<Vec<_>>(),
+            );
+            s.sent(due, frame);
+        }
+        assert_eq!(
+            sent,
+            vec![
+                vec![Some(1), None],
+                vec![None],
+                vec![Some(2), None],
+                vec![Some(1), None],
+                vec![None],
+                vec![Some(2), None],
+                vec![Some(1), None],
+            ]
+        );
+        // Only what is due is picked: on frame 8 track 2 (sent on 5), not track 1 (sent on 6).
+        let (got, _) =
+            sel("", 0, 0.0, 8).pick(&[a.clone(), b.clone()], 100, 100, PixelFormat::Rgb, |d| {
+                s.due(d, 8)
+            });
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1u32]);
+        // Interval 0: every object on every frame.
+        let mut every = Schedule::new(0);
+        every.sent([&a], 0);
+        assert!(every.due(&a, 0) && every.due(&a, 1));
+    }
+
+    #[test]
+    fn tracks_gone_for_long_are_forgotten() {
+        let mut s = Schedule::new(2);
+        s.sent([&tracked(1), &tracked(2)], 0);
+        assert_eq!(s.tracks(), 2);
+        s.sent([&tracked(2)], 15);
+        assert_eq!(s.tracks(), 2);
+        // 16 frames (8 intervals) after track 1 was last sent: forgotten, and due again.
+        s.sent([&tracked(2)], 16);
+        assert_eq!(s.tracks(), 1);
+        assert!(s.due(&tracked(1), 16) && !s.due(&tracked(2), 17));
     }
 }

@@ -77,6 +77,7 @@ pub(super) struct Settings {
     pub(super) object_min_size: u32,
     pub(super) object_margin: f64,
     pub(super) max_objects: u32,
+    pub(super) reclassify_interval: u32,
 }
 
 impl Default for Settings {
@@ -102,6 +103,7 @@ impl Default for Settings {
             object_min_size: 0,
             object_margin: 0.0,
             max_objects: 8,
+            reclassify_interval: 0,
         }
     }
 }

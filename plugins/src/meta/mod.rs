@@ -48,7 +48,7 @@ pub use result::{
     Classified, NoSignal, ResultMeta, add_no_signal, add_result_meta, no_signal, result_meta,
     set_classified, set_tracks,
 };
-pub use roi::{Attribute, add_attributes, add_detection, attributes};
+pub use roi::{Attribute, add_attributes, add_detection, attributes, track_ids};
 pub use tensor::{Items, TensorMeta, add_skipped, add_tensor_meta, skipped, tensor_meta};
 
 /// Name of the tensor + transform meta.

@@ -35,6 +35,8 @@ pub struct Classified {
     /// Objects sent, and objects that got a class (over `conf-threshold`).
     pub sent: u32,
     pub classified: u32,
+    /// Objects that carry an earlier frame's answer for their track (`reclassify-interval`).
+    pub cached: u32,
 }
 
 /// Attaches the result meta.
@@ -93,12 +95,14 @@ pub fn result_meta(buffer: &gst::BufferRef) -> Option<ResultMeta> {
                 error: s.get("classifier-error").unwrap_or_default(),
                 sent: s.get("classifier-sent").unwrap_or_default(),
                 classified: s.get("classified").unwrap_or_default(),
+                cached: s.get("classifier-cached").unwrap_or_default(),
             }),
     })
 }
 
 /// Records a classifier stage's work in the frame's result meta (`classifier-model`,
-/// `classifier-status`, `classifier-error`, `classifier-sent`, `classified`), adding a result
+/// `classifier-status`, `classifier-error`, `classifier-sent`, `classified`, `classifier-cached`),
+/// adding a result
 /// meta with that status where the frame has none (no detector before the classifier).
 pub fn set_classified(buffer: &mut gst::BufferRef, c: &Classified, frame: u64) {
     if CustomMeta::from_buffer(buffer, RESULT_META).is_err() {
@@ -120,6 +124,7 @@ pub fn set_classified(buffer: &mut gst::BufferRef, c: &Classified, frame: u64) {
     s.set("classifier-error", c.error.as_str());
     s.set("classifier-sent", c.sent);
     s.set("classified", c.classified);
+    s.set("classifier-cached", c.cached);
 }
 
 /// Records `dettrack`'s work in the frame's result meta (`track-ids`: int64 per ROI meta, -1

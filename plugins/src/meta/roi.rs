@@ -15,25 +15,30 @@ pub struct Attribute {
     pub label: String,
     pub class_id: i32,
     pub confidence: f64,
+    /// The answer was given on an earlier frame to the same track (`reclassify-interval`), not
+    /// asked for this one.
+    pub cached: bool,
 }
 
 /// Adds each `(i, attribute)` to the frame's `i`-th ROI meta (in the order [`detections`] reads
-/// them), as a `classification` param: `model`, `label`, `label-id`, `confidence`. An object can
-/// carry the answers of several models.
+/// them), as a `classification` param: `model`, `label`, `label-id`, `confidence`, and `cached`
+/// (true) for an answer kept from an earlier frame. An object can carry the answers of several
+/// models.
 pub fn add_attributes(buffer: &mut gst::BufferRef, attrs: &[(usize, Attribute)]) {
     for (i, mut roi) in buffer
         .iter_meta_mut::<gst_video::VideoRegionOfInterestMeta>()
         .enumerate()
     {
         for (_, a) in attrs.iter().filter(|(k, _)| *k == i) {
-            roi.add_param(
-                gst::Structure::builder(CLASSIFICATION_PARAM)
-                    .field("model", a.model.as_str())
-                    .field("label", a.label.as_str())
-                    .field("label-id", a.class_id)
-                    .field("confidence", a.confidence)
-                    .build(),
-            );
+            let mut p = gst::Structure::builder(CLASSIFICATION_PARAM)
+                .field("model", a.model.as_str())
+                .field("label", a.label.as_str())
+                .field("label-id", a.class_id)
+                .field("confidence", a.confidence);
+            if a.cached {
+                p = p.field("cached", true);
+            }
+            roi.add_param(p.build());
         }
     }
 }
@@ -50,6 +55,7 @@ pub fn attributes(buffer: &gst::BufferRef) -> Vec<Vec<Attribute>> {
                     label: p.get("label").unwrap_or_default(),
                     class_id: p.get("label-id").unwrap_or(-1),
                     confidence: p.get("confidence").unwrap_or(0.0),
+                    cached: p.get("cached").unwrap_or(false),
                 })
                 .collect()
         })
@@ -104,6 +110,18 @@ pub fn tag(buffer: &mut gst::BufferRef, tags: &[Option<TrackTag>]) {
             roi.add_param(tracking_param(*t));
         }
     }
+}
+
+/// The track of each of the frame's ROI metas (its `tracking` param's id), in [`detections`]
+/// order.
+pub fn track_ids(buffer: &gst::BufferRef) -> Vec<Option<u64>> {
+    buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .map(|roi| {
+            roi.param(TRACKING_PARAM)
+                .and_then(|p| p.get::<u64>("id").ok())
+        })
+        .collect()
 }
 
 /// The detections of a frame's ROI metas (frame size needed to turn the normalised coordinates

@@ -91,6 +91,7 @@ impl TritonInfer {
             .map_err(|e| e.to_string())
             .and_then(|out| r.decoding.classify(&out, objects.len(), &model));
         let b = buffer.make_mut();
+        let tracks = meta::track_ids(b);
         match classes {
             Ok(classes) => {
                 let attrs: Vec<(usize, meta::Attribute)> = objects
@@ -100,16 +101,36 @@ impl TritonInfer {
                     .collect();
                 c.classified = attrs.len() as u32;
                 meta::add_attributes(b, &attrs);
+                r.answers.remember(&tracks, &objects, &attrs, frame_no);
+                c.cached = Self::add_cached(r, b, &tracks, &objects, frame_no);
                 r.failures_since_warning = 0;
             }
             Err(e) => {
                 c.status = "error".into();
                 c.error = e.clone();
+                c.cached = Self::add_cached(r, b, &tracks, &objects, frame_no);
+                meta::set_classified(b, &c, frame_no);
                 self.failed(guard, frame_no, &e)?;
+                return Ok(buffer);
             }
         }
         meta::set_classified(b, &c, frame_no);
         Ok(buffer)
+    }
+
+    /// `decoder=classify` on a frame whose objects were not all sent (`reclassify-interval`, or
+    /// nothing sent at all): the tracked ones not sent get their track's last answer, marked
+    /// cached. Returns how many did.
+    pub(super) fn add_cached(
+        r: &mut Running,
+        b: &mut gst::BufferRef,
+        tracks: &[Option<u64>],
+        sent: &[u32],
+        frame_no: u64,
+    ) -> u32 {
+        let cached = r.answers.cached(tracks, sent, frame_no);
+        meta::add_attributes(b, &cached);
+        cached.len() as u32
     }
 
     /// The failure policy for a frame whose request failed: `on-error=fail` stops the stream

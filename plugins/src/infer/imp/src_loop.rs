@@ -53,13 +53,21 @@ impl TritonInfer {
             } => {
                 let (model, version) = self.model_names();
                 if self.classifying() {
-                    // The detector's result stays; the classifier's status goes next to it.
+                    // The detector's result stays; the classifier's status goes next to it,
+                    // and tracked objects keep their tracks' last answers.
+                    let b = buffer.make_mut();
+                    let tracks = meta::track_ids(b);
+                    let cached = match self.running.lock().unwrap().as_mut() {
+                        Some(r) => Self::add_cached(r, b, &tracks, &[], frame_no),
+                        None => 0,
+                    };
                     let c = meta::Classified {
                         model,
                         status: status.into(),
+                        cached,
                         ..Default::default()
                     };
-                    meta::set_classified(buffer.make_mut(), &c, frame_no);
+                    meta::set_classified(b, &c, frame_no);
                 } else {
                     meta::add_result_meta(
                         buffer.make_mut(),
