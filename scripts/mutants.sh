@@ -27,7 +27,7 @@ fi
 # (The kernel's tests are the golden tests in plugins/tests/letterbox_kernel.rs: pure Rust, no
 # GStreamer, compared with a float reference.)
 TARGETS=(
-  "geometry|gst-plugin-triton|plugins/src/letterbox/geometry.rs|--lib|0"
+  "geometry|triton-geometry|geometry/src/lib.rs|--lib|0"
   "decode|gst-plugin-triton|plugins/src/decode/mod.rs|--lib|0"
   "decoding|gst-plugin-triton|plugins/src/infer/decoding.rs|--lib|0"
   "queue|gst-plugin-triton|plugins/src/infer/queue.rs|--lib|0"

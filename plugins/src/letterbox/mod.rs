@@ -3,7 +3,7 @@
 
 mod convert;
 mod gather;
-pub mod geometry;
+pub use triton_geometry as geometry;
 mod objects;
 pub mod region;
 mod resize;
