@@ -24,3 +24,4 @@ cargo bench -p gst-triton-tests --bench shared_memory
 cargo bench -p gst-triton-tests --bench scale_out
 cargo bench -p gst-triton-tests --bench real_model
 cargo bench -p gst-triton-tests --bench cameras
+cargo bench -p gst-triton-tests --bench objects

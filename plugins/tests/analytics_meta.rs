@@ -232,3 +232,90 @@ fn dettrack_relates_a_tracking_mtd_to_each_tracked_object() {
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].track.map(|t| t.id), Some(42));
 }
+
+/// The classification mtds related to an object-detection mtd: (class quark, level) each.
+fn related_classes(rmeta: &gst::MetaRef<'_, AnalyticsRelationMeta>, od: u32) -> Vec<(String, f32)> {
+    rmeta
+        .iter_direct_related::<AnalyticsClassificationMtd>(od, RelTypes::RELATE_TO)
+        .map(|c| (c.quark(0).as_str().to_string(), c.level(0)))
+        .collect()
+}
+
+fn colour(label: &str, confidence: f64) -> meta::Attribute {
+    meta::Attribute {
+        model: "shapes_color".into(),
+        label: label.into(),
+        class_id: 0,
+        confidence,
+        cached: false,
+    }
+}
+
+#[test]
+fn a_classifier_answer_is_a_second_cls_mtd_related_to_its_objects_od_mtd() {
+    init();
+    let dets = [
+        det("circle", 0, 0.9, [10.0, 20.0, 50.0, 80.0]),
+        det("square", 1, 0.8, [100.0, 5.0, 140.0, 30.0]),
+        det("circle", 0, 0.7, [200.0, 5.0, 240.0, 30.0]),
+    ];
+    let mut buf = gst::Buffer::with_size(16).unwrap();
+    let b = buf.get_mut().unwrap();
+    meta::add_detections(b, &dets, 640, 480).unwrap();
+    // The second model answered for objects 0 and 2 (object 1 was of a filtered class).
+    meta::add_attributes(b, &[(2, colour("blue", 0.75)), (0, colour("red", 0.5))]).unwrap();
+
+    let rmeta = buf.meta::<AnalyticsRelationMeta>().unwrap();
+    let ods: Vec<_> = rmeta.iter::<AnalyticsODMtd>().collect();
+    assert_eq!(
+        related_classes(&rmeta, ods[0].id()),
+        [("circle".to_string(), 0.9), ("red".to_string(), 0.5)]
+    );
+    assert_eq!(
+        related_classes(&rmeta, ods[1].id()),
+        [("square".to_string(), 0.8)]
+    );
+    assert_eq!(
+        related_classes(&rmeta, ods[2].id()),
+        [("circle".to_string(), 0.7), ("blue".to_string(), 0.75)]
+    );
+    // The ROI metas carry the same answers as params.
+    let attrs = meta::attributes(&buf);
+    assert_eq!(attrs[0][0].label, "red");
+    assert!(attrs[1].is_empty());
+    assert_eq!(attrs[2][0].label, "blue");
+    // The objects' own class is still the detector's.
+    let read = meta::detections(&buf, 640, 480);
+    assert_eq!(read[0].label, "circle");
+
+    // A frame whose relation meta came from another producer (no ROI metas): related in its order.
+    let mut foreign = gst::Buffer::with_size(16).unwrap();
+    let f = foreign.get_mut().unwrap();
+    add_foreign(
+        f,
+        &[
+            ("person", 0.6, [1, 2, 30, 40]),
+            ("person", 0.5, [50, 2, 30, 40]),
+        ],
+    );
+    meta::add_attributes(f, &[(1, colour("green", 0.25))]).unwrap();
+    let rmeta = foreign.meta::<AnalyticsRelationMeta>().unwrap();
+    let ods: Vec<_> = rmeta.iter::<AnalyticsODMtd>().collect();
+    assert!(related_classes(&rmeta, ods[0].id()).is_empty());
+    assert_eq!(
+        related_classes(&rmeta, ods[1].id()),
+        [("green".to_string(), 0.25)]
+    );
+
+    // ROI metas that are not the relation meta's objects (counts differ): nothing related.
+    let mut mixed = gst::Buffer::with_size(16).unwrap();
+    let m = mixed.get_mut().unwrap();
+    add_foreign(m, &[("person", 0.6, [1, 2, 30, 40])]);
+    meta::add_detection(m, &dets[0], 640, 480);
+    meta::add_detection(m, &dets[1], 640, 480);
+    meta::add_attributes(m, &[(0, colour("red", 0.5))]).unwrap();
+    let rmeta = mixed.meta::<AnalyticsRelationMeta>().unwrap();
+    let od = rmeta.iter::<AnalyticsODMtd>().next().unwrap();
+    assert!(related_classes(&rmeta, od.id()).is_empty());
+    assert_eq!(meta::attributes(&mixed)[0][0].label, "red");
+}

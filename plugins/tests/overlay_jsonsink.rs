@@ -225,7 +225,7 @@ fn classified_frame(info: &gst_video::VideoInfo, with_attribute: bool) -> gst::B
             confidence: 0.97,
             cached: false,
         };
-        meta::add_attributes(b, &[(1, a)]);
+        meta::add_attributes(b, &[(1, a)]).unwrap();
         let c = meta::Classified {
             model: "shapes_color".into(),
             status: "ok".into(),
@@ -285,7 +285,7 @@ fn a_classifiers_answer_is_drawn_under_the_label_and_written_with_its_object() {
             confidence: 0.8,
             cached: true,
         };
-        meta::add_attributes(b, &[(0, old)]);
+        meta::add_attributes(b, &[(0, old)]).unwrap();
         let c = meta::Classified {
             model: "shapes_color".into(),
             status: "ok".into(),

@@ -3,7 +3,9 @@
 //! read. One relation meta per frame holds, per detection, an object-detection mtd (box in frame
 //! pixels, confidence, class quark = label) and a classification mtd (label, confidence) that the
 //! object-detection mtd `RELATE_TO`s. Written alongside the ROI metas, never instead of them.
-//! `dettrack` adds a tracking mtd per tracked detection ([`add_tracks`]).
+//! `dettrack` adds a tracking mtd per tracked detection ([`add_tracks`]); a classifier
+//! (`tritoninfer decoder=classify`) a second classification mtd per object it answered for
+//! ([`add_attributes`]).
 
 use gst::glib;
 use gst_analytics::prelude::*;
@@ -12,7 +14,7 @@ use gst_analytics::{
     AnalyticsRelationMetaInitParams, AnalyticsTrackingMtd, RelTypes,
 };
 
-use super::{Detection, TrackTag};
+use super::{Attribute, Detection, TrackTag};
 
 /// One detection's track for [`add_tracks`]: id, and the stream times it was first and last
 /// seen.
@@ -45,6 +47,38 @@ pub fn add_tracks(
         if let Some(mut m) = meta.mtd_mut::<AnalyticsTrackingMtd>(trk) {
             m.update_last_seen(t.last)?;
         }
+    }
+    Ok(())
+}
+
+/// Adds a classification mtd (the second model's label as the class quark, its confidence) for
+/// each `(i, attribute)`, which the frame's `i`-th object-detection mtd `RELATE_TO`s, next to the
+/// detector's own. Only where the object-detection mtds are the objects the indices count: the
+/// frame's ROI metas in the same number (both written by `tritoninfer`), or no ROI metas at all
+/// (a relation meta from another producer, read in its order). A frame without a relation meta
+/// gets none.
+pub fn add_attributes(
+    buffer: &mut gst::BufferRef,
+    attrs: &[(usize, Attribute)],
+) -> Result<(), glib::BoolError> {
+    let rois = buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .count();
+    let ods: Vec<u32> = match buffer.meta::<AnalyticsRelationMeta>() {
+        Some(meta) => meta.iter::<AnalyticsODMtd>().map(|od| od.id()).collect(),
+        None => return Ok(()),
+    };
+    if rois != 0 && rois != ods.len() {
+        return Ok(());
+    }
+    let Some(mut meta) = buffer.meta_mut::<AnalyticsRelationMeta>() else {
+        return Ok(());
+    };
+    for (i, a) in attrs {
+        let Some(&od) = ods.get(*i) else { continue };
+        let label = glib::Quark::from_str(a.label.as_str());
+        let cls = meta.add_one_cls_mtd(a.confidence as f32, label)?.id();
+        meta.set_relation(RelTypes::RELATE_TO, od, cls)?;
     }
     Ok(())
 }

@@ -48,7 +48,7 @@ pub use result::{
     Classified, NoSignal, ResultMeta, add_no_signal, add_result_meta, no_signal, result_meta,
     set_classified, set_tracks,
 };
-pub use roi::{Attribute, add_attributes, add_detection, attributes, track_ids};
+pub use roi::{Attribute, add_detection, attributes, track_ids};
 pub use tensor::{Items, TensorMeta, add_skipped, add_tensor_meta, skipped, tensor_meta};
 
 /// Name of the tensor + transform meta.
@@ -99,6 +99,22 @@ pub fn add_detections(
     }
     #[cfg(feature = "v1_24")]
     analytics::add_detections(buffer, dets)
+        .map_err(|e| format!("GstAnalyticsRelationMeta: {e}"))?;
+    Ok(())
+}
+
+/// Attaches a classifier's answers to the frame's objects: each `(i, attribute)` as a
+/// `classification` param on the `i`-th ROI meta ([`roi::add_attributes`]) and, with the `v1_24`
+/// feature, as a classification mtd related to the `i`-th object-detection mtd
+/// ([`analytics::add_attributes`]). An error names the metadata that could not be added (the ROI
+/// params are there either way).
+pub fn add_attributes(
+    buffer: &mut gst::BufferRef,
+    attrs: &[(usize, Attribute)],
+) -> Result<(), String> {
+    roi::add_attributes(buffer, attrs);
+    #[cfg(feature = "v1_24")]
+    analytics::add_attributes(buffer, attrs)
         .map_err(|e| format!("GstAnalyticsRelationMeta: {e}"))?;
     Ok(())
 }

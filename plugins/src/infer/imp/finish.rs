@@ -100,7 +100,9 @@ impl TritonInfer {
                     .filter_map(|(&i, a)| Some((i as usize, a?)))
                     .collect();
                 c.classified = attrs.len() as u32;
-                meta::add_attributes(b, &attrs);
+                if let Err(e) = meta::add_attributes(b, &attrs) {
+                    gst::warning!(CAT, imp = self, "frame {frame_no}: {e}");
+                }
                 r.answers.remember(&tracks, &objects, &attrs, frame_no);
                 c.cached = Self::add_cached(r, b, &tracks, &objects, frame_no);
                 r.failures_since_warning = 0;
@@ -129,7 +131,9 @@ impl TritonInfer {
         frame_no: u64,
     ) -> u32 {
         let cached = r.answers.cached(tracks, sent, frame_no);
-        meta::add_attributes(b, &cached);
+        if let Err(e) = meta::add_attributes(b, &cached) {
+            gst::warning!(CAT, "frame {frame_no}: {e}");
+        }
         cached.len() as u32
     }
 
