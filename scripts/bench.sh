@@ -25,3 +25,4 @@ cargo bench -p gst-triton-tests --bench scale_out
 cargo bench -p gst-triton-tests --bench real_model
 cargo bench -p gst-triton-tests --bench cameras
 cargo bench -p gst-triton-tests --bench objects
+cargo bench -p gst-triton-tests --bench job
