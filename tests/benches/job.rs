@@ -42,26 +42,7 @@ fn tmpdir(name: &str) -> PathBuf {
 
 /// OpenCV's sample street video scaled to 1920×1080, `CLIP_FRAMES` frames, H.264 in MP4.
 fn clip(dir: &Path) -> PathBuf {
-    let mut src = PathBuf::from("/usr/share/doc/opencv-doc/examples/data/vtest.avi");
-    if !src.is_file() {
-        let gz = src.with_extension("avi.gz");
-        assert!(
-            gz.is_file(),
-            "install the Debian package opencv-doc (scripts/setup.sh does)"
-        );
-        let out = dir.join("vtest.avi");
-        let st = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "gunzip -c '{}' > '{}'",
-                gz.display(),
-                out.display()
-            ))
-            .status()
-            .unwrap();
-        assert!(st.success());
-        src = out;
-    }
+    let src = gst_triton_tests::artifacts::vtest(dir);
     let clip = dir.join("clip1080.mp4");
     let desc = format!(
         "filesrc location={} ! decodebin ! identity eos-after={} ! videoconvert ! videoscale \

@@ -20,23 +20,12 @@ import os
 import queue
 import resource
 import sys
-import tempfile
 
 import cv2
 import numpy as np
 
 sys.dont_write_bytecode = True
 SIDE = 640
-
-
-def stubs(proto_dir):
-    from grpc_tools import protoc
-
-    out = tempfile.mkdtemp(prefix="mm-stubs-")
-    rc = protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}", "multimodal.proto"])
-    if rc != 0:
-        raise SystemExit(f"protoc failed with {rc}")
-    sys.path.insert(0, out)
 
 
 def letterbox(frame):
@@ -83,7 +72,10 @@ def main():
     ap.add_argument("--frames", type=int, default=0)
     args = ap.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
-    stubs(os.path.join(here, "..", "..", "proto", "proto"))
+    sys.path.insert(0, here)
+    from seed_client import generate_stubs
+
+    generate_stubs(os.path.join(here, "..", "..", "proto", "proto"))
     import grpc
     import multimodal_pb2 as pb
     import multimodal_pb2_grpc as pb_grpc

@@ -2,7 +2,7 @@
 //! on first use in each test process (`cargo build`, a no-op when fresh), so that a test run
 //! alone never picks up a stale artifact from an earlier build.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -87,4 +87,31 @@ pub fn demo_clip(name: &str, frames: u32, w: u32, h: u32) -> PathBuf {
         .expect("run make-demo-clip");
     assert!(st.success(), "make-demo-clip failed");
     clip
+}
+
+/// OpenCV's sample video (Debian opencv-doc, installed by scripts/setup.sh; gunzipped when the
+/// package ships it compressed).
+pub fn vtest(dir: &Path) -> PathBuf {
+    let v = Path::new("/usr/share/doc/opencv-doc/examples/data/vtest.avi");
+    if v.is_file() {
+        return v.to_path_buf();
+    }
+    let gz = v.with_extension("avi.gz");
+    assert!(
+        gz.is_file(),
+        "{} is missing: install the Debian package opencv-doc (scripts/setup.sh does)",
+        v.display()
+    );
+    let out = dir.join("vtest.avi");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gunzip -c '{}' > '{}'",
+            gz.display(),
+            out.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out
 }

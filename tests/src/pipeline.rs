@@ -41,6 +41,15 @@ pub struct Run {
     pub warnings: Vec<String>,
 }
 
+/// [`run_frames`] without pauses, 60 s at most, that must end without an error and with every
+/// frame out: the frames as they left `middle`.
+pub fn run_all(middle: &str, w: usize, h: usize, frames: &[Vec<u8>]) -> Vec<gst::Buffer> {
+    let run = run_frames(middle, w, h, frames, |_| {}, Duration::from_secs(60));
+    assert!(run.errors.is_empty(), "{middle}: {:?}", run.errors);
+    assert_eq!(run.buffers.len(), frames.len(), "{middle}: frames out");
+    run.buffers
+}
+
 /// Runs `appsrc (RGB w×h) ! <middle> ! appsink` over `frames`, pushing each with `pause` between
 /// frames (and calling `between(i)` before frame i), then EOS. Collects every output buffer.
 pub fn run_frames(

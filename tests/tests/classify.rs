@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use gst_triton_tests::pipeline::{draw_rgb, run_frames};
+use gst_triton_tests::pipeline::{draw_rgb, run_all, run_frames};
 use gst_triton_tests::proxy::TestProxy;
 use gst_triton_tests::triton::{Triton, settled_counts};
 use gst_triton_tests::{CLASS_NAMES, Rect};
@@ -47,18 +47,9 @@ fn two_stages(url: &str, transport: &str, extra: &str, classes: &[&str]) -> usiz
          ! tritonletterbox objects=true width=64 height=64 object-margin=0.1 {filter} \
          ! tritoninfer url={url} transport={transport} model=shapes_color decoder=classify {extra} on-error=fail"
     );
-    let run = run_frames(
-        &middle,
-        W as usize,
-        H as usize,
-        &frames,
-        |_| {},
-        Duration::from_secs(60),
-    );
-    assert!(run.errors.is_empty(), "{middle}: {:?}", run.errors);
-    assert_eq!(run.buffers.len(), FRAMES as usize, "{middle}");
+    let buffers = run_all(&middle, W as usize, H as usize, &frames);
     let mut sent = 0;
-    for (i, b) in run.buffers.iter().enumerate() {
+    for (i, b) in buffers.iter().enumerate() {
         let what = format!("{transport} {filter} frame {i}");
         let res = meta::result_meta(b).expect("a result meta");
         assert_eq!(
@@ -182,18 +173,9 @@ fn reclassify_interval_sends_each_track_once_per_interval_and_keeps_its_answer_b
          ! tritonletterbox objects=true width=64 height=64 reclassify-interval=3 \
          ! tritoninfer url={url} transport=triton model=shapes_color decoder=classify on-error=fail"
     );
-    let run = run_frames(
-        &middle,
-        W as usize,
-        H as usize,
-        &frames,
-        |_| {},
-        Duration::from_secs(60),
-    );
-    assert!(run.errors.is_empty(), "{:?}", run.errors);
-    assert_eq!(run.buffers.len(), FRAMES as usize);
+    let buffers = run_all(&middle, W as usize, H as usize, &frames);
     let mut ids = std::collections::BTreeSet::new();
-    for (i, b) in run.buffers.iter().enumerate() {
+    for (i, b) in buffers.iter().enumerate() {
         let c = meta::result_meta(b).unwrap().classifier.unwrap();
         let dets = meta::detections(b, W, H);
         let attrs = meta::attributes(b);

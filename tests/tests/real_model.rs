@@ -23,33 +23,6 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// OpenCV's sample video (Debian opencv-doc, installed by scripts/setup.sh; gunzipped when the
-/// package ships it compressed).
-fn vtest(dir: &Path) -> PathBuf {
-    let v = Path::new("/usr/share/doc/opencv-doc/examples/data/vtest.avi");
-    if v.is_file() {
-        return v.to_path_buf();
-    }
-    let gz = v.with_extension("avi.gz");
-    assert!(
-        gz.is_file(),
-        "{} is missing: install the Debian package opencv-doc (scripts/setup.sh does)",
-        v.display()
-    );
-    let out = dir.join("vtest.avi");
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "gunzip -c '{}' > '{}'",
-            gz.display(),
-            out.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    out
-}
-
 /// One frame's boxes: (class id, confidence, [x1, y1, x2, y2]) from a JSON line of ours or the
 /// reference's.
 type Boxes = Vec<(i64, f64, [f64; 4])>;
@@ -180,7 +153,7 @@ fn triton_video(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yolov8_person_on_vtest_agrees_with_an_independent_reference() {
     let dir = tmpdir("agree");
-    let video = vtest(&dir);
+    let video = artifacts::vtest(&dir);
     let python = repo_root().join(".venv/bin/python");
     // The reference runs beside the pipelines (its own process and onnxruntime session).
     let reference = dir.join("reference.jsonl");
@@ -306,7 +279,7 @@ fn real_demo_runs_as_the_readme_shows() {
 fn yolov8_person_tracked_on_vtest_keeps_ids() {
     const TRACKED: usize = 120;
     let dir = tmpdir("tracked");
-    let video = vtest(&dir);
+    let video = artifacts::vtest(&dir);
     let (jsonl, mp4) = (dir.join("tracks.jsonl"), dir.join("tracked.mp4"));
     let desc = format!(
         "filesrc location={} ! decodebin ! identity eos-after={TRACKED} ! videoconvert ! tritonletterbox \

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use gst_triton_tests::pipeline::{draw_rgb, run_frames};
+use gst_triton_tests::pipeline::{draw_rgb, run_all, run_frames};
 use gst_triton_tests::proxy::TestProxy;
 use gst_triton_tests::triton::{Triton, settled_counts, shared_url};
 use gst_triton_tests::{CLASS_NAMES, Rect};
@@ -101,17 +101,8 @@ fn a_region_finds_only_its_objects_at_full_frame_coordinates_on_every_transport(
             let middle = format!(
                 "{convert} tritonletterbox {roi} ! tritoninfer url={url} transport={transport} model={model} {extra} on-error=fail"
             );
-            let run = run_frames(
-                &middle,
-                W as usize,
-                H as usize,
-                &frames,
-                |_| {},
-                Duration::from_secs(60),
-            );
-            assert!(run.errors.is_empty(), "{middle}: {:?}", run.errors);
-            assert_eq!(run.buffers.len(), frames.len(), "{middle}");
-            for (i, b) in run.buffers.iter().enumerate() {
+            let buffers = run_all(&middle, W as usize, H as usize, &frames);
+            for (i, b) in buffers.iter().enumerate() {
                 let t = meta::tensor_meta(b).expect("a tensor meta");
                 assert_eq!(
                     (
@@ -192,17 +183,8 @@ fn several_regions_go_as_one_batched_request_and_each_finds_its_own_objects() {
         let middle = format!(
             "tritonletterbox roi={TWO} roi-drop-cut={drop_cut} ! tritoninfer url={url} transport={transport} model={MODEL} {extra} on-error=fail"
         );
-        let run = run_frames(
-            &middle,
-            W as usize,
-            H as usize,
-            &frames,
-            |_| {},
-            Duration::from_secs(60),
-        );
-        assert!(run.errors.is_empty(), "{middle}: {:?}", run.errors);
-        assert_eq!(run.buffers.len(), frames.len(), "{middle}");
-        for (i, b) in run.buffers.iter().enumerate() {
+        let buffers = run_all(&middle, W as usize, H as usize, &frames);
+        for (i, b) in buffers.iter().enumerate() {
             let (mut want, _, cut) = two_region_scene(i as u32);
             if !drop_cut {
                 // Clipped at the region's right edge.

@@ -271,7 +271,7 @@ fn outputs(out: &Answer) -> Vec<decode::Output<'_>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use triton_client::OutTensor;
 
@@ -285,8 +285,15 @@ mod tests {
 
     /// One `[1,M,6]` output (x1, y1, x2, y2, score, class).
     fn xyxy_answer(rows: &[[f32; 6]]) -> Answer {
+        xyxy_batch(&[rows.to_vec()])
+    }
+
+    /// One `[n,M,6]` output (x1, y1, x2, y2, score, class), `rows[i]` for item `i`.
+    pub(crate) fn xyxy_batch(rows: &[Vec<[f32; 6]>]) -> Answer {
+        let m = rows[0].len();
         let data: Vec<u8> = rows
             .iter()
+            .flatten()
             .flatten()
             .flat_map(|v| v.to_le_bytes())
             .collect();
@@ -295,7 +302,7 @@ mod tests {
             outputs: vec![OutTensor {
                 name: "output0".into(),
                 dtype: "FP32".into(),
-                shape: vec![1, rows.len() as i64, 6],
+                shape: vec![rows.len() as i64, m as i64, 6],
                 data: data.into(),
             }],
         }

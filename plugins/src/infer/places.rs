@@ -97,28 +97,8 @@ fn item(out: &Answer, i: usize, n: usize) -> Result<Answer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::infer::decoding::tests::xyxy_batch;
     use crate::infer::settings::Settings;
-    use triton_client::OutTensor;
-
-    /// One `[n,M,6]` output (x1, y1, x2, y2, score, class), `rows[i]` for item `i`.
-    fn batch_answer(rows: &[Vec<[f32; 6]>]) -> Answer {
-        let m = rows[0].len();
-        let data: Vec<u8> = rows
-            .iter()
-            .flatten()
-            .flatten()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        Answer {
-            model_version: "1".into(),
-            outputs: vec![OutTensor {
-                name: "output0".into(),
-                dtype: "FP32".into(),
-                shape: vec![rows.len() as i64, m as i64, 6],
-                data: data.into(),
-            }],
-        }
-    }
 
     /// Two regions of a 1280×720 frame, each 320×320 into 640×640 (scale 2, no padding).
     fn two() -> Vec<Letterbox> {
@@ -131,7 +111,7 @@ mod tests {
     #[test]
     fn each_item_maps_back_through_its_own_region() {
         let mut d = Decoding::new(&Settings::default(), None).unwrap();
-        let out = batch_answer(&[
+        let out = xyxy_batch(&[
             vec![[20.0, 40.0, 220.0, 240.0, 0.9, 0.0]],
             vec![[100.0, 100.0, 300.0, 200.0, 0.8, 2.0]],
         ]);
@@ -156,7 +136,7 @@ mod tests {
         let mut d = Decoding::new(&Settings::default(), None).unwrap();
         // Item 0: one box touching the region's left edge (x = 100 in the frame), one inside.
         // Item 1: a box at its top and right edges, which are the frame's.
-        let out = batch_answer(&[
+        let out = xyxy_batch(&[
             vec![
                 [0.0, 40.0, 100.0, 140.0, 0.9, 0.0],
                 [200.0, 200.0, 300.0, 300.0, 0.9, 1.0],
@@ -185,7 +165,7 @@ mod tests {
         let mut d = Decoding::new(&Settings::default(), None).unwrap();
         // Both regions are 0,0 320×320: the same object seen twice, a little apart.
         let same = Letterbox::new(320, 320, 640, 640, true).at(0, 0, 1280, 720);
-        let out = batch_answer(&[
+        let out = xyxy_batch(&[
             vec![[20.0, 20.0, 220.0, 220.0, 0.7, 0.0]],
             vec![[22.0, 20.0, 222.0, 220.0, 0.9, 0.0]],
         ]);
@@ -201,7 +181,7 @@ mod tests {
     #[test]
     fn an_answer_that_is_not_a_batch_of_the_regions_is_an_error_naming_the_output() {
         let mut d = Decoding::new(&Settings::default(), None).unwrap();
-        let out = batch_answer(&[vec![[0.0, 0.0, 10.0, 10.0, 0.9, 0.0]]]);
+        let out = xyxy_batch(&[vec![[0.0, 0.0, 10.0, 10.0, 0.9, 0.0]]]);
         let places = Places {
             items: two(),
             drop_cut: false,

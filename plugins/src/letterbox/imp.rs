@@ -212,6 +212,39 @@ impl TritonLetterbox {
         })
     }
 
+    /// A batch of `n` tensors of the element's tensor size, item `i` written by `fill(i, frame,
+    /// yuv, item)` from the mapped frame (the crops of `objects=true`, the regions of `roi=`),
+    /// with the frame's timestamp. `what` names the items in the error when it cannot be made.
+    fn stack(
+        &self,
+        buf: &gst::BufferRef,
+        state: &State,
+        n: usize,
+        what: &str,
+        mut fill: impl FnMut(usize, &SrcImage<'_>, &YuvToRgb, &mut [u8]),
+    ) -> Result<gst::Buffer, gst::FlowError> {
+        let size = state.resizer.spec().byte_size();
+        let mut tensor = gst::Buffer::with_size(size * n).map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::NoSpaceLeft,
+                ("tritonletterbox: cannot allocate {} {} tensors", n, what)
+            );
+            gst::FlowError::Error
+        })?;
+        {
+            let frame = self.map_frame(buf, &state.info)?;
+            let src = src_image(&frame, state.format)?;
+            let tbuf = tensor.get_mut().expect("a new buffer is writable");
+            let mut map = tbuf.map_writable().map_err(|_| gst::FlowError::Error)?;
+            for (i, out) in map.as_mut_slice().chunks_exact_mut(size).enumerate() {
+                fill(i, &src, &state.yuv, out);
+            }
+        }
+        tensor.get_mut().expect("writable").set_pts(buf.pts());
+        Ok(tensor)
+    }
+
     /// `objects=true`: one crop per chosen object, stacked into one tensor (an empty batch when
     /// the frame has none), with the objects' places in the tensor meta. `frame`: the frame's
     /// number, for `reclassify-interval`.
@@ -239,28 +272,10 @@ impl TritonLetterbox {
             );
         }
         let spec = state.resizer.spec().clone();
-        let size = spec.byte_size();
-        let mut tensor = gst::Buffer::with_size(size * chosen.len()).map_err(|_| {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::NoSpaceLeft,
-                (
-                    "tritonletterbox: cannot allocate {} object tensors",
-                    chosen.len()
-                )
-            );
-            gst::FlowError::Error
+        let tensor = self.stack(buf, state, chosen.len(), "object", |i, src, yuv, out| {
+            let r = chosen[i].1;
+            Resizer::new(r.width, r.height, &spec).run(&r.crop(src), yuv, out);
         })?;
-        {
-            let frame = self.map_frame(buf, &state.info)?;
-            let src = src_image(&frame, state.format)?;
-            let tbuf = tensor.get_mut().expect("a new buffer is writable");
-            let mut map = tbuf.map_writable().map_err(|_| gst::FlowError::Error)?;
-            for ((_, r), out) in chosen.iter().zip(map.as_mut_slice().chunks_exact_mut(size)) {
-                Resizer::new(r.width, r.height, &spec).run(&r.crop(&src), &state.yuv, out);
-            }
-        }
-        tensor.get_mut().expect("writable").set_pts(buf.pts());
         let places: Vec<u32> = chosen.iter().map(|c| c.0).collect();
         meta::add_tensor_meta(
             buf,
@@ -281,30 +296,13 @@ impl TritonLetterbox {
         state: &mut State,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let spec = state.resizer.spec().clone();
-        let size = spec.byte_size();
-        let n = state.regions.len();
-        let mut tensor = gst::Buffer::with_size(size * n).map_err(|_| {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::NoSpaceLeft,
-                ("tritonletterbox: cannot allocate {} region tensors", n)
-            );
-            gst::FlowError::Error
-        })?;
-        {
-            let frame = self.map_frame(buf, &state.info)?;
-            let src = src_image(&frame, state.format)?;
-            let tbuf = tensor.get_mut().expect("a new buffer is writable");
-            let mut map = tbuf.map_writable().map_err(|_| gst::FlowError::Error)?;
-            for ((r, z), out) in state
-                .regions
-                .iter_mut()
-                .zip(map.as_mut_slice().chunks_exact_mut(size))
-            {
-                z.run(&r.crop(&src), &state.yuv, out);
-            }
-        }
-        tensor.get_mut().expect("writable").set_pts(buf.pts());
+        let mut regions = std::mem::take(&mut state.regions);
+        let tensor = self.stack(buf, state, regions.len(), "region", |i, src, yuv, out| {
+            let (r, z) = &mut regions[i];
+            z.run(&r.crop(src), yuv, out);
+        });
+        state.regions = regions;
+        let tensor = tensor?;
         let geometries: Vec<_> = state.regions.iter().map(|(_, z)| z.geometry).collect();
         meta::add_tensor_meta(
             buf,
