@@ -582,6 +582,82 @@ fn a_counting_run_stopped_or_killed_leaves_whole_consistent_lines() {
     }
 }
 
+/// A two-stage run (`CLASSIFIER_MODEL`: every detection cropped and classified by
+/// `shapes_color`; the detector on a region, `ROI`) stopped routinely (SIGTERM) exits 0 with a
+/// playable MP4 holding one picture per JSON line; killed (SIGKILL) it leaves whole lines only.
+/// Either way every line parses, frames count up from 0 without a gap, and every detection on
+/// every line carries the classifier's answer, its own colour: no frame is written between the
+/// two stages' answers.
+#[test]
+fn a_two_stage_run_stopped_or_killed_leaves_whole_classified_lines() {
+    for signal in [libc::SIGTERM, libc::SIGKILL] {
+        let dir = tmpdir(&format!("two-stage-signal-{signal}"));
+        let (clip, _) = make_clip(&dir, 900, 640, 360);
+        let results = dir.join("results");
+        let child = direct_to_triton(&[
+            ("VIDEO_PATH", clip.to_str().unwrap()),
+            ("RESULTS_DIR", results.to_str().unwrap()),
+            ("MODEL_NAME", "shapes_yolov8"),
+            ("FPS_CAP", "30"),
+            ("ROI", "0,0,640,360"),
+            ("CLASSIFIER_MODEL", "shapes_color"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let jsonl = results.join("frame_counts.jsonl");
+        let lines = || {
+            std::fs::read_to_string(&jsonl)
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while lines() < 20 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no 20 lines within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let text_all = std::fs::read_to_string(&jsonl).unwrap();
+        assert!(
+            text_all.ends_with('\n'),
+            "signal {signal}: a cut line at the end"
+        );
+        let mut classified = 0;
+        let mut n = 0;
+        for (i, l) in text_all.lines().enumerate() {
+            let f: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("signal {signal}: line {}: {e}: {l}", i + 1));
+            assert_eq!(f["frame"].as_u64(), Some(i as u64), "signal {signal}: {f}");
+            assert_eq!(f["status"], "ok", "signal {signal}: {f}");
+            for d in f["detections"].as_array().unwrap() {
+                let a = &d["attributes"][0];
+                assert_eq!(a["model"], "shapes_color", "signal {signal} frame {i}: {d}");
+                assert_eq!(a["label"], d["label"], "signal {signal} frame {i}: {d}");
+                classified += 1;
+            }
+            n += 1;
+        }
+        assert!(n < 900 && classified > 0, "{n} lines, {classified} objects");
+        if signal == libc::SIGTERM {
+            gst_triton_tests::stderr::assert_clean("triton-video", &out.stderr);
+            assert!(out.status.success(), "SIGTERM: {}", text(&out));
+            assert_eq!(
+                decoded_frames(&results.join("annotated.mp4")),
+                n,
+                "the JSON lines and the video agree"
+            );
+        } else {
+            assert!(!out.status.success(), "SIGKILL ends it");
+        }
+    }
+}
+
 /// `bytes` with the stretch `from..to` (fractions of the length) overwritten by pseudo-random
 /// bytes, then cut to `keep` of its length.
 fn damage(bytes: &[u8], from: f64, to: f64, keep: f64) -> Vec<u8> {
