@@ -7,7 +7,10 @@
 //!
 //! `cargo bench -p gst-triton-tests --bench proxy` (a real Triton);
 //! `cargo bench -p gst-triton-tests --bench proxy -- --echo` (an in-process echo KServe server
-//! instead: no Triton venv needed, and the server costs nothing).
+//! instead: no Triton venv needed, and the server costs nothing);
+//! `cargo bench -p gst-triton-tests --bench proxy -- --python` (the clients are Python scripts with
+//! grpcio's default settings, `tests/python/bench_client.py`, one frame at a time per stream, as the
+//! original client sent them: tritonclient to nginx, Chat to triton-proxy).
 
 use std::time::Instant;
 
@@ -91,6 +94,39 @@ async fn via_proxy(url: String, streams: usize, binary: bool) -> f64 {
     (streams * FRAMES_PER_STREAM) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// The Python client (`tests/python/bench_client.py`) through `target`: frames per second of
+/// answered frames; panics when any frame failed (a run with failures measures nothing).
+async fn python(target: String, protocol: &'static str, streams: usize, binary: bool) -> f64 {
+    tokio::task::spawn_blocking(move || {
+        let root = gst_triton_tests::triton::repo_root();
+        let mut cmd = std::process::Command::new(root.join(".venv/bin/python"));
+        cmd.arg(root.join("tests/python/bench_client.py"))
+            .args(["--target", target.trim_start_matches("http://")])
+            .args(["--protocol", protocol])
+            .args(["--streams", &streams.to_string()])
+            .args(["--frames", &FRAMES_PER_STREAM.to_string()]);
+        if binary {
+            cmd.arg("--binary");
+        }
+        let out = cmd.output().expect("run tests/python/bench_client.py");
+        let last = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("{}")
+            .to_string();
+        let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
+        let frames = v["frames"].as_u64().unwrap_or(0) as usize;
+        assert!(
+            out.status.success() && v["errors"] == 0 && frames == streams * FRAMES_PER_STREAM,
+            "the Python client ({protocol}, {streams} streams): {last}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        frames as f64 / v["seconds"].as_f64().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 /// Frames per second and the CPU ms per frame of process group `middle`.
 async fn measure(
     middle: Option<u32>,
@@ -106,6 +142,7 @@ async fn measure(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let echo = std::env::args().any(|a| a == "--echo");
+    let py = std::env::args().any(|a| a == "--python");
     let (_triton, _mock, url) = if echo {
         let m = MockKserve::start(Script {
             echo: true,
@@ -138,8 +175,13 @@ async fn main() {
     } else {
         "Triton identity"
     };
+    let clients = if py {
+        "Python grpcio clients, 1 in flight per stream"
+    } else {
+        "Rust clients, 8 in flight per stream"
+    };
     println!(
-        "640x640 FP32 (4.9 MB in and out) to {server}, {FRAMES_PER_STREAM} frames per stream, 8 in flight per stream"
+        "640x640 FP32 (4.9 MB in and out) to {server}, {FRAMES_PER_STREAM} frames per stream, {clients}"
     );
     println!(
         "{:<8} {:<22} {:>9} {:>10} {:>16} {:>10}",
@@ -147,16 +189,40 @@ async fn main() {
     );
     for round in 1..=2 {
         for streams in [1, 8] {
-            let (d, _) = measure(None, streams, kserve(url.clone(), streams)).await;
-            let (n, n_cpu) = measure(nginx.pid(), streams, kserve(nurl.clone(), streams)).await;
-            let (b, b_cpu) = measure(
-                proxy.pid(),
-                streams,
-                via_proxy(purl.clone(), streams, false),
-            )
-            .await;
-            let (r, r_cpu) =
-                measure(proxy.pid(), streams, via_proxy(purl.clone(), streams, true)).await;
+            let (d, n, n_cpu, b, b_cpu, r, r_cpu);
+            if py {
+                (d, _) =
+                    measure(None, streams, python(url.clone(), "kserve", streams, false)).await;
+                (n, n_cpu) = measure(
+                    nginx.pid(),
+                    streams,
+                    python(nurl.clone(), "kserve", streams, false),
+                )
+                .await;
+                (b, b_cpu) = measure(
+                    proxy.pid(),
+                    streams,
+                    python(purl.clone(), "chat", streams, false),
+                )
+                .await;
+                (r, r_cpu) = measure(
+                    proxy.pid(),
+                    streams,
+                    python(purl.clone(), "chat", streams, true),
+                )
+                .await;
+            } else {
+                (d, _) = measure(None, streams, kserve(url.clone(), streams)).await;
+                (n, n_cpu) = measure(nginx.pid(), streams, kserve(nurl.clone(), streams)).await;
+                (b, b_cpu) = measure(
+                    proxy.pid(),
+                    streams,
+                    via_proxy(purl.clone(), streams, false),
+                )
+                .await;
+                (r, r_cpu) =
+                    measure(proxy.pid(), streams, via_proxy(purl.clone(), streams, true)).await;
+            }
             println!(
                 "{streams:<8} {:<22} {d:>9.1} {:>10.2} {:>16} {:>10}",
                 "direct", 1.0, "-", "-"
