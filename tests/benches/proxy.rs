@@ -109,16 +109,11 @@ async fn python(target: String, protocol: &'static str, streams: usize, binary: 
             cmd.arg("--binary");
         }
         let out = cmd.output().expect("run tests/python/bench_client.py");
-        let last = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or("{}")
-            .to_string();
-        let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
+        let v = gst_triton_tests::last_json_line(&out);
         let frames = v["frames"].as_u64().unwrap_or(0) as usize;
         assert!(
             out.status.success() && v["errors"] == 0 && frames == streams * FRAMES_PER_STREAM,
-            "the Python client ({protocol}, {streams} streams): {last}\n{}",
+            "the Python client ({protocol}, {streams} streams): {v}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         frames as f64 / v["seconds"].as_f64().unwrap()

@@ -289,3 +289,13 @@ pub fn cpu_secs(pid: Option<u32>, pgrp: Option<u32>) -> f64 {
     }
     ticks as f64 / tck
 }
+
+/// The JSON object a helper script prints as its last line of output (its summary); an empty
+/// object when there is none or it does not parse, so that the caller's checks fail by name.
+pub fn last_json_line(out: &std::process::Output) -> serde_json::Value {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default()
+}
