@@ -128,8 +128,12 @@ impl Batcher {
             .fetch_add(n as u64, Ordering::Relaxed);
         let (raws, txs): (Vec<_>, Vec<_>) = w.items.into_iter().unzip();
         let req = stack(w.template, raws, w.generation);
-        let answer = crate::forward::forward(&self.pool, req, w.timeout_secs).await;
-        let parts = answer.and_then(|r| split(r, n)).map_err(|s| explain(s, n));
+        let infer = crate::grpc::infer::Infer::from_request(req);
+        let answer = crate::forward::forward(&self.pool, infer, w.timeout_secs).await;
+        // Splitting slices each tensor by packet: join the tensor's pieces first.
+        let parts = answer
+            .and_then(|r| split(r.into_response(), n))
+            .map_err(|s| explain(s, n));
         match parts {
             Ok(parts) => {
                 for (tx, part) in txs.into_iter().zip(parts) {

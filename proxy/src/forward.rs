@@ -14,26 +14,23 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tonic::{Code, Request, Status};
-use triton_proto::inference::{ModelInferRequest, ModelInferResponse};
+use tonic::{Code, Status};
+
+use crate::grpc::infer::{self, Answer, Infer};
 
 use crate::control::PacketError;
 use crate::upstream::{Pool, Upstream};
 
 /// Sends `req` within `timeout_secs`, to a second upstream if the first is unreachable.
-pub async fn forward(
-    pool: &Pool,
-    req: ModelInferRequest,
-    timeout_secs: f64,
-) -> Result<ModelInferResponse, Status> {
+pub async fn forward(pool: &Pool, req: Infer, timeout_secs: f64) -> Result<Answer, Status> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout_secs);
     let first = pick(pool, None)?;
-    let resp = match send(&first, req.clone(), deadline, timeout_secs).await {
+    let resp = match send(&first, &req, deadline, timeout_secs).await {
         Err(Sent::Lost(s)) => match pool.pick(Some(&first)) {
             Some(other) => {
                 pool.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(from = %first.url, to = %other.url, "request sent again to another upstream");
-                send(&other, req, deadline, timeout_secs).await
+                send(&other, &req, deadline, timeout_secs).await
             }
             None => Err(Sent::Lost(s)),
         },
@@ -55,14 +52,14 @@ pub fn pick(pool: &Pool, except: Option<&Arc<Upstream>>) -> Result<Arc<Upstream>
 /// One ModelInfer to one upstream, until `deadline`.
 async fn send(
     upstream: &Arc<Upstream>,
-    req: ModelInferRequest,
+    req: &Infer,
     deadline: tokio::time::Instant,
     timeout_secs: f64,
-) -> Result<ModelInferResponse, Sent> {
+) -> Result<Answer, Sent> {
     let lease = upstream.lease();
-    let mut request = Request::new(req);
-    request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
-    match tokio::time::timeout_at(deadline, lease.client().model_infer(request)).await {
+    let (channel, max) = lease.channel();
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    match tokio::time::timeout_at(deadline, infer::call(channel, req, left, max)).await {
         Err(_) => Err(Sent::Failed(Status::deadline_exceeded(format!(
             "timeout: Triton did not answer within {timeout_secs} s; expected a larger 'timeout'"
         )))),
@@ -77,7 +74,7 @@ async fn send(
                 Err(Sent::Failed(s))
             }
         }
-        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Ok(r)) => Ok(r),
     }
 }
 

@@ -12,8 +12,10 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod forward;
+pub mod grpc;
 pub mod limits;
 pub mod metrics;
+pub mod rope;
 pub mod service;
 pub mod upstream;
 
@@ -242,15 +244,21 @@ impl Proxy {
             drain_tx.subscribe(),
         );
         tasks.push(accept_task);
-        let grpc = InterceptedService::new(
-            MultiModalServer::new(service.clone())
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-            service::AuthInterceptor {
-                auth: service.0.auth.clone(),
-                metrics: service.0.metrics.clone(),
-            },
-        );
+        let auth = service::AuthInterceptor {
+            auth: service.0.auth.clone(),
+            metrics: service.0.metrics.clone(),
+        };
+        // Chat by the proxy's own gRPC path (tensors never copied), ModelInfo by tonic.
+        let grpc = grpc::chat::Route {
+            inner: service.0.clone(),
+            auth: auth.clone(),
+            rest: InterceptedService::new(
+                MultiModalServer::new(service.clone())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+                auth,
+            ),
+        };
 
         let drain = Duration::from_secs(config.proxy_drain_secs);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

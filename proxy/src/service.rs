@@ -10,16 +10,16 @@ use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Code, Request, Response, Status, Streaming};
 use triton_proto::inference::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
-use triton_proto::inference::{
-    ModelConfigRequest, ModelInferRequest, ModelInferResponse, ModelMetadataRequest,
-};
+use triton_proto::inference::{ModelConfigRequest, ModelInferRequest, ModelMetadataRequest};
 use triton_proto::multimodal::multi_modal_server::MultiModal;
-use triton_proto::multimodal::{
-    Ack, DataPacket, ModelInfoRequest, ModelInfoResponse, RawOutput, TensorInfo,
-};
+use triton_proto::multimodal::{Ack, DataPacket, ModelInfoRequest, ModelInfoResponse, TensorInfo};
+
+use crate::ack::{Outputs, Reply};
+use crate::grpc::infer::{Answer, Infer};
+use crate::rope::Rope;
 
 use crate::auth::{Authenticator, Principal};
-use crate::control::{self, Defaults, PacketError, Plan};
+use crate::control::{self, Defaults, Packet, PacketError, Plan};
 use crate::forward::{self, triton_status};
 use crate::limits::{self, Activity, End, Limits};
 use crate::metrics::Metrics;
@@ -57,12 +57,23 @@ pub struct AuthInterceptor {
     pub metrics: Arc<Metrics>,
 }
 
+impl AuthInterceptor {
+    /// The caller the request's credentials name, or UNAUTHENTICATED (counted and logged).
+    pub fn admit(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        remote: Option<std::net::SocketAddr>,
+    ) -> Result<Principal, Status> {
+        self.auth.check(metadata).inspect_err(|_| {
+            self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(?remote, "rejected a request without valid credentials");
+        })
+    }
+}
+
 impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let principal = self.auth.check(req.metadata()).inspect_err(|_| {
-            self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(remote = ?req.remote_addr(), "rejected a request without valid credentials");
-        })?;
+        let principal = self.admit(req.metadata(), req.remote_addr())?;
         req.extensions_mut().insert(principal);
         Ok(req)
     }
@@ -80,89 +91,12 @@ fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
 impl MultiModal for Service {
     type ChatStream = AckStream;
 
-    async fn chat(
-        &self,
-        req: Request<Streaming<DataPacket>>,
-    ) -> Result<Response<AckStream>, Status> {
-        let principal = Arc::new(principal(&req)?);
-        let remote = req.remote_addr();
-        let inner = self.0.clone();
-        let slot = inner.limits.admit(&principal.label).map_err(|(limit, status)| {
-            inner.metrics.streams_rejected.inc(limit);
-            tracing::warn!(?remote, credential = %principal.label, limit, "refused a stream over the limit");
-            status
-        })?;
-        tracing::info!(?remote, credential = %principal.label, "stream opened");
-        let guard = StreamGuard::new(inner.metrics.clone());
-        let activity = Arc::new(Activity::default());
-        let age_deadline = inner.limits.age_end(inner.conns.born(remote));
-        let end = Arc::new(std::sync::Mutex::new(None::<End>));
-        let stop = {
-            let (end, activity, inner) = (end.clone(), activity.clone(), inner.clone());
-            async move {
-                let why = limits::stop(
-                    inner.draining.clone(),
-                    activity,
-                    inner.limits.idle,
-                    age_deadline,
-                )
-                .await;
-                if let Some(label) = why.label() {
-                    inner.metrics.streams_ended.inc(label);
-                    tracing::info!(
-                        ?remote,
-                        reason = label,
-                        "ending the stream after its owed Acks"
-                    );
-                }
-                if let Ok(mut e) = end.lock() {
-                    *e = Some(why);
-                }
-            }
-        };
-        let last = {
-            let (inner, end) = (inner.clone(), end.clone());
-            futures::stream::once(async move {
-                let why = end.lock().ok().and_then(|e| *e);
-                why.and_then(|w| w.status(&inner.limits)).map(Err)
-            })
-            .filter_map(std::future::ready)
-        };
-        let inbound = req.into_inner();
-        let n = inner.max_inflight.max(1);
-        let max_bytes = inner.max_message_bytes;
-        let acks = inbound
-            .take_until(Box::pin(stop))
-            .map(move |r| {
-                let inner = inner.clone();
-                let principal = principal.clone();
-                let activity = activity.clone();
-                activity.packet_in();
-                async move {
-                    let item = match r {
-                        Ok(pkt) => Ok(inner.answer(pkt, &principal).await),
-                        // The client's stream broke (e.g. an oversized message): end ours with a
-                        // status that says why, after the Acks already owed.
-                        Err(status) => Err(client_stream_error(status, max_bytes)),
-                    };
-                    activity.ack_out();
-                    item
-                }
-            })
-            .buffered(n)
-            .chain(last)
-            .scan(false, |failed, item| {
-                if *failed {
-                    return std::future::ready(None);
-                }
-                *failed = item.is_err();
-                std::future::ready(Some(item))
-            })
-            .map(move |item| {
-                let _ = (&guard, &slot);
-                item
-            });
-        Ok(Response::new(Box::pin(acks)))
+    /// Never reached: `Chat` is answered by [`crate::grpc::chat`] before tonic's router, which
+    /// keeps the tensors in the frames they came in.
+    async fn chat(&self, _: Request<Streaming<DataPacket>>) -> Result<Response<AckStream>, Status> {
+        Err(Status::internal(
+            "Chat reached tonic's handler; the proxy serves it with grpc::chat::Route",
+        ))
     }
 
     async fn model_info(
@@ -261,15 +195,104 @@ fn not_allowed(model: &str, p: &Principal) -> String {
 }
 
 impl Inner {
+    /// A `Chat` stream of `principal` from `remote`: one [`Reply`] per packet, in order, up to
+    /// `max_inflight` at a time, then the status that ended it (a broken client stream, a limit,
+    /// the drain) if any.
+    pub fn chat(
+        self: &Arc<Self>,
+        principal: Principal,
+        remote: Option<std::net::SocketAddr>,
+        inbound: impl Stream<Item = Result<Packet, Status>> + Send + 'static,
+    ) -> Result<impl Stream<Item = Result<Reply, Status>> + Send + 'static, Status> {
+        let principal = Arc::new(principal);
+        let inner = self.clone();
+        let slot = inner.limits.admit(&principal.label).map_err(|(limit, status)| {
+            inner.metrics.streams_rejected.inc(limit);
+            tracing::warn!(?remote, credential = %principal.label, limit, "refused a stream over the limit");
+            status
+        })?;
+        tracing::info!(?remote, credential = %principal.label, "stream opened");
+        let guard = StreamGuard::new(inner.metrics.clone());
+        let activity = Arc::new(Activity::default());
+        let age_deadline = inner.limits.age_end(inner.conns.born(remote));
+        let end = Arc::new(std::sync::Mutex::new(None::<End>));
+        let stop = {
+            let (end, activity, inner) = (end.clone(), activity.clone(), inner.clone());
+            async move {
+                let why = limits::stop(
+                    inner.draining.clone(),
+                    activity,
+                    inner.limits.idle,
+                    age_deadline,
+                )
+                .await;
+                if let Some(label) = why.label() {
+                    inner.metrics.streams_ended.inc(label);
+                    tracing::info!(
+                        ?remote,
+                        reason = label,
+                        "ending the stream after its owed Acks"
+                    );
+                }
+                if let Ok(mut e) = end.lock() {
+                    *e = Some(why);
+                }
+            }
+        };
+        let last = {
+            let (inner, end) = (inner.clone(), end.clone());
+            futures::stream::once(async move {
+                let why = end.lock().ok().and_then(|e| *e);
+                why.and_then(|w| w.status(&inner.limits)).map(Err)
+            })
+            .filter_map(std::future::ready)
+        };
+        let n = inner.max_inflight.max(1);
+        let max_bytes = inner.max_message_bytes;
+        let acks = inbound
+            .take_until(Box::pin(stop))
+            .map(move |r| {
+                let inner = inner.clone();
+                let principal = principal.clone();
+                let activity = activity.clone();
+                activity.packet_in();
+                async move {
+                    let item = match r {
+                        Ok(pkt) => Ok(inner.answer(&pkt, &principal).await),
+                        // The client's stream broke (e.g. an oversized message): end ours with a
+                        // status that says why, after the Acks already owed.
+                        Err(status) => Err(client_stream_error(status, max_bytes)),
+                    };
+                    activity.ack_out();
+                    item
+                }
+            })
+            .buffered(n)
+            .chain(last)
+            .scan(false, |failed, item| {
+                if *failed {
+                    return std::future::ready(None);
+                }
+                *failed = item.is_err();
+                std::future::ready(Some(item))
+            })
+            .map(move |item| {
+                let _ = (&guard, &slot);
+                item
+            });
+        Ok(acks)
+    }
+
     /// The Ack for one packet; never fails.
-    async fn answer(&self, pkt: DataPacket, principal: &Principal) -> Ack {
+    async fn answer(&self, packet: &Packet, principal: &Principal) -> Reply {
         let started = Instant::now();
-        let correlation_id = pkt
+        let correlation_id = packet
+            .pkt
             .meta
             .as_ref()
             .map(|m| m.correlation_id.clone())
             .unwrap_or_default();
-        let (result, model, triton_secs) = match control::plan(&pkt, &self.defaults) {
+        let (result, model, triton_secs) = match control::plan(packet, &self.defaults) {
             Err(e) => (Err(e), String::new(), 0.0),
             Ok(plan) if !principal.may_use(&plan.model) => (
                 Err(PacketError {
@@ -282,52 +305,57 @@ impl Inner {
             Ok(plan) => {
                 let t0 = Instant::now();
                 self.metrics.inflight.fetch_add(1, Ordering::Relaxed);
-                let r = self.infer(&pkt, &plan).await;
+                let r = self.infer(packet, &plan).await;
                 self.metrics.inflight.fetch_sub(1, Ordering::Relaxed);
                 let secs = t0.elapsed().as_secs_f64();
                 self.metrics.triton_latency.observe(secs);
                 (r, plan.model, secs)
             }
         };
-        let ack = match result {
-            Ok((message, raw_outputs)) => Ack {
-                correlation_id,
-                status_code: 0,
-                status_message: String::new(),
-                message,
-                raw_outputs,
-            },
+        let reply = match result {
+            Ok(Outputs { message, raw }) => {
+                let (raw_outputs, raw) = raw.into_iter().unzip();
+                Reply {
+                    ack: Ack {
+                        correlation_id,
+                        status_code: 0,
+                        status_message: String::new(),
+                        message,
+                        raw_outputs,
+                    },
+                    raw,
+                }
+            }
             Err(e) => {
                 tracing::debug!(%correlation_id, code = ?e.code, error = %e.message, "packet failed");
-                Ack {
-                    correlation_id,
-                    status_code: e.code as i32,
-                    status_message: e.message,
-                    message: String::new(),
-                    raw_outputs: vec![],
+                Reply {
+                    ack: Ack {
+                        correlation_id,
+                        status_code: e.code as i32,
+                        status_message: e.message,
+                        message: String::new(),
+                        raw_outputs: vec![],
+                    },
+                    raw: vec![],
                 }
             }
         };
-        self.metrics.request(&model, Code::from(ack.status_code));
+        self.metrics
+            .request(&model, Code::from(reply.ack.status_code));
         self.metrics
             .proxy_latency
             .observe((started.elapsed().as_secs_f64() - triton_secs).max(0.0));
-        ack
+        reply
     }
 
-    async fn infer(
-        &self,
-        pkt: &DataPacket,
-        plan: &Plan,
-    ) -> Result<(String, Vec<RawOutput>), PacketError> {
+    async fn infer(&self, packet: &Packet, plan: &Plan) -> Result<Outputs, PacketError> {
         let mut raw = Vec::with_capacity(plan.inputs.len());
         let mut inputs = Vec::with_capacity(plan.inputs.len());
         for (spec, range) in plan.inputs.iter().zip(&plan.ranges) {
-            let bytes = control::payload_bytes(pkt, &spec.from).expect("plan checked the payload");
             self.metrics
                 .bytes_in
                 .fetch_add(range.len() as u64, Ordering::Relaxed);
-            raw.push(bytes.slice(range.clone()));
+            raw.push(packet.data.slice(range.clone()));
             inputs.push(InferInputTensor {
                 name: spec.name.clone(),
                 datatype: spec.dtype.clone(),
@@ -338,7 +366,8 @@ impl Inner {
         let req = ModelInferRequest {
             model_name: plan.model.clone(),
             model_version: plan.version.clone(),
-            id: pkt
+            id: packet
+                .pkt
                 .meta
                 .as_ref()
                 .map(|m| m.correlation_id.clone())
@@ -352,7 +381,7 @@ impl Inner {
                     ..Default::default()
                 })
                 .collect(),
-            raw_input_contents: raw,
+            raw_input_contents: vec![],
             parameters: plan
                 .parameters
                 .iter()
@@ -373,22 +402,30 @@ impl Inner {
                 })
                 .collect(),
         };
-        let resp = match &self.batcher {
-            Some(b) if let Some(key) = crate::batch::key(&req) => {
-                b.submit(key, req, plan.timeout_secs).await
+        let infer = Infer { req, raw };
+        let answer = match &self.batcher {
+            // Stacking copies the tensors into one batch anyway: join them first.
+            Some(b) => {
+                let req = infer.into_request();
+                match crate::batch::key(&req) {
+                    Some(key) => b
+                        .submit(key, req, plan.timeout_secs)
+                        .await
+                        .map(Answer::from_response),
+                    None => {
+                        let infer = Infer::from_request(req);
+                        forward::forward(&self.upstreams, infer, plan.timeout_secs).await
+                    }
+                }
             }
-            _ => forward::forward(&self.upstreams, req, plan.timeout_secs).await,
+            None => forward::forward(&self.upstreams, infer, plan.timeout_secs).await,
         };
-        self.encode(resp.map_err(PacketError::from)?, plan.binary)
+        self.encode(answer.map_err(PacketError::from)?, plan.binary)
     }
 
-    fn encode(
-        &self,
-        resp: ModelInferResponse,
-        binary: bool,
-    ) -> Result<(String, Vec<RawOutput>), PacketError> {
-        let bytes: usize = resp.raw_output_contents.iter().map(|d| d.len()).sum();
-        let r = crate::ack::ack_outputs(resp, binary)?;
+    fn encode(&self, answer: Answer, binary: bool) -> Result<Outputs, PacketError> {
+        let bytes: usize = answer.raw.iter().map(Rope::len).sum();
+        let r = crate::ack::ack_outputs(answer, binary)?;
         self.metrics
             .bytes_out
             .fetch_add(bytes as u64, Ordering::Relaxed);

@@ -111,7 +111,7 @@ pub struct ChannelSettings {
 }
 
 impl ChannelSettings {
-    fn client(&self, url: &str) -> anyhow::Result<TritonClient> {
+    fn channel(&self, url: &str) -> anyhow::Result<Channel> {
         let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|_| anyhow::anyhow!("TRITON_URL: '{url}' is not a valid address"))?
             .connect_timeout(Duration::from_secs(5))
@@ -126,9 +126,13 @@ impl ChannelSettings {
                 .keep_alive_while_idle(true);
         }
         // Lazy: the proxy starts while Triton is down, and the channel reconnects by itself.
-        Ok(GrpcInferenceServiceClient::new(endpoint.connect_lazy())
+        Ok(endpoint.connect_lazy())
+    }
+
+    fn client(&self, channel: Channel) -> TritonClient {
+        GrpcInferenceServiceClient::new(channel)
             .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes))
+            .max_encoding_message_size(self.max_message_bytes)
     }
 }
 
@@ -137,6 +141,10 @@ pub struct Upstream {
     /// `http://address:port`: in logs, errors and metric labels.
     pub url: String,
     client: TritonClient,
+    /// The same connection as `client`, for the proxy's own `ModelInfer` ([`crate::grpc::infer`]).
+    channel: Channel,
+    /// The largest answer taken (PROXY_MAX_MESSAGE_BYTES).
+    max_message_bytes: usize,
     outstanding: AtomicI64,
     ready: AtomicBool,
     requests: AtomicU64,
@@ -145,8 +153,11 @@ pub struct Upstream {
 
 impl Upstream {
     fn new(url: String, settings: &ChannelSettings) -> anyhow::Result<Arc<Upstream>> {
+        let channel = settings.channel(&url)?;
         Ok(Arc::new(Upstream {
-            client: settings.client(&url)?,
+            client: settings.client(channel.clone()),
+            channel,
+            max_message_bytes: settings.max_message_bytes,
             url,
             outstanding: AtomicI64::new(0),
             // Until the first probe: a candidate like any other.
@@ -220,6 +231,14 @@ pub struct Lease {
 impl Lease {
     pub fn client(&self) -> TritonClient {
         self.upstream.client.clone()
+    }
+
+    /// The connection, and the largest answer to take on it.
+    pub fn channel(&self) -> (Channel, usize) {
+        (
+            self.upstream.channel.clone(),
+            self.upstream.max_message_bytes,
+        )
     }
 }
 

@@ -10,7 +10,9 @@
 //! instead: no Triton venv needed, and the server costs nothing);
 //! `cargo bench -p gst-triton-tests --bench proxy -- --python` (the clients are Python scripts with
 //! grpcio's default settings, `tests/python/bench_client.py`, one frame at a time per stream, as the
-//! original client sent them: tritonclient to nginx, Chat to triton-proxy).
+//! original client sent them: tritonclient to nginx, Chat to triton-proxy). With
+//! `PROXY_BASELINE_BIN=<an older triton-proxy>` that build is measured in the same run too. Every
+//! client checks each answer is its frame (the identity model): a wrong answer fails the run.
 
 use std::time::Instant;
 
@@ -47,7 +49,8 @@ async fn kserve(url: String, streams: usize) -> f64 {
                         async move {
                             let req = images_request("identity", i, [1, 3, 640, 640], data);
                             let r = c.model_infer(req).await.unwrap().into_inner();
-                            assert_eq!(r.raw_output_contents[0].len(), 640 * 640 * 12);
+                            // Only an answer that is the frame counts (the identity model).
+                            assert!(r.raw_output_contents[0] == data, "a wrong answer");
                         }
                     })
                     .buffered(8)
@@ -60,6 +63,23 @@ async fn kserve(url: String, streams: usize) -> f64 {
         t.await.unwrap();
     }
     (streams * FRAMES_PER_STREAM) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// The output tensor's bytes in an Ack: binary `raw_outputs`, or base64 in the message.
+fn echoed(ack: &triton_proto::multimodal::Ack, binary: bool) -> Vec<u8> {
+    use base64::Engine;
+    if binary {
+        return ack
+            .raw_outputs
+            .first()
+            .map(|o| o.data.to_vec())
+            .unwrap_or_default();
+    }
+    let m: serde_json::Value = serde_json::from_str(&ack.message).unwrap_or_default();
+    let b64 = m["outputs"]["output0"]["b64"].as_str().unwrap_or("");
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_default()
 }
 
 /// `Chat` streams through triton-proxy, every packet sent at once (the proxy pipelines them).
@@ -83,6 +103,7 @@ async fn via_proxy(url: String, streams: usize, binary: bool) -> f64 {
                 for _ in 0..FRAMES_PER_STREAM {
                     let ack = chat.rx.message().await.unwrap().unwrap();
                     assert_eq!(ack.status_code, 0, "{}", ack.status_message);
+                    assert!(echoed(&ack, binary) == data, "a wrong answer");
                 }
                 sender.await.unwrap();
             })
@@ -182,51 +203,51 @@ async fn main() {
         "{:<8} {:<22} {:>9} {:>10} {:>16} {:>10}",
         "streams", "path", "f/s", "/direct", "middle CPU/frame", "/nginx"
     );
+    // PROXY_BASELINE_BIN: an older triton-proxy binary, measured in the same run.
+    let baseline = std::env::var_os("PROXY_BASELINE_BIN").map(|bin| {
+        let p = ProxyProcess::start_bin(bin.into(), &url, &[]);
+        (p.pid(), p.url(), p)
+    });
+    let mut proxies = vec![("triton-proxy", proxy.pid(), purl.clone())];
+    if let Some((pid, u, _)) = &baseline {
+        via_proxy(u.clone(), 1, true).await;
+        proxies.push(("baseline proxy", *pid, u.clone()));
+    }
     for round in 1..=2 {
         for streams in [1, 8] {
-            let (d, n, n_cpu, b, b_cpu, r, r_cpu);
-            if py {
-                (d, _) =
-                    measure(None, streams, python(url.clone(), "kserve", streams, false)).await;
-                (n, n_cpu) = measure(
+            let (d, _) = if py {
+                measure(None, streams, python(url.clone(), "kserve", streams, false)).await
+            } else {
+                measure(None, streams, kserve(url.clone(), streams)).await
+            };
+            let nginx_run = if py {
+                measure(
                     nginx.pid(),
                     streams,
                     python(nurl.clone(), "kserve", streams, false),
                 )
-                .await;
-                (b, b_cpu) = measure(
-                    proxy.pid(),
-                    streams,
-                    python(purl.clone(), "chat", streams, false),
-                )
-                .await;
-                (r, r_cpu) = measure(
-                    proxy.pid(),
-                    streams,
-                    python(purl.clone(), "chat", streams, true),
-                )
-                .await;
+                .await
             } else {
-                (d, _) = measure(None, streams, kserve(url.clone(), streams)).await;
-                (n, n_cpu) = measure(nginx.pid(), streams, kserve(nurl.clone(), streams)).await;
-                (b, b_cpu) = measure(
-                    proxy.pid(),
-                    streams,
-                    via_proxy(purl.clone(), streams, false),
-                )
-                .await;
-                (r, r_cpu) =
-                    measure(proxy.pid(), streams, via_proxy(purl.clone(), streams, true)).await;
+                measure(nginx.pid(), streams, kserve(nurl.clone(), streams)).await
+            };
+            let n_cpu = nginx_run.1;
+            let mut rows = vec![("nginx grpc_pass".to_string(), nginx_run)];
+            for (name, pid, purl) in &proxies {
+                for binary in [false, true] {
+                    let run = if py {
+                        measure(*pid, streams, python(purl.clone(), "chat", streams, binary)).await
+                    } else {
+                        measure(*pid, streams, via_proxy(purl.clone(), streams, binary)).await
+                    };
+                    let acks = if binary { "binary" } else { "base64" };
+                    rows.push((format!("{name} {acks}"), run));
+                }
             }
             println!(
                 "{streams:<8} {:<22} {d:>9.1} {:>10.2} {:>16} {:>10}",
                 "direct", 1.0, "-", "-"
             );
-            for (name, fps, cpu) in [
-                ("nginx grpc_pass", n, n_cpu),
-                ("triton-proxy base64", b, b_cpu),
-                ("triton-proxy binary", r, r_cpu),
-            ] {
+            for (name, (fps, cpu)) in rows {
                 println!(
                     "{streams:<8} {name:<22} {fps:>9.1} {:>10.2} {:>13.2} ms {:>10.2}",
                     fps / d,

@@ -258,7 +258,8 @@ impl ProxyProcess {
         )
     }
 
-    fn start_bin(bin: std::path::PathBuf, triton_url: &str, args: &[&str]) -> ProxyProcess {
+    /// A proxy from the binary at `bin` (the bench compares an older build this way).
+    pub fn start_bin(bin: std::path::PathBuf, triton_url: &str, args: &[&str]) -> ProxyProcess {
         let port = crate::triton::free_port();
         let metrics_port = crate::triton::free_port();
         let mut all: Vec<String> = [

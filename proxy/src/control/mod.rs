@@ -11,6 +11,8 @@ use triton_proto::multimodal::{DataPacket, data_packet::Payload};
 use triton_proto::wire::Control;
 pub use triton_proto::wire::ControlInput;
 
+use crate::rope::Rope;
+
 /// A per-packet failure: returned to the client in the packet's Ack, never ends the stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PacketError {
@@ -83,13 +85,36 @@ pub fn payload_kind(p: &DataPacket) -> &'static str {
     }
 }
 
-/// The payload field `from` (`frame`, `image` or `video`), if the packet carries that field.
-/// Cloning the returned `Bytes` shares the data.
-pub fn payload_bytes<'a>(p: &'a DataPacket, from: &str) -> Option<&'a bytes::Bytes> {
-    match (&p.payload, from) {
-        (Some(Payload::Frame(f)), "frame") => Some(&f.data),
-        (Some(Payload::Image(f)), "image") => Some(&f.data),
-        (Some(Payload::Video(f)), "video") => Some(&f.data),
+/// A received packet: its fields, with the bytes of its payload held apart (the payload
+/// message's own `data` is empty), in the pieces they arrived in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Packet {
+    pub pkt: DataPacket,
+    pub data: Rope,
+}
+
+impl From<DataPacket> for Packet {
+    fn from(mut pkt: DataPacket) -> Self {
+        let data = match &mut pkt.payload {
+            Some(Payload::Frame(f)) => std::mem::take(&mut f.data),
+            Some(Payload::Image(f)) => std::mem::take(&mut f.data),
+            Some(Payload::Video(f)) => std::mem::take(&mut f.data),
+            _ => bytes::Bytes::new(),
+        };
+        Packet {
+            pkt,
+            data: Rope::from(data),
+        }
+    }
+}
+
+/// Length of the payload field `from` (`frame`, `image` or `video`), if the packet carries that
+/// field.
+pub fn payload_len(p: &Packet, from: &str) -> Option<usize> {
+    match (&p.pkt.payload, from) {
+        (Some(Payload::Frame(_)), "frame")
+        | (Some(Payload::Image(_)), "image")
+        | (Some(Payload::Video(_)), "video") => Some(p.data.len()),
         _ => None,
     }
 }
@@ -110,7 +135,8 @@ pub fn tensor_bytes(shape: &[i64], dtype_name: &str) -> Result<usize, String> {
 }
 
 /// Parses and validates the control JSON of a packet against its payload.
-pub fn plan(p: &DataPacket, defaults: &Defaults) -> Result<Plan, PacketError> {
+pub fn plan(packet: &Packet, defaults: &Defaults) -> Result<Plan, PacketError> {
+    let p = &packet.pkt;
     let note = p.meta.as_ref().map(|m| m.note.trim()).unwrap_or("");
     let raw: Control = if !note.is_empty() {
         serde_json::from_str(note)
@@ -173,13 +199,13 @@ pub fn plan(p: &DataPacket, defaults: &Defaults) -> Result<Plan, PacketError> {
                 "{at}.from: '{from}'; expected frame, image or video"
             )));
         }
-        let Some(bytes) = payload_bytes(p, from) else {
+        let Some(len) = payload_len(packet, from) else {
             return Err(PacketError::invalid(format!(
                 "{at}.from: '{from}', but the packet carries a '{}' payload; expected a '{from}' payload",
                 payload_kind(p)
             )));
         };
-        if bytes.is_empty() {
+        if len == 0 {
             return Err(PacketError::invalid(format!(
                 "{from}.data: payload is empty; expected the bytes of {at}"
             )));
@@ -187,21 +213,21 @@ pub fn plan(p: &DataPacket, defaults: &Defaults) -> Result<Plan, PacketError> {
         let need = tensor_bytes(&inp.shape, &inp.dtype)
             .map_err(|e| PacketError::invalid(format!("{at}.shape: {e}")))?;
         let start = *offsets.get(from).unwrap_or(&0);
-        let end = start.checked_add(need).filter(|&e| e <= bytes.len()).ok_or_else(|| {
+        let end = start.checked_add(need).filter(|&e| e <= len).ok_or_else(|| {
             PacketError::invalid(format!(
                 "{at}: needs {need} bytes (shape {:?} × {} bytes per {}) from '{from}', but only {} of its {} bytes are left",
                 inp.shape,
                 dtype::size_of(&inp.dtype).unwrap_or(0),
                 inp.dtype,
-                bytes.len() - start.min(bytes.len()),
-                bytes.len()
+                len - start.min(len),
+                len
             ))
         })?;
         offsets.insert(from, end);
         ranges.push(start..end);
     }
     for (from, used) in &offsets {
-        let len = payload_bytes(p, from).map(bytes::Bytes::len).unwrap_or(0);
+        let len = payload_len(packet, from).unwrap_or(0);
         if *used != len {
             return Err(PacketError::invalid(format!(
                 "{from}.data: {len} bytes, but the inputs reading it need {used}; expected len(bytes) == prod(shape) * sizeof(dtype)"

@@ -3,6 +3,11 @@
 use super::*;
 use triton_proto::multimodal::{Frame, Image, Meta, Text};
 
+/// The plan of a packet as the proxy receives it (its payload held apart).
+fn plan(p: &DataPacket, d: &Defaults) -> Result<Plan, PacketError> {
+    super::plan(&Packet::from(p.clone()), d)
+}
+
 fn defaults() -> Defaults {
     Defaults {
         model: "yolov8n".into(),
@@ -264,12 +269,13 @@ fn binary_and_outputs_come_from_the_note_or_the_defaults() {
 
 #[test]
 fn payload_kinds_and_bytes() {
+    let payload_bytes = |p: &DataPacket, from: &str| payload_len(&Packet::from(p.clone()), from);
     let frame = Some(Payload::Frame(Frame {
         data: vec![1].into(),
     }));
     let p = packet("", frame);
     assert_eq!(payload_kind(&p), "frame");
-    assert_eq!(payload_bytes(&p, "frame").map(|b| b.len()), Some(1));
+    assert_eq!(payload_bytes(&p, "frame"), Some(1));
     assert!(payload_bytes(&p, "image").is_none());
     assert_eq!(payload_kind(&packet("", image(1))), "image");
     let video = packet(
@@ -279,7 +285,7 @@ fn payload_kinds_and_bytes() {
         })),
     );
     assert_eq!(payload_kind(&video), "video");
-    assert_eq!(payload_bytes(&video, "video").map(|b| b.len()), Some(2));
+    assert_eq!(payload_bytes(&video, "video"), Some(2));
     assert!(payload_bytes(&video, "frame").is_none());
     assert_eq!(payload_kind(&packet("", None)), "none");
     let text = packet("", Some(Payload::Text(Text { text: "{}".into() })));

@@ -1,0 +1,161 @@
+use super::*;
+use proptest::prelude::*;
+use prost::Message;
+use triton_proto::inference::ModelInferRequest;
+use triton_proto::inference::model_infer_request::InferInputTensor;
+use triton_proto::multimodal::{DataPacket, Frame, Image, Meta, Video, data_packet::Payload};
+
+/// `bytes` cut at the given points, each piece its own allocation.
+fn pieces(bytes: &[u8], cuts: &[usize]) -> Rope {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut r = Rope::default();
+    let mut at = 0;
+    for c in cuts.into_iter().chain([bytes.len()]) {
+        r.push(Bytes::copy_from_slice(&bytes[at..c]));
+        at = c;
+    }
+    r
+}
+
+fn packet(data: Vec<u8>, note: &str) -> DataPacket {
+    packet_of(0, data, note)
+}
+
+/// A packet whose payload is a frame (0), an image (1) or a video (2).
+fn packet_of(kind: usize, data: Vec<u8>, note: &str) -> DataPacket {
+    let data = data.into();
+    let payload = match kind {
+        0 => Payload::Frame(Frame { data }),
+        1 => Payload::Image(Image { data }),
+        _ => Payload::Video(Video { data }),
+    };
+    DataPacket {
+        meta: Some(Meta {
+            correlation_id: "cam-1:42".into(),
+            note: note.into(),
+            stream_id: "cam-1".into(),
+            capture_ts_ns: -5,
+        }),
+        payload: Some(payload),
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_packet_cut_anywhere_splits_into_its_fields_and_its_payload(
+        data in proptest::collection::vec(any::<u8>(), 0..300),
+        note in "[a-z{}\":,]{0,40}",
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        kind in 0usize..3,
+    ) {
+        let p = packet_of(kind, data.clone(), &note);
+        let rope = pieces(&p.encode_to_vec(), &cuts);
+        let s = split(rope, &[&[2, 1], &[3, 1], &[4, 1]]).unwrap();
+        let small = DataPacket::decode(s.small.freeze()).unwrap();
+        prop_assert_eq!(small, packet_of(kind, vec![], &note));
+        let taken: Vec<u8> = s.large.iter().flat_map(|(_, r)| r.to_bytes().to_vec()).collect();
+        prop_assert_eq!(taken, data.clone());
+        // Each payload's bytes are named by its own path.
+        prop_assert!(s.large.iter().all(|(i, _)| *i == kind));
+        // Nothing of the payload was copied: its bytes are pieces of the input.
+        prop_assert!(s.large.len() <= 1);
+    }
+
+    #[test]
+    fn slices_and_splits_of_a_rope_are_the_bytes_they_name(
+        bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        a in any::<usize>(), b in any::<usize>(),
+    ) {
+        let rope = pieces(&bytes, &cuts);
+        prop_assert_eq!(rope.len(), bytes.len());
+        let (a, b) = (a % (bytes.len() + 1), b % (bytes.len() + 1));
+        let (lo, hi) = (a.min(b), a.max(b));
+        prop_assert_eq!(&rope.slice(lo..hi).to_bytes()[..], &bytes[lo..hi]);
+        let mut rest = rope.clone();
+        let head = rest.split_to(lo);
+        prop_assert_eq!(&head.to_bytes()[..], &bytes[..lo]);
+        prop_assert_eq!(&rest.to_bytes()[..], &bytes[lo..]);
+        if bytes.len() >= 3 {
+            prop_assert_eq!(rope.peek::<3>().unwrap(), [bytes[0], bytes[1], bytes[2]]);
+        }
+    }
+}
+
+#[test]
+fn a_payload_is_taken_without_copying_its_pieces() {
+    let data = vec![7u8; 10_000];
+    let enc = packet(data, "").encode_to_vec();
+    let rope = pieces(&enc, &[3000, 6000]);
+    let s = split(rope.clone(), &[&[2, 1]]).unwrap();
+    let (_, taken) = &s.large[0];
+    assert_eq!(taken.len(), 10_000);
+    // Each piece of the payload points into one of the received pieces.
+    for t in taken.parts() {
+        let inside = rope.parts().iter().any(|p| {
+            let (ps, ts) = (p.as_ptr() as usize, t.as_ptr() as usize);
+            ts >= ps && ts + t.len() <= ps + p.len()
+        });
+        assert!(inside, "a piece of the payload was copied");
+    }
+    assert!(s.small.len() < 100, "small part {} bytes", s.small.len());
+}
+
+#[test]
+fn repeated_top_level_fields_come_back_in_order_and_rejoin_to_the_same_message() {
+    let req = ModelInferRequest {
+        model_name: "identity".into(),
+        inputs: vec![
+            InferInputTensor {
+                name: "a".into(),
+                ..Default::default()
+            },
+            InferInputTensor {
+                name: "b".into(),
+                ..Default::default()
+            },
+        ],
+        raw_input_contents: vec![vec![1u8, 2, 3].into(), Bytes::new(), vec![9u8; 40].into()],
+        ..Default::default()
+    };
+    let s = split(pieces(&req.encode_to_vec(), &[5, 17, 30]), &[&[7]]).unwrap();
+    let lens: Vec<usize> = s.large.iter().map(|(_, r)| r.len()).collect();
+    assert_eq!(lens, [3, 0, 40]);
+    let mut out = Out::default();
+    out.small().put_slice(&s.small);
+    for (_, r) in &s.large {
+        out.field(7, &[], r);
+    }
+    let back = ModelInferRequest::decode(out.finish().to_bytes()).unwrap();
+    assert_eq!(back, req);
+}
+
+#[test]
+fn malformed_messages_are_errors_not_panics() {
+    let enc = packet(vec![1; 50], "{}").encode_to_vec();
+    for cut in [1, 3, 10, enc.len() - 1] {
+        let r = split(Rope::from(Bytes::copy_from_slice(&enc[..cut])), &[&[2, 1]]);
+        assert!(r.is_err(), "{cut} bytes of {} accepted", enc.len());
+    }
+    assert_eq!(
+        split(Rope::from(Bytes::from_static(&[0x0b])), &[]).unwrap_err(),
+        Malformed("group or unknown wire type")
+    );
+    assert_eq!(
+        split(Rope::from(Bytes::from_static(&[0x02, 0])), &[]).unwrap_err(),
+        Malformed("field number 0")
+    );
+}
+
+#[test]
+fn lengths_of_fields_and_varints_match_what_is_written() {
+    for n in [0usize, 1, 127, 128, 16_383, 16_384, 5_000_000] {
+        let mut b = BytesMut::new();
+        put_varint(&mut b, n as u64);
+        assert_eq!(b.len(), varint_len(n as u64));
+        let mut out = Out::default();
+        out.field(7, &[], &Rope::from(Bytes::from(vec![0u8; n])));
+        assert_eq!(out.finish().len(), field_len(7, n));
+    }
+}
