@@ -14,6 +14,7 @@ pub mod control;
 pub mod forward;
 pub mod grpc;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod rope;
 pub mod service;

@@ -1,8 +1,17 @@
 use clap::Parser;
 use triton_proxy::{Config, Proxy};
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Before the runtime's threads: large buffers are reused, not mapped afresh per frame.
+    triton_proxy::memory::keep_freed_memory();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let config = Config::parse();
     if config.health_check {
         std::process::exit(triton_proxy::health_check(&config).await);

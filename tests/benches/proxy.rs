@@ -47,7 +47,7 @@ async fn kserve(url: String, streams: usize) -> f64 {
                         let mut c = c.clone();
                         let data = data.clone();
                         async move {
-                            let req = images_request("identity", i, [1, 3, 640, 640], data);
+                            let req = images_request("identity", i, [1, 3, 640, 640], data.clone());
                             let r = c.model_infer(req).await.unwrap().into_inner();
                             // Only an answer that is the frame counts (the identity model).
                             assert!(r.raw_output_contents[0] == data, "a wrong answer");
@@ -93,9 +93,10 @@ async fn via_proxy(url: String, streams: usize, binary: bool) -> f64 {
             tokio::spawn(async move {
                 let mut chat = Chat::open_default(&url).await;
                 let tx = chat.tx.clone();
+                let sent = data.clone();
                 let sender = tokio::spawn(async move {
                     for i in 0..FRAMES_PER_STREAM {
-                        tx.send(image_packet(&i.to_string(), &note, data.clone()))
+                        tx.send(image_packet(&i.to_string(), &note, sent.clone()))
                             .await
                             .unwrap();
                     }
