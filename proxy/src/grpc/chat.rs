@@ -195,7 +195,7 @@ fn packets(body: Body, max: usize) -> impl Stream<Item = Result<Packet, Status>>
 }
 
 /// One `DataPacket`, its payload held apart.
-fn decode(msg: Rope) -> Result<Packet, Status> {
+pub(super) fn decode(msg: Rope) -> Result<Packet, Status> {
     let bad = |e: String| {
         Status::internal(format!(
             "failed to decode Protobuf message: DataPacket: {e}"

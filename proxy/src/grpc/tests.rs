@@ -73,3 +73,82 @@ fn http_statuses_without_grpc_status_map_as_the_spec_says() {
     }
     assert_eq!(code(500), Code::Unknown);
 }
+
+mod chat_packets {
+    use prost::Message;
+    use triton_proto::multimodal::data_packet::Payload;
+    use triton_proto::multimodal::{DataPacket, Frame, Image, Meta, Video};
+
+    use super::super::chat::decode;
+    use super::*;
+
+    fn encoded(payloads: &[Payload]) -> Vec<u8> {
+        // A oneof written more than once on the wire (legal protobuf): concatenated messages.
+        let mut wire = DataPacket {
+            meta: Some(Meta {
+                correlation_id: "c".into(),
+                ..Default::default()
+            }),
+            payload: None,
+        }
+        .encode_to_vec();
+        for p in payloads {
+            wire.extend(
+                DataPacket {
+                    meta: None,
+                    payload: Some(p.clone()),
+                }
+                .encode_to_vec(),
+            );
+        }
+        wire
+    }
+
+    fn decoded(payloads: &[Payload]) -> (DataPacket, Vec<u8>) {
+        let wire = encoded(payloads);
+        let mut rope = Rope::default();
+        for c in wire.chunks(7) {
+            rope.push(Bytes::copy_from_slice(c));
+        }
+        let p = decode(rope).unwrap();
+        (p.pkt, p.data.to_bytes().to_vec())
+    }
+
+    #[test]
+    fn each_payload_kind_keeps_its_own_bytes_and_the_last_payload_wins() {
+        let frame = Payload::Frame(Frame {
+            data: vec![1, 1].into(),
+        });
+        let image = Payload::Image(Image {
+            data: vec![2, 2, 2].into(),
+        });
+        let video = Payload::Video(Video {
+            data: vec![3].into(),
+        });
+        for (p, want) in [
+            (&frame, vec![1, 1]),
+            (&image, vec![2, 2, 2]),
+            (&video, vec![3]),
+        ] {
+            let (pkt, data) = decoded(std::slice::from_ref(p));
+            assert_eq!(pkt.meta.unwrap().correlation_id, "c");
+            assert_eq!(data, want);
+        }
+        // As any protobuf decoder reads it: the image, with its bytes (not the frame's).
+        let (pkt, data) = decoded(&[frame.clone(), image.clone()]);
+        assert!(matches!(pkt.payload, Some(Payload::Image(_))));
+        assert_eq!(data, [2, 2, 2]);
+        // An image without bytes after a frame: an empty image, not the frame's bytes.
+        let empty = Payload::Image(Image::default());
+        let (pkt, data) = decoded(&[frame, empty]);
+        assert!(matches!(pkt.payload, Some(Payload::Image(_))));
+        assert!(data.is_empty());
+    }
+
+    #[test]
+    fn a_message_that_is_not_a_data_packet_is_an_error_naming_it() {
+        let e = decode(Rope::from(Bytes::from_static(&[0x0a, 0x05, 1]))).unwrap_err();
+        assert_eq!(e.code(), Code::Internal);
+        assert!(e.message().contains("DataPacket"), "{e}");
+    }
+}
