@@ -19,6 +19,7 @@ cargo bench -p gst-plugin-triton --bench decode
 cargo bench -p gst-plugin-triton --bench overlay
 cargo bench -p gst-plugin-triton --bench track
 cargo bench -p gst-triton-tests --bench proxy
+cargo bench -p gst-triton-tests --bench proxy -- --python
 cargo bench -p gst-triton-tests --bench infer
 cargo bench -p gst-triton-tests --bench shared_memory
 cargo bench -p gst-triton-tests --bench scale_out
