@@ -110,13 +110,6 @@ fn chat(
             }
             Err(s) => Err(s),
         })
-        .scan(false, |ended, r| {
-            if *ended {
-                return std::future::ready(None);
-            }
-            *ended = r.is_err();
-            std::future::ready(Some(r))
-        })
         .flat_map(|r| {
             let frames: Vec<Result<Frame<Bytes>, Infallible>> = match r {
                 Ok(msg) => msg
@@ -130,7 +123,7 @@ fn chat(
             };
             futures::stream::iter(frames)
         });
-    // OK, unless an error's trailers were sent already.
+    // OK, unless an error's trailers were sent already: the body ends at the first trailers.
     let end = futures::stream::once(async { Ok(Frame::trailers(trailers(&Status::ok("")))) });
     let body = StreamBody::new(frames.chain(end).scan(false, |done, f| {
         if *done {

@@ -33,19 +33,26 @@ pub struct Answer {
     pub raw: Vec<Rope>,
 }
 
+/// Tensors as ropes (no copy).
+fn ropes(raw: Vec<bytes::Bytes>) -> Vec<Rope> {
+    raw.into_iter().map(Rope::from).collect()
+}
+
+/// Tensors joined (a copy where a tensor is in several pieces).
+fn joined(raw: &[Rope]) -> Vec<bytes::Bytes> {
+    raw.iter().map(Rope::to_bytes).collect()
+}
+
 impl Infer {
     pub fn from_request(mut req: ModelInferRequest) -> Self {
-        let raw = std::mem::take(&mut req.raw_input_contents)
-            .into_iter()
-            .map(Rope::from)
-            .collect();
+        let raw = ropes(std::mem::take(&mut req.raw_input_contents));
         Infer { req, raw }
     }
 
-    /// A request with its tensors joined (a copy where a tensor is in several pieces).
+    /// A request with its tensors joined.
     pub fn into_request(self) -> ModelInferRequest {
         let mut req = self.req;
-        req.raw_input_contents = self.raw.iter().map(Rope::to_bytes).collect();
+        req.raw_input_contents = joined(&self.raw);
         req
     }
 
@@ -64,17 +71,14 @@ impl Infer {
 
 impl Answer {
     pub fn from_response(mut resp: ModelInferResponse) -> Self {
-        let raw = std::mem::take(&mut resp.raw_output_contents)
-            .into_iter()
-            .map(Rope::from)
-            .collect();
+        let raw = ropes(std::mem::take(&mut resp.raw_output_contents));
         Answer { resp, raw }
     }
 
-    /// An answer with its tensors joined (a copy where a tensor is in several pieces).
+    /// An answer with its tensors joined.
     pub fn into_response(self) -> ModelInferResponse {
         let mut resp = self.resp;
-        resp.raw_output_contents = self.raw.iter().map(Rope::to_bytes).collect();
+        resp.raw_output_contents = joined(&self.raw);
         resp
     }
 

@@ -80,17 +80,15 @@ impl Deframer {
     }
 }
 
-/// An HTTP body of buffers already made, then (for a response) trailers.
+/// An HTTP body of buffers already made (a request's).
 pub struct Parts {
     parts: VecDeque<Bytes>,
-    trailers: Option<http::HeaderMap>,
 }
 
 impl Parts {
     pub fn new(r: Rope) -> Self {
         Parts {
             parts: r.parts().iter().cloned().collect(),
-            trailers: None,
         }
     }
 }
@@ -103,15 +101,11 @@ impl http_body::Body for Parts {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let next = match self.parts.pop_front() {
-            Some(p) => Some(Frame::data(p)),
-            None => self.trailers.take().map(Frame::trailers),
-        };
-        Poll::Ready(next.map(Ok))
+        Poll::Ready(self.parts.pop_front().map(|p| Ok(Frame::data(p))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.parts.is_empty() && self.trailers.is_none()
+        self.parts.is_empty()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {

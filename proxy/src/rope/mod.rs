@@ -242,18 +242,12 @@ pub fn put_varint(b: &mut BytesMut, mut v: u64) {
     b.put_u8(v as u8);
 }
 
-/// Bytes of a varint.
-pub fn varint_len(v: u64) -> usize {
-    prost::encoding::encoded_len_varint(v)
-}
-
 /// A message being written as a list of buffers: small parts are copied into a running buffer,
 /// ropes are appended as their pieces.
 #[derive(Default)]
 pub struct Out {
     parts: Vec<Bytes>,
     cur: BytesMut,
-    len: usize,
 }
 
 impl Out {
@@ -274,35 +268,24 @@ impl Out {
             return;
         }
         self.flush();
-        for p in rope.parts() {
-            self.len += p.len();
-            self.parts.push(p.clone());
-        }
+        self.parts.extend(rope.parts().iter().cloned());
     }
 
     fn flush(&mut self) {
         if !self.cur.is_empty() {
-            let b = self.cur.split().freeze();
-            self.len += b.len();
-            self.parts.push(b);
+            self.parts.push(self.cur.split().freeze());
         }
     }
 
-    /// Everything written, with its length.
+    /// Everything written.
     pub fn finish(mut self) -> Rope {
         self.flush();
         let mut r = Rope::default();
         for p in self.parts {
             r.push(p);
         }
-        debug_assert_eq!(r.len(), self.len);
         r
     }
-}
-
-/// Bytes of a length-delimited field holding `body_len` bytes.
-pub fn field_len(field: u32, body_len: usize) -> usize {
-    varint_len((u64::from(field) << 3) | 2) + varint_len(body_len as u64) + body_len
 }
 
 #[cfg(test)]
