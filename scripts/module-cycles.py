@@ -8,6 +8,7 @@ import re
 import sys
 
 CRATES = {"client": "client/src", "plugins": "plugins/src", "proxy": "proxy/src",
+          "proxy-core": "proxy-core/src",
           "pipelines": "pipelines/src", "endpoint": "endpoint/src", "proto": "proto/src"}
 TEST = re.compile(r"(^|/)(tests|[a-z_]*_tests|fixtures|pool_tests)\.rs$")
 

@@ -31,7 +31,7 @@ TARGETS=(
   "decode|gst-plugin-triton|plugins/src/decode/mod.rs|--lib|0"
   "decoding|gst-plugin-triton|plugins/src/infer/decoding.rs|--lib|0"
   "queue|gst-plugin-triton|plugins/src/infer/queue.rs|--lib|0"
-  "proxy|triton-proxy|proxy/src/control/mod.rs proxy/src/auth.rs|--lib|0"
+  "proxy|triton-proxy-core|proxy-core/src/control/mod.rs proxy-core/src/auth.rs|--lib|0"
   # scaleout leaves out `<` → `<=` in Pool::pick, which only swaps which of two equally loaded
   # upstreams drawn at random is taken. The DNS loop (keep_resolving) is mutated: its unit tests
   # inject a resolver and run it in paused time; the readiness probes are mutated: their unit

@@ -18,7 +18,6 @@ use tonic::{Code, Status};
 
 use crate::grpc::infer::{self, Answer, Infer};
 
-use crate::control::PacketError;
 use crate::upstream::{Pool, Upstream};
 
 /// Sends `req` within `timeout_secs`, to a second upstream if the first is unreachable.
@@ -94,15 +93,6 @@ enum Sent {
     Lost(Status),
     /// Any other error (the request reached Triton, or the deadline passed).
     Failed(Status),
-}
-
-impl From<Status> for PacketError {
-    fn from(s: Status) -> Self {
-        PacketError {
-            code: s.code(),
-            message: s.message().to_string(),
-        }
-    }
 }
 
 /// Maps a Triton error to what the client sees (always naming Triton).

@@ -6,19 +6,19 @@
 //! stream cleanly.
 
 pub mod ack;
-pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod conn;
-pub mod control;
 pub mod forward;
 pub mod grpc;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
-pub mod rope;
 pub mod service;
 pub mod upstream;
+
+/// Who is let in, what a packet asks for, payload bytes: the I/O-free part, its own crate.
+pub use triton_proxy_core::{auth, control, rope};
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -190,8 +190,18 @@ async fn connection_age_ends_streams_after_their_acks_and_a_new_connection_works
         "{}",
         status.message()
     );
-    // The same client opens a new stream: its channel reconnects after the GOAWAY.
-    let Chat { tx, rx: mut acks } = Chat::open_on(&client, key).await.unwrap();
+    // The same client opens a new stream: its channel reconnects after the GOAWAY. tonic's
+    // channel may still hand this first request to the old connection while that connection is
+    // closing (its reconnect does not act on a GOAWAY, grpc-rust#2185): the request then never
+    // leaves the client and fails as cancelled. gRPC clients retry such a request transparently
+    // (grpc-go, grpc-core); the test does that once, and only for that failure.
+    let Chat { tx, rx: mut acks } = match Chat::open_on(&client, key).await {
+        Ok(chat) => chat,
+        Err(s) if s.code() == Code::Cancelled && s.message() == "operation was canceled" => {
+            Chat::open_on(&client, key).await.unwrap()
+        }
+        Err(s) => panic!("the new stream was refused: {s:?}"),
+    };
     let sent = tx.send(packet("again")).await;
     let ack = acks.message().await;
     assert!(sent.is_ok(), "the new stream: {ack:?}");

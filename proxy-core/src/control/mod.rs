@@ -29,6 +29,16 @@ impl PacketError {
     }
 }
 
+/// A failed call to Triton, answered in the packet's Ack with the same code and message.
+impl From<tonic::Status> for PacketError {
+    fn from(s: tonic::Status) -> Self {
+        PacketError {
+            code: s.code(),
+            message: s.message().to_string(),
+        }
+    }
+}
+
 /// Defaults from the proxy's configuration.
 #[derive(Debug, Clone)]
 pub struct Defaults {
