@@ -7,7 +7,8 @@
 #   localhost/gst-triton/proxy:dev      deploy/Dockerfile.proxy
 #   localhost/gst-triton/pipeline:dev   deploy/Dockerfile.pipeline
 #   localhost/gst-triton/triton-cpu:dev deploy/Dockerfile.triton-cpu
-# and prints each image's size. The debootstrap root is cached as a tarball under
+# and prints each image's size. `--binaries DIR` builds the proxy and pipeline images from binaries
+# built already (see below). The debootstrap root is cached as a tarball under
 # target/images/; base images already in local storage are reused (--fresh makes them anew).
 #
 # The Dockerfiles are unchanged for a user with Docker and the public images: the build args
@@ -24,8 +25,20 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE=localhost/gst-triton-base/debian:bookworm-slim
 RUST=localhost/gst-triton-base/rust:1.95-bookworm
 TAG=${IMAGE_TAG:-dev}
-FRESH=0
-[ "${1:-}" = "--fresh" ] && FRESH=1
+FRESH=0 BINARIES=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --fresh) FRESH=1 ;;
+    # --binaries DIR: the proxy and pipeline images from binaries built already (DIR holds
+    # triton-proxy, triton-video, make-demo-clip and libgsttriton.so, e.g. target/release or
+    # target/debug): the Dockerfiles' runtime stages as they are, their build stage replaced by
+    # a copy of DIR. CI uses it so as not to build the workspace a second time inside the
+    # containers; what it leaves untested is the Dockerfiles' `cargo build` stage.
+    --binaries) BINARIES=$(cd "$2" && pwd); shift ;;
+    *) echo "build-images: unknown argument $1 (expected --fresh, --binaries DIR)" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 # shellcheck source=scripts/containers.sh
 source "$ROOT/scripts/containers.sh"
@@ -34,18 +47,7 @@ containers_setup
 start=$SECONDS
 step() { echo "== build-images: $* ($((SECONDS - start)) s)"; }
 
-need() {
-  local missing=()
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "build-images: installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
-need buildah podman runc debootstrap uidmap containernetworking-plugins iptables
+need debootstrap
 
 if [ $FRESH = 1 ]; then
   podman rmi -f "$BASE" "$RUST" >/dev/null 2>&1 || true
@@ -79,7 +81,7 @@ fi
 
 # 2. Rust builder: the base, a C toolchain, and this machine's Rust 1.95 (the only toolchain
 #    that can be had here) at /usr/local/rust, without its documentation.
-if ! podman image exists "$RUST"; then
+if [ -z "$BINARIES" ] && ! podman image exists "$RUST"; then
   step "making $RUST"
   sysroot=$(rustc +1.95 --print sysroot 2>/dev/null || rustc --print sysroot)
   "$sysroot/bin/rustc" --version | grep -q '^rustc 1\.95\.' || { echo "build-images: need Rust 1.95 at $sysroot" >&2; exit 1; }
@@ -108,10 +110,32 @@ build() {
 }
 REG="${CARGO_HOME:-$HOME/.cargo}/registry"
 mkdir -p "$REG"
-build deploy/Dockerfile.proxy "localhost/gst-triton/proxy:$TAG" \
-  --build-arg BUILD_IMAGE="$RUST" --build-arg RUNTIME_IMAGE="$BASE" -v "$REG:/usr/local/cargo/registry"
-build deploy/Dockerfile.pipeline "localhost/gst-triton/pipeline:$TAG" \
-  --build-arg BUILD_IMAGE="$RUST" --build-arg RUNTIME_IMAGE="$BASE" -v "$REG:/usr/local/cargo/registry"
+# prebuilt FILE IMAGE BINARY...: FILE's runtime stage, its build stage a copy of the binaries.
+prebuilt() {
+  local file=$1 image=$2 ctx="$CACHE/prebuilt-$(basename "$1")"
+  shift 2
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  for b in "$@"; do
+    [ -f "$BINARIES/$b" ] || { echo "build-images: --binaries $BINARIES has no $b" >&2; exit 1; }
+    cp "$BINARIES/$b" "$ctx/"
+  done
+  awk '/^FROM .* AS build$/ { print "FROM scratch AS build"; print "COPY . /src/target/release/"; skip = 1; next }
+       /^FROM / { skip = 0 }
+       !skip' "$file" >"$ctx/Dockerfile"
+  step "buildah bud -f $file -t $image (build stage: the binaries of $BINARIES)"
+  buildah bud "${BUD_FLAGS[@]}" --layers -f "$ctx/Dockerfile" -t "$image" --build-arg RUNTIME_IMAGE="$BASE" "$ctx" \
+    >"$CACHE/$(basename "$file").log" 2>&1 \
+    || { tail -n 40 "$CACHE/$(basename "$file").log" >&2; echo "build-images: $file failed (log: $CACHE/$(basename "$file").log)" >&2; exit 1; }
+}
+if [ -n "$BINARIES" ]; then
+  prebuilt deploy/Dockerfile.proxy "localhost/gst-triton/proxy:$TAG" triton-proxy
+  prebuilt deploy/Dockerfile.pipeline "localhost/gst-triton/pipeline:$TAG" libgsttriton.so triton-video make-demo-clip
+else
+  build deploy/Dockerfile.proxy "localhost/gst-triton/proxy:$TAG" \
+    --build-arg BUILD_IMAGE="$RUST" --build-arg RUNTIME_IMAGE="$BASE" -v "$REG:/usr/local/cargo/registry"
+  build deploy/Dockerfile.pipeline "localhost/gst-triton/pipeline:$TAG" \
+    --build-arg BUILD_IMAGE="$RUST" --build-arg RUNTIME_IMAGE="$BASE" -v "$REG:/usr/local/cargo/registry"
+fi
 # pip inside the build trusts what this machine's pip trusts (PIP_CERT / the system bundle: a
 # TLS-inspecting proxy's CA is there), lent read-only for the build, not kept in the image.
 CA=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}

@@ -116,8 +116,9 @@ fn run(
     video: &str,
     pipeline: &gst::Pipeline,
     stats: &Mutex<Stats>,
-    src: &gst::Pad,
+    packets: &report::DemuxedPackets,
 ) -> i32 {
+    let src = static_pad(pipeline, "infer", "src");
     let cap_reached = a.max_frames.map(|m| cap_frames(pipeline, m));
     // First Ctrl-C or SIGTERM: EOS, so the files are finished properly; second: abort.
     runner::signals::install(false);
@@ -153,17 +154,17 @@ fn run(
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
             match msg.view() {
                 gst::MessageView::Eos(_) => {
-                    let (frames, missing) = {
-                        let s = stats.lock().unwrap();
-                        (s.frames, s.missing)
-                    };
-                    // (A camera's outages leave gaps in time that are no damage.)
+                    let frames = stats.lock().unwrap().frames;
+                    // (A camera's outages leave gaps in time that are no damage; a capped or
+                    // stopped run leaves packets undecoded on purpose.)
                     let full_run = a.fps_cap.is_none()
                         && !runner::signals::stop_requested()
+                        && !cap_reached
+                            .as_ref()
+                            .is_some_and(|c| c.load(Ordering::SeqCst))
                         && !gsttriton::camera::is_live(video);
-                    let total = report::total_frames(pipeline, src, a.max_frames);
                     let lost = full_run
-                        .then(|| report::lost_frames_warning(video, frames, missing, total))
+                        .then(|| report::lost_frames_warning(video, frames, packets.get()))
                         .flatten();
                     if let Some(why) = damaged.take().or(lost) {
                         eprintln!("\ntriton-video: warning: {why}");
@@ -227,7 +228,7 @@ fn run(
                 (s.frames, s.errors)
             };
             let fps = frames as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            let total = report::total_frames(pipeline, src, a.max_frames);
+            let total = report::total_frames(pipeline, &src, a.max_frames);
             report::print_progress(&report::progress_line(frames, errors, fps, total), tty);
         }
     }
@@ -248,12 +249,20 @@ fn main() {
     let stats = Arc::new(Mutex::new(first));
     let src = static_pad(&pipeline, "infer", "src");
     let st = stats.clone();
-    report::on_frame(&src, move |buf, w, h, dur| {
-        st.lock().unwrap().record(buf, w, h, dur)
+    report::on_frame(&src, move |buf, w, h, _| {
+        st.lock().unwrap().count(buf, w, h)
     });
+    let packets = report::count_decoder_packets(&pipeline);
     let started = Instant::now();
-    let mut code = run(&a, &video, &pipeline, &stats, &src);
-    stats.lock().unwrap().decoder = report::video_decoders(&pipeline);
+    let mut code = run(&a, &video, &pipeline, &stats, &packets);
+    {
+        let mut s = stats.lock().unwrap();
+        s.decoder = report::video_decoders(&pipeline);
+        s.retimed = pipeline
+            .by_name("retime")
+            .map(|e| e.property::<u64>("repaired"))
+            .unwrap_or(0);
+    }
     let _ = pipeline.set_state(gst::State::Null);
     let s = stats.lock().unwrap();
     println!("\n{}", s.summary(started.elapsed(), &a.results_dir));

@@ -10,6 +10,8 @@
 //! * `detjsonsink`: one JSON line per frame with counts and boxes.
 //! * `detjsonreplay`: attaches the detections a `detjsonsink` file recorded again (no inference).
 //! * `tritoncamerasrc`: a live camera that keeps the pipeline running while it is away.
+//! * `ptsrepair`: every buffer gets a PTS later than the one before (what encoders and muxers
+//!   need of the frames real files decode to).
 //!
 //! The maths lives in plain modules ([`letterbox::geometry`], [`letterbox::tensor`], [`pixel`],
 //! [`decode`], [`infer::decoding`], [`overlay::draw`]) with no GStreamer types; the network is the
@@ -30,6 +32,7 @@ pub mod meta;
 pub mod model_query;
 pub mod overlay;
 pub mod pixel;
+pub mod ptsrepair;
 pub mod track;
 pub mod video;
 
@@ -55,5 +58,6 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     dettrack::register(plugin)?;
     detcount::register(plugin)?;
     overlay::register(plugin)?;
+    ptsrepair::register(plugin)?;
     Ok(())
 }

@@ -84,8 +84,8 @@ impl Fleet<'_> {
             .and_then(|e| e.static_pad("src"))
             .ok_or("no infer.src")?;
         let st = state.clone();
-        report::on_frame(&src, move |buf, w, h, dur| {
-            st.stats.lock().unwrap().record(buf, w, h, dur);
+        report::on_frame(&src, move |buf, w, h, _| {
+            st.stats.lock().unwrap().count(buf, w, h);
             st.tick(Instant::now());
         });
         self.generation += 1;

@@ -1,7 +1,9 @@
 //! The pipeline `triton-video` runs, as a `gst-launch` description.
 //!
 //! `source ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer [! dettrack [! detcount]] ! tee`
-//!   → `detoverlay ! videoconvert ! ENCODER ! mp4mux ! filesink RESULTS_DIR/annotated.mp4`
+//!   → `detoverlay ! videoconvert ! ptsrepair ! ENCODER ! mp4mux ! filesink RESULTS_DIR/annotated.mp4`
+//!     (`ptsrepair`: real files decode to frames with missing or repeated timestamps, which
+//!     encoders and muxers refuse)
 //!     (a camera: `tritoncamerasrc` as the source, `mpegtsmux` into `annotated.ts`)
 //!   → `detjsonsink RESULTS_DIR/frame_counts.jsonl`
 //!
@@ -188,7 +190,7 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
     };
     d.push_str(&format!(
         " ! tee name=t \
-         t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! {} ! {mux} ! filesink location={} \
+         t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! ptsrepair name=retime ! {} ! {mux} ! filesink location={} \
          t. ! queue max-size-buffers=30 ! {json}",
         chosen.desc,
         quote(&format!("{dir}/{recording}")),

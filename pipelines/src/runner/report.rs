@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gst::prelude::*;
@@ -28,10 +30,9 @@ pub struct Stats {
     /// Sum (ms) and count of every ok frame's latency, for the metrics.
     pub latency_sum_ms: f64,
     pub last_error: String,
-    /// Frames missing between consecutive timestamps (the decoder skipped what it could not
-    /// decode); only meaningful when nothing else drops frames (no FPS_CAP).
-    pub missing: u64,
-    last_pts: Option<u64>,
+    /// Frames whose timestamp `ptsrepair` replaced before the encoder (missing, repeated or
+    /// going back in the input).
+    pub retimed: u64,
 }
 
 /// The video decoders in `pipeline` (those `decodebin` picked: a hardware one where GStreamer
@@ -55,15 +56,6 @@ pub fn video_decoders(pipeline: &gst::Pipeline) -> String {
 
 /// How many of the latest latencies the summary's mean and p95 cover.
 pub const LATENCY_WINDOW: usize = 10_000;
-
-/// Whole frames missing between two consecutive timestamps `prev` and `pts` (ns) of a stream
-/// with frames `dur` ns apart: 0 for the next frame, allowing half a frame of jitter.
-pub fn missing_between(prev: u64, pts: u64, dur: u64) -> u64 {
-    if dur == 0 || pts <= prev {
-        return 0;
-    }
-    ((pts - prev) as f64 / dur as f64).round().max(1.0) as u64 - 1
-}
 
 impl Stats {
     /// Counts one frame leaving `tritoninfer` (`w`×`h`: its size, to read the ROI metas).
@@ -89,22 +81,6 @@ impl Stats {
         }
         for d in gsttriton::meta::detections(buf, w, h) {
             *self.per_class.entry(d.label).or_default() += 1;
-        }
-    }
-
-    /// Counts one frame and notes its timestamp (see [`Stats::count`], [`Stats::note_pts`]).
-    pub fn record(&mut self, buf: &gst::BufferRef, w: u32, h: u32, dur: u64) {
-        self.count(buf, w, h);
-        self.note_pts(buf.pts().map(|p| p.nseconds()), dur);
-    }
-
-    /// Notes a frame's timestamp; `dur`: the frame duration from the caps (ns, 0 = unknown).
-    pub fn note_pts(&mut self, pts: Option<u64>, dur: u64) {
-        if let Some(p) = pts {
-            if let Some(prev) = self.last_pts {
-                self.missing += missing_between(prev, p, dur);
-            }
-            self.last_pts = Some(p);
         }
     }
 
@@ -161,6 +137,12 @@ impl Stats {
                 s.push_str(&format!("encoder:     {}\n", self.encoder));
             }
             s.push_str(&format!("annotated:   {dir}/{}\n", self.recording));
+            if self.retimed > 0 {
+                s.push_str(&format!(
+                    "timestamps:  {} frames retimed for the recording (missing, repeated or going back in the input)\n",
+                    self.retimed
+                ));
+            }
         }
         s.push_str(&format!("counts:      {dir}/frame_counts.jsonl"));
         s
@@ -254,18 +236,75 @@ pub fn frames_in(duration_ns: u64, num: i32, den: i32) -> u64 {
     (duration_ns as f64 * num as f64 / (1e9 * den.max(1) as f64)).round() as u64
 }
 
-/// The warning for a run that ended with fewer frames than the input holds (frames the decoder
-/// could not decode are skipped silently by GStreamer); one frame of rounding is allowed.
-pub fn lost_frames_warning(
-    video: &str,
-    frames: u64,
-    missing: u64,
-    total: Option<u64>,
-) -> Option<String> {
-    let known = total.map_or(frames + missing, |t| t.max(frames + missing));
-    (frames + 1 < known || missing > 0).then(|| {
+/// Counts the packets of video that `decodebin` demuxes in `pipeline`: those reaching its video
+/// parsers, or its video decoders where there is no parser. Frames a decoder could not decode
+/// are told apart so from frames a file never had (variable frame rate files and AVI's repeated
+/// frames leave gaps in the timestamps too). Counted before the parser because a parser may
+/// split one packet in two (MPEG-4 "packed B-frames") of which the decoder shows one.
+pub fn count_decoder_packets(pipeline: &gst::Pipeline) -> Arc<DemuxedPackets> {
+    let n = Arc::new(DemuxedPackets::default());
+    let counter = n.clone();
+    pipeline.connect_deep_element_added(move |_, _, e| {
+        let klass = e
+            .factory()
+            .and_then(|f| f.metadata("klass").map(str::to_string))
+            .unwrap_or_default();
+        if !klass.contains("Video") {
+            return;
+        }
+        let into_parsers = if klass.contains("Parser") {
+            true
+        } else if klass.contains("Decoder") {
+            false
+        } else {
+            return;
+        };
+        if let Some(pad) = e.static_pad("sink") {
+            let c = counter.clone();
+            pad.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                move |_, info| {
+                    let k = match &info.data {
+                        Some(gst::PadProbeData::BufferList(l)) => l.len() as u64,
+                        _ => 1,
+                    };
+                    let to = if into_parsers {
+                        &c.parsers
+                    } else {
+                        &c.decoders
+                    };
+                    to.fetch_add(k, Ordering::Relaxed);
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        }
+    });
+    n
+}
+
+/// Packets of video into the parsers and into the decoders.
+#[derive(Default)]
+pub struct DemuxedPackets {
+    parsers: AtomicU64,
+    decoders: AtomicU64,
+}
+
+impl DemuxedPackets {
+    /// The packets the demuxer gave: into the parsers when there are any.
+    pub fn get(&self) -> u64 {
+        match self.parsers.load(Ordering::Relaxed) {
+            0 => self.decoders.load(Ordering::Relaxed),
+            n => n,
+        }
+    }
+}
+
+/// The warning for a run whose decoders gave fewer frames than packets reached them (a decoder
+/// drops what it cannot decode, silently); one frame of slack.
+pub fn lost_frames_warning(video: &str, frames: u64, packets: u64) -> Option<String> {
+    (frames + 1 < packets).then(|| {
         format!(
-            "VIDEO_PATH: only {frames} of the {known} frames in {video} could be decoded (damaged?); \
+            "VIDEO_PATH: only {frames} of the {packets} frames in {video} could be decoded (damaged?); \
              the results cover the frames that decoded"
         )
     })
@@ -343,6 +382,14 @@ mod tests {
             "{none}"
         );
         assert!(!none.contains("last error"), "{none}");
+        s.retimed = 2;
+        assert!(
+            s.summary(Duration::ZERO, "r").contains(
+                "annotated:   r/annotated.mp4\ntimestamps:  2 frames retimed for the recording"
+            ),
+            "{}",
+            s.summary(Duration::ZERO, "r")
+        );
     }
 
     #[test]
@@ -364,21 +411,6 @@ mod loss_tests {
     use super::*;
 
     #[test]
-    fn missing_frames_between_timestamps() {
-        let d = 33_333_333;
-        assert_eq!(missing_between(0, d, d), 0, "the next frame");
-        assert_eq!(
-            missing_between(0, d + d / 3, d),
-            0,
-            "jitter under half a frame"
-        );
-        assert_eq!(missing_between(0, 4 * d, d), 3, "three frames skipped");
-        assert_eq!(missing_between(5 * d, 5 * d, d), 0, "a repeated timestamp");
-        assert_eq!(missing_between(5 * d, 4 * d, d), 0, "backwards");
-        assert_eq!(missing_between(0, 10 * d, 0), 0, "unknown rate");
-    }
-
-    #[test]
     fn frames_in_a_file_at_integer_and_ntsc_rates() {
         // 270 frames at 23.976 f/s (24000/1001): 11.26125 s.
         assert_eq!(frames_in(11_261_250_000, 24000, 1001), 270);
@@ -390,23 +422,17 @@ mod loss_tests {
         assert_eq!(frames_in(9_009_000_000, 30000, 1001), 270);
         assert_eq!(frames_in(3_000_000_000, 30, 1), 90);
         assert_eq!(frames_in(3_000_000_000, 30, 0), 90, "den 0 taken as 1");
-        // A run capped by MAX_FRAMES that got all its frames is no damage.
-        assert_eq!(lost_frames_warning("in.mp4", 150, 0, Some(150)), None);
     }
 
     #[test]
-    fn lost_frames_need_a_gap_or_a_shortfall() {
-        assert_eq!(lost_frames_warning("v", 90, 0, Some(90)), None);
-        assert_eq!(lost_frames_warning("v", 89, 0, Some(90)), None, "rounding");
-        assert_eq!(lost_frames_warning("v", 90, 0, None), None);
-        let w = lost_frames_warning("in.mp4", 79, 0, Some(90)).unwrap();
+    fn lost_frames_are_packets_the_decoder_gave_no_frame_for() {
+        assert_eq!(lost_frames_warning("v", 90, 90), None);
+        assert_eq!(lost_frames_warning("v", 89, 90), None, "one frame of slack");
+        assert_eq!(lost_frames_warning("v", 68, 0), None, "no decoder seen");
+        let w = lost_frames_warning("in.mp4", 79, 90).unwrap();
         assert!(
             w.starts_with("VIDEO_PATH: only 79 of the 90 frames in in.mp4"),
             "{w}"
         );
-        let w = lost_frames_warning("in.ts", 62, 10, Some(70)).unwrap();
-        assert!(w.contains("only 62 of the 72 frames"), "{w}");
-        let w = lost_frames_warning("in.ts", 62, 1, None).unwrap();
-        assert!(w.contains("only 62 of the 63 frames"), "{w}");
     }
 }
