@@ -110,6 +110,10 @@ fn cap_frames(pipeline: &gst::Pipeline, max: u64) -> Arc<AtomicBool> {
     reached
 }
 
+/// How long the files may take to finish after EOS was sent (below the 10 s that `docker stop`
+/// and `podman stop` wait before SIGKILL).
+const STOP_GRACE: Duration = Duration::from_secs(8);
+
 /// Runs until EOS or an error; returns the exit code.
 fn run(
     a: &Args,
@@ -133,23 +137,38 @@ fn run(
     };
     let started = Instant::now();
     let mut last_print = Instant::now() - Duration::from_secs(60);
-    let mut eos_sent = false;
+    // When EOS was sent (a stop, MAX_FRAMES, a camera given up, damage): the files are finished
+    // when it reaches the sinks, which it never does in a pipeline that never started (a camera
+    // that never answered): past STOP_GRACE the run ends without it.
+    let mut eos_at: Option<Instant> = None;
     let mut damaged: Option<String> = None;
     let mut camera_gone = false;
     let bus = pipeline.bus().unwrap_or_else(|| fail(1, "no bus"));
     loop {
-        if runner::signals::stop_requested() && !eos_sent {
+        if let Some(t) = eos_at.filter(|t| t.elapsed() > STOP_GRACE) {
+            eprintln!(
+                "\ntriton-video: the pipeline did not finish within {} s of its end (EOS sent {:.1} s ago); stopping it",
+                STOP_GRACE.as_secs(),
+                t.elapsed().as_secs_f64()
+            );
+            return if camera_gone {
+                report::EXIT_CAMERA_GONE
+            } else {
+                1
+            };
+        }
+        if runner::signals::stop_requested() && eos_at.is_none() {
             eprintln!("\ntriton-video: interrupted, finishing the files (Ctrl-C again to abort)");
             pipeline.send_event(gst::event::Eos::new());
-            eos_sent = true;
+            eos_at = Some(Instant::now());
         }
         if cap_reached
             .as_ref()
             .is_some_and(|c| c.load(Ordering::SeqCst))
-            && !eos_sent
+            && eos_at.is_none()
         {
             pipeline.send_event(gst::event::Eos::new());
-            eos_sent = true;
+            eos_at = Some(Instant::now());
         }
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
             match msg.view() {
@@ -178,10 +197,14 @@ fn run(
                 gst::MessageView::Error(e) if msg.src().is_some_and(report::is_camera) => {
                     // The camera stayed away past CAMERA_GIVE_UP_SECS: finish the files, exit 5.
                     eprintln!("\ntriton-video: VIDEO_PATH: {}", e.error());
-                    if !eos_sent {
+                    if stats.lock().unwrap().frames == 0 {
+                        // Nothing came, so nothing is to be finished.
+                        return report::EXIT_CAMERA_GONE;
+                    }
+                    if eos_at.is_none() {
                         static_pad(pipeline, "letterbox", "sink")
                             .send_event(gst::event::Eos::new());
-                        eos_sent = true;
+                        eos_at = Some(Instant::now());
                     }
                     camera_gone = true;
                 }
@@ -198,7 +221,7 @@ fn run(
                         );
                         return report::EXIT_UNDECODABLE;
                     }
-                    if from_input && !eos_sent {
+                    if from_input && eos_at.is_none() {
                         // Damaged part way: keep what decoded and finish the files.
                         damaged = Some(format!(
                             "VIDEO_PATH: {} is damaged after {frames} frames ({}); the results cover the frames that decoded",
@@ -207,7 +230,7 @@ fn run(
                         ));
                         static_pad(pipeline, "letterbox", "sink")
                             .send_event(gst::event::Eos::new());
-                        eos_sent = true;
+                        eos_at = Some(Instant::now());
                         continue;
                     }
                     eprintln!(

@@ -3,7 +3,8 @@
 //! `source ! decodebin ! videoconvert ! tritonletterbox ! tritoninfer [! dettrack [! detcount]] ! tee`
 //!   → `detoverlay ! videoconvert ! ptsrepair ! ENCODER ! mp4mux ! filesink RESULTS_DIR/annotated.mp4`
 //!     (`ptsrepair`: real files decode to frames with missing or repeated timestamps, which
-//!     encoders and muxers refuse)
+//!     encoders and muxers refuse; [`EVEN`]: an odd width or height, which x264 refuses, is
+//!     scaled to the nearest even one, the pixel aspect ratio kept)
 //!     (a camera: `tritoncamerasrc` as the source, `mpegtsmux` into `annotated.ts`)
 //!   → `detjsonsink RESULTS_DIR/frame_counts.jsonl`
 //!
@@ -15,6 +16,11 @@ use triton_endpoint::normalize_url;
 use super::args::{Args, Encoder};
 use gsttriton::letterbox::region::RoiSpec;
 use triton_video::encoder::{self, Chosen, Container};
+
+/// The recording's frames have an even width and height (4:2:0 encoders, x264 among them, refuse
+/// odd ones: "Can not initialize x264 encoder" on a 641×479 file); `videoscale` passes even
+/// sizes through untouched.
+pub const EVEN: &str = "videoscale ! video/x-raw,width=(int)[2,32768,2],height=(int)[2,32768,2]";
 
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -190,7 +196,7 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
     };
     d.push_str(&format!(
         " ! tee name=t \
-         t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! ptsrepair name=retime ! {} ! {mux} ! filesink location={} \
+         t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! {EVEN} ! ptsrepair name=retime ! {} ! {mux} ! filesink location={} \
          t. ! queue max-size-buffers=30 ! {json}",
         chosen.desc,
         quote(&format!("{dir}/{recording}")),
