@@ -760,3 +760,86 @@ fn max_frames_zero_undecodable_and_damaged_inputs() {
         );
     }
 }
+
+/// Waits for `child` at most `limit`; kills it and fails when it has not ended by then.
+fn wait_at_most(child: &mut std::process::Child, limit: Duration, what: &str) -> i32 {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_camera_unreachable_from_the_start_exits_5_when_given_up_and_sigterm_ends_it() {
+    let dir = tmpdir("unreachable");
+    // A port where nothing listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let uri = format!("rtsp://127.0.0.1:{port}/cam");
+    let results = dir.join("given-up");
+    let mut c = direct_to_triton(&[
+        ("VIDEO_PATH", &uri),
+        ("RESULTS_DIR", results.to_str().unwrap()),
+        ("MODEL_NAME", "shapes_yolov8"),
+        ("CAMERA_GIVE_UP_SECS", "2"),
+    ]);
+    let mut child = c
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Before the fix it printed the give-up line and ran on for ever.
+    let code = wait_at_most(&mut child, Duration::from_secs(60), "a given-up camera");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("did not come back within 2 s"), "{err}");
+
+    // Never given up: SIGTERM ends it (the pipeline never started, so nothing is finished).
+    let results = dir.join("stopped");
+    let mut child = direct_to_triton(&[
+        ("VIDEO_PATH", &uri),
+        ("RESULTS_DIR", results.to_str().unwrap()),
+        ("MODEL_NAME", "shapes_yolov8"),
+        ("CAMERA_GIVE_UP_SECS", "0"),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // The pipeline is built and started when its JSON lines file exists.
+    let jsonl = results.join("frame_counts.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !jsonl.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runner never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the runner ended by itself"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let code = wait_at_most(
+        &mut child,
+        Duration::from_secs(30),
+        "SIGTERM on an unreachable camera",
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("interrupted, finishing the files"), "{err}");
+    assert_eq!(code, 4, "no frame came, so no success: {err}");
+}

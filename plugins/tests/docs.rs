@@ -65,6 +65,7 @@ fn element_property_tables_match_the_code() {
         "detcount",
         "detjsonreplay",
         "tritoncamerasrc",
+        "ptsrepair",
     ] {
         let e = gst::ElementFactory::make(name).build().unwrap();
         let rows = table(&doc, name);

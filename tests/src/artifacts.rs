@@ -92,9 +92,15 @@ pub fn demo_clip(name: &str, frames: u32, w: u32, h: u32) -> PathBuf {
 /// OpenCV's sample video (Debian opencv-doc, installed by scripts/setup.sh; gunzipped when the
 /// package ships it compressed).
 pub fn vtest(dir: &Path) -> PathBuf {
-    let v = Path::new("/usr/share/doc/opencv-doc/examples/data/vtest.avi");
+    opencv_sample(dir, "vtest.avi")
+}
+
+/// One of the sample videos of Debian's opencv-doc (`vtest.avi`, `Megamind.avi`,
+/// `Megamind_bugy.avi`, `tree.avi`), gunzipped into `dir` when the package ships it compressed.
+pub fn opencv_sample(dir: &Path, name: &str) -> PathBuf {
+    let v = Path::new("/usr/share/doc/opencv-doc/examples/data").join(name);
     if v.is_file() {
-        return v.to_path_buf();
+        return v;
     }
     let gz = v.with_extension("avi.gz");
     assert!(
@@ -102,7 +108,7 @@ pub fn vtest(dir: &Path) -> PathBuf {
         "{} is missing: install the Debian package opencv-doc (scripts/setup.sh does)",
         v.display()
     );
-    let out = dir.join("vtest.avi");
+    let out = dir.join(name);
     let st = Command::new("sh")
         .arg("-c")
         .arg(format!(

@@ -162,7 +162,7 @@ pub fn tmpdir(name: &str) -> PathBuf {
 pub fn decoded_frames(file: &Path) -> usize {
     gst::init().unwrap();
     let p = gst::parse::launch(&format!(
-        "filesrc location={} ! decodebin ! fakesink name=sink sync=false signal-handoffs=true",
+        "filesrc location={} ! decodebin ! video/x-raw ! fakesink name=sink sync=false signal-handoffs=true",
         file.display()
     ))
     .unwrap()
