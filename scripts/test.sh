@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: Python model tests, then the Rust workspace (unit, property, element and
 # end-to-end tests) against one real Triton started here on free ports, plus fmt and clippy, a
-# 2-minute soak with faults, the GStreamer 1.26 build of the v1_24 feature in a Debian 13 root, and mutation testing in CI.
+# 2-minute soak with faults, the container images built and run under podman, the GStreamer 1.26 build of the v1_24 feature in a Debian 13 root, and mutation testing in CI.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -55,6 +55,12 @@ cargo build --workspace --locked --all-targets
 
 stage "rust: tests (shared Triton at $TRITON_TEST_URL)"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+
+stage "images: the proxy and pipeline images from this run's binaries, Triton's from PyPI (scripts/build-images.sh --binaries target/debug)"
+bash scripts/build-images.sh --binaries target/debug
+
+stage "images: the compose stack under podman: health, isolation, 120 frames, a rolling update, podman stop (scripts/test-images.sh)"
+bash scripts/test-images.sh
 
 stage "soak: 2 minutes through the proxy, Triton restarted twice and the proxy once (scripts/soak.sh)"
 bash scripts/soak.sh --minutes 2

@@ -266,9 +266,11 @@ fn main() {
     }
     let video = prepare(&a);
     let (pipeline, chosen) = build(&a, &video);
-    let mut first = Stats::default();
-    first.recording = runner::launch::recording_name(&video, &a.encoder);
-    first.encoder = chosen.map(|c| c.summary()).unwrap_or_default();
+    let first = Stats {
+        recording: runner::launch::recording_name(&video, &a.encoder),
+        encoder: chosen.map(|c| c.summary()).unwrap_or_default(),
+        ..Default::default()
+    };
     let stats = Arc::new(Mutex::new(first));
     let src = static_pad(&pipeline, "infer", "src");
     let st = stats.clone();

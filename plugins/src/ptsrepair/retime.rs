@@ -116,8 +116,8 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let pts = (x % 5 != 0).then_some(x % 1_000_000_000);
-            let out = r.retime(pts, (x % 3 != 0).then_some(x % 50_000_000), 0);
+            let pts = (!x.is_multiple_of(5)).then_some(x % 1_000_000_000);
+            let out = r.retime(pts, (!x.is_multiple_of(3)).then_some(x % 50_000_000), 0);
             if let Some(p) = prev {
                 assert!(out > p, "{out} after {p}");
             }
