@@ -161,7 +161,10 @@ for replica in 1 2; do
   wait_lines "$at"
   t0=$SECONDS
   podman stop "$ctr" >/dev/null 2>&1
-  echo "test-images: $ctr stopped (SIGTERM) at line $(lines) in $((SECONDS - t0)) s, exit $(podman inspect --format '{{.State.ExitCode}}' "$ctr")"
+  tcode=$(podman inspect --format '{{.State.ExitCode}}' "$ctr")
+  echo "test-images: $ctr stopped (SIGTERM) at line $(lines) in $((SECONDS - t0)) s, exit $tcode"
+  # 137 would be podman's SIGKILL after the stop timeout: no graceful stop.
+  [ "$tcode" = 0 ] || fail "Triton replica $ctr exited with $tcode after SIGTERM (expected 0)"
   podman start "$ctr" >/dev/null
   compose healthy triton --replica "$replica" >/dev/null
   wait_upstreams 2
@@ -179,12 +182,17 @@ step "podman stop: the proxy drains and exits 0; Triton exits"
 podman stop "$(compose name proxy)" >/dev/null 2>&1
 pcode=$(podman inspect --format '{{.State.ExitCode}}' "$(compose name proxy)")
 [ "$pcode" = 0 ] || fail "the proxy exited with $pcode after SIGTERM"
-# (PROXY_LOG_FORMAT=json: the message is a field of each line.)
-podman logs "$(compose name proxy)" 2>&1 | grep -q "draining: no longer accepting connections" || fail "the proxy did not log its drain"
+# (PROXY_LOG_FORMAT=json: the message is a field of each line. The log is read whole first:
+# `podman logs | grep -q` under pipefail fails when grep stops reading early and podman gets
+# SIGPIPE, which is how this check failed on a fresh machine although the proxy had drained.)
+plog=$(podman logs "$(compose name proxy)" 2>&1)
+grep -q "draining: no longer accepting connections" <<<"$plog" || fail "the proxy did not log its drain"
 
 t0=$SECONDS
 podman stop "$(compose name triton)" >/dev/null 2>&1
-echo "test-images: proxy exit 0 after SIGTERM; Triton stopped in $((SECONDS - t0)) s (exit $(podman inspect --format '{{.State.ExitCode}}' "$(compose name triton)"))"
+tcode=$(podman inspect --format '{{.State.ExitCode}}' "$(compose name triton)")
+echo "test-images: proxy exit 0 after SIGTERM; Triton stopped in $((SECONDS - t0)) s (exit $tcode)"
+[ "$tcode" = 0 ] || fail "Triton exited with $tcode after SIGTERM (expected 0)"
 
 step "passed"
 printf '%-45s %s\n' IMAGE SIZE
