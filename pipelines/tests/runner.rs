@@ -745,15 +745,25 @@ fn max_frames_zero_undecodable_and_damaged_inputs() {
         .arg(format!("location={}", ts.display()));
     let remuxed = gst_triton_tests::stderr::output("gst-launch-1.0 remux", &mut remux);
     assert!(remuxed.status.success());
-    for (name, src, keep) in [("garbled.mp4", &clip, 1.0), ("cut.ts", &ts, 0.8)] {
+    // The warning needs packets the decoder gave no frame for: MP4's index keeps every packet
+    // (the decoder drops the garbled ones); MPEG-TS's demuxer drops corrupt packets itself,
+    // without a word, so a damaged TS gives its results and no warning (docs/pipelines.md).
+    for (name, src, keep, warned) in [
+        ("garbled.mp4", &clip, 1.0, true),
+        ("cut.ts", &ts, 0.8, false),
+    ] {
         let bad = dir.join(name);
         std::fs::write(&bad, damage(&std::fs::read(src).unwrap(), 0.45, 0.55, keep)).unwrap();
         let (code, t, lines) = run(&bad, &format!("out-{name}"), &[]);
         assert_eq!(code, Some(0), "{name}: {t}");
         assert!(lines > 10 && lines < 90, "{name}: {lines} frames: {t}");
         let warning = format!("triton-video: warning: VIDEO_PATH: only {lines} of the ");
-        assert!(t.contains(&warning), "{name}: {t}");
-        assert!(t.contains(&bad.display().to_string()), "{name}: {t}");
+        assert_eq!(t.contains(&warning), warned, "{name}: {t}");
+        assert_eq!(
+            t.contains(&bad.display().to_string()),
+            warned,
+            "{name}: {t}"
+        );
         assert!(
             t.contains(&format!("frames:      {lines} ({lines} ok")),
             "{name}: {t}"
