@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 use crate::artifacts::bin;
-use crate::stderr;
 use crate::triton::spawn_tied;
 
 /// A loopback RTSP camera on `port` until it is killed.
@@ -125,30 +124,6 @@ pub fn output_within(mut host: Child, secs: u64, what: &str) -> std::process::Ou
         std::thread::sleep(Duration::from_millis(50));
     }
     host.wait_with_output().unwrap()
-}
-
-/// The one critical a camera run may print, and only on GStreamer 1.22: `fallbacksrc`
-/// (gst-plugins-rs 0.15) answers the EOS its source sends when it restarts a lost camera with
-/// `PadProbeReturn::Drop` from a probe on the source's pads, and GStreamer 1.22 answers a Drop from
-/// a Rust probe with an unref of the NULL the binding left there (the stack: a downstream event
-/// pushed on a multiqueue thread of the camera's decodebin3, meeting a probe). Nothing leaks or
-/// stops; it is code we link, not ours, and not fixed here (see docs/pipelines.md).
-pub const FALLBACKSRC_ON_1_22: &str =
-    "gst_mini_object_unref: assertion 'mini_object != NULL' failed";
-
-/// [`stderr::assert_clean`], except for [`FALLBACKSRC_ON_1_22`], which is counted and said.
-pub fn assert_clean_but_fallbacksrc(what: &str, err: &[u8]) {
-    let text = String::from_utf8_lossy(err);
-    let (known, rest): (Vec<&str>, Vec<&str>) =
-        text.lines().partition(|l| l.contains(FALLBACKSRC_ON_1_22));
-    if !known.is_empty() {
-        eprintln!(
-            "KNOWN fallbacksrc + GStreamer 1.22 critical in {what}, {} time(s): {}",
-            known.len(),
-            known[0]
-        );
-    }
-    stderr::assert_clean(what, rest.join("\n").as_bytes());
 }
 
 pub fn tmpdir(name: &str) -> PathBuf {

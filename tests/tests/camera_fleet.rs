@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use gst_triton_tests::artifacts::bin;
 use gst_triton_tests::camera::{
-    Camera, assert_clean_but_fallbacksrc, decoded_frames, lines, output_within, tmpdir,
-    wait_ok_after,
+    Camera, decoded_frames, lines, output_within, tmpdir, wait_ok_after,
 };
 use gst_triton_tests::proxy::ProxyProcess;
 use gst_triton_tests::triton::{free_port, shared_url};
@@ -199,7 +198,7 @@ fn a_cameras_file_runs_every_camera_and_an_edit_removes_and_adds_one_while_the_o
     }
     let out = output_within(host, 30, "triton-video after SIGTERM");
     let err = std::fs::read_to_string(&log).unwrap();
-    assert_clean_but_fallbacksrc("triton-video", err.as_bytes());
+    gst_triton_tests::stderr::assert_clean("triton-video", err.as_bytes());
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(
         lines(&json("c")).len(),

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use gst_triton_tests::artifacts::{bin, plugin_dir};
 use gst_triton_tests::camera::{
-    Camera, assert_clean_but_fallbacksrc, decoded_frames, lines, output_within, statuses, tmpdir,
-    wait_ok_after,
+    Camera, decoded_frames, lines, output_within, statuses, tmpdir, wait_ok_after,
 };
 use gst_triton_tests::proxy::ProxyProcess;
 use gst_triton_tests::triton::{free_port, repo_root, shared_url};
@@ -131,7 +130,7 @@ fn the_rtsp_pipeline_file_keeps_running_through_two_camera_outages() {
         libc::kill(host.id() as i32, libc::SIGINT);
     }
     let out = output_within(host, 30, "gst-launch-1.0 after Ctrl-C");
-    assert_clean_but_fallbacksrc("gst-launch-1.0", &out.stderr);
+    gst_triton_tests::stderr::assert_clean("gst-launch-1.0", &out.stderr);
     assert!(
         out.status.success(),
         "gst-launch-1.0: {:?}: {}",
@@ -199,7 +198,7 @@ fn triton_video_rides_out_an_outage_and_ends_with_exit_5_when_the_camera_never_r
     // Then the camera goes for good.
     cam.kill();
     let out = output_within(host, 60, "triton-video after its camera went for good");
-    assert_clean_but_fallbacksrc("triton-video", &out.stderr);
+    gst_triton_tests::stderr::assert_clean("triton-video", &out.stderr);
     let err = String::from_utf8_lossy(&out.stderr);
     let summary = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(5), "{err}\n{summary}");

@@ -268,15 +268,50 @@ impl Fleet<'_> {
     }
 }
 
-fn read(file: &str) -> Result<(String, BTreeMap<String, Camera>), String> {
+fn read(file: &str, base: &Args) -> Result<(String, BTreeMap<String, Camera>), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("CAMERAS_FILE: {file}: {e}"))?;
-    let cams = cameras::parse(&text).map_err(|e| format!("CAMERAS_FILE: {file}: {e}"))?;
+    let cams = cameras::parse(&text)
+        .and_then(|c| check_encoders(base, &c).map(|()| c))
+        .map_err(|e| format!("CAMERAS_FILE: {file}: {e}"))?;
     Ok((text, cams))
+}
+
+/// Every camera's encoder can make its recording (as the file's other fields, refused before
+/// anything starts rather than failing at each start).
+fn check_encoders(base: &Args, cams: &BTreeMap<String, Camera>) -> Result<(), String> {
+    for c in cams.values() {
+        launch::check_encoder(&c.args(base), &c.uri)
+            .map_err(|e| format!("camera {:?}: encoder: {e}", c.name))?;
+    }
+    Ok(())
+}
+
+/// The models of `cams` not in `checked` are on the server and ready (the preflight, once per
+/// model); `Err`: the first that is not, with the camera that names it.
+fn check_models(
+    base: &Args,
+    cams: &BTreeMap<String, Camera>,
+    checked: &mut std::collections::BTreeSet<String>,
+) -> Result<(), preflight::Failure> {
+    for c in cams.values() {
+        let a = c.args(base);
+        if checked.contains(&a.model_name) {
+            continue;
+        }
+        preflight::preflight(&a).map_err(|f| preflight::Failure {
+            code: f.code,
+            message: format!("camera {:?}: model: {}", c.name, f.message),
+        })?;
+        checked.insert(a.model_name);
+    }
+    Ok(())
 }
 
 /// Runs the cameras of `file` until SIGINT/SIGTERM; returns the exit code.
 pub fn run(base: &Args, file: &str) -> i32 {
-    let (text, wanted) = match read(file) {
+    // SIGHUP first: one that comes while the server is checked is a reload, not the end.
+    signals::install_reload();
+    let (text, wanted) = match read(file, base) {
         Ok(r) => r,
         Err(e) => {
             say(e);
@@ -284,16 +319,14 @@ pub fn run(base: &Args, file: &str) -> i32 {
         }
     };
     // The server and each model once, before anything starts.
-    let mut models: Vec<String> = wanted.values().map(|c| c.args(base).model_name).collect();
-    models.sort();
-    models.dedup();
-    for m in models {
-        let mut a = base.clone();
-        a.model_name = m;
-        if let Err(f) = preflight::preflight(&a) {
-            say(f.message);
-            return f.code;
-        }
+    let mut checked = std::collections::BTreeSet::new();
+    say(format_args!(
+        "checking the server and the models of {} cameras",
+        wanted.len()
+    ));
+    if let Err(f) = check_models(base, &wanted, &mut checked) {
+        say(f.message);
+        return f.code;
     }
     signals::install(true);
     let board: Board = Default::default();
@@ -327,14 +360,24 @@ pub fn run(base: &Args, file: &str) -> i32 {
             stopping = true;
             fleet.wanted.clear();
         }
-        if !stopping && (signals::take_reload() || Instant::now() >= next_read) {
+        let hup = !stopping && signals::take_reload();
+        if !stopping && (hup || Instant::now() >= next_read) {
             next_read = Instant::now() + RELOAD_EVERY;
-            // Read every time, parsed only when it changed; each problem is said once per version
-            // of the file (or once while it cannot be read), the running cameras kept meanwhile.
+            // Read every time, checked only when it changed (or on SIGHUP, which also checks a
+            // version refused before again, e.g. for a server that was away); each problem is
+            // said once per version of the file (or once while it cannot be read), the running
+            // cameras kept meanwhile.
             match std::fs::read_to_string(file) {
-                Ok(t) if last.as_ref() == Some(&t) => {}
+                Ok(t) if !hup && last.as_ref() == Some(&t) => {}
                 Ok(t) => {
-                    match cameras::parse(&t) {
+                    let checked_cams = cameras::parse(&t)
+                        .and_then(|c| check_encoders(base, &c).map(|()| c))
+                        .and_then(|c| {
+                            check_models(base, &c, &mut checked)
+                                .map(|()| c)
+                                .map_err(|f| f.message)
+                        });
+                    match checked_cams {
                         Ok(cams) => {
                             say(format_args!("{file} changed: {} cameras", cams.len()));
                             fleet.wanted = cams;

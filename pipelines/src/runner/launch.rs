@@ -38,6 +38,20 @@ pub fn recording_name(video: &str, encoder: &Encoder) -> &'static str {
     }
 }
 
+/// Whether `a.encoder` can make this input's recording (the check [`pipeline_description`]
+/// makes, without building anything): `Err` names what is wrong, without the `ENCODER: ` it
+/// would start with.
+pub fn check_encoder(a: &Args, video: &str) -> Result<(), String> {
+    let container = match recording_name(video, &a.encoder) {
+        "" => return Ok(()),
+        "annotated.ts" => Container::MpegTs,
+        _ => Container::Mp4,
+    };
+    encoder::choose(&a.encoder, container)
+        .map(|_| ())
+        .map_err(|e| e.trim_start_matches("ENCODER: ").to_string())
+}
+
 /// The `gst-launch` description of the whole run, and the encoder chosen (`ENCODER`; none
 /// with `ENCODER=none`). `Err`: an `ENCODER` that cannot work, named.
 pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Chosen>), String> {

@@ -59,8 +59,26 @@ pub fn preflight(a: &Args) -> Result<(), Failure> {
             code: 1,
             message: e.to_string(),
         })?;
-    rt.block_on(check(a))
+    let (addr, _) = a.server();
+    rt.block_on(async {
+        tokio::time::timeout(ANSWER_LIMIT, check(a))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure {
+                    code: 3,
+                    message: format!(
+                        "cannot reach the server at {addr}: no answer within {} s (something accepts connections there but does not answer gRPC)",
+                        ANSWER_LIMIT.as_secs()
+                    ),
+                })
+            })
+    })
 }
+
+/// How long the checks before the run may wait for the server as a whole: a peer that accepts
+/// the connection and never answers (a wrong port, a proxy that hangs) must not hold the start
+/// forever.
+const ANSWER_LIMIT: Duration = Duration::from_secs(15);
 
 async fn check(a: &Args) -> Result<(), Failure> {
     if let Some(f) = &a.labels_file

@@ -20,6 +20,16 @@ extern "C" fn on_hup(_: libc::c_int) {
     RELOAD.store(true, Ordering::SeqCst);
 }
 
+/// Installs the SIGHUP handler alone (a `--cameras` run, before its preflight: a SIGHUP then
+/// asks for a reload instead of ending the process; SIGINT and SIGTERM still end it at once).
+pub fn install_reload() {
+    let hup = on_hup as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: a plain handler that only touches an atomic.
+    unsafe {
+        libc::signal(libc::SIGHUP, hup);
+    }
+}
+
 /// Installs the handlers; SIGHUP only when `reload` (otherwise it keeps its default).
 pub fn install(reload: bool) {
     let stop = on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;

@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[allow(dead_code)] // used by the tests of the pipeline files only
+pub mod files;
+
 /// The demo clip generator of this crate.
 pub const CLIP: &str = env!("CARGO_BIN_EXE_make-demo-clip");
 

@@ -158,8 +158,10 @@ impl CameraSrc {
         // restart would have to wait through before the camera counts as back).
         let latency = s.latency_ms;
         obj.connect_deep_element_added(move |_, _, e| {
-            if e.factory().is_some_and(|f| f.name() == "rtspsrc") {
-                e.set_property("latency", latency);
+            match e.factory().map(|f| f.name()).as_deref() {
+                Some("rtspsrc") => e.set_property("latency", latency),
+                Some("uridecodebin3") => end_of_stream_restarts(e),
+                _ => {}
             }
         });
         obj.add(&source).map_err(|_| gst::StateChangeError)?;
@@ -366,6 +368,40 @@ impl CameraSrc {
             .obj()
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
+}
+
+/// A camera that ends its stream is restarted, as `restart-on-eos` would, but without its EOS
+/// reaching fallbacksrc: fallbacksrc drops that EOS with `PadProbeReturn::Drop`, which GStreamer
+/// 1.22 answers with `gst_mini_object_unref: assertion 'mini_object != NULL' failed` (the Rust
+/// binding has already released the event). Our probe sits one pad upstream of fallbacksrc's (on
+/// the target of the decoder's ghost pad, so it runs first), takes the EOS, and tells fallbacksrc
+/// that its source failed: an error from inside its source is answered with a restart.
+fn end_of_stream_restarts(decoder: &gst::Element) {
+    decoder.connect_pad_added(|decoder, pad| {
+        let inner = pad
+            .downcast_ref::<gst::GhostPad>()
+            .and_then(|g| g.target())
+            .unwrap_or_else(|| pad.clone());
+        let decoder = decoder.downgrade();
+        inner.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if !matches!(info.event().map(|e| e.type_()), Some(gst::EventType::Eos)) {
+                return gst::PadProbeReturn::Ok;
+            }
+            if let Some(decoder) = decoder.upgrade() {
+                gst::info!(
+                    CAT,
+                    obj = decoder,
+                    "the camera ended its stream: restarting it"
+                );
+                gst::element_error!(
+                    decoder,
+                    gst::ResourceError::Read,
+                    ("the camera ended its stream")
+                );
+            }
+            drop_buffer(info)
+        });
+    });
 }
 
 /// Takes the buffer (or event) and says it was handled (GStreamer 1.22 answers a plain Drop from a Rust

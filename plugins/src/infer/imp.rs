@@ -415,6 +415,13 @@ impl TritonInfer {
     /// if no frame has asked for the description yet.
     fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
         if !model_query::is_question(query) {
+            // A serialized query (the allocation query that follows new caps) goes downstream
+            // only after the events and frames queued before it: else it overtakes the caps
+            // event and downstream answers for the old format (a camera that came up at
+            // another format failed with "Failed to configure the buffer pool").
+            if query.is_serialized() && self.queue.wait_drained().is_err() {
+                return false;
+            }
             return gst::Pad::query_default(pad, Some(&*self.obj()), query);
         }
         if self.learn_model().is_err() {

@@ -19,6 +19,9 @@ struct Inner<T, E> {
     /// Items with whether each counts against `max` (frames do, events do not).
     items: VecDeque<(T, bool)>,
     frames: usize,
+    /// The consumer has taken an item and not yet come back for the next one (it is being
+    /// pushed downstream).
+    taken: bool,
     flushing: bool,
     flow: Result<(), E>,
 }
@@ -39,6 +42,7 @@ impl<T, E: Copy> OrderedQueue<T, E> {
             inner: Mutex::new(Inner {
                 items: VecDeque::new(),
                 frames: 0,
+                taken: false,
                 flushing: true,
                 flow: Ok(()),
             }),
@@ -100,6 +104,7 @@ impl<T, E: Copy> OrderedQueue<T, E> {
         if flushing {
             q.items.clear();
             q.frames = 0;
+            q.taken = false;
             self.flushes.send_replace(());
         } else {
             q.flow = Ok(());
@@ -122,6 +127,10 @@ impl<T, E: Copy> OrderedQueue<T, E> {
     /// `None` when flushing.
     pub fn peek_head<R>(&self, peek: impl FnOnce(&mut T) -> R) -> Option<R> {
         let mut q = self.lock();
+        // Back for the next item: the one taken before has been pushed.
+        if std::mem::replace(&mut q.taken, false) {
+            self.cond.notify_all();
+        }
         while q.items.is_empty() && !q.flushing {
             q = self.cond.wait(q).unwrap_or_else(|e| e.into_inner());
         }
@@ -141,8 +150,21 @@ impl<T, E: Copy> OrderedQueue<T, E> {
         if counts {
             q.frames -= 1;
         }
+        q.taken = true;
         self.cond.notify_all();
         Some(item)
+    }
+
+    /// Waits until every item queued so far has been taken and pushed on (the consumer is back
+    /// for the next one): a serialized query (an allocation query after new caps) must not
+    /// overtake the events and frames queued before it. `Err` when flushing or after a
+    /// downstream error, which end the wait.
+    pub fn wait_drained(&self) -> Result<(), Refused<E>> {
+        let mut q = self.lock();
+        while (!q.items.is_empty() || q.taken) && !q.flushing && q.flow.is_ok() {
+            q = self.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        Self::accepting(&q)
     }
 }
 
@@ -167,6 +189,54 @@ mod tests {
         assert_eq!(q.push_frame(1), Err(Refused::Flushing));
         assert!(!q.push_other(2));
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_serialized_query_waits_until_what_came_before_it_was_pushed_on() {
+        let q = open();
+        assert_eq!(q.wait_drained(), Ok(()), "nothing queued: no wait");
+        q.push_frame(1).unwrap();
+        assert!(q.push_other(100));
+        let drained = Arc::new(AtomicUsize::new(0));
+        let (q2, d2) = (q.clone(), drained.clone());
+        let waiter = std::thread::spawn(move || {
+            let r = q2.wait_drained();
+            d2.store(1, Ordering::SeqCst);
+            r
+        });
+        let still_waiting = |what: &str| {
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(drained.load(Ordering::SeqCst), 0, "{what}");
+        };
+        still_waiting("two items queued");
+        assert_eq!(q.pop(), Some(1));
+        assert_eq!(q.peek_head(|x| *x), Some(100));
+        assert_eq!(q.pop(), Some(100));
+        still_waiting("the last item taken but not yet pushed on");
+        // The consumer comes back for the next item: everything before the query is downstream.
+        let q3 = q.clone();
+        let consumer = std::thread::spawn(move || q3.peek_head(|x| *x));
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+        q.set_flushing(true);
+        assert_eq!(consumer.join().unwrap(), None);
+    }
+
+    #[test]
+    fn a_flush_or_a_downstream_error_ends_the_wait_for_a_drain() {
+        let q = open();
+        q.push_frame(1).unwrap();
+        let q2 = q.clone();
+        let waiter = std::thread::spawn(move || q2.wait_drained());
+        std::thread::sleep(Duration::from_millis(30));
+        q.fail("not-linked");
+        assert_eq!(waiter.join().unwrap(), Err(Refused::Flow("not-linked")));
+        let q = open();
+        q.push_frame(1).unwrap();
+        let q2 = q.clone();
+        let waiter = std::thread::spawn(move || q2.wait_drained());
+        std::thread::sleep(Duration::from_millis(30));
+        q.set_flushing(true);
+        assert_eq!(waiter.join().unwrap(), Err(Refused::Flushing));
     }
 
     #[test]
