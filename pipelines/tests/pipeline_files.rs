@@ -329,7 +329,8 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
         launch_desc(
             "rtsp-camera-to-rtsp.pipeline",
             &load("rtsp-camera-to-rtsp.pipeline", &v),
-            &|| recorded() > 10_000,
+            // (the server writes through: 150 kB is a few seconds of frames)
+            &|| recorded() > 150_000,
             true,
         );
         // The server finishes writing what it was sent.
@@ -345,6 +346,89 @@ async fn rtsp_pipelines_run_against_a_loopback_rtsp_server() {
         assert!(
             decoded_frames(&out_ts) >= 10,
             "recorded stream not decodable"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+/// `ENCODER` reaches the recording pipeline files through scripts/run-pipeline.sh: an MPEG-4
+/// recording with `ENCODER=avenc_mpeg4`, x264's with `auto`, and `none` refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoder_reaches_the_pipeline_files_through_run_pipeline_sh() {
+    let proxy = TestProxy::start(&shared_url(), &["--proxy-allow-unauthenticated"])
+        .await
+        .unwrap();
+    let mm = proxy.url();
+    tokio::task::spawn_blocking(move || {
+        let dir = tmpdir("encoder-var");
+        let clip = make_clip(&dir, 12, 320, 240).0;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/run-pipeline.sh");
+        let run = |encoder: &str| {
+            let out = std::process::Command::new("bash")
+                .arg(&script)
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("file-to-mp4-and-jsonl.pipeline"))
+                .env("VIDEO_PATH", &clip)
+                .env("MM_URL", &mm)
+                .env("MODEL_NAME", "shapes_nms")
+                .env("RESULTS_DIR", &dir)
+                .env("ENCODER", encoder)
+                .env(
+                    "GST_TRITON_PLUGIN_DIR",
+                    gst_triton_tests::artifacts::plugin_dir(),
+                )
+                .output()
+                .unwrap();
+            gst_triton_tests::stderr::assert_clean(encoder, &out.stderr);
+            out
+        };
+        // Which decoder reads the recording back says which encoder made it.
+        let video_caps = |file: &Path| {
+            let out = std::process::Command::new("gst-launch-1.0")
+                .args(["-v", "filesrc", &format!("location={}", file.display())])
+                .args(["!", "qtdemux", "!", "fakesink", "num-buffers=1"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        for (encoder, caps) in [("avenc_mpeg4", "video/mpeg"), ("auto", "video/x-h264")] {
+            let _ = std::fs::remove_file(dir.join("annotated.mp4"));
+            let out = run(encoder);
+            assert!(
+                out.status.success(),
+                "ENCODER={encoder}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                video_caps(&dir.join("annotated.mp4")).contains(caps),
+                "ENCODER={encoder}: the recording is not {caps}: {}",
+                video_caps(&dir.join("annotated.mp4"))
+            );
+            // One sample per frame in the file (decodebin's MPEG-4 parser gives one picture
+            // fewer of a 12-frame MPEG-4 file than avdec_mpeg4 alone decodes: a reader matter).
+            let samples = std::process::Command::new("gst-launch-1.0")
+                .args(["-v", "filesrc"])
+                .arg(format!("location={}", dir.join("annotated.mp4").display()))
+                .args(["!", "qtdemux", "!", "fakesink", "silent=false"])
+                .output()
+                .unwrap();
+            let samples = String::from_utf8_lossy(&samples.stdout)
+                .lines()
+                .filter(|l| l.contains("last-message = chain"))
+                .count();
+            assert_eq!(samples, 12, "{encoder}: samples in the recording");
+            assert!(
+                decoded_frames(&dir.join("annotated.mp4")) >= 11,
+                "{encoder}"
+            );
+        }
+        let out = run("none");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("ENCODER=none: this pipeline file writes a recording"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     })
     .await

@@ -18,11 +18,13 @@ pub const TRIM_THRESHOLD: usize = 256 << 20;
 /// Applies the thresholds above (once, at start, before the runtime's threads), except where the
 /// environment sets glibc's own variables. Returns whether it set them.
 pub fn keep_freed_memory() -> bool {
-    let env_set = |k: &str| std::env::var_os(k).is_some();
-    if env_set("MALLOC_MMAP_THRESHOLD_") || env_set("MALLOC_TRIM_THRESHOLD_") {
-        return false;
-    }
-    set(MMAP_THRESHOLD, TRIM_THRESHOLD)
+    ours_to_set(|k| std::env::var_os(k).is_some()) && set(MMAP_THRESHOLD, TRIM_THRESHOLD)
+}
+
+/// Whether the thresholds are ours to set: not when glibc's own variables are in the
+/// environment (`is_set` tells which are), which the operator chose.
+fn ours_to_set(is_set: impl Fn(&str) -> bool) -> bool {
+    !(is_set("MALLOC_MMAP_THRESHOLD_") || is_set("MALLOC_TRIM_THRESHOLD_"))
 }
 
 #[cfg(target_env = "gnu")]
@@ -83,5 +85,16 @@ mod tests {
             after < 500,
             "{after} page faults over 5 rounds with memory kept ({before} before)"
         );
+    }
+}
+
+#[cfg(test)]
+mod choice {
+    #[test]
+    fn glibcs_own_variables_win_over_ours() {
+        assert!(super::ours_to_set(|_| false), "nothing set: ours apply");
+        for k in ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"] {
+            assert!(!super::ours_to_set(|v| v == k), "{k} set: left alone");
+        }
     }
 }

@@ -245,3 +245,61 @@ impl Outcomes {
         );
     }
 }
+
+/// A pipelines/*.pipeline file's `gst-launch-1.0` line with its variables filled in, as
+/// `scripts/run-pipeline.sh` does: comment lines dropped, `${KEY}` from `value(KEY)` (required),
+/// `${KEY:-default}` from `value(KEY)` or else the default. `Err` names a required key left.
+pub fn expand_pipeline_file(
+    text: &str,
+    value: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut line: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut from = 0;
+    while let Some(at) = line[from..].find("${") {
+        let start = from + at;
+        let end = start
+            + line[start..]
+                .find('}')
+                .ok_or_else(|| format!("no closing brace after {}", &line[start..]))?;
+        let (key, default) = match line[start + 2..end].split_once(":-") {
+            Some((k, d)) => (k.to_string(), Some(d.to_string())),
+            None => (line[start + 2..end].to_string(), None),
+        };
+        let val = value(&key)
+            .or(default)
+            .ok_or_else(|| format!("no value for ${{{key}}}"))?;
+        line.replace_range(start..=end, &val);
+        from = start + val.len();
+    }
+    Ok(line)
+}
+
+#[cfg(test)]
+mod expand_tests {
+    use super::expand_pipeline_file;
+
+    #[test]
+    fn required_keys_defaults_and_comments() {
+        let text =
+            "# ${IGNORED} in a comment\na location=${A} ! ${ENC:-x264enc speed=1 ! h264parse} ! b";
+        let v = |k: &str| (k == "A").then(|| "in.mp4".to_string());
+        assert_eq!(
+            expand_pipeline_file(text, v).unwrap(),
+            "a location=in.mp4 ! x264enc speed=1 ! h264parse ! b"
+        );
+        let v = |k: &str| Some(format!("<{k}>"));
+        assert_eq!(
+            expand_pipeline_file(text, v).unwrap(),
+            "a location=<A> ! <ENC> ! b"
+        );
+        let none = |_: &str| None;
+        assert_eq!(
+            expand_pipeline_file(text, none).unwrap_err(),
+            "no value for ${A}"
+        );
+    }
+}

@@ -87,6 +87,8 @@ async fn a_triton_replica_stopped_gracefully_under_load_costs_no_frame() {
     .unwrap();
     let url = proxy.url();
 
+    let retries = |m: &str| metric(m, "proxy_upstream_retries_total");
+    let retries_before = retries(&proxy.metrics().await);
     // A stopped gracefully after 100 of 300 Acks, restarted; then B the same.
     for (k, victim) in replicas.iter().enumerate() {
         let acked = Arc::new(AtomicUsize::new(0));
@@ -138,6 +140,13 @@ async fn a_triton_replica_stopped_gracefully_under_load_costs_no_frame() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // The stops were met, not missed: requests answered by a stopping replica were sent again to
+    // the other (without that resend, the test would pass only by luck of timing).
+    let m = proxy.metrics().await;
+    assert!(
+        retries(&m) > retries_before,
+        "no request was sent once more while a replica stopped: the stops were not exercised\n{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -749,7 +749,7 @@ async fn health_follows_triton_and_shutdown_drains() {
             .await
             .unwrap();
     }
-    // All three are with Triton (each sleeps 300 ms there) before the shutdown starts.
+    // All three are with Triton (each sleeps 1500 ms there) before the shutdown starts.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !proxy.metrics().await.contains("proxy_inflight_requests 3") {
         assert!(

@@ -27,21 +27,8 @@ pub fn files() -> Vec<PathBuf> {
 
 pub fn load(name: &str, vars: &HashMap<&str, String>) -> String {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap();
-    let mut line: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .collect::<Vec<_>>()
-        .join(" ");
-    while let Some(start) = line.find("${") {
-        let end = start + line[start..].find('}').expect("closing brace");
-        let key = &line[start + 2..end];
-        let val = vars
-            .get(key)
-            .unwrap_or_else(|| panic!("{name}: no value for ${{{key}}}"))
-            .clone();
-        line.replace_range(start..=end, &val);
-    }
-    line
+    gst_triton_tests::pipeline::expand_pipeline_file(&text, |k| vars.get(k).cloned())
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 pub fn lines(p: &Path) -> usize {

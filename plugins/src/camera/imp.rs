@@ -527,7 +527,7 @@ impl ElementImpl for CameraSrc {
             gst::subclass::ElementMetadata::new(
                 "Triton camera source",
                 "Source/Video",
-                "A live camera that keeps the pipeline running while it is away: restarts it with backoff, treats a stalled stream as an outage, fills the gap with black frames marked no-signal (or pauses), keeps the first size and frame rate",
+                "A live camera that keeps the pipeline running while it is away: restarts it every restart-ms until it is back, treats a stalled stream as an outage, fills the gap with black frames marked no-signal (or pauses), keeps the first size and frame rate",
                 "gst-triton developers",
             )
         });
