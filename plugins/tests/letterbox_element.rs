@@ -484,3 +484,55 @@ fn interval_makes_tensors_for_every_nth_frame_and_starts_again_after_a_flush() {
         "the first frame after a flush has no tensor"
     );
 }
+
+/// UINT8 tensors differ from FP32 ones (default scale 1/255, no mean, no std) only by rounding:
+/// for every element, |u8 / 255 − f32| ≤ 0.5 / 255, on every input format and at a size that
+/// resizes (so the interpolated values are not whole numbers). The bound the real-model test's
+/// "UINT8 vs FP32" agreement rests on.
+#[test]
+fn uint8_tensors_are_the_fp32_ones_rounded_to_whole_pixels() {
+    init();
+    let tensor = |dtype: &str, format: &str, input: &gst::Buffer| -> Vec<u8> {
+        let mut h = gst_check::Harness::new("tritonletterbox");
+        {
+            let e = h.element().unwrap();
+            e.set_property("width", 160u32);
+            e.set_property("height", 128u32);
+            e.set_property_from_str("dtype", dtype);
+        }
+        h.set_src_caps(caps(format, 641, 479));
+        let out = h.push_and_pull(input.clone()).unwrap();
+        let m = meta::tensor_meta(&out).unwrap();
+        assert_eq!(m.dtype, dtype);
+        m.tensor.map_readable().unwrap().to_vec()
+    };
+    for format in ["I420", "NV12", "RGB", "BGRx"] {
+        let info = gst_video::VideoInfo::from_caps(&caps(format, 641, 479)).unwrap();
+        let input = frame(&info, 7);
+        let u8s = tensor("UINT8", format, &input);
+        let f32s: Vec<f32> = tensor("FP32", format, &input)
+            .chunks_exact(4)
+            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(u8s.len(), f32s.len(), "{format}: elements");
+        let mut worst = 0f32;
+        let mut fractional = 0;
+        for (u, f) in u8s.iter().zip(&f32s) {
+            let d = (*u as f32 / 255.0 - f).abs();
+            worst = worst.max(d);
+            if (f * 255.0 - (f * 255.0).round()).abs() > 1e-3 {
+                fractional += 1;
+            }
+        }
+        assert!(
+            worst <= 0.5 / 255.0 + 1e-6,
+            "{format}: |u8/255 - f32| up to {worst} (bound {})",
+            0.5 / 255.0
+        );
+        assert!(
+            fractional * 10 >= f32s.len(),
+            "{format}: only {fractional} of {} FP32 values between whole pixels: the bound was not put to the test",
+            f32s.len()
+        );
+    }
+}
