@@ -8,7 +8,8 @@
 //! client's to see: after any error answer the upstream is asked `ServerReady`, and one that is
 //! not ready is ejected at once and the request sent to another (with no other: UNAVAILABLE, a
 //! status the client may retry). A ready server's errors (a model it really does not know, a bad
-//! shape) go to the client as they are.
+//! shape) go to the client as they are, and so do those of a server too busy to answer
+//! `ServerReady` within a second (the periodic probe judges it, not one error answer).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -203,24 +203,48 @@ impl Upstream {
     }
 
     async fn ask_ready(&self, within: Duration) -> bool {
-        let mut c = self.client.clone();
-        matches!(
-            tokio::time::timeout(within, c.server_ready(ServerReadyRequest {})).await,
-            Ok(Ok(r)) if r.get_ref().ready
-        )
+        self.readiness(within).await == Readiness::Ready
     }
 
-    /// After an error answer: asks `ServerReady` now, and ejects the upstream at once when it is
-    /// not ready (or does not answer within [`CONFIRM_TIMEOUT`]). True when it is ready, i.e. the
-    /// error was the server's considered answer.
-    pub async fn confirm_ready(&self) -> bool {
-        let ready = self.ask_ready(CONFIRM_TIMEOUT).await;
-        if !ready {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            self.set_ready(false);
+    async fn readiness(&self, within: Duration) -> Readiness {
+        let mut c = self.client.clone();
+        match tokio::time::timeout(within, c.server_ready(ServerReadyRequest {})).await {
+            Ok(Ok(r)) if r.get_ref().ready => Readiness::Ready,
+            Ok(_) => Readiness::NotReady,
+            Err(_) => Readiness::Silent,
         }
-        ready
     }
+
+    /// After an error answer: asks `ServerReady` now, and ejects the upstream at once when it
+    /// answers not ready or cannot be reached. True when it is ready, i.e. the error was the
+    /// server's considered answer — and also when it does not answer within
+    /// [`CONFIRM_TIMEOUT`]: a busy Triton can be slow to say it is ready, and one error answer
+    /// (a client's mistake, say) must not eject it; the probe every [`PROBE_EVERY`] judges a
+    /// server that stays silent.
+    pub async fn confirm_ready(&self) -> bool {
+        match self.readiness(CONFIRM_TIMEOUT).await {
+            Readiness::Ready => true,
+            Readiness::Silent => {
+                tracing::debug!(upstream = %self.url, "ServerReady not answered within {CONFIRM_TIMEOUT:?} after an error answer; left to the probe");
+                true
+            }
+            Readiness::NotReady => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.set_ready(false);
+                false
+            }
+        }
+    }
+}
+
+/// What a `ServerReady` question came back with.
+#[derive(Debug, PartialEq, Eq)]
+enum Readiness {
+    Ready,
+    /// Answered not ready, or the call failed (unreachable, refused).
+    NotReady,
+    /// No answer in time.
+    Silent,
 }
 
 /// One request's hold on an upstream.

@@ -58,6 +58,8 @@ pub struct Script {
     pub end_stream_at: Option<u64>,
     /// `ServerReady` answers not ready (a server starting or shutting down).
     pub not_ready: bool,
+    /// `ServerReady` answers after this many ms (a ready server that is slow to say so).
+    pub ready_delay_ms: u64,
     /// Offer Triton's system shared memory (registration, tensors in regions); without it the
     /// mock answers UNIMPLEMENTED like a KServe v2 server that is not Triton.
     pub shared_memory: bool,
@@ -75,6 +77,7 @@ impl Default for Script {
             end_stream_at: None,
             shared_memory: false,
             not_ready: false,
+            ready_delay_ms: 0,
         }
     }
 }
@@ -404,7 +407,13 @@ impl GrpcInferenceService for Service {
         &self,
         _: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        let ready = !self.0.script.lock().unwrap().not_ready;
+        let (ready, delay) = {
+            let s = self.0.script.lock().unwrap();
+            (!s.not_ready, s.ready_delay_ms)
+        };
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         Ok(Response::new(ServerReadyResponse { ready }))
     }
 

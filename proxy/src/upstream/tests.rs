@@ -329,7 +329,21 @@ async fn probes_and_confirmations_follow_what_each_server_answers() {
     assert!(!m[1].confirm_ready().await);
     assert!(!m[1].is_ready());
     assert_eq!(m[1].failures.load(Ordering::Relaxed), failures + 1);
-    // A server that does not answer at all is not ready either.
+    // A ready server slow to say so (busy) is not ejected by a confirmation: it stays in, its
+    // error answer goes to the client as it is, and the probe judges it later.
+    a.set_script(Script {
+        ready_delay_ms: 1500,
+        ..Default::default()
+    });
+    m[0].set_ready(true);
+    let failures = m[0].failures.load(Ordering::Relaxed);
+    assert!(
+        m[0].confirm_ready().await,
+        "a slow ServerReady is no ejection"
+    );
+    assert!(m[0].is_ready());
+    assert_eq!(m[0].failures.load(Ordering::Relaxed), failures);
+    // A server that cannot be reached at all is not ready.
     b.kill();
     assert!(!m[1].confirm_ready().await);
 }
