@@ -172,7 +172,7 @@ fn the_rtsp_pipeline_file_keeps_running_through_two_camera_outages() {
 }
 
 #[test]
-fn triton_video_rides_out_an_outage_and_ends_with_exit_5_when_the_camera_never_returns() {
+fn triton_video_rides_out_two_outages_and_ends_with_exit_5_when_the_camera_never_returns() {
     let proxy = ProxyProcess::start(&shared_url(), &[]);
     let mut cam = Camera::start(free_port());
     let dir = tmpdir("runner");
@@ -183,18 +183,15 @@ fn triton_video_rides_out_an_outage_and_ends_with_exit_5_when_the_camera_never_r
         .env("DOMINO_API_KEY", "test-key")
         .env("MODEL_NAME", MODEL)
         .env("RESULTS_DIR", &dir)
-        .env("CAMERA_GIVE_UP_SECS", "3")
+        .env("CAMERA_GIVE_UP_SECS", "6")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("triton-video");
     wait_ok_after(&mut host, &json, 0, 30, "start");
-    // One outage shorter than the give-up time: the run goes on.
-    let at = statuses(&json).len();
-    cam.kill();
-    std::thread::sleep(Duration::from_secs(2));
-    cam.up();
-    wait_ok_after(&mut host, &json, at + 1, 10, "short outage");
+    // Two 4-s outages, shorter than the give-up time: the run goes on; the camera comes back the
+    // second time at 4:3 and 10 f/s instead of 16:9 and 15 f/s.
+    let resumed = two_outages(&mut cam, &mut host, &json, (320, 240, 10));
     // Then the camera goes for good.
     cam.kill();
     let out = output_within(host, 60, "triton-video after its camera went for good");
@@ -203,7 +200,7 @@ fn triton_video_rides_out_an_outage_and_ends_with_exit_5_when_the_camera_never_r
     let summary = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(5), "{err}\n{summary}");
     assert!(
-        err.contains("did not come back within 3 s"),
+        err.contains("did not come back within 6 s"),
         "the reason: {err}"
     );
     let all = lines(&json);
@@ -212,7 +209,24 @@ fn triton_video_rides_out_an_outage_and_ends_with_exit_5_when_the_camera_never_r
         assert_eq!(l["frame"], i as u64, "one line per frame, in order");
     }
     assert_eq!(all.last().unwrap()["status"], "no-signal");
+    // Two outages ridden out before the last: two runs of no-signal lines between ok ones.
+    let runs = all
+        .windows(2)
+        .filter(|w| w[0]["status"] == "ok" && w[1]["status"] == "no-signal")
+        .count();
+    assert_eq!(runs, 3, "two outages ridden out and the final one");
+    // The recording keeps the camera's first size through the 4:3 return.
+    for l in &all {
+        assert_eq!(
+            (&l["width"], &l["height"]),
+            (&640.into(), &360.into()),
+            "{l}"
+        );
+    }
     assert!(summary.contains("no-signal"), "{summary}");
+    eprintln!(
+        "triton-video through two outages: ok again {resumed:.1?} s after the camera's return"
+    );
     let pictures = decoded_frames(&dir.join("annotated.ts"));
     assert_eq!(
         pictures,
