@@ -103,6 +103,22 @@ sys.exit(1)
 PYEOF
 step "proxy healthy"
 
+step "least privilege: Triton and the proxy run as non-root users on read-only root file systems"
+for svc in triton proxy; do
+  ctr=$(compose name "$svc")
+  conf=$(podman inspect --format '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}' "$ctr")
+  user=${conf% *}; ro=${conf#* }
+  case "$user" in ""|0|0:*|root|root:*) fail "$svc runs as '${user:-the image default, root}'; expected a non-root user (compose user:)";; esac
+  [ "$ro" = true ] || fail "$svc: the root file system is writable; expected read_only: true"
+  # What the processes really run as, seen from inside the container.
+  users=$(podman top "$ctr" user | tail -n +2 | sort -u | tr '\n' ' ')
+  case " $users" in *" root "*|*" 0 "*) fail "$svc: a process runs as root: $users";; esac
+  echo "test-images: $svc runs as $user (processes: $users), root file system read-only"
+done
+puser=$(podman image inspect --format '{{.Config.User}}' "localhost/gst-triton/pipeline:$TAG")
+case "$puser" in ""|0|0:*|root|root:*) fail "the pipeline image runs as '${puser:-root}'; expected a non-root USER";; esac
+echo "test-images: the pipeline image runs as $puser"
+
 step "isolation: from the pipeline's network, Triton is out of reach and the proxy is not"
 TRITON_IP=$(podman inspect --format "{{(index .NetworkSettings.Networks \"$(compose network backend)\").IPAddress}}" "$(compose name triton)")
 [ -n "$TRITON_IP" ] || fail "no address for Triton on the backend network"
