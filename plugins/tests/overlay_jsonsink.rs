@@ -474,3 +474,50 @@ fn jsonsink_numbers_frames_itself_where_no_result_meta_says() {
         .collect();
     assert_eq!(frames, [0, 1, 2, 7, 8, 9]);
 }
+
+/// A tracked detection's label starts with its track id (`#7 person 0.87`): the label's text
+/// reaches further right than the untracked one's by the width of `#7 `, and `#1234` further
+/// still.
+#[test]
+fn a_tracked_objects_label_carries_its_track_id() {
+    init();
+    let (w, h) = (320usize, 150usize);
+    let info = gst_video::VideoInfo::from_caps(&caps("RGB", w as i32, h as i32)).unwrap();
+    // The rightmost column of white (text) pixels in the label rows above the box.
+    let text_end = |track: Option<u64>| -> usize {
+        let mut hns = gst_check::Harness::new("detoverlay");
+        hns.set_src_caps(caps("RGB", w as i32, h as i32));
+        let mut buf = grey(&info);
+        meta::add_detection(
+            buf.get_mut().unwrap(),
+            &Detection {
+                label: "person".into(),
+                class_id: 0,
+                confidence: 0.87,
+                bbox: [20.0, 60.0, 120.0, 140.0],
+                track: track.map(|id| meta::TrackTag {
+                    id,
+                    predicted: false,
+                }),
+            },
+            w as u32,
+            h as u32,
+        );
+        let out = hns.push_and_pull(buf).unwrap();
+        (45..60)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .filter(|&(x, y)| close(pixel(&info, &out, x, y), [255, 255, 255], 30.0))
+            .map(|(x, _)| x)
+            .max()
+            .expect("no text pixels in the label")
+    };
+    let (none, seven, long) = (text_end(None), text_end(Some(7)), text_end(Some(1234)));
+    assert!(
+        seven >= none + 12,
+        "with #7 the text ends at x={seven}, without at x={none}: the id is not drawn"
+    );
+    assert!(
+        long >= seven + 12,
+        "#1234 ends at x={long}, #7 at x={seven}: the id's digits are not drawn"
+    );
+}
