@@ -12,7 +12,8 @@
 //!
 //! CPU is measured with `getrusage(RUSAGE_CHILDREN)` around each client process (process start
 //! included for every one of them). A run counts only when every frame was answered (`ok` in the
-//! JSON lines, the frame count right); the bench fails after printing its table when any had
+//! JSON lines, each with the detections of a 1920×1080 frame: boxes inside it, confidences in
+//! [0, 1], labels; the frame count right); the bench fails after printing its table when any had
 //! errors. `cargo bench -p gst-triton-tests --bench job`
 
 use std::path::{Path, PathBuf};
@@ -131,12 +132,38 @@ fn triton_video(
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
         let frames = lines.iter().filter(|l| l.get("frame").is_some()).count();
+        // An error: a frame not ok, or one whose answer is not a frame's detections (its size
+        // not the clip's, a box outside it, a confidence outside [0, 1]).
         let errors = lines
             .iter()
-            .filter(|l| l.get("frame").is_some() && l["status"] != "ok")
+            .filter(|l| l.get("frame").is_some() && (l["status"] != "ok" || !sound_detections(l)))
             .count();
         (frames, errors + frames_in.abs_diff(frames))
     })
+}
+
+/// Whether a JSON line's detections are those of a 1920×1080 frame: an array of boxes inside it,
+/// each with a label and a confidence in [0, 1].
+fn sound_detections(l: &serde_json::Value) -> bool {
+    let Some(dets) = l["detections"].as_array() else {
+        return false;
+    };
+    l["width"] == 1920
+        && l["height"] == 1080
+        && dets.iter().all(|d| {
+            let b: Vec<f64> = d["box"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+                .unwrap_or_default();
+            let c = d["confidence"].as_f64().unwrap_or(-1.0);
+            b.len() == 4
+                && (0.0..=1920.0).contains(&b[0])
+                && (0.0..=1080.0).contains(&b[1])
+                && (b[0]..=1920.0).contains(&b[2])
+                && (b[1]..=1080.0).contains(&b[3])
+                && (0.0..=1.0).contains(&c)
+                && d["label"].as_str().is_some_and(|s| !s.is_empty())
+        })
 }
 
 fn main() {
