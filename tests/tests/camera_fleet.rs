@@ -186,10 +186,26 @@ fn a_cameras_file_runs_every_camera_and_an_edit_removes_and_adds_one_while_the_o
         assert_eq!(series(&m, "up", n), Some(1.0), "{n}: {m:?}");
         let frames = series(&m, "frames_total", n).unwrap();
         assert!(frames >= 20.0, "{n}: {m:?}");
+        let latencies = series(&m, "inference_latency_seconds_count", n).unwrap();
+        assert!(latencies >= 1.0 && latencies <= frames, "{n}: {m:?}");
+        let ok = series(&m, "ok_frames_total", n).unwrap();
         assert!(
-            series(&m, "inference_latency_seconds_count", n).unwrap() <= frames,
-            "{n}: {m:?}"
+            ok >= 20.0 && ok <= frames,
+            "{n}: ok frames {ok} of {frames}"
         );
+        // No camera of this test went away, failed or was restarted (a and b were left alone
+        // by the edit, d is new).
+        for zero in [
+            "error_frames_total",
+            "no_signal_frames_total",
+            "outages_total",
+            "restarts_total",
+        ] {
+            assert_eq!(series(&m, zero, n), Some(0.0), "{n}: {zero}: {m:?}");
+        }
+        // 5 f/s cameras, measured over the last 5 s.
+        let fps = series(&m, "fps", n).unwrap();
+        assert!(fps > 2.0 && fps < 8.0, "{n}: fps {fps}: {m:?}");
     }
 
     // SAFETY: a signal to our own child: a routine stop.
