@@ -270,10 +270,15 @@ impl Fleet<'_> {
 
 fn read(file: &str, base: &Args) -> Result<(String, BTreeMap<String, Camera>), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("CAMERAS_FILE: {file}: {e}"))?;
-    let cams = cameras::parse(&text)
-        .and_then(|c| check_encoders(base, &c).map(|()| c))
-        .map_err(|e| format!("CAMERAS_FILE: {file}: {e}"))?;
+    let cams = parse_checked(&text, base).map_err(|e| format!("CAMERAS_FILE: {file}: {e}"))?;
     Ok((text, cams))
+}
+
+/// The cameras of a file's text, each with an encoder that can make its recording.
+fn parse_checked(text: &str, base: &Args) -> Result<BTreeMap<String, Camera>, String> {
+    let cams = cameras::parse(text)?;
+    check_encoders(base, &cams)?;
+    Ok(cams)
 }
 
 /// Every camera's encoder can make its recording (as the file's other fields, refused before
@@ -370,13 +375,11 @@ pub fn run(base: &Args, file: &str) -> i32 {
             match std::fs::read_to_string(file) {
                 Ok(t) if !hup && last.as_ref() == Some(&t) => {}
                 Ok(t) => {
-                    let checked_cams = cameras::parse(&t)
-                        .and_then(|c| check_encoders(base, &c).map(|()| c))
-                        .and_then(|c| {
-                            check_models(base, &c, &mut checked)
-                                .map(|()| c)
-                                .map_err(|f| f.message)
-                        });
+                    let checked_cams = parse_checked(&t, base).and_then(|c| {
+                        check_models(base, &c, &mut checked)
+                            .map(|()| c)
+                            .map_err(|f| f.message)
+                    });
                     match checked_cams {
                         Ok(cams) => {
                             say(format_args!("{file} changed: {} cameras", cams.len()));

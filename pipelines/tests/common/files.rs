@@ -7,13 +7,7 @@ use std::path::{Path, PathBuf};
 use gst_rtsp_server::prelude::*;
 use gst_triton_tests::triton::shared_url;
 
-pub fn init() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        gst::init().unwrap();
-        gsttriton::plugin_register_static().unwrap();
-    });
-}
+pub use gst_triton_tests::pipeline::init;
 
 pub fn files() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(env!("CARGO_MANIFEST_DIR"))

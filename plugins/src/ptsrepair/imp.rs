@@ -133,7 +133,7 @@ impl ObjectImpl for PtsRepair {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "repaired" => self.state.lock().unwrap().retimer.repaired().to_value(),
-            _ => unimplemented!(),
+            other => unreachable!("no property {other}"),
         }
     }
 
