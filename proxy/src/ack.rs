@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(back, want);
         for p in pieces.parts() {
             assert!(
-                wire.parts().iter().any(|w| w.as_ptr() == p.as_ptr()),
+                wire.parts().any(|w| w.as_ptr() == p.as_ptr()),
                 "a piece of the output was copied"
             );
         }

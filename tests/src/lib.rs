@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod camera;
+pub mod h2chat;
 pub mod mlserver;
 pub mod mot;
 /// The in-process KServe v2 server, from the client crate.

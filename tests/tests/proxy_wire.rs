@@ -156,50 +156,10 @@ async fn bytes_that_are_not_grpc_get_a_closed_connection_and_nothing_breaks() {
     );
 }
 
-/// One Chat call over a raw HTTP/2 connection with `body` as its request body; returns the
-/// grpc-status and grpc-message, or how the stream failed.
+/// One Chat call over a raw HTTP/2 connection with `body` as its request body.
 async fn raw_chat(addr: SocketAddr, body: Bytes) -> Result<(i32, String), String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let (client, conn) = h2::client::handshake(tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let mut client = client.ready().await.map_err(|e| e.to_string())?;
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}/multimodal.MultiModal/Chat"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("x-domino-api-key", "test-key")
-        .body(())
-        .unwrap();
-    let (resp, mut send) = client.send_request(req, false).map_err(|e| e.to_string())?;
-    let _ = send.send_data(body, true);
-    let resp = resp.await.map_err(|e| e.to_string())?;
-    let status_of = |h: &http::HeaderMap| {
-        h.get("grpc-status")
-            .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
-            .map(|s| {
-                let msg = h
-                    .get("grpc-message")
-                    .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
-                    .unwrap_or_default();
-                (s, msg)
-            })
-    };
-    if let Some(s) = status_of(resp.headers()) {
-        return Ok(s);
-    }
-    let mut recv = resp.into_body();
-    while let Some(chunk) = recv.data().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        let _ = recv.flow_control().release_capacity(chunk.len());
-    }
-    let trailers = recv.trailers().await.map_err(|e| e.to_string())?;
-    trailers
-        .as_ref()
-        .and_then(status_of)
-        .ok_or_else(|| "no grpc-status".into())
+    let (code, msg, _) = gst_triton_tests::h2chat::raw_chat(addr, body, 16 * 1024).await?;
+    Ok((code, msg))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

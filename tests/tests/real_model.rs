@@ -303,13 +303,26 @@ fn yolov8_person_tracked_on_vtest_keeps_ids() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(gst_triton_tests::camera::decoded_frames(&mp4), TRACKED);
     let text = std::fs::read_to_string(&jsonl).unwrap();
     let frames: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(frames.len(), TRACKED);
+    // Every frame the pipeline carried is in both outputs. How many that is, GStreamer 1.22
+    // decides: `identity eos-after=120` behind this file's decoder (avdec_msmpeg4) lets 120
+    // frames through, but the 120th is a later one (12.5 s, 12.6 s, once 65.2 s, where 11.9 s
+    // was due) and, on a loaded machine, sometimes never comes (seen in CI: 119 and 119).
+    let decoded = gst_triton_tests::camera::decoded_frames(&mp4);
+    assert_eq!(
+        frames.len(),
+        decoded,
+        "JSON lines against frames decoded from the annotated video; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        (TRACKED - 1..=TRACKED).contains(&decoded),
+        "{decoded} frames, expected {TRACKED} (or one fewer)"
+    );
     let mut life: std::collections::BTreeMap<u64, usize> = Default::default();
     let (mut starters, mut starters_tracked) = (0usize, 0usize);
     for f in &frames {

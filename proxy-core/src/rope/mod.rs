@@ -9,14 +9,19 @@
 //! same frames. The small fields (names, shapes, the control JSON) are copied; they are a few
 //! hundred bytes.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Bytes in several pieces, shared, not copied.
+///
+/// Every operation costs the pieces it touches, never the whole rope: a message arriving as a
+/// million 1-byte DATA frames is a million pieces, and a cost per byte that walked them all
+/// would be quadratic (one client could stall the proxy with one packet).
 #[derive(Clone, Default, Debug, PartialEq)]
 pub struct Rope {
-    parts: Vec<Bytes>,
+    parts: VecDeque<Bytes>,
     len: usize,
 }
 
@@ -28,12 +33,31 @@ impl From<Bytes> for Rope {
     }
 }
 
+/// Counts the pieces visited by this thread's rope operations, so that a unit test can tell a
+/// linear scan from a quadratic one without timing it.
+#[cfg(test)]
+pub(crate) mod visits {
+    use std::cell::Cell;
+    thread_local!(static VISITS: Cell<usize> = const { Cell::new(0) });
+    pub fn add(n: usize) {
+        VISITS.with(|v| v.set(v.get() + n));
+    }
+    pub fn take() -> usize {
+        VISITS.with(|v| v.replace(0))
+    }
+}
+#[cfg(not(test))]
+mod visits {
+    #[inline(always)]
+    pub fn add(_: usize) {}
+}
+
 impl Rope {
     /// Appends a piece (empty pieces are dropped).
     pub fn push(&mut self, b: Bytes) {
         if !b.is_empty() {
             self.len += b.len();
-            self.parts.push(b);
+            self.parts.push_back(b);
         }
     }
 
@@ -46,11 +70,11 @@ impl Rope {
     }
 
     /// The pieces, in order.
-    pub fn parts(&self) -> &[Bytes] {
-        &self.parts
+    pub fn parts(&self) -> impl ExactSizeIterator<Item = &Bytes> + DoubleEndedIterator {
+        self.parts.iter()
     }
 
-    /// The bytes in `range`, sharing this rope's pieces.
+    /// The bytes in `range`, sharing this rope's pieces. Costs the pieces before the range's end.
     ///
     /// # Panics
     /// When `range` is not inside the rope.
@@ -63,9 +87,13 @@ impl Rope {
         let mut out = Rope::default();
         let mut at = 0;
         for p in &self.parts {
+            if at >= range.end {
+                break;
+            }
+            visits::add(1);
             let (start, end) = (at, at + p.len());
             at = end;
-            if end <= range.start || start >= range.end {
+            if end <= range.start {
                 continue;
             }
             out.push(p.slice(range.start.max(start) - start..range.end.min(end) - start));
@@ -73,13 +101,28 @@ impl Rope {
         out
     }
 
-    /// Removes and returns the first `n` bytes.
+    /// Removes and returns the first `n` bytes. Costs the pieces taken (and the one cut).
     ///
     /// # Panics
     /// When the rope is shorter than `n`.
     pub fn split_to(&mut self, n: usize) -> Rope {
-        let head = self.slice(0..n);
-        *self = self.slice(n..self.len);
+        assert!(n <= self.len, "rope split at {n} out of 0..{}", self.len);
+        let mut head = Rope::default();
+        while head.len < n {
+            visits::add(1);
+            let want = n - head.len;
+            let front = self
+                .parts
+                .front_mut()
+                .expect("the length counts the pieces");
+            if front.len() <= want {
+                let p = self.parts.pop_front().expect("just seen");
+                head.push(p);
+            } else {
+                head.push(front.split_to(want));
+            }
+        }
+        self.len -= n;
         head
     }
 
@@ -91,6 +134,7 @@ impl Rope {
         let mut out = [0u8; N];
         let mut at = 0;
         for p in &self.parts {
+            visits::add(1);
             let n = p.len().min(N - at);
             out[at..at + n].copy_from_slice(&p[..n]);
             at += n;
@@ -103,12 +147,12 @@ impl Rope {
 
     /// One contiguous buffer: the piece itself when there is one, else a copy.
     pub fn to_bytes(&self) -> Bytes {
-        match self.parts.as_slice() {
-            [] => Bytes::new(),
-            [one] => one.clone(),
-            many => {
+        match self.parts.len() {
+            0 => Bytes::new(),
+            1 => self.parts[0].clone(),
+            _ => {
                 let mut b = BytesMut::with_capacity(self.len);
-                for p in many {
+                for p in &self.parts {
                     b.put_slice(p);
                 }
                 b.freeze()
@@ -122,15 +166,27 @@ impl Rope {
 #[error("not a valid protobuf message: {0}")]
 pub struct Malformed(pub &'static str);
 
-/// A forward reader over a rope.
+/// A forward reader over a rope: it consumes the rope's pieces from the front, so reading a
+/// byte costs O(1) and taking `n` bytes costs the pieces they span.
 struct Cursor {
     rest: Rope,
 }
 
 impl Cursor {
     fn byte(&mut self) -> Result<u8, Malformed> {
-        let [b] = self.rest.peek::<1>().ok_or(Malformed("truncated varint"))?;
-        self.rest = self.rest.slice(1..self.rest.len());
+        let front = self
+            .rest
+            .parts
+            .front_mut()
+            .ok_or(Malformed("truncated varint"))?;
+        let b = front[0];
+        if front.len() == 1 {
+            visits::add(1);
+            self.rest.parts.pop_front();
+        } else {
+            bytes::Buf::advance(front, 1);
+        }
+        self.rest.len -= 1;
         Ok(b)
     }
 
@@ -169,22 +225,34 @@ pub struct Split {
 /// message on the way to a path is kept in `small` (with its length adjusted), without the
 /// taken field.
 pub fn split(msg: Rope, paths: &[&[u32]]) -> Result<Split, Malformed> {
+    split_limited(msg, paths, usize::MAX)
+}
+
+/// What [`split_limited`] says of a message over its limit.
+pub const TOO_MANY_FIELDS: &str = "more fields than the limit";
+
+/// [`split`], refusing a message of more than `max_fields` fields (counted at every level):
+/// the work of a scan is linear in the fields, and a message a client sends needs only a few.
+pub fn split_limited(msg: Rope, paths: &[&[u32]], max_fields: usize) -> Result<Split, Malformed> {
     let mut out = Split::default();
     let all: Vec<(usize, &[u32])> = paths.iter().copied().enumerate().collect();
-    split_into(msg, &all, &mut out.small, &mut out.large)?;
+    let mut budget = max_fields;
+    split_into(msg, &all, &mut out.small, &mut out.large, &mut budget)?;
     Ok(out)
 }
 
 /// Splits one message level; `paths` are what is left of each path below this level, with the
-/// index of the path it came from.
+/// index of the path it came from; `budget` is how many more fields may be read.
 fn split_into(
     msg: Rope,
     paths: &[(usize, &[u32])],
     small: &mut BytesMut,
     large: &mut Vec<(usize, Rope)>,
+    budget: &mut usize,
 ) -> Result<(), Malformed> {
     let mut c = Cursor { rest: msg };
     while !c.rest.is_empty() {
+        *budget = budget.checked_sub(1).ok_or(Malformed(TOO_MANY_FIELDS))?;
         let key = c.varint()?;
         let field = u32::try_from(key >> 3).map_err(|_| Malformed("field number too large"))?;
         let wire = key & 7;
@@ -216,7 +284,7 @@ fn split_into(
             large.push((*i, body));
         } else if !below.is_empty() {
             let mut inner = BytesMut::new();
-            split_into(body, &below, &mut inner, large)?;
+            split_into(body, &below, &mut inner, large, budget)?;
             put_varint(small, key);
             put_varint(small, inner.len() as u64);
             small.put_slice(&inner);
@@ -268,7 +336,7 @@ impl Out {
             return;
         }
         self.flush();
-        self.parts.extend(rope.parts().iter().cloned());
+        self.parts.extend(rope.parts().cloned());
     }
 
     fn flush(&mut self) {

@@ -93,7 +93,7 @@ fn a_payload_is_taken_without_copying_its_pieces() {
     assert_eq!(taken.len(), 10_000);
     // Each piece of the payload points into one of the received pieces.
     for t in taken.parts() {
-        let inside = rope.parts().iter().any(|p| {
+        let inside = rope.parts().any(|p| {
             let (ps, ts) = (p.as_ptr() as usize, t.as_ptr() as usize);
             ts >= ps && ts + t.len() <= ps + p.len()
         });
@@ -160,4 +160,61 @@ fn lengths_of_fields_and_varints_match_what_is_written() {
         // The key of field 7 (one byte), the length, the bytes.
         assert_eq!(out.finish().len(), 1 + varint_len + n);
     }
+}
+
+/// A hostile packet: `n` unknown 2-byte varint fields (field 15, value 1), each byte its own
+/// piece, as a client sending 1-byte DATA frames delivers it. Splitting it must visit each piece
+/// a bounded number of times (a scan that re-walked the rest of the rope per byte visited
+/// n² pieces: 32 million for this one, and minutes for 16 MiB).
+#[test]
+fn splitting_visits_each_piece_a_bounded_number_of_times() {
+    for n in [1_000usize, 4_000] {
+        let bytes: Vec<u8> = std::iter::repeat_n([15u8 << 3, 1], n).flatten().collect();
+        let cuts: Vec<usize> = (1..bytes.len()).collect();
+        let rope = pieces(&bytes, &cuts);
+        assert_eq!(rope.parts().len(), 2 * n);
+        visits::take();
+        let s = split(rope, &[&[2, 1]]).unwrap();
+        let visited = visits::take();
+        assert_eq!(&s.small[..], &bytes[..], "unknown fields are kept");
+        assert!(
+            visited <= 2 * (2 * n),
+            "{visited} piece visits for {} pieces",
+            2 * n
+        );
+    }
+    // Taking a field spanning many pieces costs those pieces, once.
+    let p = packet(vec![3u8; 5_000], "");
+    let enc = p.encode_to_vec();
+    let cuts: Vec<usize> = (1..enc.len()).collect();
+    let rope = pieces(&enc, &cuts);
+    visits::take();
+    let s = split(rope, &[&[2, 1]]).unwrap();
+    let visited = visits::take();
+    assert_eq!(s.large[0].1.len(), 5_000);
+    assert!(
+        visited <= 2 * enc.len(),
+        "{visited} visits for {} pieces",
+        enc.len()
+    );
+}
+
+/// A deframer-sized rope of many small pieces, cut message by message: each cut costs the
+/// pieces it takes, not the ones left behind.
+#[test]
+fn split_to_costs_the_pieces_it_takes() {
+    let bytes = vec![9u8; 20_000];
+    let cuts: Vec<usize> = (1..bytes.len()).collect();
+    let mut rope = pieces(&bytes, &cuts);
+    visits::take();
+    let mut taken = 0;
+    while !rope.is_empty() {
+        taken += rope.split_to(10.min(rope.len())).len();
+    }
+    assert_eq!(taken, 20_000);
+    let visited = visits::take();
+    assert!(
+        visited <= 20_000 + 2_000,
+        "{visited} visits for 20000 pieces"
+    );
 }

@@ -29,6 +29,11 @@ const PATH: &str = "/multimodal.MultiModal/Chat";
 /// `DataPacket.frame.data`, `.image.data`, `.video.data`.
 const PAYLOADS: [&[u32]; 3] = [&[2, 1], &[3, 1], &[4, 1]];
 
+/// The most protobuf fields (at every level) a `DataPacket` may have: its meta and one payload
+/// are a dozen, a newer client's extra fields a few more. A packet of millions of tiny fields
+/// would hold a worker for its whole scan; it is refused after this many.
+const MAX_PACKET_FIELDS: usize = 4096;
+
 /// The `multimodal.MultiModal` service: `Chat` here, the rest by `rest` (tonic's server).
 #[derive(Clone)]
 pub struct Route<S> {
@@ -112,13 +117,7 @@ fn chat(
         })
         .flat_map(|r| {
             let frames: Vec<Result<Frame<Bytes>, Infallible>> = match r {
-                Ok(msg) => msg
-                    .parts()
-                    .iter()
-                    .cloned()
-                    .map(Frame::data)
-                    .map(Ok)
-                    .collect(),
+                Ok(msg) => msg.parts().cloned().map(Frame::data).map(Ok).collect(),
                 Err(s) => vec![Ok(Frame::trailers(trailers(&s)))],
             };
             futures::stream::iter(frames)
@@ -194,7 +193,16 @@ pub(super) fn decode(msg: Rope) -> Result<Packet, Status> {
             "failed to decode Protobuf message: DataPacket: {e}"
         ))
     };
-    let s = rope::split(msg, &PAYLOADS).map_err(|e| bad(e.to_string()))?;
+    let s = rope::split_limited(msg, &PAYLOADS, MAX_PACKET_FIELDS).map_err(|e| {
+        if e.0 == rope::TOO_MANY_FIELDS {
+            Status::invalid_argument(format!(
+                "a DataPacket of more than {MAX_PACKET_FIELDS} protobuf fields is refused \
+                 (expected meta and one payload: a dozen fields)"
+            ))
+        } else {
+            bad(e.to_string())
+        }
+    })?;
     let pkt = DataPacket::decode(s.small.freeze()).map_err(|e| bad(e.to_string()))?;
     // The bytes of the payload the decoder kept (a oneof: the last one wins, and within it the
     // last `data`).

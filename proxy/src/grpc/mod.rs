@@ -88,7 +88,7 @@ pub struct Parts {
 impl Parts {
     pub fn new(r: Rope) -> Self {
         Parts {
-            parts: r.parts().iter().cloned().collect(),
+            parts: r.parts().cloned().collect(),
         }
     }
 }

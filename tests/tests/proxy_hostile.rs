@@ -1,0 +1,159 @@
+//! Authenticated clients that try to take the proxy over (issue 42), against a real proxy
+//! process over real sockets: each hostile stream gets an answer or a refusal, and a bystander
+//! stream on its own connection keeps being served meanwhile.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gst_triton_tests::h2chat::raw_chat;
+use gst_triton_tests::proxy::{Chat, ProxyProcess, image_packet, shapes_note};
+use gst_triton_tests::triton::shared_url;
+use gst_triton_tests::{Rect, draw_tensor};
+
+/// A gRPC message (length prefix included) of `n` copies of one unknown protobuf field.
+fn message_of(field: &[u8], n: usize) -> Bytes {
+    let mut b = vec![0u8];
+    b.extend_from_slice(&((field.len() * n) as u32).to_be_bytes());
+    for _ in 0..n {
+        b.extend_from_slice(field);
+    }
+    b.into()
+}
+
+/// `n` fields `15: varint 1`, 2 bytes each: the most fields a message of its size can hold.
+fn tiny_fields(n: usize) -> Bytes {
+    message_of(&[15 << 3, 1], n)
+}
+
+/// `n` fields `15: bytes` of 4 KiB each (an unknown field the proxy keeps and passes over).
+fn kib_fields(n: usize) -> Bytes {
+    let mut f = vec![(15 << 3) | 2, 0x80, 0x20];
+    f.resize(3 + 4096, 7);
+    message_of(&f, n)
+}
+
+/// Runs `hostile` while a bystander on its own connection sends a small image packet after
+/// another; returns the hostile call's result and the bystander's slowest round trip.
+async fn with_bystander<T>(
+    url: &str,
+    hostile: impl std::future::Future<Output = T> + Send + 'static,
+) -> (T, Duration, usize)
+where
+    T: Send + 'static,
+{
+    let mut bystander = Chat::open_default(url).await;
+    let note = shapes_note("shapes_nms", 16, 16, true);
+    let packet = || {
+        image_packet(
+            "bystander",
+            &note,
+            draw_tensor(16, 16, &[Rect::new(2, 2, 8, 8, 1)]),
+        )
+    };
+    // Its pace alone first, so that the comparison below is against this machine.
+    let ack = bystander.roundtrip(packet()).await;
+    assert_eq!(ack.status_code, 0, "{}", ack.status_message);
+    let task = tokio::spawn(hostile);
+    let (mut slowest, mut served) = (Duration::ZERO, 0);
+    while !task.is_finished() {
+        let t = Instant::now();
+        let ack = bystander.roundtrip(packet()).await;
+        assert_eq!(ack.status_code, 0, "bystander: {}", ack.status_message);
+        slowest = slowest.max(t.elapsed());
+        served += 1;
+    }
+    (task.await.unwrap(), slowest, served)
+}
+
+/// What a hostile packet got: answered (an Ack, then the stream's status), refused by the
+/// proxy with a status naming `refusal`, or refused by HTTP/2's own guard against tiny DATA
+/// frames (a GOAWAY ENHANCE_YOUR_CALM, "too_many_data_frames", which the sender mostly sees as
+/// a closed connection).
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Answered,
+    Refused,
+    ConnectionClosed,
+}
+
+fn outcome(answer: Result<(i32, String, usize), String>, refusal: &str) -> Outcome {
+    match answer {
+        Ok((0, _, acked)) if acked > 0 => Outcome::Answered,
+        Ok((code, msg, _)) => {
+            assert_eq!(code, tonic::Code::InvalidArgument as i32, "{msg}");
+            assert!(msg.contains(refusal), "{msg}");
+            Outcome::Refused
+        }
+        Err(e) => {
+            assert!(
+                ["too_many_data_frames", "broken pipe", "connection reset"]
+                    .iter()
+                    .any(|w| e.contains(w)),
+                "{e}"
+            );
+            Outcome::ConnectionClosed
+        }
+    }
+}
+
+/// Three packets a client can send, each while a bystander on another connection is served:
+/// - 16 MiB of 2-byte fields (8 million) in 16 KiB DATA frames, as any gRPC client sends it:
+///   refused after 4096 fields, naming the limit;
+/// - 16 MiB of 4 KiB unknown fields (4096) in 256-byte frames (the smallest HTTP/2 lets through
+///   without limit, 65536 of them): answered;
+/// - 1 MiB of 2-byte fields in 1-byte frames: refused, by HTTP/2's guard or by the proxy.
+///
+/// The scan of a packet used to re-walk every frame received for every byte it read: 8 MiB of
+/// tiny fields in 16 KiB frames took 14-16 s and stalled everyone else, and these would have
+/// taken minutes. None of the bystander's round trips may come near that stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn packets_of_many_fields_in_small_frames_are_answered_or_refused_while_others_are_served() {
+    let proxy = ProxyProcess::start(&shared_url(), &[]);
+    let cases = [
+        (
+            "8M tiny fields",
+            tiny_fields(8 << 20),
+            16 << 10,
+            Outcome::Refused,
+        ),
+        (
+            "4096 fields of 4 KiB",
+            kib_fields(4096),
+            256,
+            Outcome::Answered,
+        ),
+        (
+            "512K tiny fields",
+            tiny_fields(512 << 10),
+            1,
+            Outcome::ConnectionClosed,
+        ),
+    ];
+    for (what, body, frame, expected) in cases {
+        let addr = format!("127.0.0.1:{}", proxy.port).parse().unwrap();
+        let len = body.len();
+        let started = Instant::now();
+        let ((answer, took), slowest, served) = with_bystander(&proxy.url(), async move {
+            let answer =
+                tokio::time::timeout(Duration::from_secs(300), raw_chat(addr, body, frame)).await;
+            (answer, started.elapsed())
+        })
+        .await;
+        eprintln!(
+            "{what} ({len} bytes) in {frame}-byte frames: {answer:?} after {took:.2?}; \
+             bystander served {served} times meanwhile, slowest {slowest:.2?}"
+        );
+        let answer = answer.unwrap_or_else(|_| panic!("{what}: no answer within 300 s"));
+        let got = outcome(answer, "more than 4096 protobuf fields");
+        // 1-byte frames: HTTP/2's guard closes the connection first, unless the proxy took the
+        // frames as fast as they came, read 4096 fields and refused the packet itself.
+        if !(expected == Outcome::ConnectionClosed && got == Outcome::Refused) {
+            assert_eq!(got, expected, "{what}; proxy log: {}", proxy.log_text());
+        }
+        assert!(
+            slowest < Duration::from_secs(5),
+            "{what}: the bystander waited {slowest:?} for one round trip"
+        );
+    }
+    assert!(proxy.log_text().lines().all(|l| !l.contains("panicked")));
+}
