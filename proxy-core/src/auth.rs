@@ -41,6 +41,19 @@ pub struct Principal {
     pub label: String,
     /// `None` = any model.
     pub models: Option<Vec<String>>,
+    /// The keys-file secret it was admitted with (to find it again after a reload); `None` for
+    /// the fixed credentials, which a reload cannot change.
+    secret: Option<Secret>,
+}
+
+/// A secret kept to compare with; printed as `<secret>`, never as its bytes.
+#[derive(Clone)]
+struct Secret(Arc<[u8]>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
 }
 
 impl Principal {
@@ -160,13 +173,36 @@ impl Authenticator {
             Some(c) => Ok(Principal {
                 label: c.label.clone(),
                 models: c.models.clone(),
+                secret: (c.kind == Kind::Any).then(|| Secret(c.secret.as_slice().into())),
             }),
             None if self.allow_unauthenticated && !self.has_credentials() => Ok(Principal {
                 label: "unauthenticated".into(),
                 models: None,
+                secret: None,
             }),
             None => Err(tonic::Status::unauthenticated(UNAUTHENTICATED_MSG)),
         }
+    }
+
+    /// An admitted client as the keys in force now see it (after a reload): the same, with its
+    /// key's current model list, or `None` when its key was removed (revoked). Clients of the
+    /// fixed credentials are never revoked.
+    pub fn recheck(&self, p: &Principal) -> Option<Principal> {
+        let Some(secret) = &p.secret else {
+            return Some(p.clone());
+        };
+        let file = self.file.read().map(|f| f.clone()).unwrap_or_default();
+        let mut found: Option<&Credential> = None;
+        for c in &file {
+            if bool::from(c.secret.as_slice().ct_eq(&secret.0)) && found.is_none() {
+                found = Some(c);
+            }
+        }
+        found.map(|c| Principal {
+            label: c.label.clone(),
+            models: c.models.clone(),
+            secret: p.secret.clone(),
+        })
     }
 }
 
@@ -275,6 +311,36 @@ mod tests {
         assert!(
             a.check(&md(&[("x-domino-api-key", "gamma")])).is_ok(),
             "old keys stay on error"
+        );
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn a_reload_revokes_removed_keys_and_changes_model_lists() {
+        let p = std::env::temp_dir().join(format!("keys-recheck-{}", std::process::id()));
+        std::fs::write(
+            &p,
+            "alpha shapes_nms
+beta
+",
+        )
+        .unwrap();
+        let a = Authenticator::new(Some("fixed"), None, Some(&p), false).unwrap();
+        let alpha = a.check(&md(&[("x-domino-api-key", "alpha")])).unwrap();
+        let beta = a.check(&md(&[("x-domino-api-key", "beta")])).unwrap();
+        let fixed = a.check(&md(&[("x-domino-api-key", "fixed")])).unwrap();
+        assert!(!format!("{alpha:?}").contains("alpha"), "{alpha:?}");
+        assert!(a.recheck(&alpha).is_some(), "nothing changed yet");
+        // alpha moves to line 2 with another model; beta is removed.
+        std::fs::write(&p, "# moved\nalpha identity\n").unwrap();
+        a.reload(&p).unwrap();
+        let alpha2 = a.recheck(&alpha).expect("alpha is still a key");
+        assert!(alpha2.may_use("identity") && !alpha2.may_use("shapes_nms"));
+        assert_eq!(alpha2.label, "keys-file line 2");
+        assert!(a.recheck(&beta).is_none(), "beta was removed: revoked");
+        assert!(
+            a.recheck(&fixed).is_some(),
+            "a fixed credential is never revoked"
         );
         std::fs::remove_file(p).unwrap();
     }

@@ -158,6 +158,7 @@ impl Proxy {
             )),
             conns: Arc::default(),
             draining,
+            keys_reloaded: Arc::new(watch::channel(0).0),
         }));
         Ok(Proxy {
             config,
@@ -198,7 +199,11 @@ impl Proxy {
             tasks.push(tokio::spawn(metrics::serve(l, service.0.metrics.clone())));
         }
         if let Some(path) = config.proxy_keys_file.clone() {
-            tasks.push(tokio::spawn(watch_keys_file(path, service.0.auth.clone())));
+            tasks.push(tokio::spawn(watch_keys_file(
+                path,
+                service.0.auth.clone(),
+                service.0.keys_reloaded.clone(),
+            )));
         }
 
         let (reporter, health) = tonic_health::server::health_reporter();
@@ -471,8 +476,13 @@ async fn track_triton_health(
     }
 }
 
-/// Re-reads the keys file on SIGHUP and when its modification time changes.
-async fn watch_keys_file(path: std::path::PathBuf, auth: auth::Authenticator) {
+/// Re-reads the keys file on SIGHUP and when its modification time changes (looked at every
+/// second), and tells the open streams (`reloaded`), which end if their key was removed.
+async fn watch_keys_file(
+    path: std::path::PathBuf,
+    auth: auth::Authenticator,
+    reloaded: Arc<watch::Sender<u64>>,
+) {
     let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut last = mtime(&path);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -485,7 +495,10 @@ async fn watch_keys_file(path: std::path::PathBuf, auth: auth::Authenticator) {
         if by_signal || now != last {
             last = now;
             match auth.reload(&path) {
-                Ok(n) => tracing::info!(keys = n, "reloaded PROXY_KEYS_FILE"),
+                Ok(n) => {
+                    tracing::info!(keys = n, "reloaded PROXY_KEYS_FILE");
+                    reloaded.send_modify(|g| *g += 1);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "PROXY_KEYS_FILE reload failed; keeping the previous keys")
                 }

@@ -169,6 +169,8 @@ pub enum End {
     Idle,
     /// `PROXY_MAX_CONNECTION_AGE_SECS`.
     Age,
+    /// The stream's key was removed from `PROXY_KEYS_FILE`.
+    Revoked,
 }
 
 impl End {
@@ -178,6 +180,7 @@ impl End {
             End::Drain => None,
             End::Idle => Some("idle"),
             End::Age => Some("max_connection_age"),
+            End::Revoked => Some("key_revoked"),
         }
     }
 
@@ -197,6 +200,10 @@ impl End {
                  answered: reconnect and send the rest",
                 secs(limits.max_age)
             ))),
+            End::Revoked => Some(Status::unauthenticated(
+                "key revoked: the key this stream was opened with is no longer in \
+                 PROXY_KEYS_FILE; every packet before this status was answered",
+            )),
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct Inner {
     pub conns: Arc<crate::conn::Registry>,
     /// Becomes true on shutdown: streams stop taking packets, finish in-flight ones and end.
     pub draining: watch::Receiver<bool>,
+    /// Changes with every reload of `PROXY_KEYS_FILE`: each stream checks its key again.
+    pub keys_reloaded: Arc<watch::Sender<u64>>,
 }
 
 /// The tonic service.
@@ -194,6 +196,20 @@ fn not_allowed(model: &str, p: &Principal) -> String {
     )
 }
 
+/// Resolves when a reload of the keys file removed the stream's key; until then each reload
+/// brings the key's model list up to date.
+async fn revoked(inner: &Inner, principal: &std::sync::RwLock<Principal>) {
+    let mut reloads = inner.keys_reloaded.subscribe();
+    while reloads.changed().await.is_ok() {
+        let mut p = principal.write().unwrap_or_else(|e| e.into_inner());
+        match inner.auth.recheck(&p) {
+            Some(now) => *p = now,
+            None => return,
+        }
+    }
+    std::future::pending().await
+}
+
 impl Inner {
     /// A `Chat` stream of `principal` from `remote`: one [`Reply`] per packet, in order, up to
     /// `max_inflight` at a time, then the status that ended it (a broken client stream, a limit,
@@ -204,7 +220,6 @@ impl Inner {
         remote: Option<std::net::SocketAddr>,
         inbound: impl Stream<Item = Result<Packet, Status>> + Send + 'static,
     ) -> Result<impl Stream<Item = Result<Reply, Status>> + Send + 'static, Status> {
-        let principal = Arc::new(principal);
         let inner = self.clone();
         let slot = inner.limits.admit(&principal.label).map_err(|(limit, status)| {
             inner.metrics.streams_rejected.inc(limit);
@@ -212,20 +227,26 @@ impl Inner {
             status
         })?;
         tracing::info!(?remote, credential = %principal.label, "stream opened");
+        // The key as the keys in force see it: a reload changes its models from the next
+        // packet on, or revokes it.
+        let principal = Arc::new(std::sync::RwLock::new(principal));
         let guard = StreamGuard::new(inner.metrics.clone());
         let activity = Arc::new(Activity::default());
         let age_deadline = inner.limits.age_end(inner.conns.born(remote));
         let end = Arc::new(std::sync::Mutex::new(None::<End>));
         let stop = {
             let (end, activity, inner) = (end.clone(), activity.clone(), inner.clone());
+            let principal = principal.clone();
             async move {
-                let why = limits::stop(
-                    inner.draining.clone(),
-                    activity,
-                    inner.limits.idle,
-                    age_deadline,
-                )
-                .await;
+                let why = tokio::select! {
+                    why = limits::stop(
+                        inner.draining.clone(),
+                        activity,
+                        inner.limits.idle,
+                        age_deadline,
+                    ) => why,
+                    () = revoked(&inner, &principal) => End::Revoked,
+                };
                 if let Some(label) = why.label() {
                     inner.metrics.streams_ended.inc(label);
                     tracing::info!(
@@ -253,7 +274,7 @@ impl Inner {
             .take_until(Box::pin(stop))
             .map(move |r| {
                 let inner = inner.clone();
-                let principal = principal.clone();
+                let principal = principal.read().unwrap_or_else(|e| e.into_inner()).clone();
                 let activity = activity.clone();
                 activity.packet_in();
                 async move {

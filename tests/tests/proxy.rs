@@ -291,35 +291,36 @@ async fn authentication() {
     assert!(!m.contains("sekret") && !m.contains("tok-123"));
 }
 
+/// A keys file's allow-list, then a reload with streams open: a key that stays keeps its stream
+/// and gets its new model list from the next packet; a removed key's stream ends with
+/// UNAUTHENTICATED "key revoked" within the reload interval (the file is looked at every
+/// second), after the Acks it was owed; a stream of the fixed key (`GRPC_EXPECT_API_KEY`) is
+/// untouched; a new stream with the removed key is refused.
 #[tokio::test]
-async fn keys_file_allow_list_and_reload_with_a_stream_open() {
+async fn keys_file_allow_list_and_reload_with_streams_open() {
     let path = std::env::temp_dir().join(format!("proxy-keys-{}", std::process::id()));
     std::fs::write(&path, "nms-only shapes_nms\nall-models\n").unwrap();
     let proxy = TestProxy::start(
         &shared_url(),
-        &["--proxy-keys-file", path.to_str().unwrap()],
+        &[
+            "--proxy-keys-file",
+            path.to_str().unwrap(),
+            "--grpc-expect-api-key",
+            "test-key",
+        ],
     )
     .await
     .unwrap();
     let url = proxy.url();
+    let packet = |id: &str, model: &str| {
+        image_packet(id, &shapes_note(model, 8, 8, false), shapes(8, 8, &[]))
+    };
     let mut limited = Chat::open(&url, Some(("x-domino-api-key", "nms-only")))
         .await
         .unwrap();
-    let ok = limited
-        .roundtrip(image_packet(
-            "1",
-            &shapes_note("shapes_nms", 8, 8, false),
-            shapes(8, 8, &[]),
-        ))
-        .await;
+    let ok = limited.roundtrip(packet("1", "shapes_nms")).await;
     assert_eq!(ok.status_code, 0, "{}", ok.status_message);
-    let denied = limited
-        .roundtrip(image_packet(
-            "2",
-            &shapes_note("shapes_yolov8", 8, 8, false),
-            shapes(8, 8, &[]),
-        ))
-        .await;
+    let denied = limited.roundtrip(packet("2", "shapes_yolov8")).await;
     assert_eq!(Code::from(denied.status_code), Code::PermissionDenied);
     assert!(
         denied
@@ -332,23 +333,30 @@ async fn keys_file_allow_list_and_reload_with_a_stream_open() {
         "secret echoed: {}",
         denied.status_message
     );
+    let mut doomed = Chat::open(&url, Some(("x-domino-api-key", "all-models")))
+        .await
+        .unwrap();
+    let ok = doomed.roundtrip(packet("d1", "shapes_nms")).await;
+    assert_eq!(ok.status_code, 0, "{}", ok.status_message);
+    let mut fixed = Chat::open_default(&url).await;
 
-    // Rotate: the old keys go away, a new one arrives; the open stream keeps working.
-    std::fs::write(&path, "rotated-key\n").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if Chat::open(&url, Some(("x-domino-api-key", "rotated-key")))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "keys file change not picked up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Rotate: all-models goes away, nms-only may now use shapes_yolov8 too, a new key arrives.
+    std::fs::write(&path, "rotated-key\nnms-only shapes_nms,shapes_yolov8\n").unwrap();
+    let changed = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(10), doomed.rx.message())
+        .await
+        .expect("the revoked key's stream did not end within 10 s");
+    let status = end.expect_err("the revoked stream ends with a status");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("key revoked") && status.message().contains("PROXY_KEYS_FILE"),
+        "{status:?}"
+    );
+    assert!(!status.message().contains("all-models"), "{status:?}");
+    eprintln!(
+        "revoked stream ended {:.2?} after the file changed",
+        changed.elapsed()
+    );
     assert_eq!(
         Chat::open(&url, Some(("x-domino-api-key", "all-models")))
             .await
@@ -357,17 +365,24 @@ async fn keys_file_allow_list_and_reload_with_a_stream_open() {
             .code(),
         Code::Unauthenticated
     );
-    let still = limited
-        .roundtrip(image_packet(
-            "3",
-            &shapes_note("shapes_nms", 8, 8, false),
-            shapes(8, 8, &[]),
-        ))
-        .await;
+    assert!(
+        Chat::open(&url, Some(("x-domino-api-key", "rotated-key")))
+            .await
+            .is_ok()
+    );
+    // The key that stayed: its stream goes on, under its new list.
+    let now_allowed = limited.roundtrip(packet("3", "shapes_yolov8")).await;
     assert_eq!(
-        still.status_code, 0,
-        "open stream dropped by reload: {}",
-        still.status_message
+        now_allowed.status_code, 0,
+        "the new model list not applied: {}",
+        now_allowed.status_message
+    );
+    let still = fixed.roundtrip(packet("f1", "shapes_nms")).await;
+    assert_eq!(still.status_code, 0, "{}", still.status_message);
+    let m = proxy.metrics().await;
+    assert!(
+        m.contains("proxy_streams_ended_total{reason=\"key_revoked\"} 1"),
+        "{m}"
     );
     let _ = std::fs::remove_file(path);
 }
