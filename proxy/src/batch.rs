@@ -214,8 +214,13 @@ fn split(resp: ModelInferResponse, n: usize) -> Result<Vec<ModelInferResponse>, 
             )));
         }
         let chunks = if o.datatype == "BYTES" {
-            let per: i64 = o.shape[1..].iter().product();
-            split_bytes(raw, n, per.max(0) as usize)
+            // Elements per member, from a server-sent shape: checked (a hostile shape must not
+            // overflow), and no more than the bytes can hold (4 bytes each at least).
+            o.shape[1..]
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?))
+                .filter(|&per| per.checked_mul(n).is_some_and(|all| all <= raw.len() / 4))
+                .and_then(|per| split_bytes(raw, n, per))
         } else if raw.len() % n == 0 {
             Some(
                 (0..n)
@@ -433,7 +438,7 @@ mod tests {
             e.message().contains("expected a first dimension of 3"),
             "{e:?}"
         );
-        let mut odd = resp;
+        let mut odd = resp.clone();
         odd.outputs[0].shape = vec![3, 1];
         odd.raw_output_contents[0] = Bytes::from_static(&[0; 7]);
         odd.outputs.truncate(1);
@@ -447,5 +452,13 @@ mod tests {
             split_bytes(&Bytes::from_static(&[9, 0, 0, 0, 1]), 1, 1),
             None
         );
+        // A server-sent BYTES shape whose element count overflows, or is past the bytes, or is
+        // negative: refused with the same error, never a panic (it overflowed i64 before).
+        for shape in [vec![2, 1 << 40, 1 << 40], vec![2, i64::MAX], vec![2, -1]] {
+            let mut hostile = resp.clone();
+            hostile.outputs[1].shape = shape.clone();
+            let e = split(hostile, 2).unwrap_err();
+            assert!(e.message().contains("does not split"), "{shape:?}: {e:?}");
+        }
     }
 }

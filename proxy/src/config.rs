@@ -19,7 +19,7 @@ pub struct Config {
     #[arg(long, env = "TRITON_URL", default_value = "localhost:8001")]
     pub triton_url: String,
     /// Seconds between DNS look-ups of TRITON_URL's names (0 = only at start).
-    #[arg(long, env = "PROXY_RESOLVE_SECS", default_value_t = 10)]
+    #[arg(long, env = "PROXY_RESOLVE_SECS", default_value_t = 10, value_parser = secs())]
     pub proxy_resolve_secs: u64,
     /// Model used when a packet's control JSON names none.
     #[arg(long, env = "TRITON_MODEL_NAME", default_value = "yolov8n")]
@@ -65,10 +65,10 @@ pub struct Config {
     #[arg(long, env = "PROXY_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub proxy_max_message_bytes: usize,
     /// HTTP/2 keepalive ping interval in seconds (0 = off).
-    #[arg(long, env = "PROXY_KEEPALIVE_SECS", default_value_t = 30)]
+    #[arg(long, env = "PROXY_KEEPALIVE_SECS", default_value_t = 30, value_parser = secs())]
     pub proxy_keepalive_secs: u64,
     /// Seconds to wait for a keepalive ping's answer before dropping the connection.
-    #[arg(long, env = "PROXY_KEEPALIVE_TIMEOUT_SECS", default_value_t = 20)]
+    #[arg(long, env = "PROXY_KEEPALIVE_TIMEOUT_SECS", default_value_t = 20, value_parser = secs())]
     pub proxy_keepalive_timeout_secs: u64,
     /// Open Chat streams at most, all clients together (0 = no limit).
     #[arg(long, env = "PROXY_MAX_STREAMS", default_value_t = 1024)]
@@ -78,17 +78,17 @@ pub struct Config {
     pub proxy_max_streams_per_key: usize,
     /// Seconds a stream may stay without a packet and with nothing in flight before the proxy
     /// ends it (0 = never).
-    #[arg(long, env = "PROXY_STREAM_IDLE_SECS", default_value_t = 300)]
+    #[arg(long, env = "PROXY_STREAM_IDLE_SECS", default_value_t = 300, value_parser = secs())]
     pub proxy_stream_idle_secs: u64,
     /// Seconds after which a client connection is asked to go away, so that long-lived streams
     /// rebalance across replicas (0 = never).
-    #[arg(long, env = "PROXY_MAX_CONNECTION_AGE_SECS", default_value_t = 0)]
+    #[arg(long, env = "PROXY_MAX_CONNECTION_AGE_SECS", default_value_t = 0, value_parser = secs())]
     pub proxy_max_connection_age_secs: u64,
     /// Seconds a connection past its age may take to finish before it is closed.
     #[arg(
         long,
         env = "PROXY_MAX_CONNECTION_AGE_GRACE_SECS",
-        default_value_t = 30
+        default_value_t = 30, value_parser = secs()
     )]
     pub proxy_max_connection_age_grace_secs: u64,
     /// Stack up to this many packets (any stream, same model and shape) into one request, for
@@ -108,7 +108,7 @@ pub struct Config {
     #[arg(long, env = "PROXY_LOG_FORMAT", default_value = "text")]
     pub proxy_log_format: String,
     /// Seconds to finish in-flight packets after SIGTERM before exiting.
-    #[arg(long, env = "PROXY_DRAIN_SECS", default_value_t = 10)]
+    #[arg(long, env = "PROXY_DRAIN_SECS", default_value_t = 10, value_parser = secs())]
     pub proxy_drain_secs: u64,
     /// TLS certificate chain (PEM) for the client-facing port.
     #[arg(long, env = "PROXY_TLS_CERT")]
@@ -123,6 +123,15 @@ pub struct Config {
     /// SERVING, 1 otherwise (for container health checks).
     #[arg(long)]
     pub health_check: bool,
+}
+
+/// The most seconds any duration setting takes: ten years. A larger value (a typo, or
+/// `u64::MAX` meaning "never") is refused with the setting's name and this range, instead of
+/// overflowing a clock later.
+pub const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
+
+fn secs() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(0..=MAX_SECS)
 }
 
 impl Config {

@@ -110,6 +110,19 @@ fn bad_settings_name_the_variable() {
             vec!["--proxy-tls-cert", "/nonexistent.pem"],
             "PROXY_TLS_CERT and PROXY_TLS_KEY",
         ),
+        // u64::MAX used to overflow the clock at the first connection (a panic in release too).
+        (
+            vec!["--proxy-max-connection-age-secs", "18446744073709551615"],
+            "PROXY_MAX_CONNECTION_AGE_SECS",
+        ),
+        (
+            vec!["--proxy-max-connection-age-grace-secs", "315360001"],
+            "0..=315360000",
+        ),
+        (
+            vec!["--proxy-stream-idle-secs=-1"],
+            "PROXY_STREAM_IDLE_SECS",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_triton-proxy"))
             .args([

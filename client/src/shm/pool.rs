@@ -43,6 +43,9 @@ pub struct OutSpec {
 /// once more with that output as bytes, and the output stays bytes from then on.
 const GUESS_MIN: usize = 1 << 20;
 const ALIGN: usize = 64;
+/// The most room one output gets in a region (the largest message a gRPC channel here carries
+/// is 64 MiB; this leaves room for more, and none for a server-sent size of terabytes).
+const MAX_ROOM: usize = 1 << 30;
 
 impl OutSpec {
     /// Bytes this output takes for a request of batch `batch`, `None` when the shape is not fixed.
@@ -246,8 +249,13 @@ impl ShmPool {
                 continue;
             }
             let room = o.bytes(batch).unwrap_or(input.max(GUESS_MIN));
+            // A size the server's description states: one past MAX_ROOM (a shape of
+            // [1, 1<<40]) is not given room in a region; that output comes back as bytes.
+            let Some(end) = off.checked_add(room).filter(|_| room <= MAX_ROOM) else {
+                continue;
+            };
             outputs.push((name.clone(), off, room));
-            off = (off + room).next_multiple_of(ALIGN);
+            off = end.next_multiple_of(ALIGN);
         }
         Offsets { input, outputs }
     }

@@ -57,6 +57,15 @@ fn layout_aligns_guesses_and_skips_bytes_outputs() {
     assert_eq!(l.len(), 2368 + GUESS_MIN);
     pool.state().bytes_only.insert("dets".into());
     assert_eq!(pool.offsets(&spec, 768, &names).outputs.len(), 1);
+    // A described size of 4 TiB gets no room (its output comes back as bytes); the others keep
+    // theirs.
+    pool.set_outputs(vec![
+        out("boxes", "FP32", &[-1, 100, 4], true),
+        out("huge", "FP32", &[-1, 1 << 40], true),
+    ]);
+    let names: Vec<String> = ["huge", "boxes"].map(String::from).into();
+    let l = pool.offsets(&spec, 768, &names);
+    assert_eq!(l.outputs, vec![("boxes".into(), 768, 1600)]);
 }
 
 #[test]

@@ -320,5 +320,18 @@ fn the_labels_output_is_never_decoded_and_parses_strictly() {
         "not UTF-8"
     );
     assert_eq!(labels_from_tensor(&[1, 0], &[]), None, "empty");
+    // A server's count that the bytes cannot hold is refused before anything is allocated (it
+    // used to reserve room for 2^40 names, aborting the host process).
+    assert_eq!(
+        labels_from_tensor(&[1, 1 << 40], &t),
+        None,
+        "a count past the data"
+    );
+    assert_eq!(
+        labels_from_tensor(&[1, i64::MAX], &t),
+        None,
+        "the largest count"
+    );
+    assert_eq!(labels_from_tensor(&[1, -1], &t), None, "a negative count");
     assert_eq!(labels_from_tensor(&[], &t), None, "no shape");
 }

@@ -97,6 +97,11 @@ pub const LABELS_OUTPUT: &str = "class_names";
 /// (a length past the end, bytes that are not UTF-8, an empty tensor).
 pub fn labels_from_tensor(shape: &[i64], data: &[u8]) -> Option<Vec<String>> {
     let per_row = usize::try_from(*shape.last()?).ok()?;
+    // Each name takes at least its 4-byte length: a server-sent count the data cannot hold
+    // (a shape of [1, 1<<40]) is malformed, and is never allocated for.
+    if per_row > data.len() / 4 {
+        return None;
+    }
     let mut names = Vec::with_capacity(per_row);
     let mut rest = data;
     while names.len() < per_row {
