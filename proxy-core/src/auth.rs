@@ -206,6 +206,11 @@ impl Authenticator {
     }
 }
 
+/// Whether two secrets are equal, compared in constant time.
+pub fn secret_eq(a: &[u8], b: &[u8]) -> bool {
+    bool::from(a.ct_eq(b))
+}
+
 /// `Bearer <token>`: the scheme is case-insensitive (RFC 7235), surrounding spaces are ignored.
 fn parse_bearer(v: &str) -> Option<&str> {
     let v = v.trim();

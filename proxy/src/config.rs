@@ -104,6 +104,12 @@ pub struct Config {
     /// Port of the Prometheus /metrics endpoint (0 = any free port).
     #[arg(long, env = "PROXY_METRICS_PORT", default_value_t = 9090)]
     pub proxy_metrics_port: u16,
+    /// Address the metrics and /healthz listener binds (its own: not PROXY_HOST).
+    #[arg(long, env = "PROXY_METRICS_HOST", default_value = "127.0.0.1")]
+    pub proxy_metrics_host: String,
+    /// Token /metrics requires as `authorization: Bearer <token>` (/healthz stays open).
+    #[arg(long, env = "PROXY_METRICS_BEARER", hide_env_values = true)]
+    pub proxy_metrics_bearer: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "PROXY_LOG_FORMAT", default_value = "text")]
     pub proxy_log_format: String,
@@ -146,13 +152,26 @@ impl Config {
 
     /// The listen address.
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        let host = self.proxy_host.trim_matches(|c| c == '[' || c == ']');
-        let ip: std::net::IpAddr = host.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "PROXY_HOST: '{}' is not an IP address (expected e.g. 0.0.0.0)",
-                self.proxy_host
-            )
-        })?;
-        Ok(SocketAddr::new(ip, self.proxy_port))
+        Ok(SocketAddr::new(
+            ip_of("PROXY_HOST", &self.proxy_host, "0.0.0.0")?,
+            self.proxy_port,
+        ))
     }
+
+    /// The metrics listener's address.
+    pub fn metrics_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(SocketAddr::new(
+            ip_of("PROXY_METRICS_HOST", &self.proxy_metrics_host, "127.0.0.1")?,
+            self.proxy_metrics_port,
+        ))
+    }
+}
+
+fn ip_of(var: &str, value: &str, example: &str) -> anyhow::Result<std::net::IpAddr> {
+    value
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| {
+            anyhow::anyhow!("{var}: '{value}' is not an IP address (expected e.g. {example})")
+        })
 }

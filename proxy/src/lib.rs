@@ -127,7 +127,7 @@ impl Proxy {
                         .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
                 )
             })?;
-        let metrics_addr = SocketAddr::new(config.listen_addr()?.ip(), config.proxy_metrics_port);
+        let metrics_addr = config.metrics_addr()?;
         let metrics_listener = Some(
             TcpListener::bind(metrics_addr)
                 .await
@@ -196,7 +196,14 @@ impl Proxy {
         let max = config.proxy_max_message_bytes;
         let mut tasks = Vec::new();
         if let Some(l) = metrics_listener {
-            tasks.push(tokio::spawn(metrics::serve(l, service.0.metrics.clone())));
+            tasks.push(tokio::spawn(metrics::serve(
+                l,
+                service.0.metrics.clone(),
+                config
+                    .proxy_metrics_bearer
+                    .clone()
+                    .filter(|t| !t.is_empty()),
+            )));
         }
         if let Some(path) = config.proxy_keys_file.clone() {
             tasks.push(tokio::spawn(watch_keys_file(
@@ -309,6 +316,18 @@ impl Proxy {
     }
 }
 
+/// Where this machine reaches its own metrics listener: its address, or loopback when it
+/// listens on every address.
+fn local_metrics(c: &Config) -> SocketAddr {
+    let mut a = c
+        .metrics_addr()
+        .unwrap_or_else(|_| ([127, 0, 0, 1], c.proxy_metrics_port).into());
+    if a.ip().is_unspecified() {
+        a.set_ip([127, 0, 0, 1].into());
+    }
+    a
+}
+
 /// `--health-check`: 0 when the local proxy reports SERVING, 1 otherwise. It asks
 /// grpc.health.v1 on the gRPC port; where that port requires client certificates
 /// (`PROXY_TLS_CLIENT_CA`) it asks `/healthz` on the metrics port instead, which says the same
@@ -324,7 +343,7 @@ pub async fn health_check(c: &Config) -> i32 {
         }
         return match tokio::time::timeout(
             Duration::from_secs(5),
-            metrics::healthz(("127.0.0.1", c.proxy_metrics_port)),
+            metrics::healthz(local_metrics(c)),
         )
         .await
         {

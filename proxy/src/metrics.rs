@@ -290,6 +290,28 @@ fn request_path(head: &[u8]) -> &str {
     path.split('?').next().unwrap_or(path)
 }
 
+/// Whether a request's head carries `authorization: Bearer <token>` with the configured token
+/// (compared in constant time); always, when none is configured.
+fn authorized(head: &[u8], bearer: Option<&[u8]>) -> bool {
+    let Some(want) = bearer else {
+        return true;
+    };
+    let text = String::from_utf8_lossy(head);
+    text.split("\r\n").skip(1).any(|line| {
+        let Some((name, value)) = line.split_once(':') else {
+            return false;
+        };
+        let mut words = value.split_whitespace();
+        name.trim().eq_ignore_ascii_case("authorization")
+            && words
+                .next()
+                .is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
+            && words
+                .next()
+                .is_some_and(|t| crate::auth::secret_eq(t.as_bytes(), want))
+    })
+}
+
 /// `GET /healthz` on a metrics port: true on 200 (SERVING).
 pub async fn healthz(addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<bool> {
     let mut sock = tokio::net::TcpStream::connect(addr).await?;
@@ -302,12 +324,19 @@ pub async fn healthz(addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<bo
 
 /// Serves `GET /healthz` (the serving state) and `/metrics` (any other path answers the same)
 /// until the task is dropped.
-pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
+/// Serves `/healthz` (open) and the metrics (behind `bearer` when one is set) on `listener`.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+    bearer: Option<String>,
+) {
+    let bearer: Option<std::sync::Arc<[u8]>> = bearer.map(|b| b.as_bytes().into());
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             continue;
         };
         let metrics = metrics.clone();
+        let bearer = bearer.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let n = tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
@@ -325,6 +354,13 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
                         "NOT_SERVING\n".to_string(),
                     )
                 }
+            } else if !authorized(&buf[..n], bearer.as_deref()) {
+                (
+                    "401 Unauthorized\r\nwww-authenticate: Bearer",
+                    "text/plain",
+                    "the metrics need 'authorization: Bearer <token>' (PROXY_METRICS_BEARER)\n"
+                        .to_string(),
+                )
             } else {
                 ("200 OK", "text/plain; version=0.0.4", metrics.render())
             };
@@ -355,5 +391,18 @@ mod path_tests {
             "/metrics"
         );
         assert_eq!(super::request_path(b""), "/");
+    }
+
+    #[test]
+    fn the_bearer_is_checked_when_one_is_set() {
+        let req = |auth: &str| format!("GET /metrics HTTP/1.1\r\nhost: x\r\n{auth}\r\n\r\n");
+        let ok = |r: &str, b: Option<&str>| super::authorized(r.as_bytes(), b.map(str::as_bytes));
+        assert!(ok(&req(""), None), "no token configured: open");
+        assert!(ok(&req("Authorization: Bearer s3cret"), Some("s3cret")));
+        assert!(ok(&req("authorization:bearer   s3cret"), Some("s3cret")));
+        assert!(!ok(&req(""), Some("s3cret")));
+        assert!(!ok(&req("authorization: Bearer s3cre"), Some("s3cret")));
+        assert!(!ok(&req("authorization: Basic s3cret"), Some("s3cret")));
+        assert!(!ok(&req("x-authorization: Bearer s3cret"), Some("s3cret")));
     }
 }

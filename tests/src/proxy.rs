@@ -84,9 +84,15 @@ impl TestProxy {
 
 /// The Prometheus text of a proxy's metrics listener at `addr`.
 pub async fn metrics_at(addr: SocketAddr) -> String {
+    http_get(addr, "/metrics", "").await
+}
+
+/// The whole answer (status line, headers, body) to `GET path` with extra header lines
+/// `headers` (each ending in CRLF).
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n{headers}\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = String::new();

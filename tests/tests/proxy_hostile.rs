@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gst_triton_tests::h2chat::raw_chat;
-use gst_triton_tests::proxy::{Chat, ProxyProcess, image_packet, shapes_note};
+use gst_triton_tests::proxy::{Chat, ProxyProcess, TestProxy, http_get, image_packet, shapes_note};
 use gst_triton_tests::triton::shared_url;
 use gst_triton_tests::{Rect, draw_tensor};
 
@@ -156,4 +156,57 @@ async fn packets_of_many_fields_in_small_frames_are_answered_or_refused_while_ot
         );
     }
     assert!(proxy.log_text().lines().all(|l| !l.contains("panicked")));
+}
+
+/// The metrics show upstream addresses, model names and auth-failure counts: their listener binds
+/// loopback unless `PROXY_METRICS_HOST` says otherwise, even when the gRPC port listens on every
+/// address; with `PROXY_METRICS_BEARER` set, `/metrics` answers 401 without the token and
+/// `/healthz` (SERVING or NOT_SERVING, nothing else) stays open for probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_listen_on_loopback_by_default_and_a_bearer_guards_them() {
+    let config = triton_proxy::Config::from_args([
+        "triton-proxy",
+        "--triton-url",
+        &shared_url(),
+        "--proxy-host",
+        "0.0.0.0",
+        "--proxy-port",
+        "0",
+        "--proxy-metrics-port",
+        "0",
+        "--grpc-expect-api-key",
+        "k",
+    ])
+    .unwrap();
+    let exposed = triton_proxy::Proxy::bind(config).await.unwrap();
+    assert!(exposed.local_addr().ip().is_unspecified());
+    assert_eq!(
+        exposed.metrics_addr().unwrap().ip(),
+        std::net::Ipv4Addr::LOCALHOST
+    );
+    drop(exposed);
+
+    let p = TestProxy::start(&shared_url(), &["--proxy-metrics-bearer", "s3cret-token"])
+        .await
+        .unwrap();
+    let at = p.metrics_addr.unwrap();
+    let refused = http_get(at, "/metrics", "").await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(
+        refused.contains("PROXY_METRICS_BEARER") && !refused.contains("proxy_"),
+        "{refused}"
+    );
+    let wrong = http_get(at, "/metrics", "authorization: Bearer s3cret\r\n").await;
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let ok = http_get(at, "/metrics", "authorization: Bearer s3cret-token\r\n").await;
+    assert!(
+        ok.starts_with("HTTP/1.1 200") && ok.contains("proxy_auth_failures_total"),
+        "{ok}"
+    );
+    assert!(!ok.contains("s3cret"), "the token is echoed: {ok}");
+    let health = http_get(at, "/healthz", "").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200") || health.starts_with("HTTP/1.1 503"),
+        "{health}"
+    );
 }
