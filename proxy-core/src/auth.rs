@@ -22,6 +22,8 @@ struct Credential {
     kind: Kind,
     /// `None` = every model.
     models: Option<Vec<String>>,
+    /// Triton request parameters its packets may set (`*`: any).
+    params: Vec<String>,
     /// A name safe to log (position in the file, or the env var's name).
     label: String,
 }
@@ -41,6 +43,8 @@ pub struct Principal {
     pub label: String,
     /// `None` = any model.
     pub models: Option<Vec<String>>,
+    /// Triton request parameters its packets may set (`*`: any; empty: none).
+    pub params: Vec<String>,
     /// The keys-file secret it was admitted with (to find it again after a reload); `None` for
     /// the fixed credentials, which a reload cannot change.
     secret: Option<Secret>,
@@ -57,6 +61,11 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Principal {
+    /// Whether this client may set the Triton request parameter `name`.
+    pub fn may_set(&self, name: &str) -> bool {
+        self.params.iter().any(|p| p == "*" || p == name)
+    }
+
     /// Whether this client may call `model`.
     pub fn may_use(&self, model: &str) -> bool {
         self.models
@@ -103,6 +112,7 @@ impl Authenticator {
                 secret: k.as_bytes().to_vec(),
                 kind: Kind::ApiKey,
                 models: None,
+                params: Vec::new(),
                 label: "GRPC_EXPECT_API_KEY".into(),
             });
         }
@@ -111,6 +121,7 @@ impl Authenticator {
                 secret: k.as_bytes().to_vec(),
                 kind: Kind::Bearer,
                 models: None,
+                params: Vec::new(),
                 label: "GRPC_EXPECT_BEARER".into(),
             });
         }
@@ -123,6 +134,15 @@ impl Authenticator {
             file: Arc::new(RwLock::new(file)),
             allow_unauthenticated,
         })
+    }
+
+    /// The Triton request parameters the fixed credentials (`GRPC_EXPECT_API_KEY`,
+    /// `GRPC_EXPECT_BEARER`) may set (`PROXY_ALLOWED_PARAMETERS`); by default none.
+    pub fn with_fixed_parameters(mut self, params: &[String]) -> Self {
+        for c in &mut self.fixed {
+            c.params = params.to_vec();
+        }
+        self
     }
 
     /// Whether any credential is configured.
@@ -173,11 +193,13 @@ impl Authenticator {
             Some(c) => Ok(Principal {
                 label: c.label.clone(),
                 models: c.models.clone(),
+                params: c.params.clone(),
                 secret: (c.kind == Kind::Any).then(|| Secret(c.secret.as_slice().into())),
             }),
             None if self.allow_unauthenticated && !self.has_credentials() => Ok(Principal {
                 label: "unauthenticated".into(),
                 models: None,
+                params: Vec::new(),
                 secret: None,
             }),
             None => Err(tonic::Status::unauthenticated(UNAUTHENTICATED_MSG)),
@@ -201,6 +223,7 @@ impl Authenticator {
         found.map(|c| Principal {
             label: c.label.clone(),
             models: c.models.clone(),
+            params: c.params.clone(),
             secret: p.secret.clone(),
         })
     }
@@ -222,44 +245,62 @@ fn parse_bearer(v: &str) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Keys file: one key per line, optionally followed by whitespace and a comma-separated list of
-/// models it may use. `#` starts a comment; blank lines are ignored.
+/// Keys file: one key per line, then optionally, separated by whitespace, the models it may use
+/// (`models=a,b`, or the list alone, as before) and the Triton request parameters its packets
+/// may set (`params=a,b`; `*` for any; none by default). `#` starts a comment; blank lines are
+/// ignored.
 fn parse_keys_file(path: &Path) -> Result<Vec<Credential>, KeysFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| KeysFileError::Io {
         path: path.display().to_string(),
         source,
     })?;
+    let list = |m: &str| -> Vec<String> {
+        m.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
         }
+        let syntax = |reason| KeysFileError::Syntax {
+            path: path.display().to_string(),
+            line: i + 1,
+            reason,
+        };
         let mut parts = line.split_whitespace();
         let key = parts.next().unwrap_or_default();
-        let models = parts.next().map(|m| {
-            m.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect::<Vec<_>>()
-        });
-        if parts.next().is_some() {
-            return Err(KeysFileError::Syntax {
-                path: path.display().to_string(),
-                line: i + 1,
-                reason: "expected '<key> [model,model,...]' (models comma-separated, no spaces)",
-            });
+        let (mut models, mut params) = (None, None);
+        for (n, word) in parts.enumerate() {
+            let slot = match word.split_once('=') {
+                Some(("models", v)) => (&mut models, v),
+                Some(("params", v)) => (&mut params, v),
+                Some(_) => return Err(syntax(UNKNOWN_FIELD)),
+                None if n == 0 => (&mut models, word),
+                None => return Err(syntax(KEYS_LINE)),
+            };
+            if slot.0.replace(list(slot.1)).is_some() {
+                return Err(syntax(KEYS_LINE));
+            }
         }
         out.push(Credential {
             secret: key.as_bytes().to_vec(),
             kind: Kind::Any,
             models,
+            params: params.unwrap_or_default(),
             label: format!("keys-file line {}", i + 1),
         });
     }
     Ok(out)
 }
+
+const KEYS_LINE: &str = "expected '<key> [models=a,b] [params=p,q]' (lists comma-separated, no \
+     spaces; a list alone is the models)";
+const UNKNOWN_FIELD: &str = "unknown field; expected '<key> [models=a,b] [params=p,q]'";
 
 #[cfg(test)]
 mod tests {
@@ -317,6 +358,51 @@ mod tests {
             a.check(&md(&[("x-domino-api-key", "gamma")])).is_ok(),
             "old keys stay on error"
         );
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn parameters_are_allowed_per_key_and_none_by_default() {
+        let p = std::env::temp_dir().join(format!("keys-params-{}", std::process::id()));
+        std::fs::write(
+            &p,
+            "plain\nold a,b\nboth models=a params=priority,delay_ms\nany params=*\n",
+        )
+        .unwrap();
+        let a = Authenticator::new(Some("fixed"), None, Some(&p), false).unwrap();
+        let who = |k: &str| a.check(&md(&[("x-domino-api-key", k)])).unwrap();
+        assert!(!who("plain").may_set("priority"), "none by default");
+        assert!(who("plain").may_use("anything"));
+        assert!(
+            who("old").may_use("b") && !who("old").may_use("c"),
+            "the list alone"
+        );
+        let both = who("both");
+        assert!(both.may_use("a") && !both.may_use("b"));
+        assert!(both.may_set("priority") && both.may_set("delay_ms"));
+        assert!(!both.may_set("sequence_id"));
+        assert!(who("any").may_set("sequence_id"));
+        assert!(
+            !who("fixed").may_set("priority"),
+            "fixed keys: none by default"
+        );
+        let a = a.with_fixed_parameters(&["priority".into()]);
+        let fixed = a.check(&md(&[("x-domino-api-key", "fixed")])).unwrap();
+        assert!(fixed.may_set("priority") && !fixed.may_set("delay_ms"));
+        for bad in [
+            "k a b",
+            "k models=a models=b",
+            "k colour=red",
+            "k params=a a",
+        ] {
+            std::fs::write(&p, format!("{bad}\n")).unwrap();
+            let e = Authenticator::new(None, None, Some(&p), false)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("line 1") && e.contains("expected"), "{bad}: {e}");
+            assert!(!e.contains(" k "), "the key is echoed: {e}");
+        }
         std::fs::remove_file(p).unwrap();
     }
 

@@ -57,6 +57,15 @@ pub struct Config {
     /// File of API keys, one per line: `<key> [model,model,...]`; re-read on SIGHUP and on change.
     #[arg(long, env = "PROXY_KEYS_FILE")]
     pub proxy_keys_file: Option<PathBuf>,
+    /// Triton request parameters (control JSON `parameters`) the fixed credentials' packets may
+    /// set, comma-separated (`*`: any); keys-file keys name theirs with `params=`.
+    #[arg(
+        long,
+        env = "PROXY_ALLOWED_PARAMETERS",
+        default_value = "",
+        value_delimiter = ','
+    )]
+    pub proxy_allowed_parameters: Vec<String>,
     /// Start without any credential (every client admitted). Logged as a warning.
     #[arg(long, env = "PROXY_ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]

@@ -53,7 +53,8 @@ impl Proxy {
             config.grpc_expect_bearer.as_deref(),
             config.proxy_keys_file.as_deref(),
             config.proxy_allow_unauthenticated,
-        )?;
+        )?
+        .with_fixed_parameters(&allowed_parameters(&config.proxy_allowed_parameters));
         if !auth.has_credentials() {
             if !config.proxy_allow_unauthenticated {
                 bail!(
@@ -314,6 +315,14 @@ impl Proxy {
         }
         result
     }
+}
+
+/// The names in `PROXY_ALLOWED_PARAMETERS`, trimmed, empty ones dropped.
+fn allowed_parameters(raw: &[String]) -> Vec<String> {
+    raw.iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 /// Where this machine reaches its own metrics listener: its address, or loopback when it

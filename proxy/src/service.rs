@@ -196,6 +196,20 @@ fn not_allowed(model: &str, p: &Principal) -> String {
     )
 }
 
+fn parameter_not_allowed(plan: &Plan, p: &Principal) -> String {
+    let refused: Vec<&str> = (plan.parameters.iter())
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !p.may_set(k))
+        .collect();
+    format!(
+        "parameters.{}: not allowed for this credential (it may set {:?}); a key sets Triton \
+         request parameters only where PROXY_ALLOWED_PARAMETERS or its params= in PROXY_KEYS_FILE \
+         names them",
+        refused.join(", parameters."),
+        p.params
+    )
+}
+
 /// Resolves when a reload of the keys file removed the stream's key; until then each reload
 /// brings the key's model list up to date.
 async fn revoked(inner: &Inner, principal: &std::sync::RwLock<Principal>) {
@@ -319,6 +333,14 @@ impl Inner {
                 Err(PacketError {
                     code: Code::PermissionDenied,
                     message: not_allowed(&plan.model, principal),
+                }),
+                plan.model,
+                0.0,
+            ),
+            Ok(plan) if plan.parameters.iter().any(|(k, _)| !principal.may_set(k)) => (
+                Err(PacketError {
+                    code: Code::PermissionDenied,
+                    message: parameter_not_allowed(&plan, principal),
                 }),
                 plan.model,
                 0.0,

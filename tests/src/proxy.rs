@@ -23,7 +23,7 @@ pub struct TestProxy {
 
 impl TestProxy {
     /// Starts a proxy in front of `triton_url` with `args` (flags) added after the defaults:
-    /// loopback, free ports, api key `test-key`.
+    /// loopback, free ports, api key `test-key` (which may set the parameter `delay_ms`).
     pub async fn start(triton_url: &str, args: &[&str]) -> anyhow::Result<TestProxy> {
         let mut argv = vec![
             "triton-proxy",
@@ -43,7 +43,13 @@ impl TestProxy {
                 || a.starts_with("--proxy-keys-file")
                 || a.starts_with("--proxy-allow")
         }) {
-            argv.extend(["--grpc-expect-api-key", "test-key"]);
+            // The test models' own parameter (a delay), which some tests set.
+            argv.extend([
+                "--grpc-expect-api-key",
+                "test-key",
+                "--proxy-allowed-parameters",
+                "delay_ms",
+            ]);
         }
         argv.extend_from_slice(args);
         let proxy = Proxy::bind(Config::from_args(argv)?).await?;

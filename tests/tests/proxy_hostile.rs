@@ -210,3 +210,67 @@ async fn metrics_listen_on_loopback_by_default_and_a_bearer_guards_them() {
         "{health}"
     );
 }
+
+/// Triton request parameters are per key: none by default (`sequence_id` or `priority` from one
+/// tenant would jump the queue or disturb another's stateful model), those a key's `params=`
+/// names otherwise. A refused packet gets PERMISSION_DENIED naming the parameter and the setting
+/// that allows it, and the stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_parameters_are_refused_unless_the_key_may_set_them() {
+    let path = std::env::temp_dir().join(format!("proxy-params-{}", std::process::id()));
+    std::fs::write(&path, "plain\ntuned params=delay_ms\n").unwrap();
+    let p = TestProxy::start(
+        &shared_url(),
+        &["--proxy-keys-file", path.to_str().unwrap()],
+    )
+    .await
+    .unwrap();
+    let packet = |params: serde_json::Value| {
+        let mut note: serde_json::Value =
+            serde_json::from_str(&shapes_note("shapes_nms", 16, 16, true)).unwrap();
+        note["parameters"] = params;
+        image_packet("p", &note.to_string(), draw_tensor(16, 16, &[]))
+    };
+    let mut plain = Chat::open(&p.url(), Some(("x-domino-api-key", "plain")))
+        .await
+        .unwrap();
+    let refused = plain
+        .roundtrip(packet(serde_json::json!({"sequence_id": 7})))
+        .await;
+    assert_eq!(refused.status_code, tonic::Code::PermissionDenied as i32);
+    assert!(
+        refused.status_message.contains("parameters.sequence_id")
+            && refused.status_message.contains("PROXY_ALLOWED_PARAMETERS"),
+        "{}",
+        refused.status_message
+    );
+    let refused = plain
+        .roundtrip(packet(serde_json::json!({"delay_ms": 0})))
+        .await;
+    assert_eq!(refused.status_code, tonic::Code::PermissionDenied as i32);
+    let ok = plain.roundtrip(packet(serde_json::json!({}))).await;
+    assert_eq!(
+        ok.status_code, 0,
+        "the stream goes on: {}",
+        ok.status_message
+    );
+
+    let mut tuned = Chat::open(&p.url(), Some(("x-domino-api-key", "tuned")))
+        .await
+        .unwrap();
+    let ok = tuned
+        .roundtrip(packet(serde_json::json!({"delay_ms": 0})))
+        .await;
+    assert_eq!(ok.status_code, 0, "{}", ok.status_message);
+    let refused = tuned
+        .roundtrip(packet(serde_json::json!({"delay_ms": 0, "priority": 1})))
+        .await;
+    assert_eq!(refused.status_code, tonic::Code::PermissionDenied as i32);
+    assert!(
+        refused.status_message.contains("parameters.priority")
+            && !refused.status_message.contains("parameters.delay_ms"),
+        "{}",
+        refused.status_message
+    );
+    let _ = std::fs::remove_file(path);
+}
