@@ -73,6 +73,10 @@ pub struct Config {
     /// Largest gRPC message, both directions, client side and Triton side.
     #[arg(long, env = "PROXY_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub proxy_max_message_bytes: usize,
+    /// Bytes of client messages held at once, all streams (0 = half the cgroup memory limit,
+    /// or 2 GiB without one); a stream whose next message does not fit ends.
+    #[arg(long, env = "PROXY_MAX_BUFFERED_BYTES", default_value_t = 0)]
+    pub proxy_max_buffered_bytes: u64,
     /// HTTP/2 keepalive ping interval in seconds (0 = off).
     #[arg(long, env = "PROXY_KEEPALIVE_SECS", default_value_t = 30, value_parser = secs())]
     pub proxy_keepalive_secs: u64,
@@ -83,7 +87,7 @@ pub struct Config {
     #[arg(long, env = "PROXY_MAX_STREAMS", default_value_t = 1024)]
     pub proxy_max_streams: usize,
     /// Open Chat streams at most per credential (0 = no limit).
-    #[arg(long, env = "PROXY_MAX_STREAMS_PER_KEY", default_value_t = 0)]
+    #[arg(long, env = "PROXY_MAX_STREAMS_PER_KEY", default_value_t = 256)]
     pub proxy_max_streams_per_key: usize,
     /// Seconds a stream may stay without a packet and with nothing in flight before the proxy
     /// ends it (0 = never).

@@ -7,6 +7,7 @@
 
 pub mod ack;
 pub mod batch;
+pub mod budget;
 pub mod config;
 pub mod conn;
 pub mod forward;
@@ -136,6 +137,11 @@ impl Proxy {
         );
         let (drain_tx, draining) = watch::channel(false);
         let metrics = Arc::new(metrics::Metrics::with_upstreams(upstreams.clone()));
+        let budget = budget::Budget::new(match config.proxy_max_buffered_bytes {
+            0 => budget::default_bytes(),
+            n => n,
+        });
+        let _ = metrics.budget.set(budget.clone());
         let service = service::Service(Arc::new(service::Inner {
             upstreams: upstreams.clone(),
             auth,
@@ -160,6 +166,7 @@ impl Proxy {
             conns: Arc::default(),
             draining,
             keys_reloaded: Arc::new(watch::channel(0).0),
+            budget: budget.clone(),
         }));
         Ok(Proxy {
             config,

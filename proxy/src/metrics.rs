@@ -65,6 +65,8 @@ pub struct Metrics {
     pub proxy_latency: Histogram,
     pub inflight: AtomicI64,
     pub open_streams: AtomicI64,
+    /// `PROXY_MAX_BUFFERED_BYTES`, set once the budget is made.
+    pub budget: std::sync::OnceLock<crate::budget::Budget>,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub auth_failures: AtomicU64,
@@ -174,6 +176,18 @@ impl Metrics {
                 "Open Chat streams.",
                 "gauge",
                 self.open_streams.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_buffered_bytes",
+                "Bytes of client messages held now (PROXY_MAX_BUFFERED_BYTES counts them).",
+                "gauge",
+                self.budget.get().map_or(0.0, |b| b.held() as f64),
+            ),
+            (
+                "proxy_buffered_bytes_limit",
+                "PROXY_MAX_BUFFERED_BYTES in force.",
+                "gauge",
+                self.budget.get().map_or(0.0, |b| b.bytes() as f64),
             ),
             (
                 "proxy_bytes_in_total",

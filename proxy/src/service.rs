@@ -43,6 +43,8 @@ pub struct Inner {
     pub draining: watch::Receiver<bool>,
     /// Changes with every reload of `PROXY_KEYS_FILE`: each stream checks its key again.
     pub keys_reloaded: Arc<watch::Sender<u64>>,
+    /// `PROXY_MAX_BUFFERED_BYTES`: the client bytes held, all streams.
+    pub budget: crate::budget::Budget,
 }
 
 /// The tonic service.
@@ -232,7 +234,7 @@ impl Inner {
         self: &Arc<Self>,
         principal: Principal,
         remote: Option<std::net::SocketAddr>,
-        inbound: impl Stream<Item = Result<Packet, Status>> + Send + 'static,
+        inbound: impl Stream<Item = Result<(Packet, crate::budget::Held), Status>> + Send + 'static,
     ) -> Result<impl Stream<Item = Result<Reply, Status>> + Send + 'static, Status> {
         let inner = self.clone();
         let slot = inner.limits.admit(&principal.label).map_err(|(limit, status)| {
@@ -293,7 +295,8 @@ impl Inner {
                 activity.packet_in();
                 async move {
                     let item = match r {
-                        Ok(pkt) => Ok(inner.answer(&pkt, &principal).await),
+                        // The packet's bytes stay held against the budget until answered.
+                        Ok((pkt, _held)) => Ok(inner.answer(&pkt, &principal).await),
                         // The client's stream broke (e.g. an oversized message): end ours with a
                         // status that says why, after the Acks already owed.
                         Err(status) => Err(client_stream_error(status, max_bytes)),

@@ -274,3 +274,162 @@ async fn request_parameters_are_refused_unless_the_key_may_set_them() {
     );
     let _ = std::fs::remove_file(path);
 }
+
+/// The memory budget (`PROXY_MAX_BUFFERED_BYTES`, 64 MiB here) against one key's four streams
+/// that each send eight 8 MiB packets to a model that holds them 4 s (the mock's delay): without
+/// a budget the proxy would hold all 32 (256 MiB). It holds at most half the budget for that
+/// key, ends the streams that ask for more with RESOURCE_EXHAUSTED naming the setting, keeps its
+/// resident memory within the budget of where it started, and answers another key's stream
+/// meanwhile.
+#[test]
+fn hostile_streams_of_big_packets_stay_within_the_memory_budget_while_another_key_is_served() {
+    use triton_client::mock::{MockKserve, Script};
+    const HOG: u64 = 100_000;
+    let mock = MockKserve::start(Script {
+        delay_ms: Box::new(|n| if n >= HOG { 4000 } else { 0 }),
+        ..Default::default()
+    });
+    let keys = std::env::temp_dir().join(format!("proxy-budget-keys-{}", std::process::id()));
+    std::fs::write(&keys, "hog\ngood\n").unwrap();
+    let budget = 64u64 << 20;
+    let proxy = ProxyProcess::start(
+        &mock.url(),
+        &[
+            "--proxy-keys-file",
+            keys.to_str().unwrap(),
+            "--proxy-max-buffered-bytes",
+            &budget.to_string(),
+        ],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    const SIDE: usize = 836; // 3 x 836 x 836 FP32: 8.4 MB
+    let big = move |id: String| {
+        let note = serde_json::json!({"model": "mock", "inputs": [{"name": "images",
+            "shape": [1, 3, SIDE, SIDE], "dtype": "FP32", "from": "image"}]});
+        image_packet(&id, &note.to_string(), vec![0u8; 3 * SIDE * SIDE * 4])
+    };
+    let url = proxy.url();
+    let warm = rt.block_on(async {
+        let mut good = Chat::open(&url, Some(("x-domino-api-key", "good")))
+            .await
+            .unwrap();
+        good.roundtrip(big("good:1".into())).await
+    });
+    assert_eq!(warm.status_code, 0, "{}", warm.status_message);
+    let before = proxy.rss_bytes().unwrap();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done, pid) = (peak.clone(), done.clone(), proxy.pid().unwrap());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(rss) = rss_of(pid) {
+                    peak.fetch_max(rss, std::sync::atomic::Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let (outcomes, served) = rt.block_on(async {
+        let hogs: Vec<_> = (0..4u64)
+            .map(|s| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let mut c = Chat::open(&url, Some(("x-domino-api-key", "hog")))
+                        .await
+                        .unwrap();
+                    for i in 0..8u64 {
+                        if c.tx
+                            .send(big(format!("hog:{}", HOG + s * 100 + i)))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    let (mut acks, mut end) = (0, None);
+                    loop {
+                        match tokio::time::timeout(Duration::from_secs(60), c.rx.message()).await {
+                            Ok(Ok(Some(_))) => acks += 1,
+                            Ok(Ok(None)) => break,
+                            Ok(Err(s)) => {
+                                end = Some(s);
+                                break;
+                            }
+                            Err(_) => panic!("a hog stream hung"),
+                        }
+                        if acks == 8 {
+                            break;
+                        }
+                    }
+                    (acks, end)
+                })
+            })
+            .collect();
+        // Another key's stream, while the hogs hold what they may.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut good = Chat::open(&url, Some(("x-domino-api-key", "good")))
+            .await
+            .unwrap();
+        let mut served = 0;
+        for i in 0..5 {
+            let ack = good.roundtrip(big(format!("good:{}", 10 + i))).await;
+            assert_eq!(ack.status_code, 0, "the other key: {}", ack.status_message);
+            served += 1;
+        }
+        let mut outcomes = Vec::new();
+        for h in hogs {
+            outcomes.push(h.await.unwrap());
+        }
+        (outcomes, served)
+    });
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    sampler.join().unwrap();
+    let grew = peak
+        .load(std::sync::atomic::Ordering::SeqCst)
+        .saturating_sub(before);
+    eprintln!(
+        "hog streams (acks, end): {:?}; the other key served {served}; resident memory grew {} MiB \
+         (budget {} MiB)",
+        outcomes
+            .iter()
+            .map(|(a, e)| (a, e.as_ref().map(|s| s.code())))
+            .collect::<Vec<_>>(),
+        grew >> 20,
+        budget >> 20
+    );
+    let acked: usize = outcomes.iter().map(|(a, _)| a).sum();
+    assert!(acked >= 1, "the hog key got nothing at all: {outcomes:?}");
+    assert!(acked <= 32 - 8, "nothing was refused: {outcomes:?}");
+    let refused: Vec<&tonic::Status> = outcomes.iter().filter_map(|(_, e)| e.as_ref()).collect();
+    assert!(!refused.is_empty());
+    for s in refused {
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+        assert!(s.message().contains("PROXY_MAX_BUFFERED_BYTES"), "{s:?}");
+    }
+    assert!(
+        grew <= budget,
+        "resident memory grew {} MiB, over the {} MiB budget",
+        grew >> 20,
+        budget >> 20
+    );
+    let _ = std::fs::remove_file(keys);
+}
+
+/// Resident memory of process `pid`, from /proc.
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}

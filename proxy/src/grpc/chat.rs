@@ -21,6 +21,7 @@ use triton_proto::multimodal::DataPacket;
 use triton_proto::multimodal::multi_modal_server::MultiModalServer;
 
 use super::Deframer;
+use crate::budget::{Budget, Held};
 use crate::control::Packet;
 use crate::rope::{self, Rope};
 use crate::service::{AuthInterceptor, Inner, Service as ChatService};
@@ -94,7 +95,12 @@ fn chat(
         Ok(p) => p,
         Err(s) => return s.into_http(),
     };
-    let packets = packets(req.into_body(), inner.max_message_bytes);
+    let packets = packets(
+        req.into_body(),
+        inner.max_message_bytes,
+        inner.budget.clone(),
+        principal.label.clone(),
+    );
     let replies = match inner.chat(principal, remote, packets) {
         Ok(r) => r,
         Err(s) => return s.into_http(),
@@ -152,38 +158,69 @@ fn trailers(s: &Status) -> http::HeaderMap {
 }
 
 /// The client's packets: each gRPC message of the body read as a `DataPacket` whose payload
-/// stays in the frames it came in. A body that breaks, a message that is not a `DataPacket`, or
-/// one over `max` bytes ends the packets with an error.
-fn packets(body: Body, max: usize) -> impl Stream<Item = Result<Packet, Status>> + Send + 'static {
-    futures::stream::unfold(Some((body, Deframer::new(max))), |state| async move {
-        let (mut body, mut frames) = state?;
-        loop {
-            match frames.message() {
-                Ok(Some(msg)) => return Some((decode(msg), Some((body, frames)))),
-                Ok(None) => {}
-                Err(s) => return Some((Err(s), None)),
-            }
-            match body.frame().await {
-                Some(Ok(f)) => {
-                    if let Ok(data) = f.into_data() {
-                        frames.push(data);
+/// stays in the frames it came in, with its bytes held against the `budget` from its header on.
+/// A body that breaks, a message that is not a `DataPacket`, one over `max` bytes or one the
+/// budget has no room for ends the packets with an error.
+fn packets(
+    body: Body,
+    max: usize,
+    budget: Budget,
+    key: String,
+) -> impl Stream<Item = Result<(Packet, Held), Status>> + Send + 'static {
+    futures::stream::unfold(
+        Some((body, Deframer::new(max), None::<Held>)),
+        move |state| {
+            let (budget, key) = (budget.clone(), key.clone());
+            async move {
+                let (mut body, mut frames, mut held) = state?;
+                loop {
+                    match frames.message() {
+                        Ok(Some(msg)) => {
+                            let held = match held
+                                .take()
+                                .map_or_else(|| budget.hold(&key, msg.len()), Ok)
+                            {
+                                Ok(h) => h,
+                                Err(s) => return Some((Err(s), None)),
+                            };
+                            let packet = decode(msg).map(|p| (p, held));
+                            return Some((packet, Some((body, frames, None))));
+                        }
+                        Ok(None) => {}
+                        Err(s) => return Some((Err(s), None)),
+                    }
+                    // Room for the message whose header is here, before its body is read.
+                    if held.is_none()
+                        && let Some(len) = frames.declared()
+                    {
+                        match budget.hold(&key, len) {
+                            Ok(h) => held = Some(h),
+                            Err(s) => return Some((Err(s), None)),
+                        }
+                    }
+                    match body.frame().await {
+                        Some(Ok(f)) => {
+                            if let Ok(data) = f.into_data() {
+                                frames.push(data);
+                            }
+                        }
+                        Some(Err(s)) => return Some((Err(s), None)),
+                        None if frames.pending() > 0 => {
+                            let s = Status::new(
+                                Code::Internal,
+                                format!(
+                                    "the stream ended inside a message ({} bytes of it received)",
+                                    frames.pending()
+                                ),
+                            );
+                            return Some((Err(s), None));
+                        }
+                        None => return None,
                     }
                 }
-                Some(Err(s)) => return Some((Err(s), None)),
-                None if frames.pending() > 0 => {
-                    let s = Status::new(
-                        Code::Internal,
-                        format!(
-                            "the stream ended inside a message ({} bytes of it received)",
-                            frames.pending()
-                        ),
-                    );
-                    return Some((Err(s), None));
-                }
-                None => return None,
             }
-        }
-    })
+        },
+    )
 }
 
 /// One `DataPacket`, its payload held apart.

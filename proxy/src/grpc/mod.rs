@@ -74,6 +74,13 @@ impl Deframer {
         Ok(Some(self.buf.split_to(len)))
     }
 
+    /// The length the next message's header declares, once its 5 bytes are here (checked by
+    /// [`Deframer::message`] first).
+    pub fn declared(&self) -> Option<usize> {
+        let [_, a, b, c, d] = self.buf.peek::<5>()?;
+        Some(u32::from_be_bytes([a, b, c, d]) as usize)
+    }
+
     /// Bytes received but not yet a whole message (at the end of the stream: a cut message).
     pub fn pending(&self) -> usize {
         self.buf.len()
