@@ -86,7 +86,9 @@ impl Batcher {
                 timeout_secs,
                 items: Vec::with_capacity(self.max),
             });
-            w.timeout_secs = w.timeout_secs.min(timeout_secs);
+            // The batch may take as long as its most patient member; each member still waits
+            // only its own timeout (below), so a tiny one fails nobody else.
+            w.timeout_secs = w.timeout_secs.max(timeout_secs);
             w.items.push((raw, tx));
             let started = (w.items.len() == 1).then_some(w.generation);
             let full = if w.items.len() >= self.max {
@@ -115,8 +117,15 @@ impl Batcher {
                 }
             });
         }
-        rx.await
-            .unwrap_or_else(|_| Err(Status::internal("the batch of this packet was dropped")))
+        let own = Duration::try_from_secs_f64(timeout_secs).unwrap_or(Duration::MAX);
+        match tokio::time::timeout(own, rx).await {
+            Ok(answer) => answer
+                .unwrap_or_else(|_| Err(Status::internal("the batch of this packet was dropped"))),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "timeout: Triton did not answer within {timeout_secs} s; expected a larger \
+                 'timeout'"
+            ))),
+        }
     }
 
     /// Sends one batch and hands each packet its part.
@@ -127,7 +136,7 @@ impl Batcher {
             .batched_packets
             .fetch_add(n as u64, Ordering::Relaxed);
         let (raws, txs): (Vec<_>, Vec<_>) = w.items.into_iter().unzip();
-        let req = stack(w.template, raws, w.generation);
+        let req = stack(w.template.clone(), raws.clone(), w.generation);
         let infer = crate::grpc::infer::Infer::from_request(req);
         let answer = crate::forward::forward(&self.pool, infer, w.timeout_secs).await;
         // Splitting slices each tensor by packet: join the tensor's pieces first.
@@ -140,6 +149,27 @@ impl Batcher {
                     let _ = tx.send(Ok(part));
                 }
             }
+            // Refused as a batch (one member's bytes, or a model that takes no batch): each
+            // member goes alone, so that only the one at fault gets the error.
+            Err(s) if n > 1 && isolates(&s) => {
+                if self.metrics.batches_split.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        error = %s.message(),
+                        "a batch was refused; its packets go alone from now on when that \
+                         happens (proxy_batches_split_total counts it)"
+                    );
+                }
+                let alone = txs.into_iter().zip(raws).map(|(tx, raw)| {
+                    let req = stack(w.template.clone(), vec![raw], w.generation);
+                    let (pool, secs) = (self.pool.clone(), w.timeout_secs);
+                    async move {
+                        let infer = crate::grpc::infer::Infer::from_request(req);
+                        let answer = crate::forward::forward(&pool, infer, secs).await;
+                        let _ = tx.send(answer.map(|r| r.into_response()));
+                    }
+                });
+                futures::future::join_all(alone).await;
+            }
             Err(s) => {
                 for tx in txs {
                     let _ = tx.send(Err(s.clone()));
@@ -147,6 +177,15 @@ impl Batcher {
             }
         }
     }
+}
+
+/// Whether a batch's failure may be one member's doing, worth sending each alone: not when
+/// Triton is unreachable, overloaded or out of time (alone would fail the same way, twice).
+fn isolates(s: &Status) -> bool {
+    !matches!(
+        s.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled
+    )
 }
 
 /// A refused batch: when Triton found the stacked request invalid, say that it was stacked.

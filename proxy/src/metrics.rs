@@ -74,6 +74,8 @@ pub struct Metrics {
     /// Requests sent by the collator (PROXY_BATCH_MAX), and the packets they carried.
     pub batches: AtomicU64,
     pub batched_packets: AtomicU64,
+    /// Batches refused as a whole whose members were then sent alone.
+    pub batches_split: AtomicU64,
     pub connections_total: AtomicU64,
     /// Connections closed before HTTP/2, by reason (wrong protocol, failed TLS, silence).
     pub connections_refused: Labelled,
@@ -224,6 +226,12 @@ impl Metrics {
                 "Packets the collator stacked into those requests.",
                 "counter",
                 self.batched_packets.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "proxy_batches_split_total",
+                "Batches refused as a whole whose packets were then sent one by one.",
+                "counter",
+                self.batches_split.load(Ordering::Relaxed) as f64,
             ),
             (
                 "proxy_connections_total",

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gst_triton_tests::h2chat::raw_chat;
-use gst_triton_tests::proxy::{Chat, ProxyProcess, TestProxy, http_get, image_packet, shapes_note};
+use gst_triton_tests::proxy::{
+    Chat, ProxyProcess, TestProxy, http_get, image_packet, metric, shapes_note,
+};
 use gst_triton_tests::triton::shared_url;
 use gst_triton_tests::{Rect, draw_tensor};
 
@@ -432,4 +434,116 @@ fn rss_of(pid: u32) -> Option<u64> {
         .parse()
         .ok()?;
     Some(kb * 1024)
+}
+
+/// Sends each packet on a stream of its own, all at once (so that the collator stacks them)
+/// and returns each stream's Ack, in order.
+async fn at_once(
+    url: &str,
+    packets: Vec<triton_proto::multimodal::DataPacket>,
+) -> Vec<(i32, String)> {
+    let mut streams = Vec::new();
+    for _ in &packets {
+        streams.push(Chat::open_default(url).await);
+    }
+    let sends = streams
+        .into_iter()
+        .zip(packets)
+        .map(|(mut c, p)| async move {
+            let ack = c.roundtrip(p).await;
+            (ack.status_code, ack.status_message)
+        });
+    futures::future::join_all(sends).await
+}
+
+/// `PROXY_BATCH_MAX` stacks packets of different tenants into one request. A member's
+/// `"timeout": 1e-6` used to become the batch's (everyone got DEADLINE_EXCEEDED): each member
+/// now waits its own timeout, and the batch as long as its most patient one. Against the real
+/// Triton, three streams' packets stacked in one batch (the collator's counters say so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_member_with_a_tiny_timeout_fails_alone() {
+    let p = TestProxy::start(
+        &shared_url(),
+        &["--proxy-batch-max", "3", "--proxy-batch-delay-us", "500000"],
+    )
+    .await
+    .unwrap();
+    let packet = |id: &str, timeout: Option<f64>| {
+        let mut note: serde_json::Value =
+            serde_json::from_str(&shapes_note("shapes_nms", 16, 16, true)).unwrap();
+        if let Some(t) = timeout {
+            note["timeout"] = t.into();
+        }
+        image_packet(
+            id,
+            &note.to_string(),
+            draw_tensor(16, 16, &[Rect::new(2, 2, 8, 8, 1)]),
+        )
+    };
+    let acks = at_once(
+        &p.url(),
+        vec![
+            packet("a", Some(1e-6)),
+            packet("b", None),
+            packet("c", None),
+        ],
+    )
+    .await;
+    let m = p.metrics().await;
+    assert_eq!(
+        (
+            metric(&m, "proxy_batches_total"),
+            metric(&m, "proxy_batched_packets_total")
+        ),
+        (1.0, 3.0),
+        "the three packets were not one batch: {acks:?}"
+    );
+    assert_eq!(acks[0].0, tonic::Code::DeadlineExceeded as i32, "{acks:?}");
+    assert!(acks[0].1.contains("timeout"), "{acks:?}");
+    assert_eq!((acks[1].0, acks[2].0), (0, 0), "{acks:?}");
+}
+
+/// A batch the model refuses because of one member's bytes (the mock refuses any request whose
+/// tensor holds "POISON", as a model that fails on some inputs would): each member is then sent
+/// alone, so only the poisoned packet gets the error and the others their answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_refused_for_one_member_fails_only_that_member() {
+    use triton_client::mock::{MockKserve, Script};
+    let mock = MockKserve::start(Script {
+        echo: true,
+        refuse: Box::new(|d: &[u8]| {
+            d.windows(6)
+                .any(|w| w == b"POISON")
+                .then(|| "images: this model cannot take that".to_string())
+        }),
+        ..Default::default()
+    });
+    let p = TestProxy::start(
+        &mock.url(),
+        &["--proxy-batch-max", "3", "--proxy-batch-delay-us", "500000"],
+    )
+    .await
+    .unwrap();
+    let packet = |id: &str, poisoned: bool| {
+        let mut data = draw_tensor(16, 16, &[Rect::new(2, 2, 8, 8, 1)]);
+        if poisoned {
+            data[..6].copy_from_slice(b"POISON");
+        }
+        image_packet(id, &shapes_note("mock", 16, 16, true), data)
+    };
+    let acks = at_once(
+        &p.url(),
+        vec![
+            packet("a:1", false),
+            packet("b:2", true),
+            packet("c:3", false),
+        ],
+    )
+    .await;
+    let m = p.metrics().await;
+    assert_eq!(metric(&m, "proxy_batched_packets_total"), 3.0, "{acks:?}");
+    assert_eq!(metric(&m, "proxy_batches_split_total"), 1.0, "{acks:?}");
+    assert_eq!((acks[0].0, acks[2].0), (0, 0), "{acks:?}");
+    assert_ne!(acks[1].0, 0, "{acks:?}");
+    assert!(acks[1].1.contains("cannot take that"), "{acks:?}");
 }

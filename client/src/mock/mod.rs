@@ -35,6 +35,8 @@ pub use plain::RENAMED_SERVICE;
 use plain::{Renamed, typed_contents};
 
 type Rule<T> = Box<dyn Fn(u64) -> T + Send + Sync>;
+/// A rule on a request's first input bytes.
+type BytesRule<T> = Box<dyn Fn(&[u8]) -> T + Send + Sync>;
 
 /// How the mock answers; change it while the server runs.
 pub struct Script {
@@ -42,6 +44,9 @@ pub struct Script {
     pub delay_ms: Rule<u64>,
     /// `Some(message)`: answer frame `n` with that in-band error.
     pub fail: Rule<Option<String>>,
+    /// `Some(message)`: answer a request whose first input's bytes are these with that in-band
+    /// error (a model that refuses some contents, whichever request they come in).
+    pub refuse: BytesRule<Option<String>>,
     /// `Some(code)`: ModelMetadata fails with this status.
     pub metadata_error: Option<tonic::Code>,
     /// ModelMetadata answers after this many ms (a server slow to describe its model).
@@ -70,6 +75,7 @@ impl Default for Script {
         Script {
             delay_ms: Box::new(|_| 0),
             fail: Box::new(|_| None),
+            refuse: Box::new(|_| None),
             metadata_error: None,
             metadata_delay_ms: 0,
             echo: false,
@@ -347,7 +353,10 @@ impl Service {
             Ok(i) => i,
             Err(e) => return answered(Err(e)),
         };
-        if let Some(message) = fail {
+        let refused = input
+            .as_deref()
+            .and_then(|d| (shared.script.lock().unwrap().refuse)(d));
+        if let Some(message) = fail.or(refused) {
             return ModelStreamInferResponse {
                 error_message: message,
                 infer_response: Some(response),
