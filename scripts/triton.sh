@@ -100,7 +100,7 @@ PY
 server_args() {
   echo --model-repository="$MODELS" --backend-directory="$BACKENDS" --allow-http=false \
     --grpc-address="$ADDRESS" --grpc-port="$GRPC_PORT" --metrics-port="$METRICS_PORT" \
-    --allow-metrics=true --allow-gpu-metrics=false --log-verbose=0
+    --allow-metrics=true --allow-gpu-metrics=false --log-verbose=0 ${TRITON_EXTRA_ARGS:-}
 }
 
 pidfile() { echo "$STATE/triton-$GRPC_PORT.pid"; }

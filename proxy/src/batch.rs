@@ -368,6 +368,7 @@ mod tests {
                 max_message_bytes: 1 << 20,
                 keepalive: None,
                 max_frame: 1 << 20,
+                tls: None,
             },
         )
         .await

@@ -21,6 +21,19 @@ pub struct Config {
     /// Seconds between DNS look-ups of TRITON_URL's names (0 = only at start).
     #[arg(long, env = "PROXY_RESOLVE_SECS", default_value_t = 10, value_parser = secs())]
     pub proxy_resolve_secs: u64,
+    /// CA certificate (PEM) Triton's certificate must chain to; enables TLS for the `https://`
+    /// entries of TRITON_URL.
+    #[arg(long, env = "TRITON_CA_FILE")]
+    pub triton_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) the proxy shows Triton (mTLS; with TRITON_CLIENT_KEY).
+    #[arg(long, env = "TRITON_CLIENT_CERT")]
+    pub triton_client_cert: Option<PathBuf>,
+    /// Private key (PEM) of TRITON_CLIENT_CERT.
+    #[arg(long, env = "TRITON_CLIENT_KEY")]
+    pub triton_client_key: Option<PathBuf>,
+    /// Name Triton's certificate must carry, when it is not TRITON_URL's host.
+    #[arg(long, env = "TRITON_TLS_SERVER_NAME")]
+    pub triton_tls_server_name: Option<String>,
     /// Model used when a packet's control JSON names none.
     #[arg(long, env = "TRITON_MODEL_NAME", default_value = "yolov8n")]
     pub triton_model_name: String,

@@ -115,6 +115,7 @@ impl Proxy {
                 max_message_bytes: config.proxy_max_message_bytes,
                 keepalive: secs(config.proxy_keepalive_secs),
                 max_frame: MAX_FRAME,
+                tls: upstream_tls(&config)?,
             },
         )
         .await?;
@@ -322,6 +323,56 @@ impl Proxy {
         }
         result
     }
+}
+
+/// TLS to Triton from `TRITON_CA_FILE`, `TRITON_CLIENT_CERT`/`TRITON_CLIENT_KEY` (mTLS) and
+/// `TRITON_TLS_SERVER_NAME`; `None` without a CA file. Used by the `https://` entries of
+/// `TRITON_URL`.
+fn upstream_tls(c: &Config) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |var: &str, p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("{var}: cannot read {}", p.display()))
+    };
+    let https = c
+        .triton_url
+        .split(',')
+        .any(|e| e.trim().starts_with("https://"));
+    let Some(ca) = &c.triton_ca_file else {
+        if c.triton_client_cert.is_some() || c.triton_client_key.is_some() {
+            bail!(
+                "TRITON_CLIENT_CERT/TRITON_CLIENT_KEY: set TRITON_CA_FILE too (TLS to Triton needs it)"
+            );
+        }
+        return Ok(None);
+    };
+    if !https {
+        bail!(
+            "TRITON_CA_FILE is set but no TRITON_URL entry is https://host:port; expected https \
+             for the upstreams that use TLS"
+        );
+    }
+    let mut tls =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("TRITON_CA_FILE", ca)?));
+    match (&c.triton_client_cert, &c.triton_client_key) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(Identity::from_pem(
+                read("TRITON_CLIENT_CERT", cert)?,
+                read("TRITON_CLIENT_KEY", key)?,
+            ));
+        }
+        (None, None) => {}
+        _ => {
+            bail!("TRITON_CLIENT_CERT and TRITON_CLIENT_KEY: set both (mTLS to Triton) or neither")
+        }
+    }
+    if let Some(name) = c
+        .triton_tls_server_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+    {
+        tls = tls.domain_name(name);
+    }
+    Ok(Some(tls))
 }
 
 /// The names in `PROXY_ALLOWED_PARAMETERS`, trimmed, empty ones dropped.

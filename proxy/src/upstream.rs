@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use triton_proto::inference::ServerReadyRequest;
 use triton_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 
@@ -108,6 +108,8 @@ pub struct ChannelSettings {
     pub max_message_bytes: usize,
     pub keepalive: Option<Duration>,
     pub max_frame: u32,
+    /// TLS for `https://` upstreams (`TRITON_CA_FILE` and the rest); `None`: plaintext only.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl ChannelSettings {
@@ -124,6 +126,17 @@ impl ChannelSettings {
             endpoint = endpoint
                 .http2_keep_alive_interval(k)
                 .keep_alive_while_idle(true);
+        }
+        if url.starts_with("https://") {
+            let tls = self.tls.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "TRITON_URL: '{url}' is https: set TRITON_CA_FILE to the CA that signed \
+                     Triton's certificate (no system root store is built in)"
+                )
+            })?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| anyhow::anyhow!("TRITON_URL: '{url}': TLS: {e}"))?;
         }
         // Lazy: the proxy starts while Triton is down, and the channel reconnects by itself.
         Ok(endpoint.connect_lazy())

@@ -106,6 +106,8 @@ pub struct Triton {
     pub metrics_port: u16,
     models: PathBuf,
     log: PathBuf,
+    /// More `tritonserver` flags (`TRITON_EXTRA_ARGS` of `scripts/triton.sh`).
+    extra: Vec<String>,
 }
 
 impl Triton {
@@ -125,6 +127,11 @@ impl Triton {
 
     /// Starts a server with another model repository.
     pub fn start_with(models: &Path) -> Result<Triton> {
+        Self::start_with_args(models, &[])
+    }
+
+    /// Starts a server with another model repository and more `tritonserver` flags.
+    pub fn start_with_args(models: &Path, extra: &[&str]) -> Result<Triton> {
         let mut last = None;
         for _ in 0..3 {
             let mut t = Triton {
@@ -133,6 +140,7 @@ impl Triton {
                 metrics_port: free_port(),
                 models: models.to_path_buf(),
                 log: PathBuf::new(),
+                extra: extra.iter().map(|a| a.to_string()).collect(),
             };
             match t.launch() {
                 Ok(()) => return Ok(t),
@@ -231,6 +239,7 @@ impl Triton {
             .arg("--model-repository")
             .arg(&self.models)
             .env("TRITON_STATE_DIR", &state)
+            .env("TRITON_EXTRA_ARGS", self.extra.join(" "))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

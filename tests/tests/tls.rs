@@ -316,3 +316,95 @@ fn the_health_check_of_an_mtls_proxy_needs_no_client_certificate() {
         "a proxy with no Triton reported healthy"
     );
 }
+
+/// The proxy in front of a Triton that takes only TLS with client certificates
+/// (`--grpc-use-ssl-mutual`), started here with the test CA's certificates: with
+/// `TRITON_CA_FILE` and a client certificate a packet is answered; without the certificate, or
+/// trusting another CA, the packet gets UNAVAILABLE; an `https://` upstream without a CA file is
+/// refused at start, naming the setting. The server name is checked: the proxy reaches
+/// `https://127.0.0.1` with `TRITON_TLS_SERVER_NAME=localhost` (a name the certificate carries)
+/// and not with a name it does not carry.
+#[test]
+fn the_proxy_reaches_a_triton_that_takes_only_mutual_tls() {
+    let pki = pki("upstream");
+    let server_args: Vec<String> = [
+        "--grpc-use-ssl=true".to_string(),
+        "--grpc-use-ssl-mutual=true".to_string(),
+        format!("--grpc-server-cert={}", pki.path("server.pem")),
+        format!("--grpc-server-key={}", pki.path("server.key")),
+        format!("--grpc-root-cert={}", pki.path("ca.pem")),
+        "--model-control-mode=explicit".to_string(),
+        "--load-model=shapes_nms".to_string(),
+    ]
+    .to_vec();
+    let server_args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    let triton = gst_triton_tests::triton::Triton::start_with_args(
+        &gst_triton_tests::triton::repo_root().join("models"),
+        &server_args,
+    )
+    .unwrap();
+    let https = format!("https://127.0.0.1:{}", triton.grpc_port);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let answer = |p: &ProxyProcess| {
+        rt.block_on(async {
+            let mut c = gst_triton_tests::proxy::Chat::open_default(&p.url()).await;
+            let ack = c
+                .roundtrip(gst_triton_tests::proxy::image_packet(
+                    "tls:1",
+                    &gst_triton_tests::proxy::shapes_note("shapes_nms", 16, 16, true),
+                    gst_triton_tests::draw_tensor(16, 16, &[Rect::new(2, 2, 8, 8, 1)]),
+                ))
+                .await;
+            (ack.status_code, ack.status_message)
+        })
+    };
+    let (ca, cert, key) = (
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key"),
+    );
+    let mtls = [
+        "--triton-ca-file",
+        &ca,
+        "--triton-client-cert",
+        &cert,
+        "--triton-client-key",
+        &key,
+    ];
+    let good = ProxyProcess::start(&https, &mtls);
+    let (code, msg) = answer(&good);
+    assert_eq!(code, 0, "{msg}; proxy log: {}", good.log_text());
+
+    let named = [&mtls[..], &["--triton-tls-server-name", "localhost"]].concat();
+    let (code, msg) = answer(&ProxyProcess::start(&https, &named));
+    assert_eq!(code, 0, "with the server name 'localhost': {msg}");
+    let misnamed = [&mtls[..], &["--triton-tls-server-name", "triton.example"]].concat();
+    let (code, msg) = answer(&ProxyProcess::start(&https, &misnamed));
+    assert_eq!(
+        code,
+        tonic::Code::Unavailable as i32,
+        "a name the certificate lacks: {msg}"
+    );
+
+    let (code, msg) = answer(&ProxyProcess::start(&https, &["--triton-ca-file", &ca]));
+    assert_eq!(
+        code,
+        tonic::Code::Unavailable as i32,
+        "no client certificate: {msg}"
+    );
+    let other = pki.path("other-ca.pem");
+    let distrust = [&["--triton-ca-file", other.as_str()], &mtls[2..]].concat();
+    let (code, msg) = answer(&ProxyProcess::start(&https, &distrust));
+    assert_eq!(code, tonic::Code::Unavailable as i32, "another CA: {msg}");
+
+    let out = std::process::Command::new(gst_triton_tests::artifacts::bin("triton-proxy"))
+        .args(["--triton-url", &https, "--grpc-expect-api-key", "k"])
+        .args(["--proxy-port", "0", "--proxy-metrics-port", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("TRITON_CA_FILE"),
+        "{err}"
+    );
+}

@@ -7,6 +7,7 @@ fn settings() -> ChannelSettings {
         max_message_bytes: 1 << 20,
         keepalive: None,
         max_frame: 1 << 20,
+        tls: None,
     }
 }
 
