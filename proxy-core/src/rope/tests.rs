@@ -218,3 +218,51 @@ fn split_to_costs_the_pieces_it_takes() {
         "{visited} visits for 20000 pieces"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any bytes, cut anywhere into up to thousands of pieces (what a client's DATA frames make
+    /// of a packet): splitting never panics, and it visits pieces in linear time, at most twice
+    /// each plus twice per byte (a field per byte at most), whatever it finds. The fuzzing of
+    /// issue 42, item 11, as a property test: the machine has no nightly toolchain for
+    /// cargo-fuzz.
+    #[test]
+    fn any_bytes_in_any_pieces_split_in_linear_time_without_panicking(
+        bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+        every in 1usize..64,
+        nested in any::<bool>(),
+    ) {
+        let cuts: Vec<usize> = (every..bytes.len()).step_by(every).collect();
+        let rope = pieces(&bytes, &cuts);
+        let n = rope.parts().len();
+        visits::take();
+        let paths: &[&[u32]] = if nested { &[&[2, 1], &[3, 1], &[4, 1]] } else { &[&[7]] };
+        let _ = split(rope, paths);
+        let visited = visits::take();
+        prop_assert!(visited <= 2 * n + 2 * bytes.len() + 4, "{} visits, {} pieces, {} bytes", visited, n, bytes.len());
+    }
+
+    /// The same for well-formed packets of many small unknown fields, the worst case for a scan.
+    #[test]
+    fn packets_of_many_fields_split_in_linear_time(
+        fields in 1usize..20_000,
+        every in 1usize..512,
+    ) {
+        let bytes: Vec<u8> = std::iter::repeat_n([15u8 << 3, 1], fields).flatten().collect();
+        let cuts: Vec<usize> = (every..bytes.len()).step_by(every).collect();
+        let rope = pieces(&bytes, &cuts);
+        let n = rope.parts().len();
+        visits::take();
+        let s = split_limited(rope, &[&[2, 1]], usize::MAX).unwrap();
+        let visited = visits::take();
+        prop_assert_eq!(s.small.len(), bytes.len());
+        prop_assert!(visited <= 2 * n + 4, "{} visits, {} pieces", visited, n);
+        // And a limit stops the scan early, with its own error.
+        let cut = pieces(&bytes, &cuts);
+        prop_assert_eq!(
+            split_limited(cut, &[&[2, 1]], fields - 1).unwrap_err(),
+            Malformed(TOO_MANY_FIELDS)
+        );
+    }
+}
