@@ -172,6 +172,39 @@ class Policies(unittest.TestCase):
                 sel = {"matchLabels": d["spec"]["selector"]}
                 self.assertEqual(self.selected(sel), [d["metadata"]["name"]], d["metadata"]["name"])
 
+    def test_every_pod_runs_unprivileged_read_only_and_without_api_token(self):
+        for d in self.docs:
+            if d["kind"] != "Deployment":
+                continue
+            name, pod = d["metadata"]["name"], d["spec"]["template"]["spec"]
+            self.assertIs(pod.get("automountServiceAccountToken"), False, name)
+            sec = pod.get("securityContext", {})
+            self.assertIs(sec.get("runAsNonRoot"), True, name)
+            self.assertGreater(sec.get("runAsUser", 0), 0, name)
+            self.assertEqual(sec.get("seccompProfile"), {"type": "RuntimeDefault"}, name)
+            for c in pod["containers"]:
+                cs = c.get("securityContext", {})
+                self.assertIs(cs.get("readOnlyRootFilesystem"), True, (name, c["name"]))
+                self.assertIs(cs.get("allowPrivilegeEscalation"), False, (name, c["name"]))
+                self.assertEqual(cs.get("capabilities", {}).get("drop"), ["ALL"], (name, c["name"]))
+        triton = open(os.path.join(HERE, "Dockerfile.triton")).read()
+        self.assertIn("\nUSER 1000", triton)
+
+    def test_camera_uris_come_from_secrets_and_rtsp_only_to_the_camera_cidr(self):
+        for d in self.docs:
+            if d["kind"] != "Deployment":
+                continue
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                for e in c.get("env", []):
+                    if e["name"] in ("VIDEO_PATH", "CAMERA_URI"):
+                        self.assertIn("secretKeyRef", e.get("valueFrom", {}), e)
+                    self.assertNotIn("rtsp://", str(e.get("value", "")), e)
+        rtsp = [r for r in self.policies["client-egress"]["egress"] if any(p["port"] == 554 for p in r.get("ports", []))]
+        self.assertEqual(len(rtsp), 1)
+        cidrs = [t["ipBlock"]["cidr"] for t in rtsp[0].get("to", [])]
+        self.assertEqual(len(cidrs), 1, rtsp)
+        self.assertNotEqual(cidrs[0], "0.0.0.0/0")
+
     def test_probes_and_limits(self):
         for d in self.docs:
             if d["kind"] != "Deployment":

@@ -143,8 +143,11 @@ build deploy/Dockerfile.triton-cpu "localhost/gst-triton/triton-cpu:$TAG" \
   --build-arg BASE_IMAGE="$BASE" -v "$CA:/run/build-ca.crt:ro" --build-arg PIP_ARGS="--cert /run/build-ca.crt"
 
 step "done"
-printf '%-45s %s\n' IMAGE SIZE
+# The digest pins an image (deploy with image@digest, not a tag that can move): see docs/deploy.md.
+printf '%-45s %-8s %s\n' IMAGE SIZE DIGEST
 for i in proxy pipeline triton-cpu; do
-  printf '%-45s %s\n' "localhost/gst-triton/$i:$TAG" "$(podman image inspect --format '{{.Size}}' "localhost/gst-triton/$i:$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
+  printf '%-45s %-8s %s\n' "localhost/gst-triton/$i:$TAG" \
+    "$(podman image inspect --format '{{.Size}}' "localhost/gst-triton/$i:$TAG" | awk '{printf "%.0fMB", $1/1e6}')" \
+    "$(podman image inspect --format '{{.Digest}}' "localhost/gst-triton/$i:$TAG")"
 done
 echo "== build-images: all built in $((SECONDS - start)) s"
