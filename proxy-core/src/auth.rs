@@ -362,6 +362,14 @@ mod tests {
     }
 
     #[test]
+    fn secrets_compare_equal_only_when_equal() {
+        assert!(secret_eq(b"s3cret", b"s3cret"));
+        assert!(!secret_eq(b"s3cret", b"s3cre"));
+        assert!(!secret_eq(b"s3cret", b"s3creT"));
+        assert!(!secret_eq(b"", b"x"));
+    }
+
+    #[test]
     fn parameters_are_allowed_per_key_and_none_by_default() {
         let p = std::env::temp_dir().join(format!("keys-params-{}", std::process::id()));
         std::fs::write(
@@ -421,6 +429,7 @@ beta
         let beta = a.check(&md(&[("x-domino-api-key", "beta")])).unwrap();
         let fixed = a.check(&md(&[("x-domino-api-key", "fixed")])).unwrap();
         assert!(!format!("{alpha:?}").contains("alpha"), "{alpha:?}");
+        assert!(format!("{alpha:?}").contains("<secret>"), "{alpha:?}");
         assert!(a.recheck(&alpha).is_some(), "nothing changed yet");
         // alpha moves to line 2 with another model; beta is removed.
         std::fs::write(&p, "# moved\nalpha identity\n").unwrap();

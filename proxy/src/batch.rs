@@ -344,6 +344,26 @@ mod tests {
     }
 
     #[test]
+    fn only_a_refusal_sends_a_batch_again_member_by_member() {
+        for code in [
+            Code::InvalidArgument,
+            Code::Internal,
+            Code::NotFound,
+            Code::Unknown,
+        ] {
+            assert!(isolates(&Status::new(code, "x")), "{code:?}");
+        }
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Cancelled,
+        ] {
+            assert!(!isolates(&Status::new(code, "x")), "{code:?}");
+        }
+    }
+
+    #[test]
     fn a_refused_batch_says_it_was_stacked() {
         let e = explain(Status::invalid_argument("unexpected shape"), 4);
         assert_eq!(e.code(), Code::InvalidArgument);
@@ -494,6 +514,12 @@ mod tests {
         );
         // A server-sent BYTES shape whose element count overflows, or is past the bytes, or is
         // negative: refused with the same error, never a panic (it overflowed i64 before).
+        // Empty elements: 4 bytes each, the most elements the bytes can hold.
+        let mut empty = resp.clone();
+        empty.outputs[1].shape = vec![2, 2];
+        empty.raw_output_contents[1] = bytes_elem(b"").repeat(4).into();
+        let parts = split(empty, 2).unwrap();
+        assert_eq!(parts[1].raw_output_contents[1].len(), 8);
         for shape in [vec![2, 1 << 40, 1 << 40], vec![2, i64::MAX], vec![2, -1]] {
             let mut hostile = resp.clone();
             hostile.outputs[1].shape = shape.clone();
