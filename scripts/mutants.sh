@@ -33,10 +33,11 @@ TARGETS=(
   "queue|gst-plugin-triton|plugins/src/infer/queue.rs|--lib|0"
   "proxy|triton-proxy-core|proxy-core/src/control/mod.rs proxy-core/src/auth.rs|--lib|0"
   # scaleout leaves out `<` → `<=` in Pool::pick, which only swaps which of two equally loaded
-  # upstreams drawn at random is taken. The DNS loop (keep_resolving) is mutated: its unit tests
+  # upstreams drawn at random is taken, and `!=` → `==` in Upstream::set_ready, which only
+  # chooses which readiness change is logged (the state is swapped either way). The DNS loop (keep_resolving) is mutated: its unit tests
   # inject a resolver and run it in paused time; the readiness probes are mutated: their unit
   # test scripts ServerReady on the client crate's mock.
-  "scaleout|triton-proxy|proxy/src/upstream.rs proxy/src/batch.rs|--lib|0|replace < with <= in Pool::pick"
+  "scaleout|triton-proxy|proxy/src/upstream.rs proxy/src/batch.rs|--lib|0|replace < with <= in Pool::pick|replace != with == in Upstream::set_ready"
   "endpoint|triton-endpoint|endpoint/src/lib.rs endpoint/src/error.rs|--lib|0"
   # client: the shared-memory pool, the unary transport and the client's resend and backoff,
   # guarded by the crate's own tests against the in-process mock (no GStreamer, no Triton).

@@ -152,13 +152,12 @@ impl Batcher {
             // Refused as a batch (one member's bytes, or a model that takes no batch): each
             // member goes alone, so that only the one at fault gets the error.
             Err(s) if n > 1 && isolates(&s) => {
-                if self.metrics.batches_split.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!(
-                        error = %s.message(),
-                        "a batch was refused; its packets go alone from now on when that \
-                         happens (proxy_batches_split_total counts it)"
-                    );
-                }
+                self.metrics.batches_split.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    error = %s.message(),
+                    packets = n,
+                    "a batch was refused; its packets go alone (proxy_batches_split_total)"
+                );
                 let alone = txs.into_iter().zip(raws).map(|(tx, raw)| {
                     let req = stack(w.template.clone(), vec![raw], w.generation);
                     let (pool, secs) = (self.pool.clone(), w.timeout_secs);
@@ -254,11 +253,10 @@ fn split(resp: ModelInferResponse, n: usize) -> Result<Vec<ModelInferResponse>, 
         }
         let chunks = if o.datatype == "BYTES" {
             // Elements per member, from a server-sent shape: checked (a hostile shape must not
-            // overflow), and no more than the bytes can hold (4 bytes each at least).
+            // overflow); split_bytes stops at the first element the bytes do not hold.
             o.shape[1..]
                 .iter()
                 .try_fold(1usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?))
-                .filter(|&per| per.checked_mul(n).is_some_and(|all| all <= raw.len() / 4))
                 .and_then(|per| split_bytes(raw, n, per))
         } else if raw.len() % n == 0 {
             Some(
@@ -409,6 +407,57 @@ mod tests {
         (s, t0.elapsed())
     }
 
+    /// A batch the server refuses for one member's bytes (the mock refuses any tensor holding
+    /// 0xEE) is sent again member by member: the others get their own answers, only that one
+    /// the error. A lone packet the server refuses is not sent twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_batch_is_sent_again_member_by_member() {
+        use std::sync::atomic::Ordering::Relaxed;
+        use triton_client::mock::{MockKserve, Script};
+        let mock = MockKserve::start(Script {
+            echo: true,
+            refuse: Box::new(|d: &[u8]| d.contains(&0xEE).then(|| "bad bytes".to_string())),
+            ..Default::default()
+        });
+        let settings = crate::upstream::ChannelSettings {
+            max_message_bytes: 1 << 20,
+            keepalive: None,
+            max_frame: 1 << 20,
+            tls: None,
+        };
+        let pool = Pool::new(&mock.url(), settings).await.unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let b = Arc::new(Batcher::new(
+            3,
+            Duration::from_millis(300),
+            pool,
+            metrics.clone(),
+        ));
+        let send = |data: [u8; 2]| {
+            let r = request(vec![1, 2], &data);
+            let k = key(&r).unwrap();
+            b.submit(k, r, 5.0)
+        };
+        let (a, bad, c) = tokio::join!(send([1, 2]), send([0xEE, 2]), send([3, 4]));
+        assert_eq!(a.unwrap().raw_output_contents[0][..], [1, 2]);
+        assert_eq!(c.unwrap().raw_output_contents[0][..], [3, 4]);
+        assert!(bad.unwrap_err().message().contains("bad bytes"));
+        assert_eq!(metrics.batches_split.load(Relaxed), 1);
+        assert_eq!(
+            mock.received(),
+            4,
+            "one batch, then each of its three alone"
+        );
+        let lone = send([0xEE, 0xEE]).await;
+        assert!(lone.unwrap_err().message().contains("bad bytes"));
+        assert_eq!(
+            metrics.batches_split.load(Relaxed),
+            1,
+            "a batch of one is not split"
+        );
+        assert_eq!(mock.received(), 5, "a lone refused packet is sent once");
+    }
+
     #[tokio::test]
     async fn a_full_batch_goes_at_once_and_a_lone_packet_at_the_delay() {
         use std::sync::atomic::Ordering::Relaxed;
@@ -422,6 +471,11 @@ mod tests {
         assert_eq!(
             (m.batches.load(Relaxed), m.batched_packets.load(Relaxed)),
             (1, 3)
+        );
+        assert_eq!(
+            m.batches_split.load(Relaxed),
+            0,
+            "an unreachable server is not asked again packet by packet"
         );
         // One packet alone goes when its delay ends.
         let (b, m) = collator(8, 200).await;
