@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gst_triton_tests::h2chat::raw_chat;
 use gst_triton_tests::proxy::{
-    Chat, ProxyProcess, TestProxy, http_get, image_packet, metric, shapes_note,
+    Chat, ProxyProcess, TestProxy, http_get, image_packet, metric, rss_of, shapes_note,
 };
 use gst_triton_tests::triton::shared_url;
 use gst_triton_tests::{Rect, draw_tensor};
@@ -420,20 +420,6 @@ fn hostile_streams_of_big_packets_stay_within_the_memory_budget_while_another_ke
         budget >> 20
     );
     let _ = std::fs::remove_file(keys);
-}
-
-/// Resident memory of process `pid`, from /proc.
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
 }
 
 /// Sends each packet on a stream of its own, all at once (so that the collator stacks them)
