@@ -80,7 +80,7 @@ impl Budget {
 
     /// Holds room for a message of `bytes` from a stream of credential `key` (its label, never
     /// the secret), or says why not (the stream then ends).
-    pub fn hold(&self, key: &str, bytes: usize) -> Result<Held, Status> {
+    pub fn hold(&self, key: &Arc<str>, bytes: usize) -> Result<Held, Status> {
         let units = (bytes as u64).div_ceil(UNIT);
         if units == 0 {
             return Ok(Held {
@@ -89,7 +89,7 @@ impl Budget {
             });
         }
         let mut per = self.0.per_key.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = per.get(key).copied().unwrap_or(0);
+        let mine = per.get(&**key).copied().unwrap_or(0);
         if mine + units > self.0.key_units {
             return Err(Status::resource_exhausted(format!(
                 "the streams of this credential hold {} bytes and a message of {bytes} bytes would                  pass its share, half of the proxy's {} bytes (PROXY_MAX_BUFFERED_BYTES); retry on                  a new stream once its packets are answered",
@@ -109,11 +109,10 @@ impl Budget {
                     self.bytes()
                 ))
             })?;
-        let key: Arc<str> = key.into();
         *per.entry(key.clone()).or_default() += units;
         Ok(Held {
             _permit: Some(permit),
-            key: Some((self.clone(), key, units)),
+            key: Some((self.clone(), key.clone(), units)),
         })
     }
 }
@@ -140,28 +139,31 @@ mod tests {
     #[test]
     fn messages_are_held_until_dropped_and_refused_past_the_budget() {
         let b = Budget::new(20 << 20);
-        let first = b.hold("a", 6 << 20).unwrap();
+        let first = b.hold(&"a".into(), 6 << 20).unwrap();
         assert_eq!(b.held(), 6 << 20);
-        let e = b.hold("a", 5 << 20).unwrap_err();
+        let e = b.hold(&"a".into(), 5 << 20).unwrap_err();
         assert_eq!(e.code(), tonic::Code::ResourceExhausted);
         assert!(
             e.message().contains("PROXY_MAX_BUFFERED_BYTES") && e.message().contains("half"),
             "one key: half the budget at most: {e:?}"
         );
-        let other = b.hold("b", 10 << 20).unwrap();
-        let e = b.hold("c", 5 << 20).unwrap_err();
+        let other = b.hold(&"b".into(), 10 << 20).unwrap();
+        let e = b.hold(&"c".into(), 5 << 20).unwrap_err();
         assert!(
             e.message().contains("holds 16777216 of its 20971520 bytes"),
             "the budget as a whole: {e:?}"
         );
-        let small = b.hold("c", 1000).unwrap();
+        let small = b.hold(&"c".into(), 1000).unwrap();
         drop(first);
         assert_eq!(b.held(), (10 << 20) + 1024, "a part of a KiB counts as one");
-        assert!(b.hold("a", 9 << 20).is_ok(), "a's share came back");
+        assert!(b.hold(&"a".into(), 9 << 20).is_ok(), "a's share came back");
         drop((other, small));
         assert_eq!(b.held(), 0);
-        assert!(b.hold("a", 0).is_ok());
-        assert!(b.hold("a", usize::MAX).is_err(), "more than can be counted");
+        assert!(b.hold(&"a".into(), 0).is_ok());
+        assert!(
+            b.hold(&"a".into(), usize::MAX).is_err(),
+            "more than can be counted"
+        );
         assert!(
             b.0.per_key.lock().unwrap().is_empty(),
             "nothing left per key"

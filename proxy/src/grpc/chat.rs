@@ -99,7 +99,7 @@ fn chat(
         req.into_body(),
         inner.max_message_bytes,
         inner.budget.clone(),
-        principal.label.clone(),
+        principal.label.as_str().into(),
     );
     let replies = match inner.chat(principal, remote, packets) {
         Ok(r) => r,
@@ -165,7 +165,7 @@ fn packets(
     body: Body,
     max: usize,
     budget: Budget,
-    key: String,
+    key: std::sync::Arc<str>,
 ) -> impl Stream<Item = Result<(Packet, Held), Status>> + Send + 'static {
     futures::stream::unfold(
         Some((body, Deframer::new(max), None::<Held>)),
