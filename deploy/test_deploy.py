@@ -105,6 +105,10 @@ class Validators(unittest.TestCase):
         proxy = open(os.path.join(HERE, "Dockerfile.proxy")).read()
         self.assertIn("USER 10001", proxy)
         self.assertIn("--health-check", proxy)
+        # The pipeline image links fallbacksrc (MPL-2.0): its notice ships next to the library.
+        pipeline = open(os.path.join(HERE, "Dockerfile.pipeline")).read()
+        self.assertIn("COPY deploy/NOTICE /usr/share/doc/gst-triton/NOTICE", pipeline)
+        self.assertIn("MPL-2.0", open(os.path.join(HERE, "NOTICE")).read())
 
 
 class Policies(unittest.TestCase):

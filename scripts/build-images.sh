@@ -119,6 +119,7 @@ prebuilt() {
     [ -f "$BINARIES/$b" ] || { echo "build-images: --binaries $BINARIES has no $b" >&2; exit 1; }
     cp "$BINARIES/$b" "$ctx/"
   done
+  mkdir -p "$ctx/deploy" && cp deploy/NOTICE "$ctx/deploy/"
   awk '/^FROM .* AS build$/ { print "FROM scratch AS build"; print "COPY . /src/target/release/"; skip = 1; next }
        /^FROM / { skip = 0 }
        !skip' "$file" >"$ctx/Dockerfile"

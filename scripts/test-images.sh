@@ -117,6 +117,9 @@ for svc in triton proxy; do
 done
 puser=$(podman image inspect --format '{{.Config.User}}' "localhost/gst-triton/pipeline:$TAG")
 case "$puser" in ""|0|0:*|root|root:*) fail "the pipeline image runs as '${puser:-root}'; expected a non-root USER";; esac
+notice=$(podman run --rm --network none --entrypoint cat "localhost/gst-triton/pipeline:$TAG" /usr/share/doc/gst-triton/NOTICE) \
+  || fail "the pipeline image has no /usr/share/doc/gst-triton/NOTICE"
+grep -q "gst-plugin-fallbackswitch .*MPL-2.0" <<<"$notice" || fail "the pipeline image's NOTICE does not name fallbacksrc's MPL-2.0"
 echo "test-images: the pipeline image runs as $puser"
 
 step "isolation: from the pipeline's network, Triton is out of reach and the proxy is not"

@@ -136,7 +136,7 @@ impl Client {
         let link = tokio::time::timeout_at(deadline, self.link())
             .await
             .map_err(|_| InferError::ConnectTimeout {
-                url: c.target.url.clone(),
+                url: triton_endpoint::shown_url(&c.target.url),
                 ms: c.timeout.as_millis(),
             })??;
         // With shared memory the tensor is in a region before the request is sent.

@@ -17,6 +17,7 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 mod error;
+pub mod redact;
 
 pub use error::{Error, Kind, connection_lost};
 
@@ -75,6 +76,16 @@ pub fn normalize_url(url: &str) -> String {
     }
 }
 
+/// An address as it may be shown (in the user's spelling, without any user-info).
+pub fn shown_url(url: &str) -> String {
+    if url.contains("://") {
+        redact::redacted(url)
+    } else {
+        let shown = redact::redacted(&normalize_url(url));
+        shown.trim_start_matches("http://").to_string()
+    }
+}
+
 /// TLS files, all optional; any of them (or an `https://` address) turns TLS on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tls {
@@ -122,7 +133,7 @@ impl Target {
         let mut ep = Endpoint::from_shared(normalize_url(&self.url))
             .map_err(|e| Error::InvalidUrl {
                 field: n.url,
-                value: self.url.clone(),
+                value: shown_url(&self.url),
                 reason: e.to_string(),
             })?
             .connect_timeout(self.connect_timeout)
@@ -182,8 +193,8 @@ impl Target {
             match error::tls_handshake_failed(&detail, self.tls_enabled(), &self.names) {
                 Some(mismatch) => mismatch,
                 None => Error::Connect {
-                    url: self.url.clone(),
-                    detail,
+                    url: shown_url(&self.url),
+                    detail: redact::scrub(&detail),
                 },
             }
         })
@@ -327,6 +338,17 @@ mod tests {
         );
         assert_eq!(e.exit_code(), 2);
 
+        // A malformed address is echoed without its user-info.
+        let t = Target::new("op:Hidden-Pw@bad host:1", Names::ELEMENT);
+        let e = t.endpoint().unwrap_err().to_string();
+        assert!(
+            e.starts_with("url: '***@bad host:1' is not a valid address"),
+            "{e}"
+        );
+        let t = Target::new("https://op:Hidden-Pw@bad host:1", Names::ELEMENT);
+        let e = t.endpoint().unwrap_err().to_string();
+        assert!(!e.contains("Hidden-Pw"), "{e}");
+
         let mut t = Target::new("a:1", Names::RUNNER);
         t.tls.ca_file = Some("/no/such/ca.pem".into());
         let e = t.endpoint().unwrap_err();
@@ -431,5 +453,12 @@ mod tests {
                 .starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
             "{e}"
         );
+        let t = Target::new(format!("op:Hidden-Pw@127.0.0.1:{port}"), Names::ELEMENT);
+        let e = t.connect().await.unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("cannot connect to ***@127.0.0.1:{port}: ")),
+            "{e}"
+        );
+        assert!(!e.contains("Hidden-Pw"), "{e}");
     }
 }

@@ -16,8 +16,13 @@ use gst::prelude::*;
 use runner::args::Args;
 use runner::report::{self, Stats};
 
+/// `eprintln!` through [`report::say`]: no credential of the run's URIs reaches stderr.
+macro_rules! say {
+    ($($t:tt)*) => { report::say(format_args!($($t)*)) };
+}
+
 fn fail(code: i32, msg: impl std::fmt::Display) -> ! {
-    eprintln!("triton-video: {msg}");
+    report::say(format_args!("triton-video: {msg}"));
     std::process::exit(code);
 }
 
@@ -69,16 +74,14 @@ fn prepare(a: &Args) -> String {
 /// The pipeline, and the encoder `ENCODER` chose (none with `ENCODER=none`).
 fn build(a: &Args, video: &str) -> (gst::Pipeline, Option<triton_video::encoder::Chosen>) {
     init_gst();
-    let (desc, chosen) =
-        runner::launch::pipeline_description(a, video).unwrap_or_else(|e| fail(2, e));
-    match gst::parse::launch(&desc) {
-        Ok(p) => (
-            p.downcast::<gst::Pipeline>()
-                .unwrap_or_else(|_| fail(1, "not a pipeline")),
-            chosen,
-        ),
-        Err(e) => fail(1, format!("building the pipeline: {e}")),
-    }
+    runner::launch::build(a, video).unwrap_or_else(|e| {
+        let code = if e.starts_with("building the pipeline") {
+            1
+        } else {
+            2
+        };
+        fail(code, e)
+    })
 }
 
 fn static_pad(pipeline: &gst::Pipeline, element: &str, pad: &str) -> gst::Pad {
@@ -146,7 +149,7 @@ fn run(
     let bus = pipeline.bus().unwrap_or_else(|| fail(1, "no bus"));
     loop {
         if let Some(t) = eos_at.filter(|t| t.elapsed() > STOP_GRACE) {
-            eprintln!(
+            say!(
                 "\ntriton-video: the pipeline did not finish within {} s of its end (EOS sent {:.1} s ago); stopping it",
                 STOP_GRACE.as_secs(),
                 t.elapsed().as_secs_f64()
@@ -158,7 +161,7 @@ fn run(
             };
         }
         if runner::signals::stop_requested() && eos_at.is_none() {
-            eprintln!("\ntriton-video: interrupted, finishing the files (Ctrl-C again to abort)");
+            say!("\ntriton-video: interrupted, finishing the files (Ctrl-C again to abort)");
             pipeline.send_event(gst::event::Eos::new());
             eos_at = Some(Instant::now());
         }
@@ -186,7 +189,7 @@ fn run(
                         .then(|| report::lost_frames_warning(video, frames, packets.get()))
                         .flatten();
                     if let Some(why) = damaged.take().or(lost) {
-                        eprintln!("\ntriton-video: warning: {why}");
+                        say!("\ntriton-video: warning: {why}");
                     }
                     return if camera_gone {
                         report::EXIT_CAMERA_GONE
@@ -196,7 +199,7 @@ fn run(
                 }
                 gst::MessageView::Error(e) if msg.src().is_some_and(report::is_camera) => {
                     // The camera stayed away past CAMERA_GIVE_UP_SECS: finish the files, exit 5.
-                    eprintln!("\ntriton-video: VIDEO_PATH: {}", e.error());
+                    say!("\ntriton-video: VIDEO_PATH: {}", e.error());
                     if stats.lock().unwrap().frames == 0 {
                         // Nothing came, so nothing is to be finished.
                         return report::EXIT_CAMERA_GONE;
@@ -214,7 +217,7 @@ fn run(
                         .src()
                         .is_some_and(|s| report::is_input_element(s, pipeline));
                     if from_input && frames == 0 {
-                        eprintln!(
+                        say!(
                             "\ntriton-video: VIDEO_PATH: nothing could be decoded from {}: {}",
                             video,
                             e.error()
@@ -233,14 +236,14 @@ fn run(
                         eos_at = Some(Instant::now());
                         continue;
                     }
-                    eprintln!(
+                    say!(
                         "\ntriton-video: {} ({})",
                         e.error(),
                         e.debug().unwrap_or_default()
                     );
                     return 1;
                 }
-                gst::MessageView::Warning(w) => eprintln!("\ntriton-video: warning: {}", w.error()),
+                gst::MessageView::Warning(w) => say!("\ntriton-video: warning: {}", w.error()),
                 _ => {}
             }
         }
@@ -259,6 +262,7 @@ fn run(
 
 fn main() {
     let a = Args::from_env();
+    report::remember_secrets(&a);
     export_credentials(&a);
     if let Some(file) = &a.cameras_file {
         init_gst();
@@ -293,7 +297,7 @@ fn main() {
     println!("\n{}", s.summary(started.elapsed(), &a.results_dir));
     if code == 0 && s.frames == 0 {
         // A run that processed nothing never reports success.
-        eprintln!("triton-video: VIDEO_PATH: no frame was decoded from {video}");
+        say!("triton-video: VIDEO_PATH: no frame was decoded from {video}");
         code = report::EXIT_UNDECODABLE;
     }
     std::process::exit(code);

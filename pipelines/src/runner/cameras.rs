@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use triton_endpoint::redact;
 
 use super::args::{Args, Encoder};
 
@@ -41,8 +42,11 @@ struct File {
 }
 
 /// Reads a cameras file's text: the cameras by name, or an error naming the camera and field.
+/// The credentials of every URI in the text are remembered first, so that an error that quotes a
+/// line shows none of them.
 pub fn parse(text: &str) -> Result<BTreeMap<String, Camera>, String> {
-    let file: File = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+    redact::remember_in(text);
+    let file: File = toml::from_str(text).map_err(|e| redact::scrub(e.to_string().trim_end()))?;
     let mut out = BTreeMap::new();
     for (i, c) in file.camera.into_iter().enumerate() {
         let at = format!("camera {} (name {:?})", i + 1, c.name);
@@ -115,6 +119,19 @@ impl Camera {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn a_parser_error_quoting_a_line_shows_no_credentials() {
+        for text in [
+            "[[camera]]\nname = \"a\"\nuri = \"rtsp://op:Toml-Pw-1@cam/s\" x\n",
+            "[[camera]]\nname = \"a\"\nuri = \"rtsp://cam/s?password=Toml-Pw-2\nx = 1\n",
+            "[[camera]]\nname = \"a\"\nuri = \"rtsp://op:Toml-Pw-3@cam/s\"\nno_such = 1\n",
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains("line"), "{e}");
+            assert!(!e.contains("Toml-Pw"), "{e}");
+        }
+    }
 
     #[test]
     fn a_file_of_cameras_with_defaults_and_overrides() {

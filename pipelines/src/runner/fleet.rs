@@ -28,7 +28,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 fn say(msg: impl std::fmt::Display) {
-    eprintln!("triton-video: {msg}");
+    report::say(format_args!("triton-video: {msg}"));
 }
 
 /// One started pipeline.
@@ -72,11 +72,7 @@ impl Fleet<'_> {
         let a = spec.args(self.base);
         std::fs::create_dir_all(&a.results_dir)
             .map_err(|e| format!("cannot create {}: {e}", a.results_dir))?;
-        let (desc, _) = launch::pipeline_description(&a, &spec.uri)?;
-        let pipeline = gst::parse::launch(&desc)
-            .map_err(|e| format!("building the pipeline: {e}"))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| "not a pipeline".to_string())?;
+        let (pipeline, _) = launch::build(&a, &spec.uri)?;
         let state = self.state(&spec.name);
         state.stats.lock().unwrap().recording = launch::recording_name(&spec.uri, &a.encoder);
         let src = pipeline

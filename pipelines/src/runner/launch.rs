@@ -8,8 +8,9 @@
 //!     (a camera: `tritoncamerasrc` as the source, `mpegtsmux` into `annotated.ts`)
 //!   → `detjsonsink RESULTS_DIR/frame_counts.jsonl`
 //!
-//! Credentials never go into the description (GStreamer may log it): the element reads them
-//! from the environment.
+//! Credentials never go into the description (GStreamer logs it at `GST_DEBUG` level): the
+//! element reads the keys from the environment, and the URI and the server address, which may
+//! carry a user-info or a token, are set on the parsed pipeline by [`build`].
 
 use triton_endpoint::normalize_url;
 
@@ -52,19 +53,48 @@ pub fn check_encoder(a: &Args, video: &str) -> Result<(), String> {
         .map_err(|e| e.trim_start_matches("ENCODER: ").to_string())
 }
 
+/// The settings that may carry credentials, set on the parsed pipeline rather than written into
+/// its description: (element, property, value).
+pub fn private_settings(a: &Args, video: &str) -> Vec<(&'static str, &'static str, String)> {
+    let url = normalize_url(a.server().0);
+    let mut out = vec![("infer", "url", url.clone())];
+    if a.classifier_model.as_deref().is_some_and(|m| !m.is_empty()) {
+        out.push(("classify", "url", url));
+    }
+    if video.contains("://") {
+        out.push(("input", "uri", video.to_string()));
+    }
+    out
+}
+
+/// The run's pipeline: [`pipeline_description`] parsed, then [`private_settings`] set.
+pub fn build(a: &Args, video: &str) -> Result<(gst::Pipeline, Option<Chosen>), String> {
+    use gst::prelude::*;
+    let (desc, chosen) = pipeline_description(a, video)?;
+    let pipeline = gst::parse::launch(&desc)
+        .map_err(|e| format!("building the pipeline: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    for (element, property, value) in private_settings(a, video) {
+        pipeline
+            .by_name(element)
+            .ok_or_else(|| format!("building the pipeline: no element {element}"))?
+            .set_property(property, value);
+    }
+    Ok((pipeline, chosen))
+}
+
 /// The `gst-launch` description of the whole run, and the encoder chosen (`ENCODER`; none
 /// with `ENCODER=none`). `Err`: an `ENCODER` that cannot work, named.
 pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Chosen>), String> {
     let source = if gsttriton::camera::is_live(video) {
         // A camera: restarted while away, black frames marked no-signal meanwhile.
         format!(
-            "tritoncamerasrc name=input uri={} timeout-ms={} give-up-secs={}",
-            quote(video),
-            a.camera_timeout_ms,
-            a.camera_give_up_secs
+            "tritoncamerasrc name=input timeout-ms={} give-up-secs={}",
+            a.camera_timeout_ms, a.camera_give_up_secs
         )
     } else if video.contains("://") {
-        format!("uridecodebin name=input uri={}", quote(video))
+        "uridecodebin name=input".to_string()
     } else {
         format!(
             "filesrc name=source location={} ! decodebin name=input",
@@ -98,16 +128,15 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
     if a.interval > 1 {
         d.push_str(&format!(" interval={}", a.interval));
     }
-    let (url, transport) = if a.kserve {
-        (normalize_url(&a.triton_url), "kserve")
+    let transport = if a.kserve {
+        "kserve"
     } else if a.direct {
-        (normalize_url(&a.triton_url), "triton")
+        "triton"
     } else {
-        (normalize_url(&a.mm_addr), "proxy")
+        "proxy"
     };
     d.push_str(&format!(
-        " ! tritoninfer name=infer url={} transport={transport} model={} stream-id={} conf-threshold={} max-in-flight={}",
-        quote(&url),
+        " ! tritoninfer name=infer transport={transport} model={} stream-id={} conf-threshold={} max-in-flight={}",
         quote(&a.model_name),
         quote(&a.stream_id),
         a.conf_thres,
@@ -159,8 +188,7 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
             d.push_str(&format!(" object-classes={}", quote(c)));
         }
         d.push_str(&format!(
-            " ! tritoninfer name=classify url={} transport={transport} model={} decoder=classify stream-id={} max-in-flight={}",
-            quote(&url),
+            " ! tritoninfer name=classify transport={transport} model={} decoder=classify stream-id={} max-in-flight={}",
             quote(m),
             quote(&a.stream_id),
             a.max_in_flight
@@ -245,7 +273,7 @@ mod tests {
         );
         assert!(d.contains("videorate drop-only=true max-rate=10"), "{d}");
         assert!(
-            d.contains("url=\"http://proxy:50051\" transport=proxy model=\"m\\\"x\""),
+            d.contains("tritoninfer name=infer transport=proxy model=\"m\\\"x\""),
             "{d}"
         );
         assert!(d.contains("location=\"out/annotated.mp4\""), "{d}");
@@ -256,9 +284,7 @@ mod tests {
         let a = Args::parse_from(["triton-video", "--direct", "--triton-url", "t:8001"]);
         let d = pipeline_description(&a, "rtsp://cam/1").unwrap().0;
         assert!(
-            d.starts_with(
-                "tritoncamerasrc name=input uri=\"rtsp://cam/1\" timeout-ms=2000 give-up-secs=0"
-            ),
+            d.starts_with("tritoncamerasrc name=input timeout-ms=2000 give-up-secs=0"),
             "{d}"
         );
         assert!(
@@ -266,17 +292,26 @@ mod tests {
             "{d}"
         );
         let d = pipeline_description(&a, "http://host/clip.mp4").unwrap().0;
-        assert!(
-            d.starts_with("uridecodebin name=input uri=\"http://host/clip.mp4\""),
-            "{d}"
+        assert!(d.starts_with("uridecodebin name=input !"), "{d}");
+        assert!(d.contains("tritoninfer name=infer transport=triton"), "{d}");
+        assert!(!d.contains("t:8001") && !d.contains("host"), "{d}");
+        assert_eq!(
+            private_settings(&a, "http://u:pw@host/clip.mp4"),
+            [
+                ("infer", "url", "http://t:8001".to_string()),
+                ("input", "uri", "http://u:pw@host/clip.mp4".to_string())
+            ]
         );
-        assert!(d.contains("url=\"http://t:8001\" transport=triton"), "{d}");
+        assert_eq!(
+            private_settings(&a, "/v/in.mp4"),
+            [("infer", "url", "http://t:8001".to_string())]
+        );
         let mut none = a.clone();
         none.encoder = Encoder::None;
         let d = pipeline_description(&none, "rtsp://cam/1").unwrap().0;
         assert!(
             d.ends_with(
-                "tritoninfer name=infer url=\"http://t:8001\" transport=triton model=\"yolov8n\" stream-id=\"cam-001\" conf-threshold=0.25 max-in-flight=4 \
+                "tritoninfer name=infer transport=triton model=\"yolov8n\" stream-id=\"cam-001\" conf-threshold=0.25 max-in-flight=4 \
                  ! queue max-size-buffers=30 ! detjsonsink location=\"results/frame_counts.jsonl\" stream-id=\"cam-001\""
             ),
             "{d}"
@@ -309,7 +344,8 @@ mod tests {
         assert!(!d.contains("shared-memory"), "{d}");
         let a = Args::parse_from(["triton-video", "--kserve", "--triton-url", "m:8081"]);
         let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
-        assert!(d.contains("url=\"http://m:8081\" transport=kserve"), "{d}");
+        assert!(d.contains("transport=kserve"), "{d}");
+        assert_eq!(private_settings(&a, "/v/in.mp4")[0].2, "http://m:8081");
         assert!(!d.contains("roi"), "{d}");
         let a = Args::parse_from(["triton-video", "--roi", "0.5,0,0.5,0.5", "--roi-normalized"]);
         let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
@@ -338,8 +374,15 @@ mod tests {
         ]);
         let d = pipeline_description(&a, "/v/in.mp4").unwrap().0;
         assert!(
-            d.contains(" ! tritonletterbox objects=true width=64 height=64 object-classes=\"red,blue\" ! tritoninfer name=classify url=\"http://localhost:8001\" transport=triton model=\"shapes_color\" decoder=classify"),
+            d.contains(" ! tritonletterbox objects=true width=64 height=64 object-classes=\"red,blue\" ! tritoninfer name=classify transport=triton model=\"shapes_color\" decoder=classify"),
             "{d}"
+        );
+        assert_eq!(
+            private_settings(&a, "/v/in.mp4"),
+            [
+                ("infer", "url", "http://localhost:8001".to_string()),
+                ("classify", "url", "http://localhost:8001".to_string())
+            ]
         );
         // With tracks, the tracker goes before the classifier, which then takes each track
         // once per interval; without them RECLASSIFY_INTERVAL is refused by name.

@@ -329,6 +329,30 @@ pub fn progress_line(frames: u64, errors: u64, fps: f64, total: Option<u64>) -> 
     }
 }
 
+/// Prints a line for the user on stderr, with the credentials of every URI the run was given
+/// scrubbed (GStreamer's errors and parsers' messages may quote a URI or a line with one).
+pub fn say(msg: impl std::fmt::Display) {
+    eprintln!("{}", triton_endpoint::redact::scrub(&msg.to_string()));
+}
+
+/// Keeps the credentials in the run's URIs (VIDEO_PATH, the server address) for [`say`].
+pub fn remember_secrets(a: &super::args::Args) {
+    use triton_endpoint::redact::remember;
+    for uri in [
+        a.video_path.as_deref(),
+        Some(a.triton_url.as_str()),
+        Some(a.mm_addr.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        remember(uri);
+        if !uri.contains("://") {
+            remember(&triton_endpoint::normalize_url(uri));
+        }
+    }
+}
+
 /// Prints a progress line: rewritten in place on a terminal, one line each otherwise.
 pub fn print_progress(line: &str, tty: bool) {
     if tty {
