@@ -151,4 +151,23 @@ for i in proxy pipeline triton-cpu; do
     "$(podman image inspect --format '{{.Size}}' "localhost/gst-triton/$i:$TAG" | awk '{printf "%.0fMB", $1/1e6}')" \
     "$(podman image inspect --format '{{.Digest}}' "localhost/gst-triton/$i:$TAG")"
 done
+# A kustomize overlay on deploy/k8s that runs exactly these images (by digest, which a moved tag
+# cannot change). After pushing them (`podman push --digestfile F`), set the registry's name and
+# digest instead: `kustomize edit set image gst-triton/triton-proxy=REGISTRY/...@sha256:...`.
+OVERLAY="$ROOT/results/k8s-by-digest"
+mkdir -p "$OVERLAY"
+{
+  echo "# Written by scripts/build-images.sh: deploy/k8s with the images it built, by digest."
+  echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+  echo "kind: Kustomization"
+  echo "resources:"
+  echo "  - ../../deploy/k8s"
+  echo "images:"
+  for pair in triton-proxy=proxy triton-video=pipeline; do
+    echo "  - name: gst-triton/${pair%%=*}"
+    echo "    newName: localhost/gst-triton/${pair#*=}"
+    echo "    digest: $(podman image inspect --format '{{.Digest}}' "localhost/gst-triton/${pair#*=}:$TAG")"
+  done
+} >"$OVERLAY/kustomization.yaml"
+echo "build-images: $OVERLAY/kustomization.yaml pins the proxy and pipeline images by digest (kubectl apply -k $OVERLAY)"
 echo "== build-images: all built in $((SECONDS - start)) s"

@@ -31,6 +31,19 @@ if ! $PY -c 'import yaml' 2>/dev/null; then
   if [ -x .venv-tools/bin/python ]; then PY=.venv-tools/bin/python
   else apt-get install -y -qq python3-yaml >/dev/null; fi
 fi
+
+step "the digest overlay (results/k8s-by-digest) pins the images built"
+for pair in triton-proxy=proxy triton-video=pipeline; do
+  want=$(podman image inspect --format '{{.Digest}}' "localhost/gst-triton/${pair#*=}:$TAG")
+  $PY - results/k8s-by-digest/kustomization.yaml "gst-triton/${pair%%=*}" "$want" <<'PYEOF' \
+    || fail "results/k8s-by-digest/kustomization.yaml does not pin gst-triton/${pair%%=*} at $want"
+import sys, yaml
+k = yaml.safe_load(open(sys.argv[1]))
+assert k["resources"] == ["../../deploy/k8s"], k["resources"]
+(entry,) = [i for i in k["images"] if i["name"] == sys.argv[2]]
+assert entry["digest"] == sys.argv[3] and sys.argv[3].startswith("sha256:"), entry
+PYEOF
+done
 FILES=(-f deploy/compose.yaml -f deploy/compose.cpu.yaml)
 compose() { $PY scripts/compose_podman.py "${FILES[@]}" "$@"; }
 
