@@ -38,7 +38,7 @@ TARGETS=(
   # inject a resolver and run it in paused time; the readiness probes are mutated: their unit
   # test scripts ServerReady on the client crate's mock.
   "scaleout|triton-proxy|proxy/src/upstream.rs proxy/src/batch.rs|--lib|0|replace < with <= in Pool::pick|replace != with == in Upstream::set_ready"
-  "endpoint|triton-endpoint|endpoint/src/lib.rs endpoint/src/error.rs|--lib|0"
+  "endpoint|triton-endpoint|endpoint/src/lib.rs endpoint/src/error.rs endpoint/src/redact.rs|--lib|0"
   # client: the shared-memory pool, the unary transport and the client's resend and backoff,
   # guarded by the crate's own tests against the in-process mock (no GStreamer, no Triton).
   # Three equivalent mutants are left out: `<` → `<=` in Client::link and in unregister_when_free

@@ -16,8 +16,8 @@ use std::str::FromStr;
 use gst::prelude::*;
 
 /// What becomes of the annotated video.
-#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Encoder {
     /// A hardware H.264 encoder when there is one, else x264.
     #[default]
@@ -76,6 +76,12 @@ impl TryFrom<String> for Encoder {
 
     fn try_from(s: String) -> Result<Encoder, String> {
         s.parse()
+    }
+}
+
+impl From<Encoder> for String {
+    fn from(e: Encoder) -> String {
+        e.to_string()
     }
 }
 

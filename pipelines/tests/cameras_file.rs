@@ -22,6 +22,7 @@ fn fleet(file: &Path, results: &Path, server: &str) -> (Child, mpsc::Receiver<St
         .args(["--direct", "--triton-url", server, "--cameras"])
         .arg(file)
         .env("RESULTS_DIR", results)
+        .env("API_ADDR", "off")
         .env("MODEL_NAME", "shapes_nms")
         .env_remove("ENCODER")
         .env_remove("VIDEO_PATH")

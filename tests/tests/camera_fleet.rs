@@ -46,7 +46,12 @@ fn write_file(path: &Path, cams: &[(&str, &Camera, &str)]) {
 /// The metrics text: `name{camera="x"}` → value.
 fn scrape(port: u16) -> BTreeMap<String, f64> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    // Connection: close: the server (hyper) keeps a connection open otherwise.
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut r = String::new();
     s.read_to_string(&mut r).unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
@@ -128,6 +133,7 @@ fn a_cameras_file_runs_every_camera_and_an_edit_removes_and_adds_one_while_the_o
     let mut host = Command::new(bin("triton-video"))
         .arg("--cameras")
         .arg(&file)
+        .env("API_ADDR", "off")
         .env("MM_ADDR", proxy.url())
         .env("DOMINO_API_KEY", "test-key")
         .env("MODEL_NAME", MODEL)

@@ -53,6 +53,7 @@ fn runner(proxy: &ProxyProcess, dir: &Path) -> Command {
         .env("MODEL_NAME", MODEL)
         .env("IMG_SIZE", "320")
         .env("ENCODER", "none")
+        .env("API_ADDR", "off")
         .env("RESULTS_DIR", dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -61,6 +62,14 @@ fn runner(proxy: &ProxyProcess, dir: &Path) -> Command {
 
 fn check_output(what: &str, out: &Output, shown: &str) {
     check_streams(what, &out.stdout, &out.stderr, shown);
+}
+
+/// Runs `cmd` to its end (60 s at most), expects exit `code`, and checks its output.
+fn expect_run(what: &str, cmd: &mut Command, code: i32, shown: &str) {
+    let out = output_within(cmd.spawn().unwrap(), 60, what);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{what}: {err}");
+    check_output(what, &out, shown);
 }
 
 fn check_streams(what: &str, stdout: &[u8], stderr: &[u8], shown: &str) {
@@ -138,41 +147,24 @@ fn credentials_in_uris_never_reach_stdout_stderr_json_lines_bus_messages_or_metr
 
     // 2. A camera that never answers: nothing decoded, given up.
     let dir = tmpdir("credentials-never");
-    let out = output_within(
+    expect_run(
+        "an absent camera",
         runner(&proxy, &dir)
             .env("VIDEO_PATH", secret_uri("rtsp", free_port(), "cam"))
-            .env("CAMERA_GIVE_UP_SECS", "2")
-            .spawn()
-            .unwrap(),
-        60,
-        "triton-video with an absent camera",
+            .env("CAMERA_GIVE_UP_SECS", "2"),
+        5,
+        "rtsp://***@127.0.0.1",
     );
-    assert_eq!(
-        out.status.code(),
-        Some(5),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    check_output("an absent camera", &out, "rtsp://***@127.0.0.1");
 
     // 3. An HTTP URI answered with 404: GStreamer's error names the URL.
     let dir = tmpdir("credentials-http");
     let port = not_found_server(8);
-    let out = output_within(
-        runner(&proxy, &dir)
-            .env("VIDEO_PATH", secret_uri("http", port, "clip.mp4"))
-            .spawn()
-            .unwrap(),
-        60,
-        "triton-video with a missing HTTP file",
+    expect_run(
+        "an HTTP 404",
+        runner(&proxy, &dir).env("VIDEO_PATH", secret_uri("http", port, "clip.mp4")),
+        4,
+        "http://***@127.0.0.1",
     );
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    check_output("an HTTP 404", &out, "http://***@127.0.0.1");
 
     // 4. A cameras file with a TOML error on the line of the URI.
     let dir = tmpdir("credentials-file");
@@ -185,18 +177,12 @@ fn credentials_in_uris_never_reach_stdout_stderr_json_lines_bus_messages_or_metr
         ),
     )
     .unwrap();
-    let out = runner(&proxy, &dir)
-        .arg("--cameras")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    expect_run(
+        "a broken cameras file",
+        runner(&proxy, &dir).arg("--cameras").arg(&file),
+        2,
+        "line 3",
     );
-    check_output("a broken cameras file", &out, "line 3");
 
     // 5. A running cameras file: its log and its metrics.
     let cam = Camera::start_with(free_port(), (320, 180, 10));
@@ -223,7 +209,12 @@ fn credentials_in_uris_never_reach_stdout_stderr_json_lines_bus_messages_or_metr
         "cameras file",
     );
     let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    // Connection: close: the server (hyper) keeps a connection open otherwise.
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut metrics = String::new();
     s.read_to_string(&mut metrics).unwrap();
     assert!(metrics.contains("camera=\"door\""), "{metrics}");
@@ -244,18 +235,14 @@ fn credentials_in_uris_never_reach_stdout_stderr_json_lines_bus_messages_or_metr
     );
 
     // 6. A malformed server address with a user-info.
-    let out = runner(&proxy, &dir)
-        .env("VIDEO_PATH", secret_uri("rtsp", 1, "cam"))
-        .env("MM_ADDR", format!("op:{PASSWORD}@bad host:1"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    expect_run(
+        "a malformed MM_ADDR",
+        runner(&proxy, &dir)
+            .env("VIDEO_PATH", secret_uri("rtsp", 1, "cam"))
+            .env("MM_ADDR", format!("op:{PASSWORD}@bad host:1")),
+        2,
+        "MM_ADDR: '***@bad host:1'",
     );
-    check_output("a malformed MM_ADDR", &out, "MM_ADDR: '***@bad host:1'");
 
     // 7. The element in a C host, every bus message printed (-m), the camera absent.
     let out = output_within(

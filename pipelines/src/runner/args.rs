@@ -24,6 +24,16 @@ pub struct Args {
     /// With --cameras: serve per-camera Prometheus metrics on this port (GET /metrics).
     #[arg(long, env = "METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// With --cameras: the HTTP API (cameras, status, metrics) on this address, or off. A
+    /// non-loopback address needs API_TOKEN or API_TOKEN_FILE.
+    #[arg(long, env = "API_ADDR", default_value = "127.0.0.1:8080")]
+    pub api_addr: String,
+    /// The API's bearer token (`Authorization: Bearer ...`, or the cookie of `/?token=...`).
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// A file whose first line is the API's token (instead of API_TOKEN).
+    #[arg(long, env = "API_TOKEN_FILE")]
+    pub api_token_file: Option<String>,
     /// The annotated video's encoder: auto (a hardware H.264 encoder when there is one, else
     /// x264), none (JSON lines only), x264, or a GStreamer video encoder element by name.
     #[arg(long, env = "ENCODER", default_value = "auto", value_parser = |s: &str| s.parse::<Encoder>())]
@@ -219,10 +229,13 @@ mod tests {
             "CLASSIFIER_CLASSES",
             "RECLASSIFY_INTERVAL",
             "RUST_LOG",
+            "API_ADDR",
+            "API_TOKEN",
+            "API_TOKEN_FILE",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }
-        assert_eq!(names.len(), 39, "{names:?}");
+        assert_eq!(names.len(), 42, "{names:?}");
     }
 
     #[test]

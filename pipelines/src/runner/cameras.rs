@@ -15,22 +15,29 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 use triton_endpoint::redact;
 
 use super::args::{Args, Encoder};
 
-/// One `[[camera]]` table.
-#[derive(Deserialize, Debug, Clone, PartialEq)]
+/// One `[[camera]]` table (and the JSON body of `POST /api/cameras`).
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Camera {
     pub name: String,
     pub uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conf_thres: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fps_cap: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub give_up_secs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<Encoder>,
 }
 
@@ -50,31 +57,7 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, Camera>, String> {
     let mut out = BTreeMap::new();
     for (i, c) in file.camera.into_iter().enumerate() {
         let at = format!("camera {} (name {:?})", i + 1, c.name);
-        if c.name.is_empty()
-            || c.name.len() > 64
-            || !c
-                .name
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-        {
-            return Err(format!(
-                "{at}: name: expected 1 to 64 letters, digits, '-' or '_' (it names the folder RESULTS_DIR/<name>)"
-            ));
-        }
-        if c.uri.trim().is_empty() {
-            return Err(format!(
-                "{at}: uri: expected an rtsp:// URL, another URI or a file"
-            ));
-        }
-        if let Some(t) = c.conf_thres.filter(|t| !(0.0..=1.0).contains(t)) {
-            return Err(format!("{at}: conf_thres: expected 0 to 1, got {t}"));
-        }
-        if let Some(f) = c.fps_cap.filter(|f| !(f.is_finite() && *f > 0.0)) {
-            return Err(format!("{at}: fps_cap: expected a number above 0, got {f}"));
-        }
-        if c.timeout_ms == Some(0) {
-            return Err(format!("{at}: timeout_ms: expected at least 1"));
-        }
+        c.check().map_err(|e| format!("{at}: {e}"))?;
         if out.contains_key(&c.name) {
             return Err(format!(
                 "{at}: name: another camera already has it (names must be unique)"
@@ -86,6 +69,63 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, Camera>, String> {
 }
 
 impl Camera {
+    /// The fields' own rules (the file's and the API's): an error naming the field and the
+    /// value expected.
+    pub fn check(&self) -> Result<(), String> {
+        let c = self;
+        if c.name.is_empty()
+            || c.name.len() > 64
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            return Err(
+                "name: expected 1 to 64 letters, digits, '-' or '_' (it names the folder RESULTS_DIR/<name>)"
+                    .into(),
+            );
+        }
+        if c.uri.trim().is_empty() {
+            return Err("uri: expected an rtsp:// URL, another URI or a file".into());
+        }
+        if let Some(t) = c.conf_thres.filter(|t| !(0.0..=1.0).contains(t)) {
+            return Err(format!("conf_thres: expected 0 to 1, got {t}"));
+        }
+        if let Some(f) = c.fps_cap.filter(|f| !(f.is_finite() && *f > 0.0)) {
+            return Err(format!("fps_cap: expected a number above 0, got {f}"));
+        }
+        if c.timeout_ms == Some(0) {
+            return Err("timeout_ms: expected at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// This camera as a `[[camera]]` table.
+    fn table(&self) -> Table {
+        let mut t = Table::new();
+        t.insert("name", value(self.name.as_str()));
+        t.insert("uri", value(self.uri.as_str()));
+        if let Some(v) = &self.model {
+            t.insert("model", value(v.as_str()));
+        }
+        if let Some(v) = self.conf_thres {
+            t.insert("conf_thres", value(v));
+        }
+        if let Some(v) = self.fps_cap {
+            t.insert("fps_cap", value(v));
+        }
+        if let Some(v) = self.give_up_secs {
+            t.insert("give_up_secs", value(i64::from(v)));
+        }
+        if let Some(v) = self.timeout_ms {
+            t.insert("timeout_ms", value(i64::from(v)));
+        }
+        if let Some(v) = &self.encoder {
+            t.insert("encoder", value(v.to_string()));
+        }
+        t
+    }
+
     /// The runner's settings for this camera: the process's, with this camera's own on top.
     pub fn args(&self, base: &Args) -> Args {
         let mut a = base.clone();
@@ -115,10 +155,137 @@ impl Camera {
     }
 }
 
+/// The `[[camera]]` tables of a file's text, for an edit that keeps its comments and layout.
+fn tables(text: &str) -> Result<(DocumentMut, usize), String> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| redact::scrub(e.to_string().trim_end()))?;
+    let n = match doc
+        .entry("camera")
+        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
+    {
+        Item::ArrayOfTables(a) => a.len(),
+        _ => return Err("camera: expected [[camera]] tables".into()),
+    };
+    Ok((doc, n))
+}
+
+fn cameras_mut(doc: &mut DocumentMut) -> &mut ArrayOfTables {
+    doc["camera"]
+        .as_array_of_tables_mut()
+        .expect("checked by tables()")
+}
+
+fn position(list: &ArrayOfTables, name: &str) -> Option<usize> {
+    list.iter()
+        .position(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))
+}
+
+/// `text` with `cam` in place of the camera of the same name (its comments kept), or added at
+/// the end; the other cameras and every comment as they were.
+pub fn with_camera(text: &str, cam: &Camera) -> Result<String, String> {
+    let (mut doc, _) = tables(text)?;
+    let list = cameras_mut(&mut doc);
+    let mut table = cam.table();
+    match position(list, &cam.name) {
+        Some(i) => {
+            let old = list.get_mut(i).expect("found");
+            *table.decor_mut() = old.decor().clone();
+            *old = table;
+        }
+        None => list.push(table),
+    }
+    Ok(doc.to_string())
+}
+
+/// `text` without the camera `name`; `None` when it has none of that name.
+pub fn without_camera(text: &str, name: &str) -> Result<Option<String>, String> {
+    let (mut doc, _) = tables(text)?;
+    let list = cameras_mut(&mut doc);
+    let Some(i) = position(list, name) else {
+        return Ok(None);
+    };
+    list.remove(i);
+    Ok(Some(doc.to_string()))
+}
+
+/// Replaces `path` with `text` at once (written beside it, then renamed): a reader sees the old
+/// file or the new one, never half of one.
+pub fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn edits_keep_comments_and_the_other_cameras() {
+        let text = "# fleet\n\n# the door\n[[camera]]\nname = \"door\" # front\nuri = \"rtsp://d/s\"\n\n[[camera]]\nname = \"yard\"\nuri = \"rtsp://y/s\"\n";
+        let cam = |name: &str, uri: &str| Camera {
+            name: name.into(),
+            uri: uri.into(),
+            model: None,
+            conf_thres: Some(0.5),
+            fps_cap: None,
+            give_up_secs: Some(30),
+            timeout_ms: None,
+            encoder: Some(Encoder::None),
+        };
+        let added = with_camera(text, &cam("gate", "rtsp://g/s")).unwrap();
+        assert!(added.starts_with(text), "{added}");
+        let cams = parse(&added).unwrap();
+        assert_eq!(cams.keys().collect::<Vec<_>>(), ["door", "gate", "yard"]);
+        assert_eq!(cams["gate"], cam("gate", "rtsp://g/s"));
+
+        let replaced = with_camera(&added, &cam("door", "rtsp://d2/s")).unwrap();
+        assert!(
+            replaced.starts_with("# fleet\n\n# the door\n[[camera]]\n"),
+            "{replaced}"
+        );
+        let cams = parse(&replaced).unwrap();
+        assert_eq!(cams["door"], cam("door", "rtsp://d2/s"));
+        assert_eq!(cams["yard"].uri, "rtsp://y/s");
+
+        let removed = without_camera(&replaced, "yard").unwrap().unwrap();
+        assert_eq!(
+            parse(&removed).unwrap().keys().collect::<Vec<_>>(),
+            ["door", "gate"]
+        );
+        assert!(removed.starts_with("# fleet\n"));
+        assert_eq!(without_camera(&removed, "yard").unwrap(), None);
+
+        // An empty file takes a first camera.
+        let first = with_camera("", &cam("door", "rtsp://d/s")).unwrap();
+        assert_eq!(parse(&first).unwrap().len(), 1);
+        assert!(with_camera("camera = 1\n", &cam("door", "rtsp://d/s")).is_err());
+    }
+
+    #[test]
+    fn a_file_is_replaced_whole() {
+        let dir = std::env::temp_dir().join(format!("cameras-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("cameras.toml");
+        std::fs::write(&f, "old").unwrap();
+        write_atomically(&f, "new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "new\n");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_parser_error_quoting_a_line_shows_no_credentials() {

@@ -14,11 +14,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use triton_endpoint::redact::scrub;
 
 use super::args::Args;
 use super::cameras::{self, Camera};
-use super::metrics::{self, Board, CameraState};
-use super::{launch, preflight, report, signals};
+use super::metrics::{Board, CameraState, Phase};
+use super::{api, launch, preflight, report, signals};
 
 /// Wait before starting a failed camera's pipeline again.
 const RETRY: Duration = Duration::from_secs(5);
@@ -74,6 +75,7 @@ impl Fleet<'_> {
             .map_err(|e| format!("cannot create {}: {e}", a.results_dir))?;
         let (pipeline, _) = launch::build(&a, &spec.uri)?;
         let state = self.state(&spec.name);
+        state.set_phase(Phase::Starting, None);
         state.stats.lock().unwrap().recording = launch::recording_name(&spec.uri, &a.encoder);
         let src = pipeline
             .by_name("infer")
@@ -115,6 +117,24 @@ impl Fleet<'_> {
             },
         );
         Ok(())
+    }
+
+    /// Sets the cameras wanted: each has its entry on the board (its status shows from now on,
+    /// `starting` until its pipeline runs); a camera that left is dropped from the board once it
+    /// has stopped.
+    fn want(&mut self, cams: BTreeMap<String, Camera>) {
+        self.wanted = cams;
+        for c in self.wanted.values() {
+            *self.state(&c.name).spec.lock().unwrap() = Some(c.clone());
+        }
+        let mut board = self.board.lock().unwrap();
+        board.retain(|name, st| {
+            if self.wanted.contains_key(name) {
+                return true;
+            }
+            *st.spec.lock().unwrap() = None;
+            self.running.contains_key(name)
+        });
     }
 
     /// Asks a camera to finish: EOS from its source, so its files are completed.
@@ -165,6 +185,8 @@ impl Fleet<'_> {
         for spec in start {
             self.retry_at.remove(&spec.name);
             if let Err(e) = self.start(&spec) {
+                self.state(&spec.name)
+                    .set_phase(Phase::Failed, Some(e.clone()));
                 say(format_args!(
                     "camera {}: {e}; trying again in {} s",
                     spec.name,
@@ -201,12 +223,15 @@ impl Fleet<'_> {
                 if r.stopping.is_none() {
                     // The input ended on its own (a file): it is done.
                     r.finished = true;
+                    r.state.set_phase(Phase::Stopped, None);
                 }
                 self.remove(&name);
             }
             gst::MessageView::Error(e) if msg.src().is_some_and(report::is_camera) => {
                 // The camera stayed away past give_up_secs: finish its files, keep it stopped.
                 say(format_args!("camera {name}: {}", e.error()));
+                r.state
+                    .set_phase(Phase::GivenUp, Some(scrub(&e.error().to_string())));
                 r.finished = true;
                 r.state.up.store(false, Ordering::SeqCst);
                 if let Some(pad) = r
@@ -226,6 +251,8 @@ impl Fleet<'_> {
                     RETRY.as_secs()
                 ));
                 r.state.restarts.fetch_add(1, Ordering::SeqCst);
+                r.state
+                    .set_phase(Phase::Failed, Some(scrub(&e.error().to_string())));
                 self.retry_at.insert(name.clone(), Instant::now() + RETRY);
                 self.remove(&name);
             }
@@ -240,9 +267,13 @@ impl Fleet<'_> {
                     return;
                 };
                 match s.get::<&str>("state").unwrap_or("") {
-                    "up" | "back" => r.state.up.store(true, Ordering::SeqCst),
+                    "up" | "back" => {
+                        r.state.up.store(true, Ordering::SeqCst);
+                        r.state.set_phase(Phase::Streaming, None);
+                    }
                     "lost" => {
                         r.state.up.store(false, Ordering::SeqCst);
+                        r.state.set_phase(Phase::NoSignal, None);
                         r.state.outages.fetch_add(1, Ordering::SeqCst);
                     }
                     _ => {}
@@ -258,6 +289,7 @@ impl Fleet<'_> {
                     && !gsttriton::camera::is_live(&r.spec.uri) =>
             {
                 r.state.up.store(true, Ordering::SeqCst);
+                r.state.set_phase(Phase::Streaming, None);
             }
             _ => {}
         }
@@ -308,6 +340,41 @@ fn check_models(
     Ok(())
 }
 
+/// Starts the API (`API_ADDR`) and the metrics port (`METRICS_PORT`) on a runtime of their own;
+/// `Err`: the setting that cannot work, named.
+fn http(base: &Args, file: &str, board: &Board) -> Result<tokio::runtime::Runtime, String> {
+    let token = api::token(base)?;
+    let addr = api::address(base, token.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("api")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("the API's runtime: {e}"))?;
+    let shared = Arc::new(api::Api::new(
+        file.into(),
+        board.clone(),
+        base.clone(),
+        token,
+    ));
+    if let Some(addr) = addr {
+        let bound = api::serve(&rt, addr, api::router(shared.clone())).map_err(|e| {
+            format!("API_ADDR: cannot listen on {addr}: {e} (API_ADDR=off turns the API off)")
+        })?;
+        say(format_args!("API on http://{bound}/api/cameras"));
+    }
+    if let Some(port) = base.metrics_port {
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+        let bound = api::serve(&rt, addr, api::metrics_router(shared))
+            .map_err(|e| format!("METRICS_PORT: cannot listen on {port}: {e}"))?;
+        say(format_args!(
+            "metrics on http://0.0.0.0:{}/metrics",
+            bound.port()
+        ));
+    }
+    Ok(rt)
+}
+
 /// Runs the cameras of `file` until SIGINT/SIGTERM; returns the exit code.
 pub fn run(base: &Args, file: &str) -> i32 {
     // SIGHUP first: one that comes while the server is checked is a reload, not the end.
@@ -331,26 +398,26 @@ pub fn run(base: &Args, file: &str) -> i32 {
     }
     signals::install(true);
     let board: Board = Default::default();
-    if let Some(port) = base.metrics_port {
-        match metrics::serve(port, board.clone()) {
-            Ok(p) => say(format_args!("metrics on http://0.0.0.0:{p}/metrics")),
-            Err(e) => {
-                say(format_args!("METRICS_PORT: cannot listen on {port}: {e}"));
-                return 2;
-            }
+    // The API and the metrics port: their own runtime, kept for the whole run.
+    let http = match http(base, file, &board) {
+        Ok(rt) => rt,
+        Err(e) => {
+            say(e);
+            return 2;
         }
-    }
+    };
     let (tx, rx) = mpsc::channel();
     let mut fleet = Fleet {
         base,
         board,
-        wanted,
+        wanted: BTreeMap::new(),
         running: BTreeMap::new(),
         done: BTreeMap::new(),
         retry_at: BTreeMap::new(),
         generation: 0,
         tx,
     };
+    fleet.want(wanted);
     say(format_args!("{} cameras from {file}", fleet.wanted.len()));
     let mut last = Some(text);
     let mut next_read = Instant::now() + RELOAD_EVERY;
@@ -359,7 +426,7 @@ pub fn run(base: &Args, file: &str) -> i32 {
         if signals::stop_requested() && !stopping {
             say("stopping every camera, finishing the files (again to abort)");
             stopping = true;
-            fleet.wanted.clear();
+            fleet.want(BTreeMap::new());
         }
         let hup = !stopping && signals::take_reload();
         if !stopping && (hup || Instant::now() >= next_read) {
@@ -379,7 +446,7 @@ pub fn run(base: &Args, file: &str) -> i32 {
                     match checked_cams {
                         Ok(cams) => {
                             say(format_args!("{file} changed: {} cameras", cams.len()));
-                            fleet.wanted = cams;
+                            fleet.want(cams);
                         }
                         Err(e) => say(format_args!(
                             "CAMERAS_FILE: {file}: {e}; the running cameras are kept"
@@ -398,6 +465,7 @@ pub fn run(base: &Args, file: &str) -> i32 {
         }
         fleet.reconcile();
         if stopping && fleet.running.is_empty() {
+            drop(http);
             return 0;
         }
         if let Ok(note) = rx.recv_timeout(Duration::from_millis(200)) {

@@ -1,10 +1,8 @@
 //! Per-camera numbers of a `--cameras` run, and the Prometheus text they are served as on
-//! `METRICS_PORT` (`GET /metrics`). Camera names are the only labels; URIs (which may hold
+//! `METRICS_PORT` and the API (`GET /metrics`, [`super::api`]). Camera names are the only labels; URIs (which may hold
 //! credentials) never appear.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,9 +12,56 @@ use super::report::Stats;
 /// The window over which frames per second are counted.
 const FPS_WINDOW: Duration = Duration::from_secs(5);
 
+/// Where a camera is (`GET /api/cameras/{name}`'s `state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Its pipeline is being started, or waits to be started again.
+    #[default]
+    Starting,
+    /// Frames arrive.
+    Streaming,
+    /// The camera is away: black frames marked no-signal (or none, with on-outage=pause).
+    NoSignal,
+    /// Its pipeline failed (`last_error`); it is started again after a few seconds.
+    Failed,
+    /// The camera stayed away past `give_up_secs`; stopped until its entry changes.
+    GivenUp,
+    /// Its input ended (a file); stopped until its entry changes.
+    Stopped,
+}
+
+impl Phase {
+    /// Started, or settled where it will stay until something changes (`/readyz`).
+    pub fn settled(self) -> bool {
+        self != Phase::Starting
+    }
+}
+
+/// A camera's phase, since when, and the last error its pipeline had.
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub phase: Phase,
+    pub since: std::time::SystemTime,
+    pub last_error: Option<String>,
+}
+
+impl Default for Status {
+    fn default() -> Status {
+        Status {
+            phase: Phase::Starting,
+            since: std::time::SystemTime::now(),
+            last_error: None,
+        }
+    }
+}
+
 /// One camera's numbers; kept across restarts of its pipeline, dropped when it leaves the file.
 #[derive(Default)]
 pub struct CameraState {
+    /// Its entry in the cameras file (none once it has left it and is stopping).
+    pub spec: Mutex<Option<super::cameras::Camera>>,
+    pub status: Mutex<Status>,
     pub stats: Mutex<Stats>,
     /// Frames are arriving from the camera (false while it is away or not started).
     pub up: AtomicBool,
@@ -28,6 +73,19 @@ pub struct CameraState {
 }
 
 impl CameraState {
+    /// Moves to `phase` (its `since` changes only when the phase does); `error` becomes the
+    /// last error when given.
+    pub fn set_phase(&self, phase: Phase, error: Option<String>) {
+        let mut s = self.status.lock().unwrap();
+        if s.phase != phase {
+            s.phase = phase;
+            s.since = std::time::SystemTime::now();
+        }
+        if error.is_some() {
+            s.last_error = error;
+        }
+    }
+
     /// Notes that a frame left `tritoninfer` now (for frames per second).
     pub fn tick(&self, now: Instant) {
         let mut r = self.recent.lock().unwrap();
@@ -142,42 +200,6 @@ pub fn render(board: &Board, now: Instant) -> String {
     out
 }
 
-/// Serves the board on `0.0.0.0:port` from a thread of its own: `GET /metrics` (or `/`).
-pub fn serve(port: u16, board: Board) -> std::io::Result<u16> {
-    let listener = TcpListener::bind(("0.0.0.0", port))?;
-    let bound = listener.local_addr()?.port();
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = String::from_utf8_lossy(&req);
-                let path = line.split_whitespace().nth(1).unwrap_or("");
-                let (status, body) = if line.starts_with("GET ") && (path == "/metrics" || path == "/") {
-                    ("200 OK", render(&board, Instant::now()))
-                } else {
-                    ("404 Not Found", "GET /metrics\n".to_string())
-                };
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        })?;
-    Ok(bound)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,29 +245,5 @@ mod tests {
         ] {
             assert!(t.contains(want), "{want:?} missing from\n{t}");
         }
-    }
-
-    #[test]
-    fn served_over_http() {
-        let board: Board = Default::default();
-        board
-            .lock()
-            .unwrap()
-            .insert("c1".into(), Arc::new(CameraState::default()));
-        let port = serve(0, board).unwrap();
-        let get = |path: &str| {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-            write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-            let mut r = String::new();
-            s.read_to_string(&mut r).unwrap();
-            r
-        };
-        let r = get("/metrics");
-        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
-        assert!(
-            r.contains("triton_video_camera_up{camera=\"c1\"} 0\n"),
-            "{r}"
-        );
-        assert!(get("/nope").starts_with("HTTP/1.1 404"), "404");
     }
 }

@@ -1,8 +1,9 @@
 //! The pieces of the `triton-video` binary: settings ([`args`]), the server check before the
 //! run ([`preflight`]), the pipeline it builds ([`launch`]) and what it prints ([`report`]);
 //! with `--cameras`, many cameras at once ([`cameras`] file, [`fleet`] of pipelines, Prometheus
-//! [`metrics`]); [`signals`] for graceful stops and reloads.
+//! [`metrics`], the HTTP [`api`]); [`signals`] for graceful stops and reloads.
 
+pub mod api;
 pub mod args;
 pub mod cameras;
 pub mod fleet;

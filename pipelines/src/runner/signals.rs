@@ -49,7 +49,12 @@ pub fn stop_requested() -> bool {
     STOPS.load(Ordering::SeqCst) > 0
 }
 
-/// Whether SIGHUP came since the last call.
+/// Asks for a reload as SIGHUP does (the API, after it wrote the cameras file).
+pub fn request_reload() {
+    RELOAD.store(true, Ordering::SeqCst);
+}
+
+/// Whether SIGHUP (or [`request_reload`]) came since the last call.
 pub fn take_reload() -> bool {
     RELOAD.swap(false, Ordering::SeqCst)
 }

@@ -67,32 +67,6 @@ impl ObjectSubclass for DetJsonSink {
     type ParentType = gst_base::BaseSink;
 }
 
-/// RFC 3339 UTC timestamp with milliseconds, from the system clock.
-fn rfc3339_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        now.subsec_millis()
-    )
-}
-
 impl DetJsonSink {
     fn line(&self, st: &mut State, buf: &gst::BufferRef) -> String {
         let result = meta::result_meta(buf);
@@ -115,7 +89,7 @@ impl DetJsonSink {
             "stream_id": st.settings.stream_id,
             "frame": frame,
             "pts_ns": buf.pts().map(|p| p.nseconds()),
-            "timestamp": rfc3339_now(),
+            "timestamp": super::rfc3339(std::time::SystemTime::now()),
             "model": r.model,
             "model_version": r.model_version,
             "status": r.status,

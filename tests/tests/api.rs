@@ -1,0 +1,398 @@
+//! The HTTP API of `triton-video --cameras FILE` through a real HTTP client (raw HTTP/1.1 over
+//! TCP), with loopback RTSP cameras, the proxy and the shared Triton: each route's codes and
+//! bodies, a camera added and removed while another streams, bad bodies named by field, the
+//! token (401, bearer, the cookie of `/?token=`), a client dripping bytes while others are served,
+//! the file kept as the source of truth (comments kept, every change in it), SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gst_triton_tests::artifacts::bin;
+use gst_triton_tests::camera::{Camera, lines, output_within, tmpdir};
+use gst_triton_tests::proxy::ProxyProcess;
+use gst_triton_tests::triton::{free_port, shared_url};
+use serde_json::Value;
+
+const MODEL: &str = "shapes_nms";
+const TOKEN: &str = "api-t0ken-for-tests";
+const MODE: (u32, u32, u32) = (320, 180, 5);
+
+struct Answer {
+    code: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// One request on its own connection; `auth`: the bearer token, or none.
+fn call(port: u16, method: &str, path: &str, extra: &[(&str, &str)], body: Option<&str>) -> Answer {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the API port");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Answer {
+        code,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+const BEARER: (&str, &str) = ("Authorization", "Bearer api-t0ken-for-tests");
+
+fn get(port: u16, path: &str) -> Answer {
+    call(port, "GET", path, &[BEARER], None)
+}
+
+fn camera_json(name: &str, cam: &Camera, extra: &str) -> String {
+    format!(
+        r#"{{"name": "{name}", "uri": "{}", "encoder": "none"{extra}}}"#,
+        cam.url()
+    )
+}
+
+/// Waits until the camera's `state` is `want`.
+fn wait_state(port: u16, name: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = get(port, &format!("/api/cameras/{name}"));
+        if a.code == 200 && a.json()["state"] == want {
+            return a.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "camera {name} not {want} within 60 s: {} {}",
+            a.code,
+            a.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn frames(port: u16, name: &str) -> u64 {
+    get(port, &format!("/api/cameras/{name}")).json()["frames"]
+        .as_u64()
+        .unwrap()
+}
+
+fn wait_frames_above(port: u16, name: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while frames(port, name) <= n {
+        assert!(
+            Instant::now() < deadline,
+            "camera {name}: no frame after {n} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The cameras' names in the file, in order (`name = "..."` lines).
+fn file_names(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name = \""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .collect()
+}
+
+#[test]
+fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_status() {
+    let proxy = ProxyProcess::start(&shared_url(), &[]);
+    let a_cam = Camera::start_with(free_port(), MODE);
+    let b_cam = Camera::start_with(free_port(), MODE);
+    let dir = tmpdir("api");
+    let file = dir.join("cameras.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "# the door camera, kept by hand\n[[camera]]\nname = \"a\"\nuri = \"{}\"\nencoder = \"none\"\n",
+            a_cam.url()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = dir.join("stderr.txt");
+    let host = Command::new(bin("triton-video"))
+        .arg("--cameras")
+        .arg(&file)
+        .env("MM_ADDR", proxy.url())
+        .env("DOMINO_API_KEY", "test-key")
+        .env("MODEL_NAME", MODEL)
+        .env("IMG_SIZE", "320")
+        .env("RESULTS_DIR", &dir)
+        .env("API_ADDR", format!("127.0.0.1:{port}"))
+        .env("API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("triton-video");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log_text().contains("API on http://") {
+        assert!(
+            Instant::now() < deadline,
+            "no API within 60 s:\n{}",
+            log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Probes are open; everything else needs the token.
+    assert_eq!(call(port, "GET", "/healthz", &[], None).code, 200);
+    let no = call(port, "GET", "/api/cameras", &[], None);
+    assert_eq!(no.code, 401, "{}", no.body);
+    assert!(no.body.contains("Authorization: Bearer"), "{}", no.body);
+    let wrong = call(
+        port,
+        "GET",
+        "/api/cameras",
+        &[("Authorization", "Bearer nope")],
+        None,
+    );
+    assert_eq!(wrong.code, 401);
+    assert_eq!(call(port, "GET", "/metrics", &[], None).code, 401);
+
+    let a = wait_state(port, "a", "streaming");
+    assert_eq!(a["uri"], a_cam.url());
+    assert_eq!(a["restarts"], 0);
+    assert_eq!(get(port, "/readyz").code, 200);
+    let list = get(port, "/api/cameras").json();
+    assert_eq!(list["cameras"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(get(port, "/api/cameras/nope").code, 404);
+
+    // Bad bodies, each named by its field; nothing reaches the file.
+    for (body, code, names) in [
+        ("{not json".to_string(), 400, "not JSON"),
+        (r#"{"name": "c"}"#.to_string(), 422, "uri"),
+        (
+            camera_json("c", &b_cam, r#", "conf_thres": 1.5"#),
+            422,
+            "conf_thres",
+        ),
+        (
+            camera_json("c", &b_cam, r#", "colour": "red""#),
+            422,
+            "colour",
+        ),
+        (camera_json("c d", &b_cam, ""), 422, "name"),
+        (
+            camera_json("c", &b_cam, "")
+                .replace(r#""encoder": "none""#, r#""encoder": "no_such_enc""#),
+            422,
+            "encoder",
+        ),
+        (
+            camera_json("c", &b_cam, r#", "model": "no_such_model""#),
+            422,
+            "model",
+        ),
+        (camera_json("a", &b_cam, ""), 409, "name"),
+    ] {
+        let r = call(port, "POST", "/api/cameras", &[BEARER], Some(&body));
+        assert_eq!(r.code, code, "{body}: {}", r.body);
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(names),
+            "{body}: {}",
+            r.body
+        );
+    }
+    assert_eq!(file_names(&file), ["a"]);
+
+    // Add b: 201, Location, written into the file (the comment kept), then streaming.
+    let r = call(
+        port,
+        "POST",
+        "/api/cameras",
+        &[BEARER],
+        Some(&camera_json("b", &b_cam, "")),
+    );
+    assert_eq!(r.code, 201, "{}", r.body);
+    assert!(
+        r.head
+            .to_ascii_lowercase()
+            .contains("location: /api/cameras/b"),
+        "{}",
+        r.head
+    );
+    assert_eq!(file_names(&file), ["a", "b"]);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .starts_with("# the door camera, kept by hand\n")
+    );
+    wait_state(port, "b", "streaming");
+    wait_frames_above(port, "b", 3);
+
+    // Replace b (another threshold): only b restarts; a goes on as it was.
+    let a_since = get(port, "/api/cameras/a").json()["since"].clone();
+    let a_frames = frames(port, "a");
+    let r = call(
+        port,
+        "PUT",
+        "/api/cameras/b",
+        &[BEARER],
+        Some(&camera_json("b", &b_cam, r#", "conf_thres": 0.5"#)),
+    );
+    assert_eq!(r.code, 200, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = get(port, "/api/cameras/b").json();
+        if b["conf_thres"] == 0.5 && b["state"] == "streaming" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b not replaced and streaming: {b}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_frames_above(port, "a", a_frames + 5);
+    let a = get(port, "/api/cameras/a").json();
+    assert_eq!(a["since"], a_since, "a was not touched: {a}");
+    assert_eq!(a["state"], "streaming");
+    let mismatch = call(
+        port,
+        "PUT",
+        "/api/cameras/b",
+        &[BEARER],
+        Some(&camera_json("x", &b_cam, "")),
+    );
+    assert_eq!(mismatch.code, 422, "{}", mismatch.body);
+    let absent = call(
+        port,
+        "PUT",
+        "/api/cameras/x",
+        &[BEARER],
+        Some(&camera_json("x", &b_cam, "")),
+    );
+    assert_eq!(absent.code, 404, "{}", absent.body);
+
+    // The metrics, with the token.
+    let m = get(port, "/metrics");
+    assert_eq!(m.code, 200);
+    assert!(
+        m.body.contains("triton_video_camera_up{camera=\"b\"} 1"),
+        "{}",
+        m.body
+    );
+
+    // A browser: /?token= once, then the cookie.
+    let r = call(port, "GET", &format!("/?token={TOKEN}"), &[], None);
+    assert_eq!(r.code, 303, "{}", r.head);
+    let cookie_line = r
+        .head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a cookie")
+        .to_string();
+    assert!(
+        cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"),
+        "{cookie_line}"
+    );
+    let cookie = cookie_line
+        .split_once(':')
+        .unwrap()
+        .1
+        .split(';')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        call(port, "GET", "/api/cameras", &[("Cookie", &cookie)], None).code,
+        200
+    );
+    assert_eq!(call(port, "GET", "/?token=wrong", &[], None).code, 401);
+
+    // A client dripping its request does not hold the others: 20 requests are answered while it
+    // is still sending.
+    let mut drip = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    drip.write_all(b"GET /api/cam").unwrap();
+    for i in 0..20 {
+        drip.write_all(&[b"eras HTTP/1.1\r\n"[i % 15]]).unwrap();
+        assert_eq!(get(port, "/api/cameras").code, 200);
+    }
+    drip.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(drip.read(&mut buf), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the dripping request is unfinished and unanswered"
+    );
+    drop(drip);
+
+    // Remove b: 204 once its pipeline has stopped; its JSON lines are whole; gone from the file.
+    let r = call(port, "DELETE", "/api/cameras/b", &[BEARER], None);
+    assert_eq!(r.code, 204, "{}", r.body);
+    assert_eq!(get(port, "/api/cameras/b").code, 404);
+    assert_eq!(file_names(&file), ["a"]);
+    let b_lines = std::fs::read_to_string(dir.join("b/frame_counts.jsonl")).unwrap();
+    assert!(b_lines.ends_with('\n'), "b's last line is whole");
+    assert_eq!(
+        lines(&dir.join("b/frame_counts.jsonl")).len(),
+        b_lines.lines().count()
+    );
+    assert_eq!(
+        call(port, "DELETE", "/api/cameras/b", &[BEARER], None).code,
+        404
+    );
+
+    // SIGTERM: exit 0; the file as the API left it, the hand-written comment kept.
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(host.id() as i32, libc::SIGTERM) };
+    let out = output_within(host, 30, "triton-video --cameras after SIGTERM");
+    assert_eq!(out.status.code(), Some(0), "{}", log_text());
+    gst_triton_tests::stderr::assert_clean("triton-video --cameras", log_text().as_bytes());
+    assert_eq!(file_names(&file), ["a"]);
+}
+
+#[test]
+fn an_api_on_a_non_loopback_address_needs_a_token() {
+    let dir = tmpdir("api-open");
+    let file = dir.join("cameras.toml");
+    std::fs::write(&file, "").unwrap();
+    let out = Command::new(bin("triton-video"))
+        .arg("--cameras")
+        .arg(&file)
+        .env("API_ADDR", "0.0.0.0:1")
+        .env_remove("API_TOKEN")
+        .env_remove("API_TOKEN_FILE")
+        .env("RESULTS_DIR", &dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("API_ADDR: 0.0.0.0:1 is not a loopback address; set API_TOKEN"),
+        "{err}"
+    );
+}
