@@ -114,23 +114,18 @@ pub fn redacted(uri: &str) -> String {
 
 /// `%XX` sequences decoded (invalid ones kept as they are; invalid UTF-8 replaced).
 fn percent_decoded(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&c, tail)) = rest.split_first() {
+        let hex = |i: usize| tail.get(i).and_then(|d| (*d as char).to_digit(16));
+        match (c, hex(0), hex(1)) {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
-                i += 3;
+                rest = &tail[2..];
             }
-            (c, _, _) => {
+            _ => {
                 out.push(c);
-                i += 1;
+                rest = tail;
             }
         }
     }
@@ -187,16 +182,16 @@ pub fn remember_in(text: &str) {
     }
 }
 
-/// The URIs in free text: from a scheme to the first space, quote or bracket.
+/// The URIs in free text: from a scheme (or a bare `://`) to the first space, quote or bracket.
 fn uris_in(text: &str) -> impl Iterator<Item = &str> {
-    text.match_indices("://").filter_map(move |(at, _)| {
+    text.match_indices("://").map(move |(at, _)| {
         let start = text[..at]
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
             .map_or(0, |i| i + 1);
         let end = text[at..]
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
             .map_or(text.len(), |i| at + i);
-        (start < at).then(|| &text[start..end])
+        &text[start..end]
     })
 }
 

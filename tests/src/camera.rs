@@ -16,6 +16,8 @@ pub struct Camera {
     pub port: u16,
     /// Width, height, frames per second.
     pub mode: (u32, u32, u32),
+    /// `ball` (nothing the test models detect) or `box` (a red box they detect).
+    pub scene: &'static str,
     child: Option<Child>,
 }
 
@@ -25,9 +27,15 @@ impl Camera {
     }
 
     pub fn start_with(port: u16, mode: (u32, u32, u32)) -> Camera {
+        Camera::start_scene(port, mode, "ball")
+    }
+
+    /// A camera showing `scene` (see `rtsp_camera`).
+    pub fn start_scene(port: u16, mode: (u32, u32, u32), scene: &'static str) -> Camera {
         let mut c = Camera {
             port,
             mode,
+            scene,
             child: None,
         };
         c.up();
@@ -38,6 +46,7 @@ impl Camera {
         let mut cmd = Command::new(bin("rtsp_camera"));
         let (w, h, fps) = self.mode;
         cmd.args([u32::from(self.port), w, h, fps].map(|v| v.to_string()))
+            .arg(self.scene)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = spawn_tied(cmd).expect("rtsp_camera");

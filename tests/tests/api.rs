@@ -127,7 +127,8 @@ fn file_names(file: &Path) -> Vec<String> {
 #[test]
 fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_status() {
     let proxy = ProxyProcess::start(&shared_url(), &[]);
-    let a_cam = Camera::start_with(free_port(), MODE);
+    // a shows a red box the model finds (confidence 0.9): PATCH's threshold shows in its lines.
+    let a_cam = Camera::start_scene(free_port(), MODE, "box");
     let b_cam = Camera::start_with(free_port(), MODE);
     let dir = tmpdir("api");
     let file = dir.join("cameras.toml");
@@ -295,6 +296,81 @@ fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_
         Some(&camera_json("x", &b_cam, "")),
     );
     assert_eq!(absent.code, 404, "{}", absent.body);
+
+    // PATCH a's threshold above the box's confidence: applied to the running pipeline, no
+    // restart (a's frame numbers never start again, its `since` is unchanged), the box is gone
+    // from the next lines; and back.
+    let a_json = dir.join("a/frame_counts.jsonl");
+    let found = |from: usize| {
+        lines(&a_json)
+            .iter()
+            .skip(from)
+            .filter(|l| l["status"] == "ok")
+            .map(|l| l["detections"].as_array().map_or(0, |d| d.len()))
+            .collect::<Vec<_>>()
+    };
+    assert!(found(0).contains(&1), "the box is found: {:?}", found(0));
+    let patch = |body: &str| call(port, "PATCH", "/api/cameras/a", &[BEARER], Some(body));
+    let r = patch(r#"{"conf_thres": 0.95}"#);
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(r.json()["conf_thres"], 0.95);
+    let wait_found = |want: usize| {
+        let from = lines(&a_json).len();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let f = found(from);
+            if f.len() >= 5 && f[f.len() - 5..].iter().all(|n| *n == want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {want} detections after the PATCH: {f:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_found(0);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("conf_thres = 0.95")
+    );
+    assert_eq!(patch(r#"{"conf_thres": 0.5}"#).code, 200);
+    wait_found(1);
+    let a = get(port, "/api/cameras/a").json();
+    assert_eq!(a["since"], a_since, "a was not restarted: {a}");
+    assert_eq!(a["restarts"], 0);
+    let numbers: Vec<u64> = lines(&a_json)
+        .iter()
+        .map(|l| l["frame"].as_u64().unwrap())
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "a's frames are numbered on without a restart"
+    );
+    for (body, names) in [
+        (
+            r#"{"uri": "rtsp://x/y"}"#,
+            "uri: changes only with a restart",
+        ),
+        (r#"{"fps_cap": 2}"#, "fps_cap"),
+        (r#"{"conf_thres": "high"}"#, "conf_thres: expected a number"),
+        (r#"{"conf_thres": 2}"#, "conf_thres: expected 0 to 1"),
+        (r#"{"colour": 1}"#, "colour: unknown field"),
+        ("[1]", "expected a JSON object"),
+    ] {
+        let r = patch(body);
+        assert_eq!(r.code, 422, "{body}: {}", r.body);
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(names),
+            "{body}: {}",
+            r.body
+        );
+    }
+    assert_eq!(
+        call(port, "PATCH", "/api/cameras/x", &[BEARER], Some("{}")).code,
+        404
+    );
 
     // The metrics, with the token.
     let m = get(port, "/metrics");

@@ -4,8 +4,9 @@
 //! - `GET /api/cameras`, `GET /api/cameras/{name}`: every camera's status (its entry, the URI
 //!   redacted, `state`, `since`, frame counts, `last_error`).
 //! - `POST /api/cameras` (201, `Location`; 409 when the name exists), `PUT /api/cameras/{name}`
-//!   (replaces it: only that camera restarts), `DELETE /api/cameras/{name}` (204 once it has
-//!   stopped and its files are finished).
+//!   (replaces it: only that camera restarts), `PATCH /api/cameras/{name}` (`conf_thres`,
+//!   `fps_cap`: applied to the running pipeline, no restart), `DELETE /api/cameras/{name}` (204
+//!   once it has stopped and its files are finished).
 //! - `/healthz` (alive), `/readyz` (every camera started or settled), `/metrics` (Prometheus).
 //!
 //! The cameras file stays the source of truth: a change is checked as the file's cameras are
@@ -338,6 +339,85 @@ async fn replace(State(api): State<Shared>, Path(name): Path<String>, body: Byte
     }
 }
 
+/// A JSON number or null, for the field `k`.
+fn number(k: &str, v: &Value) -> Result<Option<f64>, Refusal> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => Ok(n.as_f64()),
+        _ => Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{k}: expected a number or null, got {v}"),
+        )),
+    }
+}
+
+/// `PATCH`: what changes on the running pipeline without a restart (`conf_thres`, `fps_cap`
+/// where the camera has one); any other field is refused naming it (PUT replaces the camera).
+async fn patch(State(api): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, format!("body: not JSON: {e}")).into_response();
+        }
+    };
+    let Some(fields) = value.as_object() else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body: expected a JSON object of conf_thres and/or fps_cap",
+        )
+        .into_response();
+    };
+    let _one = api.edits.lock().await;
+    let result = (|| {
+        let text = read_file(&api)?;
+        let cams = cameras::parse(&text)
+            .map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))?;
+        let Some(now) = cams.get(&name) else {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                format!("no camera named {name:?}"),
+            ));
+        };
+        let mut new = now.clone();
+        for (k, v) in fields {
+            match k.as_str() {
+                "conf_thres" => new.conf_thres = number(k, v)?,
+                "fps_cap" => new.fps_cap = number(k, v)?,
+                "name" | "uri" | "model" | "give_up_secs" | "timeout_ms" | "encoder" => {
+                    return Err(error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!(
+                            "{k}: changes only with a restart; PUT /api/cameras/{name} replaces the camera"
+                        ),
+                    ));
+                }
+                other => {
+                    return Err(error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("{other}: unknown field; PATCH takes conf_thres and fps_cap"),
+                    ));
+                }
+            }
+        }
+        new.check()
+            .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        if !now.changes_live_to(&new) {
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "fps_cap: the camera runs without a cap, or the patch removes it: that needs a restart; PUT replaces the camera",
+            ));
+        }
+        let out = cameras::with_camera(&text, &new)
+            .map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))?;
+        write_file(&api, &out)?;
+        Ok(new)
+    })();
+    match result {
+        Ok(cam) => axum::Json(shown(&cam)).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
 async fn remove(State(api): State<Shared>, Path(name): Path<String>) -> Response {
     let _one = api.edits.lock().await;
     let result = (|| {
@@ -443,7 +523,10 @@ async fn index(
 pub fn router(api: Shared) -> Router {
     let guarded = Router::new()
         .route("/api/cameras", get(list).post(create))
-        .route("/api/cameras/{name}", get(one).put(replace).delete(remove))
+        .route(
+            "/api/cameras/{name}",
+            get(one).put(replace).patch(patch).delete(remove),
+        )
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize));
     Router::new()

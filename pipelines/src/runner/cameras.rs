@@ -100,6 +100,17 @@ impl Camera {
         Ok(())
     }
 
+    /// Whether `new` differs from this entry only in what changes on the running pipeline:
+    /// `conf_thres`, and `fps_cap` where both have one (the pipeline then has its `videorate`).
+    pub fn changes_live_to(&self, new: &Camera) -> bool {
+        let mut same = new.clone();
+        same.conf_thres = self.conf_thres;
+        if self.fps_cap.is_some() && new.fps_cap.is_some() {
+            same.fps_cap = self.fps_cap;
+        }
+        same == *self
+    }
+
     /// This camera as a `[[camera]]` table.
     fn table(&self) -> Table {
         let mut t = Table::new();
@@ -269,6 +280,30 @@ mod tests {
         let first = with_camera("", &cam("door", "rtsp://d/s")).unwrap();
         assert_eq!(parse(&first).unwrap().len(), 1);
         assert!(with_camera("camera = 1\n", &cam("door", "rtsp://d/s")).is_err());
+    }
+
+    #[test]
+    fn what_changes_without_a_restart() {
+        let base = parse("[[camera]]\nname = \"a\"\nuri = \"rtsp://a/s\"\nfps_cap = 5\n").unwrap()
+            ["a"]
+            .clone();
+        let with = |f: &dyn Fn(&mut Camera)| {
+            let mut c = base.clone();
+            f(&mut c);
+            c
+        };
+        assert!(base.changes_live_to(&base));
+        assert!(base.changes_live_to(&with(&|c| c.conf_thres = Some(0.9))));
+        assert!(base.changes_live_to(&with(&|c| c.fps_cap = Some(2.0))));
+        assert!(!base.changes_live_to(&with(&|c| c.fps_cap = None)));
+        assert!(!base.changes_live_to(&with(&|c| c.uri = "rtsp://b/s".into())));
+        assert!(!base.changes_live_to(&with(&|c| c.model = Some("m".into()))));
+        assert!(!base.changes_live_to(&with(&|c| c.encoder = Some(Encoder::None))));
+        let no_cap = with(&|c| c.fps_cap = None);
+        assert!(
+            !no_cap.changes_live_to(&base),
+            "a first fps cap needs its videorate"
+        );
     }
 
     #[test]

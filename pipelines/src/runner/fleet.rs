@@ -137,6 +137,24 @@ impl Fleet<'_> {
         });
     }
 
+    /// Applies a change that needs no restart ([`Camera::changes_live_to`]) to the running
+    /// pipeline: `tritoninfer`'s `conf-threshold`, the `videorate`'s `max-rate`.
+    fn apply_live(base: &Args, name: &str, r: &mut Running, new: &Camera) {
+        let a = new.args(base);
+        if let Some(infer) = r.pipeline.by_name("infer") {
+            infer.set_property("conf-threshold", a.conf_thres);
+        }
+        if let (Some(cap), Some(fps)) = (r.pipeline.by_name("fpscap"), a.fps_cap) {
+            cap.set_property("max-rate", fps.round().max(1.0) as i32);
+        }
+        say(format_args!(
+            "camera {name}: conf_thres {}, fps_cap {} applied without a restart",
+            a.conf_thres,
+            a.fps_cap.map_or("none".into(), |f| f.to_string())
+        ));
+        r.spec = new.clone();
+    }
+
     /// Asks a camera to finish: EOS from its source, so its files are completed.
     fn begin_stop(r: &mut Running) {
         if r.stopping.is_none() {
@@ -169,8 +187,12 @@ impl Fleet<'_> {
     fn reconcile(&mut self) {
         let now = Instant::now();
         for (name, r) in self.running.iter_mut() {
-            if self.wanted.get(name) != Some(&r.spec) {
-                Self::begin_stop(r);
+            match self.wanted.get(name) {
+                Some(w) if *w == r.spec => {}
+                Some(w) if r.stopping.is_none() && r.spec.changes_live_to(w) => {
+                    Self::apply_live(self.base, name, r, w)
+                }
+                _ => Self::begin_stop(r),
             }
         }
         self.done

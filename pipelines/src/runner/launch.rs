@@ -104,7 +104,7 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
     let mut d = format!("{source} ! videoconvert ! queue max-size-buffers=4");
     if let Some(fps) = a.fps_cap {
         d.push_str(&format!(
-            " ! videorate drop-only=true max-rate={}",
+            " ! videorate name=fpscap drop-only=true max-rate={}",
             fps.round().max(1.0) as u32
         ));
     }
@@ -271,7 +271,10 @@ mod tests {
             d.starts_with("filesrc name=source location=\"/v/in.mp4\" ! decodebin name=input"),
             "{d}"
         );
-        assert!(d.contains("videorate drop-only=true max-rate=10"), "{d}");
+        assert!(
+            d.contains("videorate name=fpscap drop-only=true max-rate=10"),
+            "{d}"
+        );
         assert!(
             d.contains("tritoninfer name=infer transport=proxy model=\"m\\\"x\""),
             "{d}"

@@ -71,6 +71,11 @@ impl Decoding {
         Ok(session)
     }
 
+    /// `conf-threshold` changed while running: the answers from now on use it.
+    pub fn set_conf_threshold(&mut self, t: f64) {
+        self.params.conf_threshold = t as f32;
+    }
+
     pub fn labels(&self) -> &[String] {
         &self.labels
     }
@@ -431,6 +436,11 @@ pub(crate) mod tests {
         assert!(s.decode(&answer).unwrap().is_empty());
         st.conf_threshold = 0.85;
         let mut s = Decoding::new(&st, None).unwrap();
+        assert_eq!(s.decode(&answer).unwrap().len(), 1);
+        // Changed while running: the next answer is decoded with it.
+        s.set_conf_threshold(0.95);
+        assert!(s.decode(&answer).unwrap().is_empty());
+        s.set_conf_threshold(0.85);
         assert_eq!(s.decode(&answer).unwrap().len(), 1);
     }
 

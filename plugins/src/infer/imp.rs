@@ -463,6 +463,14 @@ impl ObjectImpl for TritonInfer {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         self.settings.lock().unwrap().set(pspec.name(), value);
+        // The one setting that changes while running: the next answer is decoded with it.
+        if pspec.name() == "conf-threshold"
+            && let Some(r) = self.running.lock().unwrap().as_mut()
+        {
+            let t: f64 = value.get().expect("type checked");
+            r.settings.conf_threshold = t;
+            r.decoding.set_conf_threshold(t);
+        }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {

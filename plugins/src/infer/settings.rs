@@ -230,11 +230,11 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .mutable_ready()
             .build(),
         glib::ParamSpecDouble::builder("conf-threshold")
-            .blurb("Minimum confidence")
+            .blurb("Minimum confidence (may change while playing: the next answer uses it)")
             .minimum(0.0)
             .maximum(1.0)
             .default_value(d.conf_threshold)
-            .mutable_ready()
+            .mutable_playing()
             .build(),
         glib::ParamSpecDouble::builder("iou-threshold")
             .blurb("NMS IoU threshold")

@@ -1,8 +1,9 @@
 //! `rtsp_camera`: a live camera on loopback for the camera-outage tests — GStreamer's RTSP server
 //! serving a moving test picture as H.264 at `rtsp://127.0.0.1:PORT/cam`, until it is killed.
 //!
-//! Usage: `rtsp_camera PORT [WIDTH HEIGHT FPS]` (default 640 360 15). Prints `ready` on stdout
-//! once it listens.
+//! Usage: `rtsp_camera PORT [WIDTH HEIGHT FPS [SCENE]]` (default 640 360 15 ball). SCENE `ball`:
+//! videotestsrc's moving ball (nothing the test models detect); `box`: a still red box on grey,
+//! which the `shapes_*` models detect (confidence 0.9). Prints `ready` on stdout once it listens.
 
 use gst_rtsp_server::prelude::*;
 
@@ -26,11 +27,29 @@ fn main() {
     server.set_address("127.0.0.1");
     server.set_service(port);
     let cam = gst_rtsp_server::RTSPMediaFactory::new();
-    cam.set_launch(&format!(
-        "( videotestsrc is-live=true pattern=ball ! video/x-raw,width={w},height={h},framerate={fps}/1 \
-         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} \
-         ! rtph264pay name=pay0 pt=96 config-interval=1 )"
-    ));
+    let raw = format!("video/x-raw,width={w},height={h},framerate={fps}/1");
+    let encode = format!(
+        "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} \
+         ! rtph264pay name=pay0 pt=96 config-interval=1"
+    );
+    let launch = match args.get(4).map(String::as_str).unwrap_or("ball") {
+        "ball" => format!("( videotestsrc is-live=true pattern=ball ! {raw} ! {encode} )"),
+        "box" => format!(
+            "( compositor name=m sink_1::xpos={} sink_1::ypos={} ! {raw} ! videoconvert ! {encode} \
+             videotestsrc is-live=true pattern=solid-color foreground-color=0xff505050 ! {raw} ! m. \
+             videotestsrc is-live=true pattern=solid-color foreground-color=0xffff0000 \
+             ! video/x-raw,width={},height={},framerate={fps}/1 ! m. )",
+            w / 5,
+            h / 4,
+            w / 4,
+            h / 3
+        ),
+        other => {
+            eprintln!("rtsp_camera: SCENE: expected ball or box, got '{other}'");
+            std::process::exit(2)
+        }
+    };
+    cam.set_launch(&launch);
     cam.set_shared(true);
     server
         .mount_points()
