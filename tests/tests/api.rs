@@ -115,6 +115,37 @@ fn wait_frames_above(port: u16, name: &str, n: u64) {
 }
 
 /// The cameras' names in the file, in order (`name = "..."` lines).
+/// Reads `GET /api/events` in a thread: every `data:` line's JSON, as it comes.
+fn subscribe(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<Value>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /api/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let out = seen.clone();
+    std::thread::spawn(move || {
+        let mut pending = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+            while let Some(i) = pending.find('\n') {
+                let line: String = pending.drain(..=i).collect();
+                if let Some(data) = line.trim_end().strip_prefix("data: ") {
+                    out.lock()
+                        .unwrap()
+                        .push(serde_json::from_str(data).unwrap());
+                }
+            }
+        }
+    });
+    seen
+}
+
 fn file_names(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file)
         .unwrap()
@@ -228,6 +259,10 @@ fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_
     }
     assert_eq!(file_names(&file), ["a"]);
 
+    // The event stream, from here on: needs the token too.
+    assert_eq!(call(port, "GET", "/api/events", &[], None).code, 401);
+    let events = subscribe(port);
+
     // Add b: 201, Location, written into the file (the comment kept), then streaming.
     let r = call(
         port,
@@ -253,7 +288,7 @@ fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_
     wait_state(port, "b", "streaming");
     wait_frames_above(port, "b", 3);
 
-    // Replace b (another threshold): only b restarts; a goes on as it was.
+    // Replace b (another timeout, which needs a restart): only b restarts; a goes on as it was.
     let a_since = get(port, "/api/cameras/a").json()["since"].clone();
     let a_frames = frames(port, "a");
     let r = call(
@@ -261,13 +296,13 @@ fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_
         "PUT",
         "/api/cameras/b",
         &[BEARER],
-        Some(&camera_json("b", &b_cam, r#", "conf_thres": 0.5"#)),
+        Some(&camera_json("b", &b_cam, r#", "timeout_ms": 1500"#)),
     );
     assert_eq!(r.code, 200, "{}", r.body);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let b = get(port, "/api/cameras/b").json();
-        if b["conf_thres"] == 0.5 && b["state"] == "streaming" {
+        if b["timeout_ms"] == 1500 && b["state"] == "streaming" {
             break;
         }
         assert!(
@@ -440,6 +475,52 @@ fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_
     assert_eq!(
         call(port, "DELETE", "/api/cameras/b", &[BEARER], None).code,
         404
+    );
+
+    // The events of all that: b started, streamed, restarted by the PUT, streamed, removed;
+    // numbered 1, 2, 3, ... without a gap or a repeat (each event once).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "removed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no removed event: {:?}",
+            events.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = events.lock().unwrap().clone();
+    let ids: Vec<u64> = seen.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids {ids:?}");
+    let b: Vec<String> = seen
+        .iter()
+        .filter(|e| e["camera"] == "b")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["kind"].as_str().unwrap(),
+                e["state"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        b,
+        [
+            "state starting",
+            "state streaming",
+            "state starting",
+            "state streaming",
+            "removed "
+        ],
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|e| e["camera"] != "a"),
+        "a's PATCH changed no state: {seen:?}"
     );
 
     // SIGTERM: exit 0; the file as the API left it, the hand-written comment kept.

@@ -7,6 +7,7 @@
 //!   (replaces it: only that camera restarts), `PATCH /api/cameras/{name}` (`conf_thres`,
 //!   `fps_cap`: applied to the running pipeline, no restart), `DELETE /api/cameras/{name}` (204
 //!   once it has stopped and its files are finished).
+//! - `GET /api/events`: Server-Sent Events of each camera's state changes.
 //! - `/healthz` (alive), `/readyz` (every camera started or settled), `/metrics` (Prometheus).
 //!
 //! The cameras file stays the source of truth: a change is checked as the file's cameras are
@@ -35,6 +36,7 @@ use serde_json::{Value, json};
 
 use super::args::Args;
 use super::cameras::{self, Camera};
+use super::events::Events;
 use super::metrics::{Board, CameraState, render};
 use super::{launch, preflight, signals};
 
@@ -49,17 +51,25 @@ pub struct Api {
     pub board: Board,
     pub base: Args,
     pub token: Option<String>,
+    pub events: Arc<Events>,
     /// One change of the cameras file at a time.
     edits: tokio::sync::Mutex<()>,
 }
 
 impl Api {
-    pub fn new(file: PathBuf, board: Board, base: Args, token: Option<String>) -> Api {
+    pub fn new(
+        file: PathBuf,
+        board: Board,
+        base: Args,
+        token: Option<String>,
+        events: Arc<Events>,
+    ) -> Api {
         Api {
             file,
             board,
             base,
             token,
+            events,
             edits: tokio::sync::Mutex::new(()),
         }
     }
@@ -453,6 +463,28 @@ async fn remove(State(api): State<Shared>, Path(name): Path<String>) -> Response
     .into_response()
 }
 
+/// `GET /api/events`: Server-Sent Events, one per state change (`event:` its kind, `id:` its
+/// number, `data:` the event as JSON), from the moment of the request on; a comment every 15 s
+/// keeps idle connections open through proxies.
+async fn events(State(api): State<Shared>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio_stream::StreamExt;
+    let stream =
+        tokio_stream::wrappers::BroadcastStream::new(api.events.subscribe()).filter_map(|e| {
+            let e = e.ok()?;
+            let data = serde_json::to_string(&e).ok()?;
+            Some(Ok::<_, std::convert::Infallible>(
+                Event::default()
+                    .id(e.id.to_string())
+                    .event(e.kind)
+                    .data(data),
+            ))
+        });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -527,6 +559,7 @@ pub fn router(api: Shared) -> Router {
             "/api/cameras/{name}",
             get(one).put(replace).patch(patch).delete(remove),
         )
+        .route("/api/events", get(events))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize));
     Router::new()

@@ -18,6 +18,7 @@ use triton_endpoint::redact::scrub;
 
 use super::args::Args;
 use super::cameras::{self, Camera};
+use super::events::Events;
 use super::metrics::{Board, CameraState, Phase};
 use super::{api, launch, preflight, report, signals};
 
@@ -57,6 +58,8 @@ struct Fleet<'a> {
     retry_at: BTreeMap<String, Instant>,
     generation: u64,
     tx: mpsc::Sender<Note>,
+    /// The run's event stream (`GET /api/events`).
+    events: Arc<Events>,
 }
 
 impl Fleet<'_> {
@@ -65,7 +68,11 @@ impl Fleet<'_> {
             .lock()
             .unwrap()
             .entry(name.to_string())
-            .or_default()
+            .or_insert_with(|| {
+                // A camera new to the run: told as starting (its state's default).
+                self.events.state(name, Phase::Starting, None);
+                Arc::new(CameraState::watched(name, self.events.clone()))
+            })
             .clone()
     }
 
@@ -133,7 +140,11 @@ impl Fleet<'_> {
                 return true;
             }
             *st.spec.lock().unwrap() = None;
-            self.running.contains_key(name)
+            let keep = self.running.contains_key(name);
+            if !keep {
+                self.events.removed(name);
+            }
+            keep
         });
     }
 
@@ -178,7 +189,9 @@ impl Fleet<'_> {
             ));
         }
         if !self.wanted.contains_key(name) {
-            self.board.lock().unwrap().remove(name);
+            if self.board.lock().unwrap().remove(name).is_some() {
+                self.events.removed(name);
+            }
             self.done.remove(name);
         }
     }
@@ -364,7 +377,12 @@ fn check_models(
 
 /// Starts the API (`API_ADDR`) and the metrics port (`METRICS_PORT`) on a runtime of their own;
 /// `Err`: the setting that cannot work, named.
-fn http(base: &Args, file: &str, board: &Board) -> Result<tokio::runtime::Runtime, String> {
+fn http(
+    base: &Args,
+    file: &str,
+    board: &Board,
+    events: &Arc<Events>,
+) -> Result<tokio::runtime::Runtime, String> {
     let token = api::token(base)?;
     let addr = api::address(base, token.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -378,6 +396,7 @@ fn http(base: &Args, file: &str, board: &Board) -> Result<tokio::runtime::Runtim
         board.clone(),
         base.clone(),
         token,
+        events.clone(),
     ));
     if let Some(addr) = addr {
         let bound = api::serve(&rt, addr, api::router(shared.clone())).map_err(|e| {
@@ -421,7 +440,8 @@ pub fn run(base: &Args, file: &str) -> i32 {
     signals::install(true);
     let board: Board = Default::default();
     // The API and the metrics port: their own runtime, kept for the whole run.
-    let http = match http(base, file, &board) {
+    let events: Arc<Events> = Default::default();
+    let http = match http(base, file, &board, &events) {
         Ok(rt) => rt,
         Err(e) => {
             say(e);
@@ -438,6 +458,7 @@ pub fn run(base: &Args, file: &str) -> i32 {
         retry_at: BTreeMap::new(),
         generation: 0,
         tx,
+        events,
     };
     fleet.want(wanted);
     say(format_args!("{} cameras from {file}", fleet.wanted.len()));

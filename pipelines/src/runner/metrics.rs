@@ -61,6 +61,9 @@ impl Default for Status {
 pub struct CameraState {
     /// Its entry in the cameras file (none once it has left it and is stopping).
     pub spec: Mutex<Option<super::cameras::Camera>>,
+    /// Where its state changes are told (the camera's name and the run's events); none in tests
+    /// of the numbers alone.
+    pub watcher: Option<(String, Arc<super::events::Events>)>,
     pub status: Mutex<Status>,
     pub stats: Mutex<Stats>,
     /// Frames are arriving from the camera (false while it is away or not started).
@@ -73,16 +76,28 @@ pub struct CameraState {
 }
 
 impl CameraState {
-    /// Moves to `phase` (its `since` changes only when the phase does); `error` becomes the
-    /// last error when given.
+    /// A camera's numbers whose state changes are told on `events`.
+    pub fn watched(name: &str, events: Arc<super::events::Events>) -> CameraState {
+        CameraState {
+            watcher: Some((name.to_string(), events)),
+            ..Default::default()
+        }
+    }
+
+    /// Moves to `phase` (its `since` changes only when the phase does, and only then is it told
+    /// as an event); `error` becomes the last error when given.
     pub fn set_phase(&self, phase: Phase, error: Option<String>) {
         let mut s = self.status.lock().unwrap();
-        if s.phase != phase {
+        let changed = s.phase != phase;
+        if changed {
             s.phase = phase;
             s.since = std::time::SystemTime::now();
         }
         if error.is_some() {
-            s.last_error = error;
+            s.last_error = error.clone();
+        }
+        if let (true, Some((name, events))) = (changed, &self.watcher) {
+            events.state(name, phase, error);
         }
     }
 
