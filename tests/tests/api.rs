@@ -115,6 +115,50 @@ fn wait_frames_above(port: u16, name: &str, n: u64) {
 }
 
 /// The cameras' names in the file, in order (`name = "..."` lines).
+/// `triton-video --cameras FILE` with its API on `port` and the token; waits until it listens.
+fn start_runner(
+    proxy: &ProxyProcess,
+    file: &Path,
+    dir: &Path,
+    port: u16,
+    log: &Path,
+) -> std::process::Child {
+    let host = Command::new(bin("triton-video"))
+        .arg("--cameras")
+        .arg(file)
+        .env("MM_ADDR", proxy.url())
+        .env("DOMINO_API_KEY", "test-key")
+        .env("MODEL_NAME", MODEL)
+        .env("IMG_SIZE", "320")
+        .env("RESULTS_DIR", dir)
+        .env("API_ADDR", format!("127.0.0.1:{port}"))
+        .env("API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("triton-video");
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log_text().contains("API on http://") {
+        assert!(
+            Instant::now() < deadline,
+            "no API within 60 s:\n{}",
+            log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host
+}
+
+fn sigterm(host: std::process::Child, log: &Path) {
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(host.id() as i32, libc::SIGTERM) };
+    let out = output_within(host, 30, "triton-video --cameras after SIGTERM");
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    gst_triton_tests::stderr::assert_clean("triton-video --cameras", text.as_bytes());
+}
+
 /// Reads `GET /api/events` in a thread: every `data:` line's JSON, as it comes.
 fn subscribe(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<Value>>> {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -173,30 +217,7 @@ fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_
     .unwrap();
     let port = free_port();
     let log = dir.join("stderr.txt");
-    let host = Command::new(bin("triton-video"))
-        .arg("--cameras")
-        .arg(&file)
-        .env("MM_ADDR", proxy.url())
-        .env("DOMINO_API_KEY", "test-key")
-        .env("MODEL_NAME", MODEL)
-        .env("IMG_SIZE", "320")
-        .env("RESULTS_DIR", &dir)
-        .env("API_ADDR", format!("127.0.0.1:{port}"))
-        .env("API_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("triton-video");
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !log_text().contains("API on http://") {
-        assert!(
-            Instant::now() < deadline,
-            "no API within 60 s:\n{}",
-            log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let host = start_runner(&proxy, &file, &dir, port, &log);
 
     // Probes are open; everything else needs the token.
     assert_eq!(call(port, "GET", "/healthz", &[], None).code, 200);
@@ -523,13 +544,49 @@ fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_
         "a's PATCH changed no state: {seen:?}"
     );
 
+    // 100 status requests at once while a streams: every one answered, no frame of a lost (its
+    // lines stay ok and numbered on).
+    let before = lines(&a_json).len();
+    let answers: Vec<u16> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..100)
+            .map(|i| {
+                sc.spawn(move || {
+                    let path = if i % 2 == 0 {
+                        "/api/cameras"
+                    } else {
+                        "/api/cameras/a"
+                    };
+                    get(port, path).code
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|c| *c == 200), "{answers:?}");
+    wait_frames_above(port, "a", frames(port, "a") + 5);
+    let all = lines(&a_json);
+    assert!(all.len() > before);
+    assert!(
+        all.iter().all(|l| l["status"] == "ok"),
+        "every frame of a ok"
+    );
+    let numbers: Vec<u64> = all.iter().map(|l| l["frame"].as_u64().unwrap()).collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "no frame of a lost"
+    );
+
     // SIGTERM: exit 0; the file as the API left it, the hand-written comment kept.
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(host.id() as i32, libc::SIGTERM) };
-    let out = output_within(host, 30, "triton-video --cameras after SIGTERM");
-    assert_eq!(out.status.code(), Some(0), "{}", log_text());
-    gst_triton_tests::stderr::assert_clean("triton-video --cameras", log_text().as_bytes());
+    sigterm(host, &log);
     assert_eq!(file_names(&file), ["a"]);
+
+    // Started again on the same file: what the API changed is still there (a with its patched
+    // threshold, no b).
+    let host = start_runner(&proxy, &file, &dir, port, &log);
+    let a = wait_state(port, "a", "streaming");
+    assert_eq!(a["conf_thres"], 0.5, "{a}");
+    assert_eq!(get(port, "/api/cameras/b").code, 404);
+    sigterm(host, &log);
 }
 
 #[test]
