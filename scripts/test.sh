@@ -24,8 +24,9 @@ bash scripts/setup.sh
 stage "python: model logic"
 .venv/bin/python -m unittest discover -s models -p 'test_*.py'
 
-stage "deploy: static validation"
+stage "deploy: static validation; the API's OpenAPI document"
 .venv-tools/bin/python -m unittest deploy/test_deploy.py
+.venv-tools/bin/openapi-spec-validator pipelines/src/runner/api/openapi.json
 
 stage "rust: fmt + clippy"
 cargo fmt --all -- --check

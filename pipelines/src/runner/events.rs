@@ -7,7 +7,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::metrics::Phase;
+/// Where a camera is (`GET /api/cameras/{name}`'s `state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Its pipeline is being started, or waits to be started again.
+    #[default]
+    Starting,
+    /// Frames arrive.
+    Streaming,
+    /// The camera is away: black frames marked no-signal (or none, with on-outage=pause).
+    NoSignal,
+    /// Its pipeline failed (`last_error`); it is started again after a few seconds.
+    Failed,
+    /// The camera stayed away past `give_up_secs`; stopped until its entry changes.
+    GivenUp,
+    /// Its input ended (a file); stopped until its entry changes.
+    Stopped,
+}
+
+impl Phase {
+    /// Started, or settled where it will stay until something changes (`/readyz`).
+    pub fn settled(self) -> bool {
+        self != Phase::Starting
+    }
+}
 
 /// Events kept for a slow subscriber.
 pub const BACKLOG: usize = 1024;

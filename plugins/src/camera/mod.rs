@@ -18,6 +18,7 @@
 //! encoders and MPEG-TS take, but `mp4mux` does not: record cameras as MPEG-TS.
 
 mod imp;
+mod scrub;
 mod uri;
 
 use gst::glib;
