@@ -334,7 +334,12 @@ fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_
     }
     wait_frames_above(port, "a", a_frames + 5);
     let a = get(port, "/api/cameras/a").json();
-    assert_eq!(a["since"], a_since, "a was not touched: {a}");
+    // Untouched: its state unchanged since (unless a loaded machine gave it an outage, which the
+    // frame numbers below tell apart from a restart).
+    assert!(
+        a["since"] == a_since || a["outages"].as_u64() > Some(0),
+        "a was not touched: {a}"
+    );
     assert_eq!(a["state"], "streaming");
     let mismatch = call(
         port,
@@ -394,7 +399,10 @@ fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_
     assert_eq!(patch(r#"{"conf_thres": 0.5}"#).code, 200);
     wait_found(1);
     let a = get(port, "/api/cameras/a").json();
-    assert_eq!(a["since"], a_since, "a was not restarted: {a}");
+    assert!(
+        a["since"] == a_since || a["outages"].as_u64() > Some(0),
+        "a was not restarted: {a}"
+    );
     assert_eq!(a["restarts"], 0);
     let numbers: Vec<u64> = lines(&a_json)
         .iter()
@@ -528,20 +536,30 @@ fn the_api_adds_replaces_and_removes_cameras_through_the_file_and_reports_their_
             )
         })
         .collect();
-    assert_eq!(
-        b,
-        [
+    // Started, streaming, restarted by the PUT (starting again after streaming), removed last.
+    // (A loaded machine may add a no-signal and its return in between: those are events too.)
+    assert_eq!(b[..2], ["state starting", "state streaming"], "{seen:?}");
+    let restarted = b
+        .windows(2)
+        .skip(1)
+        .any(|w| w == ["state streaming", "state starting"]);
+    assert!(restarted, "the PUT's restart: {seen:?}");
+    assert_eq!(b.last().map(String::as_str), Some("removed "), "{seen:?}");
+    assert!(
+        b.iter().all(|e| [
             "state starting",
             "state streaming",
-            "state starting",
-            "state streaming",
+            "state no-signal",
             "removed "
-        ],
+        ]
+        .contains(&e.as_str())),
         "{seen:?}"
     );
     assert!(
-        seen.iter().all(|e| e["camera"] != "a"),
-        "a's PATCH changed no state: {seen:?}"
+        !seen
+            .iter()
+            .any(|e| e["camera"] == "a" && e["state"] == "starting"),
+        "a's PATCH restarted nothing: {seen:?}"
     );
 
     // 100 status requests at once while a streams: every one answered, no frame of a lost (its
