@@ -135,6 +135,21 @@ pub fn output_within(mut host: Child, secs: u64, what: &str) -> std::process::Ou
     host.wait_with_output().unwrap()
 }
 
+/// `GET path` on a runner's HTTP port (its metrics or API), the whole response as text. With
+/// `Connection: close`: the server (hyper) keeps a connection open otherwise.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the runner's HTTP port");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    r
+}
+
 pub fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cameras-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);

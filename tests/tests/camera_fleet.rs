@@ -10,14 +10,13 @@
 //! finished (the x264 camera's `annotated.ts` decodes with one picture per JSON line).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gst_triton_tests::artifacts::bin;
 use gst_triton_tests::camera::{
-    Camera, decoded_frames, lines, output_within, tmpdir, wait_ok_after,
+    Camera, decoded_frames, http_get, lines, output_within, tmpdir, wait_ok_after,
 };
 use gst_triton_tests::proxy::ProxyProcess;
 use gst_triton_tests::triton::{free_port, shared_url};
@@ -45,15 +44,7 @@ fn write_file(path: &Path, cams: &[(&str, &Camera, &str)]) {
 
 /// The metrics text: `name{camera="x"}` → value.
 fn scrape(port: u16) -> BTreeMap<String, f64> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
-    // Connection: close: the server (hyper) keeps a connection open otherwise.
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut r = String::new();
-    s.read_to_string(&mut r).unwrap();
+    let r = http_get(port, "/metrics");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     r.lines()
         .filter(|l| l.starts_with("triton_video_"))

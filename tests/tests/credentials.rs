@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use gst_triton_tests::artifacts::{bin, plugin_dir};
-use gst_triton_tests::camera::{Camera, output_within, tmpdir, wait_ok_after};
+use gst_triton_tests::camera::{Camera, http_get, output_within, tmpdir, wait_ok_after};
 use gst_triton_tests::proxy::ProxyProcess;
 use gst_triton_tests::triton::{free_port, shared_url};
 
@@ -208,15 +208,7 @@ fn credentials_in_uris_never_reach_stdout_stderr_json_lines_bus_messages_or_metr
         5,
         "cameras file",
     );
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
-    // Connection: close: the server (hyper) keeps a connection open otherwise.
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut metrics = String::new();
-    s.read_to_string(&mut metrics).unwrap();
+    let metrics = http_get(metrics_port, "/metrics");
     assert!(metrics.contains("camera=\"door\""), "{metrics}");
     assert_no_secret("the metrics", metrics.as_bytes());
     // SAFETY: a signal to our own child.

@@ -7,9 +7,17 @@ use gst::prelude::*;
 
 /// `message` with the remembered credentials scrubbed from its text fields and its error (an
 /// error's text and debug string, a progress message's "Connecting to rtsp://…"); a message
-/// without them as it is.
+/// without them as it is. Only the kinds that carry text are read: the others (QoS, state
+/// changes, latency, ...) pass as they are, without work per message.
 pub fn scrubbed(mut message: gst::Message) -> gst::Message {
+    use gst::MessageType as T;
     use triton_endpoint::redact::scrub;
+    if !matches!(
+        message.type_(),
+        T::Error | T::Warning | T::Info | T::Progress | T::Element
+    ) {
+        return message;
+    }
     let Some(fields) = message.structure() else {
         return message;
     };

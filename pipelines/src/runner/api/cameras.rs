@@ -127,38 +127,30 @@ fn exists(text: &str, name: &str) -> Result<bool, Refusal> {
         .map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))
 }
 
-pub(super) async fn create(State(api): State<Shared>, body: Bytes) -> Response {
-    let cam = match camera_from(&api, &body).await {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+/// The file's text changed by a [`cameras`] edit, or 409 naming what is wrong with the file.
+fn edited(r: Result<String, String>) -> Result<String, Refusal> {
+    r.map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))
+}
+
+pub(super) async fn create(State(api): State<Shared>, body: Bytes) -> Result<Response, Refusal> {
+    let cam = camera_from(&api, &body).await?;
     let _one = api.edits.lock().await;
-    let result = (|| {
-        let text = read_file(&api)?;
-        if exists(&text, &cam.name)? {
-            return Err(error(
-                StatusCode::CONFLICT,
-                format!(
-                    "name: a camera named {:?} exists (PUT replaces it)",
-                    cam.name
-                ),
-            ));
-        }
-        let new = cameras::with_camera(&text, &cam)
-            .map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))?;
-        write_file(&api, &new)
-    })();
-    match result {
-        Ok(()) => {
-            let location = format!("/api/cameras/{}", cam.name);
-            let mut r = (StatusCode::CREATED, axum::Json(shown(&cam))).into_response();
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            r
-        }
-        Err(r) => r.into_response(),
+    let text = read_file(&api)?;
+    if exists(&text, &cam.name)? {
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!(
+                "name: a camera named {:?} exists (PUT replaces it)",
+                cam.name
+            ),
+        ));
     }
+    write_file(&api, &edited(cameras::with_camera(&text, &cam))?)?;
+    let mut r = (StatusCode::CREATED, axum::Json(shown(&cam))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/cameras/{}", cam.name)) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
 }
 
 /// A camera's entry as the API shows it (its URI redacted).
@@ -172,35 +164,24 @@ pub(super) async fn replace(
     State(api): State<Shared>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let cam = match camera_from(&api, &body).await {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+) -> Result<Response, Refusal> {
+    let cam = camera_from(&api, &body).await?;
     if cam.name != name {
-        return error(
+        return Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("name: expected {name:?} (the path's), got {:?}", cam.name),
-        )
-        .into_response();
+        ));
     }
     let _one = api.edits.lock().await;
-    let result = (|| {
-        let text = read_file(&api)?;
-        if !exists(&text, &name)? {
-            return Err(error(
-                StatusCode::NOT_FOUND,
-                format!("no camera named {name:?} (POST /api/cameras adds one)"),
-            ));
-        }
-        let new = cameras::with_camera(&text, &cam)
-            .map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))?;
-        write_file(&api, &new)
-    })();
-    match result {
-        Ok(()) => axum::Json(shown(&cam)).into_response(),
-        Err(r) => r.into_response(),
+    let text = read_file(&api)?;
+    if !exists(&text, &name)? {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no camera named {name:?} (POST /api/cameras adds one)"),
+        ));
     }
+    write_file(&api, &edited(cameras::with_camera(&text, &cam))?)?;
+    Ok(axum::Json(shown(&cam)).into_response())
 }
 
 /// A JSON number or null, for the field `k`.
@@ -221,102 +202,86 @@ pub(super) async fn patch(
     State(api): State<Shared>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Response {
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return error(StatusCode::BAD_REQUEST, format!("body: not JSON: {e}")).into_response();
-        }
-    };
+) -> Result<Response, Refusal> {
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("body: not JSON: {e}")))?;
     let Some(fields) = value.as_object() else {
-        return error(
+        return Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "body: expected a JSON object of conf_thres and/or fps_cap",
-        )
-        .into_response();
+        ));
     };
     let _one = api.edits.lock().await;
-    let result = (|| {
-        let text = read_file(&api)?;
-        let cams = cameras::parse(&text)
-            .map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))?;
-        let Some(now) = cams.get(&name) else {
-            return Err(error(
-                StatusCode::NOT_FOUND,
-                format!("no camera named {name:?}"),
-            ));
-        };
-        let mut new = now.clone();
-        for (k, v) in fields {
-            match k.as_str() {
-                "conf_thres" => new.conf_thres = number(k, v)?,
-                "fps_cap" => new.fps_cap = number(k, v)?,
-                "name" | "uri" | "model" | "give_up_secs" | "timeout_ms" | "encoder" => {
-                    return Err(error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        format!(
-                            "{k}: changes only with a restart; PUT /api/cameras/{name} replaces the camera"
-                        ),
-                    ));
-                }
-                other => {
-                    return Err(error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        format!("{other}: unknown field; PATCH takes conf_thres and fps_cap"),
-                    ));
-                }
+    let text = read_file(&api)?;
+    let cams = cameras::parse(&text)
+        .map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))?;
+    let Some(now) = cams.get(&name) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no camera named {name:?}"),
+        ));
+    };
+    let mut new = now.clone();
+    for (k, v) in fields {
+        match k.as_str() {
+            "conf_thres" => new.conf_thres = number(k, v)?,
+            "fps_cap" => new.fps_cap = number(k, v)?,
+            "name" | "uri" | "model" | "give_up_secs" | "timeout_ms" | "encoder" => {
+                return Err(error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "{k}: changes only with a restart; PUT /api/cameras/{name} replaces the camera"
+                    ),
+                ));
+            }
+            other => {
+                return Err(error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("{other}: unknown field; PATCH takes conf_thres and fps_cap"),
+                ));
             }
         }
-        new.check()
-            .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-        if !now.changes_live_to(&new) {
-            return Err(error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "fps_cap: the camera runs without a cap, or the patch removes it: that needs a restart; PUT replaces the camera",
-            ));
-        }
-        let out = cameras::with_camera(&text, &new)
-            .map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))?;
-        write_file(&api, &out)?;
-        Ok(new)
-    })();
-    match result {
-        Ok(cam) => axum::Json(shown(&cam)).into_response(),
-        Err(r) => r.into_response(),
     }
+    new.check()
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    if !now.changes_live_to(&new) {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "fps_cap: the camera runs without a cap, or the patch removes it: that needs a restart; PUT replaces the camera",
+        ));
+    }
+    write_file(&api, &edited(cameras::with_camera(&text, &new))?)?;
+    Ok(axum::Json(shown(&new)).into_response())
 }
 
-pub(super) async fn remove(State(api): State<Shared>, Path(name): Path<String>) -> Response {
+pub(super) async fn remove(
+    State(api): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Response, Refusal> {
     let _one = api.edits.lock().await;
-    let result = (|| {
-        let text = read_file(&api)?;
-        match cameras::without_camera(&text, &name)
-            .map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))?
-        {
-            Some(new) => write_file(&api, &new),
-            None => Err(error(
-                StatusCode::NOT_FOUND,
-                format!("no camera named {name:?}"),
-            )),
-        }
-    })();
-    if let Err(r) = result {
-        return r.into_response();
-    }
+    let text = read_file(&api)?;
+    let Some(new) = cameras::without_camera(&text, &name)
+        .map_err(|e| error(StatusCode::CONFLICT, format!("CAMERAS_FILE: {e}")))?
+    else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no camera named {name:?}"),
+        ));
+    };
+    write_file(&api, &new)?;
     // Answered once the run has stopped it (EOS, files finished, pipeline gone).
     let deadline = Instant::now() + STOP_WAIT;
     while Instant::now() < deadline {
         if !api.board.lock().unwrap().contains_key(&name) {
-            return StatusCode::NO_CONTENT.into_response();
+            return Ok(StatusCode::NO_CONTENT.into_response());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    error(
+    Err(error(
         StatusCode::ACCEPTED,
         format!(
             "camera {name:?} left the file and is still stopping after {} s",
             STOP_WAIT.as_secs()
         ),
-    )
-    .into_response()
+    ))
 }

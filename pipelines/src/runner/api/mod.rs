@@ -117,9 +117,10 @@ pub fn address(a: &Args, token: Option<&str>) -> Result<Option<SocketAddr>, Stri
     Ok(Some(addr))
 }
 
-/// Equal without an early exit on the first differing byte.
+/// Equal, compared in constant time (`subtle`, as the proxy compares its keys).
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
 }
 
 fn presented(headers: &HeaderMap) -> Option<String> {
