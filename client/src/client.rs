@@ -1,7 +1,10 @@
 //! [`Client`]: one logical connection to a server for one user (an element, a camera).
 //! Requests are matched to answers by id. A broken link fails its pending requests; the next
 //! request reconnects, with exponential backoff between attempts, and a request whose link ended
-//! before its answer is sent once more within its deadline.
+//! before its answer is sent once more within its deadline. After the server ended the stream
+//! itself (a graceful stop: the proxy's drain on SIGTERM), requests wait for a connection, each
+//! within its own deadline and for [`RESTART_WAIT`] at most, instead of failing at once: a restart
+//! on the same address quicker than that, and than `timeout-ms`, costs no frame.
 //!
 //! Address, TLS and credentials come from [`triton_endpoint`], shared with the runner and the
 //! proxy; errors are [`InferError`] values, whose text is what the element's result meta and
@@ -22,6 +25,10 @@ use crate::{ClientConfig, InferError, MAX_MESSAGE, Outcome, Request, Transport};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How long after the server ended our stream itself requests wait for it to take connections
+/// again (a restart, a rolling update behind the same address), trying every [`BACKOFF_MIN`].
+/// A server not back by then is down: requests fail at once again, with backoff.
+pub const RESTART_WAIT: Duration = Duration::from_secs(5);
 
 pub(crate) type Intercepted = InterceptedService<Channel, Auth>;
 
@@ -30,6 +37,8 @@ struct LinkState {
     next_attempt: Instant,
     backoff: Duration,
     last_error: Option<InferError>,
+    /// Until when a server that ended our stream itself is expected back.
+    back_by: Option<Instant>,
 }
 
 /// A client: one link at a time, opened on the first request and again after it ends.
@@ -50,6 +59,7 @@ impl Client {
                 next_attempt: Instant::now(),
                 backoff: BACKOFF_MIN,
                 last_error: None,
+                back_by: None,
             }),
         }
     }
@@ -69,10 +79,18 @@ impl Client {
             if l.is_alive() {
                 return Ok(l.clone());
             }
-            st.last_error = Some(l.ended_because());
+            let why = l.ended_because();
+            if matches!(why, InferError::EndedByServer(_)) {
+                st.back_by = Some(Instant::now() + RESTART_WAIT);
+                st.next_attempt = Instant::now();
+            }
+            st.last_error = Some(why);
             st.link = None;
         }
         let now = Instant::now();
+        if st.back_by.is_some_and(|b| now >= b) {
+            st.back_by = None;
+        }
         if now < st.next_attempt {
             return Err(InferError::Backoff {
                 url: self.cfg.target.url.clone(),
@@ -88,14 +106,40 @@ impl Client {
             Ok(l) => {
                 st.link = Some(l.clone());
                 st.backoff = BACKOFF_MIN;
+                st.back_by = None;
                 Ok(l)
             }
             Err(e) => {
-                st.next_attempt = Instant::now() + st.backoff;
-                st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
+                if st.back_by.is_some() {
+                    st.next_attempt = Instant::now() + BACKOFF_MIN;
+                } else {
+                    st.next_attempt = Instant::now() + st.backoff;
+                    st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
+                }
                 st.last_error = Some(e.clone());
                 Err(e)
             }
+        }
+    }
+
+    /// A link; while a server that ended our stream itself is expected back, tries again after
+    /// each backoff until it answers, that wait is over or `deadline` would pass.
+    async fn link_within(&self, deadline: tokio::time::Instant) -> Result<Link, InferError> {
+        loop {
+            let err = match self.link().await {
+                Ok(l) => return Ok(l),
+                Err(e) => e,
+            };
+            let st = self.state.lock().await;
+            let Some(back_by) = st.back_by else {
+                return Err(err);
+            };
+            let next = tokio::time::Instant::from_std(st.next_attempt);
+            drop(st);
+            if next >= deadline.min(tokio::time::Instant::from_std(back_by)) {
+                return Err(err);
+            }
+            tokio::time::sleep_until(next).await;
         }
     }
 
@@ -133,7 +177,7 @@ impl Client {
 
     async fn attempt(&self, r: &Request, deadline: tokio::time::Instant) -> Outcome {
         let c = &self.cfg;
-        let link = tokio::time::timeout_at(deadline, self.link())
+        let link = tokio::time::timeout_at(deadline, self.link_within(deadline))
             .await
             .map_err(|_| InferError::ConnectTimeout {
                 url: triton_endpoint::shown_url(&c.target.url),

@@ -20,6 +20,14 @@ pub struct ModelDesc {
     pub outputs: Vec<(String, Vec<i64>)>,
     /// From the model's `class_names` parameter, where it has one.
     pub class_names: Option<Vec<String>>,
+    /// The largest batch the model takes (its configuration's `max_batch_size`), where the server
+    /// says and the model batches at all.
+    pub max_batch_size: Option<u32>,
+}
+
+/// `max_batch_size` as a limit: 0 (a model without a batch dimension) and nonsense are none.
+fn batch_limit(max_batch_size: i32) -> Option<u32> {
+    u32::try_from(max_batch_size).ok().filter(|&n| n > 0)
 }
 
 impl Client {
@@ -46,6 +54,7 @@ impl Client {
                     .map(|o| (o.name, o.shape))
                     .collect(),
                 class_names: info.parameters.get("class_names").map(|s| labels::parse(s)),
+                max_batch_size: batch_limit(info.max_batch_size),
             });
         }
         // Triton's own service name for its stream; ModelConfig (Triton's extension) only where
@@ -92,11 +101,25 @@ impl Client {
                 .into_iter()
                 .map(|o| (o.name, o.shape))
                 .collect(),
+            max_batch_size: cfg.as_ref().and_then(|c| batch_limit(c.max_batch_size)),
             class_names: cfg.and_then(|c| {
                 c.parameters
                     .get("class_names")
                     .map(|p| labels::parse(&p.string_value))
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_limit;
+
+    #[test]
+    fn only_a_positive_max_batch_size_is_a_limit() {
+        assert_eq!(batch_limit(8), Some(8));
+        assert_eq!(batch_limit(1), Some(1));
+        assert_eq!(batch_limit(0), None);
+        assert_eq!(batch_limit(-1), None);
     }
 }

@@ -26,6 +26,10 @@ pub enum InferError {
     /// The stream ended (the text says who ended it).
     #[error("{0}")]
     Closed(String),
+    /// The server ended the stream itself, with OK: a graceful stop (the proxy's drain) or an
+    /// idle or age limit. [`Client::infer`] expects it back on the same address for a while.
+    #[error("{0}")]
+    EndedByServer(String),
     /// Triton reported an error for this request.
     #[error("Triton: {0}")]
     Triton(String),

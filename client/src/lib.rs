@@ -34,7 +34,7 @@ pub mod transport;
 #[cfg(test)]
 mod tests;
 
-pub use client::Client;
+pub use client::{Client, RESTART_WAIT};
 pub use describe::ModelDesc;
 pub use error::InferError;
 pub use request::{Answer, ClientConfig, InputDesc, OutTensor, Outcome, Request, Transport};

@@ -80,6 +80,21 @@ fn assert_own_answers(got: Vec<(u64, Outcome)>, transport: Transport) {
 
 /// The real proxy, in process, in front of `upstream`.
 async fn proxy(upstream: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (url, stop, _served) = proxy_on(upstream, 0).await;
+    (url, stop)
+}
+
+/// The real proxy on `port` (0: any); its task ends once it has drained after `stop`, true when
+/// it ended without an error.
+async fn proxy_on(
+    upstream: &str,
+    port: u16,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<bool>,
+) {
+    let port = port.to_string();
     let argv = [
         "triton-proxy",
         "--triton-url",
@@ -87,7 +102,7 @@ async fn proxy(upstream: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
         "--proxy-host",
         "127.0.0.1",
         "--proxy-port",
-        "0",
+        &port,
         "--proxy-metrics-port",
         "0",
         "--triton-model-name",
@@ -100,10 +115,11 @@ async fn proxy(upstream: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
         .unwrap();
     let url = format!("http://{}", p.local_addr());
     let (stop, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(p.serve(async {
+    let serve = p.serve(async {
         let _ = rx.await;
-    }));
-    (url, stop)
+    });
+    let served = tokio::spawn(async move { serve.await.is_ok() });
+    (url, stop, served)
 }
 
 mod shm;
@@ -145,6 +161,70 @@ async fn requests_an_ended_stream_left_unanswered_are_sent_again() {
     assert_own_answers(send_all(&c, 6).await, Transport::TritonStream);
     // Frame 3 never reached an answer on the stream that ended: its answer came from a resend.
     assert_eq!(mock.streams_ended(), 1, "the scripted end did not happen");
+}
+
+/// The proxy stops gracefully (its drain ends our stream with OK, its socket closes) and a new
+/// one takes the same address 1.5 s later: requests sent meanwhile wait for it and are answered,
+/// none fails. Without the wait they failed at once ("connection refused").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_restarted_on_its_address_within_the_wait_costs_no_request() {
+    let mock = MockKserve::start(Script::default());
+    let (url, stop, served) = proxy_on(&mock.url(), 0).await;
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let c = Arc::new(Client::new(config(&url, Transport::Proxy)));
+    assert_own_answers(send_all(&c, 3).await, Transport::Proxy);
+    stop.send(()).unwrap();
+    assert!(served.await.unwrap(), "the proxy's drain failed");
+    let gone = std::time::Instant::now();
+    let d = desc();
+    let waiting: Vec<_> = (10..16)
+        .map(|i| {
+            let (c, r) = (c.clone(), request(i, &d));
+            tokio::spawn(async move { (i, c.infer(r).await, std::time::Instant::now()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_url, _stop, _served) = proxy_on(&mock.url(), port).await;
+    for w in waiting {
+        let (i, outcome, at) = w.await.unwrap();
+        let a = outcome.unwrap_or_else(|e| panic!("frame {i} failed during the restart: {e}"));
+        assert_eq!(first_box(&a), box_for(i), "frame {i}");
+        assert!(
+            at - gone >= Duration::from_millis(1400),
+            "frame {i} was answered {:?} after the proxy stopped, before the new one started",
+            at - gone
+        );
+    }
+}
+
+/// A server that ended our stream and does not come back: requests wait for it at most
+/// [`crate::RESTART_WAIT`] (not their 10-s deadline), then fail at once again (backoff).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_does_not_come_back_fails_requests_after_the_wait() {
+    let mock = MockKserve::start(Script::default());
+    let (url, stop, served) = proxy_on(&mock.url(), 0).await;
+    let c = Client::new(config(&url, Transport::Proxy));
+    assert_own_answers(
+        vec![(0, c.infer(request(0, &desc())).await)],
+        Transport::Proxy,
+    );
+    stop.send(()).unwrap();
+    assert!(served.await.unwrap(), "the proxy's drain failed");
+    let gone = std::time::Instant::now();
+    let first = c.infer(request(1, &desc())).await.unwrap_err();
+    let waited = gone.elapsed();
+    assert!(
+        waited >= crate::RESTART_WAIT - Duration::from_millis(300)
+            && waited < crate::RESTART_WAIT + Duration::from_secs(2),
+        "the first request failed after {waited:?}: {first}"
+    );
+    let t = std::time::Instant::now();
+    let next = c.infer(request(2, &desc())).await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "after the wait, a request failed only after {:?}: {next}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -124,7 +124,7 @@ pub(crate) async fn read_stream<M>(
                     let _ = tx.send(outcome);
                 }
             }
-            Ok(None) => return InferError::Closed(format!("{peer} closed the stream")),
+            Ok(None) => return InferError::EndedByServer(format!("{peer} closed the stream")),
             Err(s) => return explain(&s).unwrap_or_else(|| InferError::status(&s, tls)),
         }
     }
