@@ -227,3 +227,70 @@ fn a_classifier_without_object_crops_is_a_clear_error() {
         run.errors
     );
 }
+
+/// `shapes_color_b3` takes at most 3 objects per request (`max_batch_size: 3`), fewer than the 4
+/// of a frame. `tritonletterbox objects=true` asks the `tritoninfer` after it for that limit, on
+/// both transports and through the proxy's `ModelInfo`: by default (`max-objects=0`) and when
+/// set above it, each frame sends its 3 largest objects (yellow, the smallest, is left out) and
+/// Triton runs exactly those; `max-objects=2` under the limit stands. Sending the 4 would be a
+/// request Triton refuses (`on-error=fail` ends the run).
+#[test]
+fn the_crops_of_a_frame_never_exceed_the_classifiers_max_batch_size() {
+    const MODEL: &str = "shapes_color_b3";
+    let triton = Triton::start().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(TestProxy::start(&triton.url(), &[])).unwrap();
+    let (url, proxy_url) = (triton.url(), proxy.url());
+    let frames: Vec<Vec<u8>> = (0..FRAMES)
+        .map(|i| draw_rgb(W as usize, H as usize, &scene(i)))
+        .collect();
+    let mut total = 0.0;
+    let runs = [
+        (&url, "triton", "", "", 3),
+        (&url, "kserve", "", "max-objects=6", 3),
+        (&proxy_url, "proxy", "api-key=test-key", "", 3),
+        (&url, "triton", "", "max-objects=2", 2),
+    ];
+    for &(url, transport, key, max, want) in &runs {
+        let what = format!("{transport} {max}");
+        let middle = format!(
+            "tritonletterbox ! tritoninfer url={url} transport={transport} model=shapes_yolov8 {key} on-error=fail \
+             ! tritonletterbox objects=true width=64 height=64 {max} \
+             ! tritoninfer url={url} transport={transport} model={MODEL} decoder=classify {key} on-error=fail"
+        );
+        let buffers = run_all(&middle, W as usize, H as usize, &frames);
+        for (i, b) in buffers.iter().enumerate() {
+            let c = meta::result_meta(b).unwrap().classifier.unwrap();
+            let dets = meta::detections(b, W, H);
+            let attrs = meta::attributes(b);
+            if dets.is_empty() {
+                assert_eq!(c.status, "no-objects", "{what} frame {i}: {c:?}");
+                continue;
+            }
+            assert_eq!(dets.len(), 4, "{what} frame {i}: {dets:?}");
+            assert_eq!(
+                (c.status.as_str(), c.sent, c.classified),
+                ("ok", want, want),
+                "{what} frame {i}: {c:?}"
+            );
+            // The largest first: blue (8400 px²), green (6300), red (5400); yellow (3600) never.
+            let mut labelled: Vec<&str> = dets
+                .iter()
+                .zip(&attrs)
+                .filter(|(_, a)| !a.is_empty())
+                .map(|(d, a)| {
+                    assert_eq!(a[0].label, d.label, "{what} frame {i}");
+                    d.label.as_str()
+                })
+                .collect();
+            labelled.sort();
+            let mut largest = ["blue", "green", "red"][..want as usize].to_vec();
+            largest.sort();
+            assert_eq!(labelled, largest, "{what} frame {i}");
+        }
+        total += 6.0 * f64::from(want);
+        let (n, _) = settled_counts(triton.metrics_port, MODEL, total);
+        assert_eq!(n, total, "{what}: Triton ran {MODEL} on {n} objects");
+    }
+    drop(proxy);
+}

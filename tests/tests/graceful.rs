@@ -253,7 +253,12 @@ fn gst_launch_through_a_proxy_restart(
         .expect("gst-launch-1.0");
     let deadline = Instant::now() + Duration::from_secs(60);
     while lines_of(&json).len() < 60 {
-        assert!(Instant::now() < deadline, "no 60 JSON lines in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "run {run}: no 60 JSON lines in 60 s: {:?}; proxy log: {}",
+            lines_of(&json).last(),
+            proxy.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = proxy.terminate();

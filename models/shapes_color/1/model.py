@@ -1,28 +1,10 @@
-"""shapes_color: the colour of the shape in each crop of a batch (models/shapes_common.py,
-colour_logits), as logits over the shapes' colour names."""
+"""shapes_color: the shared colour classifier (models/color_backend.py); batch limit from config.pbtxt."""
 
 import os
 import sys
 
-import numpy as np
-
-# models/shapes_*.py sit at the repository root, two levels up; keep __pycache__ out of it.
+# models/*.py sit at the repository root, two levels up; keep __pycache__ out of it.
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-import shapes_common  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            images = pb_utils.get_input_tensor_by_name(request, "images").as_numpy()
-            if images.ndim != 4 or images.shape[1] != 3:
-                err = pb_utils.TritonError(f"images: expected (B,3,H,W) RGB, got shape {images.shape}")
-                responses.append(pb_utils.InferenceResponse(error=err))
-                continue
-            logits = np.stack([shapes_common.colour_logits(images[i]) for i in range(images.shape[0])])
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("logits", logits)]))
-        return responses
+from color_backend import TritonPythonModel  # noqa: E402,F401

@@ -62,8 +62,8 @@ struct Running {
     /// The model's description was asked for (on the first frame, or on tritonletterbox's
     /// question).
     model_learnt: bool,
-    /// The model's input datatype, from its description.
-    model_dtype: Option<String>,
+    /// The model's input datatype and batch limit, from its description.
+    model_input: model_query::ModelInput,
     /// `decoder=classify`: each track's last answer (`tritonletterbox reclassify-interval`).
     answers: TrackAnswers,
 }
@@ -180,7 +180,7 @@ impl TritonInfer {
             failures_since_warning: 0,
             last_warning: None,
             model_learnt: false,
-            model_dtype: None,
+            model_input: Default::default(),
             answers: TrackAnswers::default(),
         });
         Ok(())
@@ -222,7 +222,10 @@ impl TritonInfer {
     }
 
     fn apply_model(&self, r: &mut Running, d: ModelDesc) {
-        r.model_dtype = d.input_dtype.clone();
+        r.model_input = model_query::ModelInput {
+            datatype: d.input_dtype.clone(),
+            max_batch_size: d.max_batch_size,
+        };
         let applied = r.decoding.apply(d);
         if let Some(outputs) = applied.outputs {
             let mut cfg = r.client.config().clone();
@@ -411,8 +414,8 @@ impl TritonInfer {
         Ok(())
     }
 
-    /// tritonletterbox's question (crate::model_query): the model's input datatype, learnt now
-    /// if no frame has asked for the description yet.
+    /// tritonletterbox's question (crate::model_query): the model's input datatype and batch
+    /// limit, learnt now if no frame has asked for the description yet.
     fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
         if !model_query::is_question(query) {
             // A serialized query (the allocation query that follows new caps) goes downstream
@@ -427,8 +430,8 @@ impl TritonInfer {
         if self.learn_model().is_err() {
             return false;
         }
-        let dtype = (self.running.lock().unwrap().as_ref()).and_then(|r| r.model_dtype.clone());
-        dtype.is_some_and(|d| model_query::answer(query, &d))
+        let input = (self.running.lock().unwrap().as_ref()).map(|r| r.model_input.clone());
+        input.is_some_and(|i| model_query::answer(query, &i))
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {

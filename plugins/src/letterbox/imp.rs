@@ -8,7 +8,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::Resizer;
-use super::objects::{Schedule, Selection};
+use super::objects::{self, Schedule, Selection};
 use super::region::{Region, RoiSpec};
 use super::settings::{Settings, TensorDType};
 use super::tensor::TensorSpec;
@@ -62,12 +62,12 @@ fn yuv_for(info: &gst_video::VideoInfo) -> YuvToRgb {
 }
 
 impl TritonLetterbox {
-    /// `dtype=auto`: the model's input type, asked of tritoninfer downstream
+    /// `dtype=auto`: the model's input type, as tritoninfer downstream answered
     /// ([`crate::model_query`]); FP32 when nothing answers or the model takes a type this element
     /// cannot make (said once per caps).
-    fn model_dtype(&self) -> TensorDType {
-        let asked = model_query::ask(self.obj().static_pad("src").as_ref().expect("src pad"));
-        match asked.as_deref().map(|d| (d, TensorDType::of_model(d))) {
+    fn model_dtype(&self, asked: Option<&model_query::ModelInput>) -> TensorDType {
+        let asked = asked.and_then(|a| a.datatype.as_deref());
+        match asked.map(|d| (d, TensorDType::of_model(d))) {
             Some((d, Some(t))) => {
                 gst::info!(CAT, imp = self, "dtype=auto: the model takes {d}");
                 t
@@ -266,7 +266,7 @@ impl TritonLetterbox {
             gst::warning!(
                 CAT,
                 imp = self,
-                "objects: {left_out} of {} objects left out of this frame's batch (max-objects={})",
+                "objects: {left_out} of {} objects left out of this frame's batch (at most {} per frame: max-objects, or the model's max_batch_size)",
                 chosen.len() + left_out,
                 sel.max
             );
@@ -340,7 +340,7 @@ impl ObjectImpl for TritonLetterbox {
                 glib::ParamSpecUInt::builder("object-min-size").nick("Object min size").blurb("objects=true: only objects whose box is at least this many pixels wide and high").default_value(d.object_min_size).mutable_ready().build(),
                 glib::ParamSpecDouble::builder("object-margin").nick("Object margin").blurb("objects=true: grow each box by this fraction of its width and height on every side before cropping").minimum(0.0).maximum(10.0).default_value(d.object_margin).mutable_ready().build(),
                 glib::ParamSpecUInt::builder("reclassify-interval").nick("Reclassify interval").blurb("objects=true: an object with a track (dettrack before this element) is sent once, then again every N frames, its answer kept for the frames between (marked cached); 0: every object on every frame").maximum(100_000).default_value(d.reclassify_interval).mutable_ready().build(),
-                glib::ParamSpecUInt::builder("max-objects").nick("Max objects").blurb("objects=true: at most this many objects per frame (the model's batch size), the largest first; a warning says how many were left out").minimum(1).maximum(1024).default_value(d.max_objects).mutable_ready().build(),
+                glib::ParamSpecUInt::builder("max-objects").nick("Max objects").blurb("objects=true: at most this many objects per frame, the largest first (a warning says how many were left out); 0: the model's max_batch_size, asked of tritoninfer downstream (8 when nothing answers); never more than the model's max_batch_size").minimum(0).maximum(1024).default_value(d.max_objects).mutable_ready().build(),
                 glib::ParamSpecUInt::builder("interval").nick("Interval").blurb("Make a tensor for every Nth frame only, counted from the start and from each flush (seek); the others get a TritonSkippedMeta and tritoninfer passes them as skipped without a request").minimum(1).maximum(100_000).default_value(d.interval).mutable_ready().build(),
             ]
         });
@@ -492,8 +492,11 @@ impl BaseTransformImpl for TritonLetterbox {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "bad caps {incaps}"))?;
         let mut s = self.settings.lock().unwrap().clone();
+        let asked = (s.dtype == TensorDType::Auto || s.objects)
+            .then(|| model_query::ask(self.obj().static_pad("src").as_ref().expect("src pad")))
+            .flatten();
         if s.dtype == TensorDType::Auto {
-            s.dtype = self.model_dtype();
+            s.dtype = self.model_dtype(asked.as_ref());
         }
         let spec = s.spec().map_err(|e| gst::loggable_error!(CAT, "{e}"))?;
         let roi =
@@ -503,11 +506,18 @@ impl BaseTransformImpl for TritonLetterbox {
                 "roi: cannot be used with objects=true (the crops are the objects' boxes); set one of them".into(),
             ));
         }
-        let objects = s.objects.then(|| Selection {
-            classes: Selection::classes_from(&s.object_classes),
-            min_size: s.object_min_size,
-            margin: s.object_margin,
-            max: s.max_objects as usize,
+        let objects = s.objects.then(|| {
+            let model_max = asked.as_ref().and_then(|a| a.max_batch_size);
+            let (max, lowered) = objects::limit(s.max_objects, model_max);
+            if let Some(w) = lowered {
+                gst::warning!(CAT, imp = self, "{w}");
+            }
+            Selection {
+                classes: Selection::classes_from(&s.object_classes),
+                min_size: s.object_min_size,
+                margin: s.object_margin,
+                max,
+            }
         });
         let new = self.make_state(info, &spec, &s, &roi, objects)?;
         if let Some(old) = self.state.lock().unwrap().replace(new) {

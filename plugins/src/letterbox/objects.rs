@@ -5,13 +5,34 @@
 //! of its box are at least `object-min-size` pixels. Its box grows by `object-margin` (a fraction
 //! of its width and height on each side), is rounded outwards to whole pixels and clipped to the
 //! frame (for 4:2:0 frames, to whole chroma blocks). At most `max-objects` crops are made per frame
-//! (the model's batch): the largest boxes first, the batch then in the frame's order.
+//! (by default the model's `max_batch_size`, see [`limit`]): the largest boxes first, the batch
+//! then in the frame's order.
 
 use std::collections::HashMap;
 
 use super::region::Region;
 use crate::meta::Detection;
 use crate::pixel::PixelFormat;
+
+/// `max-objects` when nothing downstream knows the model's batch limit.
+pub const DEFAULT_MAX: u32 = 8;
+
+/// The most crops per frame: `max-objects` (`set`; 0 means the model's `max_batch_size`, or
+/// [`DEFAULT_MAX`] when nothing downstream says it), never more than the model takes in one
+/// request, since Triton refuses a larger batch. The warning says when `set` was lowered.
+pub fn limit(set: u32, model: Option<u32>) -> (usize, Option<String>) {
+    match (set, model) {
+        (0, Some(m)) => (m as usize, None),
+        (0, None) => (DEFAULT_MAX as usize, None),
+        (s, Some(m)) if s > m => (
+            m as usize,
+            Some(format!(
+                "max-objects={s}: the model takes at most {m} objects per request (its max_batch_size); making at most {m} crops per frame"
+            )),
+        ),
+        (s, _) => (s as usize, None),
+    }
+}
 
 /// The object selection of one element.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,6 +162,22 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_crops_per_frame_follow_the_models_batch_limit() {
+        // By default, the model's limit; 8 when nothing says it.
+        assert_eq!(limit(0, Some(3)), (3, None));
+        assert_eq!(limit(0, Some(32)), (32, None));
+        assert_eq!(limit(0, None), (8, None));
+        // A setting at or under the model's limit stands; above it, lowered with a warning.
+        assert_eq!(limit(2, Some(3)), (2, None));
+        assert_eq!(limit(3, Some(3)), (3, None));
+        assert_eq!(limit(20, None), (20, None));
+        let (n, w) = limit(6, Some(3));
+        assert_eq!(n, 3);
+        let w = w.expect("a warning");
+        assert!(w.contains("max-objects=6") && w.contains("max_batch_size"), "{w}");
+    }
 
     fn det(label: &str, bbox: [f64; 4]) -> Detection {
         Detection {

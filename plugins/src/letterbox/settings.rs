@@ -102,7 +102,7 @@ impl Default for Settings {
             object_classes: String::new(),
             object_min_size: 0,
             object_margin: 0.0,
-            max_objects: 8,
+            max_objects: 0,
             reclassify_interval: 0,
         }
     }
