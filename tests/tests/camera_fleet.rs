@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use gst_triton_tests::artifacts::bin;
 use gst_triton_tests::camera::{
-    Camera, decoded_frames, http_get, lines, output_within, tmpdir, wait_ok_after,
+    Camera, decoded_frames, http_get, lines, output_within, statuses, tmpdir, wait_ok_after,
 };
 use gst_triton_tests::proxy::ProxyProcess;
 use gst_triton_tests::triton::{free_port, shared_url};
@@ -243,5 +243,263 @@ fn a_cameras_file_runs_every_camera_and_an_edit_removes_and_adds_one_while_the_o
         !dir.join("b").join("annotated.ts").exists(),
         "b has ENCODER none"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The cameras file's text for `entries` (each a `[[camera]]` table's body after its name).
+fn write_raw(path: &Path, entries: &[(&str, String)]) {
+    let text: String = entries
+        .iter()
+        .map(|(name, body)| format!("[[camera]]\nname = \"{name}\"\n{body}\n"))
+        .collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// How many times `what` is in the runner's log so far.
+fn log_count(log: &Path, what: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(what)
+        .count()
+}
+
+/// Waits until `what` is in the log `n` times.
+fn wait_log_n(log: &Path, what: &str, n: usize) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log_count(log, what) < n {
+        assert!(
+            Instant::now() < deadline,
+            "no {n} × {what:?} in the log within 60 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Instant::now()
+}
+
+/// Frames of `json` from line `from` on: none missing (no gap of more than 1.5 intervals).
+fn no_gap_from(json: &Path, from: usize) -> Vec<(usize, f64)> {
+    let all = lines(json);
+    let interval = 1e9 / MODE.2 as f64;
+    (from.max(1)..all.len())
+        .map(|i| {
+            let gap = (all[i]["pts_ns"].as_u64().unwrap() as f64
+                - all[i - 1]["pts_ns"].as_u64().unwrap() as f64)
+                / interval;
+            (i, gap)
+        })
+        .filter(|(_, g)| *g > 1.5)
+        .collect()
+}
+
+/// The rest of the cameras file's life under a running fleet, and what its metrics say of it:
+/// - an edit that does not parse keeps both cameras running, every frame;
+/// - an edit of one entry (its `timeout_ms`) restarts that camera only (the other keeps every
+///   frame); its earlier files are kept as `frame_counts.1.jsonl`;
+/// - the proxy killed: error lines and `error_frames_total`; an edit made meanwhile that adds a
+///   camera with a model not checked yet is refused (the server is away) and stays refused when
+///   the server is back (the file did not change) until a SIGHUP checks it again;
+/// - a camera killed for 3 s: one outage, no-signal lines, and `outages_total`,
+///   `no_signal_frames_total` equal to them;
+/// - a camera whose pipeline cannot start (its JSON path is a directory) is tried again every
+///   5 s (`restarts_total` counts each), and streams once the path is free.
+#[test]
+fn a_fleet_follows_bad_edits_changed_entries_and_sighup_and_its_metrics_count_each_fault() {
+    let mut proxy = ProxyProcess::start(&shared_url(), &[]);
+    let mut cams: BTreeMap<&str, Camera> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|n| (n, Camera::start_with(free_port(), MODE)))
+        .collect();
+    let dir = tmpdir("fleet-life");
+    let file = dir.join("cameras.toml");
+    let urls: BTreeMap<&str, String> = cams.iter().map(|(n, c)| (*n, c.url())).collect();
+    let entry = |n: &str, extra: &str| {
+        (
+            n.to_string(),
+            format!(
+                "uri = \"{}\"\nencoder = \"none\"\ngive_up_secs = 120\n{extra}",
+                urls[n]
+            ),
+        )
+    };
+    let file_of = |e: &[(String, String)]| {
+        let e: Vec<(&str, String)> = e.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+        write_raw(&file, &e);
+    };
+    file_of(&[entry("a", ""), entry("b", "")]);
+    let json = |n: &str| dir.join(n).join("frame_counts.jsonl");
+    let log = dir.join("stderr.txt");
+    let port = free_port();
+    let mut host = Command::new(bin("triton-video"))
+        .arg("--cameras")
+        .arg(&file)
+        .env("API_ADDR", "off")
+        .env("MM_ADDR", proxy.url())
+        .env("DOMINO_API_KEY", "test-key")
+        .env("MODEL_NAME", MODEL)
+        .env("IMG_SIZE", "320")
+        .env("RESULTS_DIR", &dir)
+        .env("METRICS_PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("triton-video");
+    for n in ["a", "b"] {
+        wait_ok_after(&mut host, &json(n), 0, 15, n);
+    }
+    let kept = "the running cameras are kept";
+
+    // 1. An edit that does not parse: both keep running, every frame.
+    let before: BTreeMap<&str, usize> = ["a", "b"].map(|n| (n, lines(&json(n)).len())).into();
+    std::fs::write(&file, "[[camera]\nname = \"a\"\nuri = ").unwrap();
+    wait_log_n(&log, kept, 1);
+    for n in ["a", "b"] {
+        wait_ok_after(
+            &mut host,
+            &json(n),
+            before[n],
+            10,
+            &format!("{n} after a bad edit"),
+        );
+        let gaps = no_gap_from(&json(n), before[n]);
+        assert!(gaps.is_empty(), "{n}: frames lost to a bad edit: {gaps:?}");
+    }
+
+    // 2. b's entry changed: b restarts, a keeps every frame; b's earlier lines are kept.
+    let a_before = lines(&json("a")).len();
+    let b_lines = lines(&json("b")).len();
+    file_of(&[entry("a", ""), entry("b", "timeout_ms = 20000\n")]);
+    wait_log(&log, "camera b: the earlier pipeline's files kept as");
+    wait_ok_after(&mut host, &json("b"), 0, 10, "b after its restart");
+    wait_ok_after(&mut host, &json("a"), a_before, 10, "a during b's restart");
+    let gaps = no_gap_from(&json("a"), a_before);
+    assert!(gaps.is_empty(), "a lost frames to b's restart: {gaps:?}");
+    let b_first = lines(&dir.join("b").join("frame_counts.1.jsonl"));
+    assert!(
+        b_first.len() >= b_lines && b_first.iter().enumerate().all(|(i, l)| l["frame"] == i),
+        "b's first pipeline's lines, kept: {} of at least {b_lines}",
+        b_first.len()
+    );
+    assert_eq!(
+        lines(&json("b"))[0]["frame"],
+        0,
+        "b's new file starts afresh"
+    );
+
+    // 3. The proxy killed: errors. An edit adding c (a model not checked yet) while it is away
+    //    is refused; once it is back the file has not changed, so c waits for a SIGHUP.
+    proxy.kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lines(&json("a")).iter().any(|l| l["status"] == "error") {
+        assert!(
+            Instant::now() < deadline,
+            "no error line while the proxy is away"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = log_count(&log, kept);
+    file_of(&[
+        entry("a", ""),
+        entry("b", "timeout_ms = 20000\n"),
+        entry("c", "model = \"shapes_yolov8\"\n"),
+    ]);
+    wait_log_n(&log, kept, refused + 1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("camera \"c\": model:"), "{text}");
+    proxy.restart();
+    let a_now = lines(&json("a")).len();
+    wait_ok_after(
+        &mut host,
+        &json("a"),
+        a_now,
+        15,
+        "a after the proxy's return",
+    );
+    assert!(
+        !json("c").exists(),
+        "c started without a SIGHUP: the file did not change after the refusal"
+    );
+    let errors_in_a = statuses(&json("a"))
+        .iter()
+        .filter(|s| *s == "error")
+        .count();
+    let m = scrape(port);
+    assert_eq!(
+        series(&m, "error_frames_total", "a"),
+        Some(errors_in_a as f64),
+        "a's error lines vs its metric: {m:?}"
+    );
+    // SAFETY: a signal to our own child: a reload.
+    unsafe {
+        libc::kill(host.id() as i32, libc::SIGHUP);
+    }
+    wait_ok_after(&mut host, &json("c"), 0, 10, "c after the SIGHUP");
+
+    // 4. a's camera away for 3 s: one outage, its no-signal lines counted.
+    let a_now = lines(&json("a")).len();
+    cams.get_mut("a").unwrap().kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lines(&json("a"))[a_now..]
+        .iter()
+        .any(|l| l["status"] == "no-signal")
+    {
+        assert!(Instant::now() < deadline, "no no-signal line for a");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3)); // the outage itself
+    cams.get_mut("a").unwrap().up();
+    let after = lines(&json("a")).len();
+    wait_ok_after(&mut host, &json("a"), after, 10, "a after its outage");
+    let no_signal = statuses(&json("a"))
+        .iter()
+        .filter(|s| *s == "no-signal")
+        .count();
+    let m = scrape(port);
+    assert_eq!(series(&m, "outages_total", "a"), Some(1.0), "{m:?}");
+    assert_eq!(
+        series(&m, "no_signal_frames_total", "a"),
+        Some(no_signal as f64),
+        "a's no-signal lines vs its metric: {m:?}"
+    );
+    for n in ["b", "c"] {
+        assert_eq!(series(&m, "outages_total", n), Some(0.0), "{n}: {m:?}");
+        assert_eq!(series(&m, "restarts_total", n), Some(0.0), "{n}: {m:?}");
+    }
+
+    // 5. d cannot start (its JSON path is a directory): tried again every 5 s, each counted;
+    //    streams once the path is free.
+    std::fs::create_dir_all(json("d")).unwrap();
+    let mut with_d = vec![
+        entry("a", ""),
+        entry("b", "timeout_ms = 20000\n"),
+        entry("c", "model = \"shapes_yolov8\"\n"),
+    ];
+    with_d.push(entry("d", ""));
+    file_of(&with_d);
+    let failed = "camera d: cannot start the pipeline";
+    let first = wait_log_n(&log, failed, 1);
+    let second = wait_log_n(&log, failed, 2);
+    let waited = second - first;
+    assert!(
+        waited >= Duration::from_millis(4500) && waited < Duration::from_secs(9),
+        "d was tried again {waited:?} after it failed (every 5 s)"
+    );
+    let m = scrape(port);
+    assert!(
+        series(&m, "restarts_total", "d").is_some_and(|r| r >= 2.0),
+        "{m:?}"
+    );
+    std::fs::remove_dir(json("d")).unwrap();
+    wait_ok_after(&mut host, &json("d"), 0, 10, "d once its path is free");
+
+    // SAFETY: a signal to our own child: a routine stop.
+    unsafe {
+        libc::kill(host.id() as i32, libc::SIGTERM);
+    }
+    let out = output_within(host, 30, "triton-video after SIGTERM");
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,6 +8,7 @@
 //! - SIGINT/SIGTERM: every camera is stopped gracefully, then the run ends with 0.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -20,7 +21,7 @@ use super::args::Args;
 use super::cameras::{self, Camera};
 use super::events::Events;
 use super::metrics::{Board, CameraState, Phase};
-use super::{api, launch, preflight, report, signals};
+use super::{api, keep, launch, preflight, report, signals};
 
 /// Wait before starting a failed camera's pipeline again.
 const RETRY: Duration = Duration::from_secs(5);
@@ -56,6 +57,8 @@ struct Fleet<'a> {
     /// Entries that ended on their own (gave up, input ended): not started again unless changed.
     done: BTreeMap<String, Camera>,
     retry_at: BTreeMap<String, Instant>,
+    /// Cameras started in this run: a new start sets their earlier files aside ([`keep`]).
+    started: std::collections::BTreeSet<String>,
     generation: u64,
     tx: mpsc::Sender<Note>,
     /// The run's event stream (`GET /api/events`).
@@ -80,10 +83,26 @@ impl Fleet<'_> {
         let a = spec.args(self.base);
         std::fs::create_dir_all(&a.results_dir)
             .map_err(|e| format!("cannot create {}: {e}", a.results_dir))?;
+        let recording = launch::recording_name(&spec.uri, &a.encoder);
+        if self.started.contains(&spec.name) {
+            let names: Vec<&str> = std::iter::once("frame_counts.jsonl")
+                .chain((!recording.is_empty()).then_some(recording))
+                .collect();
+            let kept = keep::set_aside(Path::new(&a.results_dir), &names)
+                .map_err(|e| format!("cannot keep the earlier files in {}: {e}", a.results_dir))?;
+            if !kept.is_empty() {
+                let kept: Vec<String> = kept.iter().map(|p| p.display().to_string()).collect();
+                say(format_args!(
+                    "camera {}: the earlier pipeline's files kept as {}",
+                    spec.name,
+                    kept.join(", ")
+                ));
+            }
+        }
         let (pipeline, _) = launch::build(&a, &spec.uri)?;
         let state = self.state(&spec.name);
         state.set_phase(Phase::Starting, None);
-        state.stats.lock().unwrap().recording = launch::recording_name(&spec.uri, &a.encoder);
+        state.stats.lock().unwrap().recording = recording;
         let src = pipeline
             .by_name("infer")
             .and_then(|e| e.static_pad("src"))
@@ -106,6 +125,7 @@ impl Fleet<'_> {
             let _ = pipeline.set_state(gst::State::Null);
             return Err(format!("cannot start the pipeline: {e}"));
         }
+        self.started.insert(spec.name.clone());
         say(format_args!(
             "camera {}: started ({} in {})",
             spec.name,
@@ -220,8 +240,9 @@ impl Fleet<'_> {
         for spec in start {
             self.retry_at.remove(&spec.name);
             if let Err(e) = self.start(&spec) {
-                self.state(&spec.name)
-                    .set_phase(Phase::Failed, Some(e.clone()));
+                let st = self.state(&spec.name);
+                st.restarts.fetch_add(1, Ordering::SeqCst);
+                st.set_phase(Phase::Failed, Some(e.clone()));
                 say(format_args!(
                     "camera {}: {e}; trying again in {} s",
                     spec.name,
@@ -456,6 +477,7 @@ pub fn run(base: &Args, file: &str) -> i32 {
         running: BTreeMap::new(),
         done: BTreeMap::new(),
         retry_at: BTreeMap::new(),
+        started: Default::default(),
         generation: 0,
         tx,
         events,

@@ -8,6 +8,7 @@ pub mod args;
 pub mod cameras;
 pub mod events;
 pub mod fleet;
+pub mod keep;
 pub mod launch;
 pub mod metrics;
 pub mod preflight;

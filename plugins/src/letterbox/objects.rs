@@ -176,7 +176,10 @@ mod tests {
         let (n, w) = limit(6, Some(3));
         assert_eq!(n, 3);
         let w = w.expect("a warning");
-        assert!(w.contains("max-objects=6") && w.contains("max_batch_size"), "{w}");
+        assert!(
+            w.contains("max-objects=6") && w.contains("max_batch_size"),
+            "{w}"
+        );
     }
 
     fn det(label: &str, bbox: [f64; 4]) -> Detection {
