@@ -66,6 +66,24 @@ impl Camera {
         }
     }
 
+    /// Waits up to `limit` for the camera process to exit by itself (after a SIGTERM: a
+    /// graceful stop); its exit code, `None` when it did not exit (it is killed then).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The camera process, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

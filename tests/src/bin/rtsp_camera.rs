@@ -1,11 +1,22 @@
 //! `rtsp_camera`: a live camera on loopback for the camera-outage tests — GStreamer's RTSP server
-//! serving a moving test picture as H.264 at `rtsp://127.0.0.1:PORT/cam`, until it is killed.
+//! serving a moving test picture as H.264 at `rtsp://127.0.0.1:PORT/cam`, until it is killed or
+//! stopped. SIGTERM is a graceful stop: the stream ends (EOS: RTCP BYE to its clients) and the
+//! process exits 0 a second later.
 //!
 //! Usage: `rtsp_camera PORT [WIDTH HEIGHT FPS [SCENE]]` (default 640 360 15 ball). SCENE `ball`:
 //! videotestsrc's moving ball (nothing the test models detect); `box`: a still red box on grey,
 //! which the `shapes_*` models detect (confidence 0.9). Prints `ready` on stdout once it listens.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use gst_rtsp_server::prelude::*;
+
+/// SIGTERM came: end the stream, then exit.
+static TERM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    TERM.store(true, Ordering::SeqCst);
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +62,9 @@ fn main() {
     };
     cam.set_launch(&launch);
     cam.set_shared(true);
+    let medias = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let m2 = medias.clone();
+    cam.connect_media_configure(move |_, media| m2.lock().unwrap().push(media.clone()));
     server
         .mount_points()
         .expect("mounts")
@@ -59,6 +73,20 @@ fn main() {
     let _id = server.attach(None).unwrap_or_else(|e| {
         eprintln!("rtsp_camera: cannot listen on 127.0.0.1:{port}: {e}");
         std::process::exit(1)
+    });
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    let quit = main_loop.clone();
+    gst::glib::timeout_add_local(std::time::Duration::from_millis(50), move || {
+        if !TERM.load(Ordering::SeqCst) {
+            return gst::glib::ControlFlow::Continue;
+        }
+        for m in medias.lock().unwrap().iter() {
+            m.element().send_event(gst::event::Eos::new());
+        }
+        let quit = quit.clone();
+        gst::glib::timeout_add_local_once(std::time::Duration::from_secs(1), move || quit.quit());
+        gst::glib::ControlFlow::Break
     });
     println!("ready");
     main_loop.run();
