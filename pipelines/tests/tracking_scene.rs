@@ -83,33 +83,41 @@ fn reference(args: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Crossings of the centre line by the truth's objects: (id, "in" | "out") → count, "in" being
-/// leftwards (the rule's line is drawn downwards).
-fn truth_crossings(truth: &[Vec<mot::Obj>], w: f64) -> u64 {
-    let mut n = 0;
+/// Crossings of the centre line by the truth's objects, per direction: ("in", "out") counts,
+/// "in" being leftwards (the rule's line is drawn downwards).
+fn truth_crossings(truth: &[Vec<mot::Obj>], w: f64) -> (u64, u64) {
+    let (mut inward, mut outward) = (0, 0);
     for i in 1..truth.len() {
         for o in &truth[i] {
             if let Some(p) = truth[i - 1].iter().find(|p| p.id == o.id) {
                 let x = |b: &[f64; 4]| (b[0] + b[2]) / 2.0;
-                if (x(&p.bbox) > w / 2.0) != (x(&o.bbox) > w / 2.0) {
-                    n += 1;
+                match (x(&p.bbox) > w / 2.0, x(&o.bbox) > w / 2.0) {
+                    (true, false) => inward += 1,
+                    (false, true) => outward += 1,
+                    _ => {}
                 }
             }
         }
     }
-    n
+    (inward, outward)
 }
 
-fn counted_crossings(tracks: &Path) -> u64 {
+/// The crossings `detcount` counted on the mid line, per direction ("in", "out"), every label
+/// together.
+fn counted_crossings(tracks: &Path) -> (u64, u64) {
     let text = std::fs::read_to_string(tracks).unwrap();
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-    last["lines"]["mid"]
-        .as_object()
-        .unwrap()
-        .values()
-        .flat_map(|per_label| per_label.as_object().unwrap().values())
-        .map(|n| n.as_u64().unwrap())
-        .sum()
+    let mid = last["lines"]["mid"].as_object().unwrap();
+    let sum = |dir: &str| -> u64 {
+        mid.get(dir)
+            .and_then(|per_label| per_label.as_object())
+            .map_or(0, |m| m.values().map(|n| n.as_u64().unwrap()).sum())
+    };
+    assert!(
+        mid.keys().all(|k| k == "in" || k == "out"),
+        "directions: {mid:?}"
+    );
+    (sum("in"), sum("out"))
 }
 
 fn row(name: &str, s: &Scores, requests: usize) -> String {
@@ -158,11 +166,14 @@ fn crossings_scene_tracked_through_triton_scores_at_least_the_reference_and_repl
         };
         assert_eq!(requests, want, "interval={interval}: inferred frames");
         let s = mot::score(&truth, &got);
-        // Every crossing of the centre line counted, on detected and predicted boxes alike.
+        // Every crossing of the centre line counted in its direction, on detected and
+        // predicted boxes alike.
+        let drawn = truth_crossings(&truth, 640.0);
+        assert!(drawn.0 > 0 && drawn.1 > 0, "the scene crosses both ways: {drawn:?}");
         assert_eq!(
             counted_crossings(&tracks),
-            truth_crossings(&truth, 640.0),
-            "interval={interval}: crossings counted vs drawn"
+            drawn,
+            "interval={interval}: crossings counted vs drawn, (in, out)"
         );
         // Floors a little under what was measured (docs/benchmarks.md: interval 2: 0.92 / 0.69,
         // interval 4: 0.66 / 0.50): skipping frames may cost this much and no more.
