@@ -169,7 +169,10 @@ fn crossings_scene_tracked_through_triton_scores_at_least_the_reference_and_repl
         // Every crossing of the centre line counted in its direction, on detected and
         // predicted boxes alike.
         let drawn = truth_crossings(&truth, 640.0);
-        assert!(drawn.0 > 0 && drawn.1 > 0, "the scene crosses both ways: {drawn:?}");
+        assert!(
+            drawn.0 > 0 && drawn.1 > 0,
+            "the scene crosses both ways: {drawn:?}"
+        );
         assert_eq!(
             counted_crossings(&tracks),
             drawn,

@@ -216,6 +216,54 @@ fn dettrack_relates_a_tracking_mtd_to_each_tracked_object() {
     }
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
 
+    // Blue is not detected on the next frame: its track is lost now, told once by a tracking
+    // mtd marked lost (its id, first and last seen), related to no object; red goes on.
+    let mut lost_on = |i: u64, dets: &[Detection]| {
+        let mut buf = grey(320, 240);
+        buf.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(100 * i));
+        meta::add_detections(buf.get_mut().unwrap(), dets, 320, 240).unwrap();
+        let out = h.push_and_pull(buf).unwrap();
+        let rmeta = out.meta::<AnalyticsRelationMeta>().unwrap();
+        let ods: Vec<u32> = rmeta.iter::<AnalyticsODMtd>().map(|od| od.id()).collect();
+        rmeta
+            .iter::<AnalyticsTrackingMtd>()
+            .filter(|t| t.info().3)
+            .map(|t| {
+                let related = ods.iter().any(|&od| {
+                    rmeta
+                        .iter_direct_related::<AnalyticsTrackingMtd>(od, RelTypes::ANY)
+                        .any(|r| r.id() == t.id())
+                });
+                (t.info(), related)
+            })
+            .collect::<Vec<_>>()
+    };
+    let red = |i: u64| {
+        det(
+            "red",
+            0,
+            0.9,
+            [10.0 + 8.0 * i as f64, 20.0, 50.0 + 8.0 * i as f64, 80.0],
+        )
+    };
+    let lost = lost_on(5, &[red(5)]);
+    assert_eq!(
+        lost,
+        [(
+            (
+                ids[0][1],
+                gst::ClockTime::ZERO,
+                gst::ClockTime::from_mseconds(400),
+                true
+            ),
+            false
+        )],
+        "blue lost on frame 5"
+    );
+    assert!(lost_on(6, &[red(6)]).is_empty(), "a loss is told once");
+
     // A frame with only the relation meta (no ROI meta): the readers take the tracking mtd's id.
     let mut buf = gst::Buffer::with_size(16).unwrap();
     {

@@ -24,9 +24,13 @@ struct State {
     height: u32,
     /// The label of each track (predicted boxes carry it).
     labels: HashMap<u64, String>,
-    /// The stream time each track was first seen (the analytics tracking mtd carries it).
+    /// The stream times each track was first and last seen (the analytics tracking mtd carries
+    /// them).
     #[cfg(feature = "v1_24")]
-    first_pts: HashMap<u64, gst::ClockTime>,
+    seen: HashMap<u64, meta::analytics::Seen>,
+    /// The tracks matched on the last analysed frame: one of them not matched now was lost now.
+    #[cfg(feature = "v1_24")]
+    matched: std::collections::HashSet<u64>,
     /// Class keys for detections without a class id (analytics metas from other elements): one
     /// per label, so that `per-class` still keeps them apart.
     label_keys: HashMap<String, i32>,
@@ -98,7 +102,7 @@ impl State {
         self.labels
             .retain(|id, _| frame.tracks.iter().any(|t| t.id == *id));
         #[cfg(feature = "v1_24")]
-        self.add_tracking_mtds(buf, &frame.ids);
+        self.add_tracking_mtds(buf, &frame);
         let tags: Vec<Option<TrackTag>> = frame
             .ids
             .iter()
@@ -129,24 +133,42 @@ impl State {
     }
 
     /// The analytics tracking mtds of the frame's tracked detections (when it has a relation
-    /// meta: made by tritoninfer or another element).
+    /// meta: made by tritoninfer or another element), and one marked lost for each track lost on
+    /// this frame.
     #[cfg(feature = "v1_24")]
-    fn add_tracking_mtds(&mut self, buf: &mut gst::BufferRef, ids: &[Option<u64>]) {
+    fn add_tracking_mtds(&mut self, buf: &mut gst::BufferRef, frame: &track::Frame) {
         let now = buf.pts().unwrap_or(gst::ClockTime::ZERO);
-        let seen: Vec<Option<meta::analytics::Seen>> = ids
+        let seen: Vec<Option<meta::analytics::Seen>> = frame
+            .ids
             .iter()
             .map(|i| {
-                i.map(|id| meta::analytics::Seen {
-                    id,
-                    first: *self.first_pts.entry(id).or_insert(now),
-                    last: now,
+                i.map(|id| {
+                    let s = self.seen.entry(id).or_insert(meta::analytics::Seen {
+                        id,
+                        first: now,
+                        last: now,
+                    });
+                    s.last = now;
+                    *s
                 })
             })
             .collect();
+        let matched: std::collections::HashSet<u64> = frame.ids.iter().flatten().copied().collect();
+        let lost: Vec<meta::analytics::Seen> = frame
+            .tracks
+            .iter()
+            .filter(|t| t.state == TrackState::Lost)
+            .filter(|t| self.matched.contains(&t.id) && !matched.contains(&t.id))
+            .filter_map(|t| self.seen.get(&t.id).copied())
+            .collect();
+        self.matched = matched;
         let alive: std::collections::HashSet<u64> = self.labels.keys().copied().collect();
-        self.first_pts.retain(|id, _| alive.contains(id));
+        self.seen.retain(|id, _| alive.contains(id));
         if let Err(e) = meta::analytics::add_tracks(buf, &seen) {
             gst::warning!(CAT, "GstAnalyticsTrackingMtd: {e}");
+        }
+        if let Err(e) = meta::analytics::add_lost(buf, &lost) {
+            gst::warning!(CAT, "GstAnalyticsTrackingMtd (lost): {e}");
         }
     }
 
@@ -371,7 +393,9 @@ impl BaseTransformImpl for DetTrack {
                     labels: HashMap::new(),
                     label_keys: HashMap::new(),
                     #[cfg(feature = "v1_24")]
-                    first_pts: HashMap::new(),
+                    seen: HashMap::new(),
+                    #[cfg(feature = "v1_24")]
+                    matched: Default::default(),
                 });
             }
         }
@@ -388,7 +412,10 @@ impl BaseTransformImpl for DetTrack {
             st.tracker.reset();
             st.labels.clear();
             #[cfg(feature = "v1_24")]
-            st.first_pts.clear();
+            {
+                st.seen.clear();
+                st.matched.clear();
+            }
         }
         self.parent_sink_event(event)
     }

@@ -3,7 +3,8 @@
 //! read. One relation meta per frame holds, per detection, an object-detection mtd (box in frame
 //! pixels, confidence, class quark = label) and a classification mtd (label, confidence) that the
 //! object-detection mtd `RELATE_TO`s. Written alongside the ROI metas, never instead of them.
-//! `dettrack` adds a tracking mtd per tracked detection ([`add_tracks`]); a classifier
+//! `dettrack` adds a tracking mtd per tracked detection ([`add_tracks`]), and one marked lost,
+//! related to no object, for each track lost on that frame ([`add_lost`]); a classifier
 //! (`tritoninfer decoder=classify`) a second classification mtd per object it answered for
 //! ([`add_attributes`]).
 
@@ -46,6 +47,31 @@ pub fn add_tracks(
         meta.set_relation(RelTypes::RELATE_TO, od, trk)?;
         if let Some(mut m) = meta.mtd_mut::<AnalyticsTrackingMtd>(trk) {
             m.update_last_seen(t.last)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds a tracking mtd marked lost (`gst_analytics_tracking_mtd_set_lost`) for each track that
+/// was followed until the previous analysed frame and is not matched on this one: its id, first
+/// and last seen; related to no object-detection mtd (its object is not in the frame). Told once,
+/// on the frame it was lost; a frame without a relation meta gets one.
+pub fn add_lost(buffer: &mut gst::BufferRef, lost: &[Seen]) -> Result<(), glib::BoolError> {
+    if lost.is_empty() {
+        return Ok(());
+    }
+    if buffer.meta::<AnalyticsRelationMeta>().is_none() {
+        let params = AnalyticsRelationMetaInitParams::new(lost.len(), 64 * lost.len());
+        AnalyticsRelationMeta::add_full(buffer, &params);
+    }
+    for t in lost {
+        let Some(mut meta) = buffer.meta_mut::<AnalyticsRelationMeta>() else {
+            return Ok(());
+        };
+        let trk = meta.add_tracking_mtd(t.id, t.first)?.id();
+        if let Some(mut m) = meta.mtd_mut::<AnalyticsTrackingMtd>(trk) {
+            m.update_last_seen(t.last)?;
+            m.set_lost()?;
         }
     }
     Ok(())
