@@ -503,3 +503,114 @@ fn a_fleet_follows_bad_edits_changed_entries_and_sighup_and_its_metrics_count_ea
     assert_eq!(out.status.code(), Some(0), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The value of `name{labels}` in a metrics text (labels as they are written), if present.
+fn sample(m: &BTreeMap<String, f64>, name: &str, labels: &str) -> Option<f64> {
+    m.get(&format!("triton_video_{name}{{{labels}}}")).copied()
+}
+
+/// The stage histograms (`triton_video_camera_stage_seconds{camera, stage}`): a file camera (the
+/// demo clip, recorded with x264) that has ended has each of its frames counted once in every
+/// stage it passed (letterbox, infer, overlay, encoder, to_json: its frames; decode and the
+/// inference round trip: its ok frames; glass_to_json: none, a file has no capture time), every
+/// sum above 0; a live RTSP camera's `glass_to_json` moves with its frames.
+#[test]
+fn stage_histograms_count_every_frame_of_a_file_camera_and_time_a_live_ones_capture() {
+    let proxy = ProxyProcess::start(&shared_url(), &[]);
+    let live = Camera::start_with(free_port(), MODE);
+    let clip = gst_triton_tests::artifacts::demo_clip("fleet-stages", 60, 320, 180);
+    let dir = tmpdir("fleet-stages");
+    let file = dir.join("cameras.toml");
+    write_raw(
+        &file,
+        &[
+            (
+                "f",
+                format!("uri = \"{}\"\nencoder = \"x264\"\n", clip.display()),
+            ),
+            (
+                "l",
+                format!("uri = \"{}\"\nencoder = \"x264\"\n", live.url()),
+            ),
+        ],
+    );
+    let log = dir.join("stderr.txt");
+    let port = free_port();
+    let mut host = Command::new(bin("triton-video"))
+        .arg("--cameras")
+        .arg(&file)
+        .env("API_ADDR", "off")
+        .env("MM_ADDR", proxy.url())
+        .env("DOMINO_API_KEY", "test-key")
+        .env("MODEL_NAME", MODEL)
+        .env("IMG_SIZE", "320")
+        .env("RESULTS_DIR", &dir)
+        .env("METRICS_PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("triton-video");
+    wait_log(&log, "camera f: stopped after");
+    wait_ok_after(
+        &mut host,
+        &dir.join("l").join("frame_counts.jsonl"),
+        0,
+        20,
+        "l",
+    );
+    let m = scrape(port);
+    let f_lines = lines(&dir.join("f").join("frame_counts.jsonl"));
+    let frames = series(&m, "frames_total", "f").unwrap();
+    let ok = series(&m, "ok_frames_total", "f").unwrap();
+    assert_eq!(frames, f_lines.len() as f64, "f: frames vs JSON lines");
+    assert!(
+        frames >= 60.0 && ok == frames,
+        "f: {frames} frames, {ok} ok"
+    );
+    let stage = |cam: &str, stage: &str, part: &str| {
+        sample(
+            &m,
+            &format!("camera_stage_seconds_{part}"),
+            &format!("camera=\"{cam}\",stage=\"{stage}\""),
+        )
+        .unwrap_or_else(|| panic!("no {cam} {stage} {part} in {m:?}"))
+    };
+    for (s, want) in [
+        ("letterbox", frames),
+        ("infer", frames),
+        ("overlay", frames),
+        ("encoder", frames),
+        ("to_json", frames),
+        ("decode", ok),
+        ("glass_to_json", 0.0),
+    ] {
+        assert_eq!(stage("f", s, "count"), want, "f: {s} count");
+        if want > 0.0 {
+            assert!(stage("f", s, "sum") > 0.0, "f: {s} sum");
+        }
+    }
+    assert_eq!(
+        series(&m, "inference_latency_seconds_count", "f"),
+        Some(ok),
+        "f: round trips"
+    );
+    let l_frames = series(&m, "frames_total", "l").unwrap();
+    let glass = stage("l", "glass_to_json", "count");
+    assert!(
+        glass >= 10.0 && glass <= l_frames,
+        "l: glass_to_json counted {glass} of {l_frames} frames"
+    );
+    // A live camera's frames are at least as old as the time they took from the letterbox on.
+    assert!(
+        stage("l", "glass_to_json", "sum") / glass
+            >= stage("l", "to_json", "sum") / stage("l", "to_json", "count") * 0.5,
+        "l: glass_to_json shorter than half of to_json on average"
+    );
+    // SAFETY: a signal to our own child: a routine stop.
+    unsafe {
+        libc::kill(host.id() as i32, libc::SIGTERM);
+    }
+    let out = output_within(host, 30, "triton-video after SIGTERM");
+    assert_eq!(out.status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,7 +21,7 @@ use super::args::Args;
 use super::cameras::{self, Camera};
 use super::events::Events;
 use super::metrics::{Board, CameraState, Phase};
-use super::{api, keep, launch, preflight, report, signals};
+use super::{api, keep, launch, preflight, report, signals, stages};
 
 /// Wait before starting a failed camera's pipeline again.
 const RETRY: Duration = Duration::from_secs(5);
@@ -111,7 +111,13 @@ impl Fleet<'_> {
         report::on_frame(&src, move |buf, w, h, _| {
             st.stats.lock().unwrap().count(buf, w, h);
             st.tick(Instant::now());
+            stages::observe_result(&st.stages, buf);
         });
+        stages::attach(
+            &pipeline,
+            &state.stages,
+            gsttriton::camera::is_live(&spec.uri),
+        );
         self.generation += 1;
         let (tx, name, generation) = (self.tx.clone(), spec.name.clone(), self.generation);
         pipeline

@@ -214,7 +214,7 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
     }
     let dir = a.results_dir.trim_end_matches('/');
     let mut json = format!(
-        "detjsonsink location={} stream-id={}",
+        "detjsonsink name=json location={} stream-id={}",
         quote(&format!("{dir}/frame_counts.jsonl")),
         quote(&a.stream_id)
     );
@@ -238,7 +238,7 @@ pub fn pipeline_description(a: &Args, video: &str) -> Result<(String, Option<Cho
     };
     d.push_str(&format!(
         " ! tee name=t \
-         t. ! queue max-size-buffers=30 ! detoverlay ! videoconvert ! {EVEN} ! ptsrepair name=retime ! {} ! {mux} ! filesink location={} \
+         t. ! queue max-size-buffers=30 ! detoverlay name=overlay ! videoconvert ! {EVEN} ! ptsrepair name=retime ! {} ! {mux} name=mux ! filesink location={} \
          t. ! queue max-size-buffers=30 ! {json}",
         chosen.desc,
         quote(&format!("{dir}/{recording}")),
@@ -291,7 +291,7 @@ mod tests {
             "{d}"
         );
         assert!(
-            d.contains("mpegtsmux ! filesink location=\"results/annotated.ts\""),
+            d.contains("mpegtsmux name=mux ! filesink location=\"results/annotated.ts\""),
             "{d}"
         );
         let d = pipeline_description(&a, "http://host/clip.mp4").unwrap().0;
@@ -315,7 +315,7 @@ mod tests {
         assert!(
             d.ends_with(
                 "tritoninfer name=infer transport=triton model=\"yolov8n\" stream-id=\"cam-001\" conf-threshold=0.25 max-in-flight=4 \
-                 ! queue max-size-buffers=30 ! detjsonsink location=\"results/frame_counts.jsonl\" stream-id=\"cam-001\""
+                 ! queue max-size-buffers=30 ! detjsonsink name=json location=\"results/frame_counts.jsonl\" stream-id=\"cam-001\""
             ),
             "{d}"
         );

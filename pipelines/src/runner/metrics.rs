@@ -1,13 +1,22 @@
 //! Per-camera numbers of a `--cameras` run, and the Prometheus text they are served as on
-//! `METRICS_PORT` and the API (`GET /metrics`, [`super::api`]). Camera names are the only labels; URIs (which may hold
-//! credentials) never appear.
+//! `METRICS_PORT` and the API (`GET /metrics`, [`super::api`]), encoded by the `prometheus-client`
+//! crate from a collector that reads the cameras at each scrape. Camera names (and stage names)
+//! are the only labels; URIs (which may hold credentials) never appear.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
 use super::report::Stats;
+use super::stages::Stages;
 
 /// The window over which frames per second are counted.
 const FPS_WINDOW: Duration = Duration::from_secs(5);
@@ -46,8 +55,10 @@ pub struct CameraState {
     pub up: AtomicBool,
     /// Times the camera went away (`tritoncamerasrc` state "lost").
     pub outages: AtomicU64,
-    /// Times its pipeline failed and was started again.
+    /// Times its pipeline failed (or could not start) and was started again.
     pub restarts: AtomicU64,
+    /// Its latency histograms.
+    pub stages: Stages,
     recent: Mutex<VecDeque<Instant>>,
 }
 
@@ -103,91 +114,133 @@ impl CameraState {
 /// Every camera of the run, by name.
 pub type Board = Arc<Mutex<BTreeMap<String, Arc<CameraState>>>>;
 
-/// The Prometheus text exposition of the board.
-pub fn render(board: &Board, now: Instant) -> String {
-    let cams: Vec<(String, Arc<CameraState>)> = board
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut out = String::new();
-    out.push_str("# HELP triton_video_cameras Cameras in the cameras file being run.\n");
-    out.push_str("# TYPE triton_video_cameras gauge\n");
-    out.push_str(&format!("triton_video_cameras {}\n", cams.len()));
-    type Read = fn(&CameraState, Instant) -> String;
-    let families: [(&str, &str, &str, Read); 10] = [
-        (
-            "up",
-            "gauge",
-            "1 while frames arrive from the camera, 0 while it is away or not started.",
-            |c, _| u8::from(c.up.load(Ordering::SeqCst)).to_string(),
-        ),
-        (
-            "frames_total",
-            "counter",
-            "Frames that left tritoninfer.",
-            |c, _| c.stats.lock().unwrap().frames.to_string(),
-        ),
-        (
-            "ok_frames_total",
-            "counter",
-            "Frames with an inference result.",
-            |c, _| c.stats.lock().unwrap().ok.to_string(),
-        ),
-        (
-            "error_frames_total",
-            "counter",
-            "Frames whose inference failed.",
-            |c, _| c.stats.lock().unwrap().errors.to_string(),
-        ),
-        (
-            "no_signal_frames_total",
-            "counter",
-            "Frames made while the camera was away (no request).",
-            |c, _| c.stats.lock().unwrap().no_signal.to_string(),
-        ),
-        (
-            "outages_total",
-            "counter",
-            "Times the camera went away.",
-            |c, _| c.outages.load(Ordering::SeqCst).to_string(),
-        ),
-        (
-            "restarts_total",
-            "counter",
-            "Times the camera's pipeline failed and was started again.",
-            |c, _| c.restarts.load(Ordering::SeqCst).to_string(),
-        ),
-        (
-            "fps",
-            "gauge",
-            "Frames per second over the last 5 s.",
-            |c, now| format!("{:.2}", c.fps(now)),
-        ),
-        (
-            "inference_latency_seconds_sum",
-            "counter",
-            "Summed request-to-answer time of the ok frames.",
-            |c, _| format!("{:.6}", c.stats.lock().unwrap().latency_sum_ms / 1000.0),
-        ),
-        (
-            "inference_latency_seconds_count",
-            "counter",
-            "Ok frames in the latency sum.",
-            |c, _| c.stats.lock().unwrap().ok.to_string(),
-        ),
-    ];
-    for (name, kind, help, read) in families {
-        out.push_str(&format!("# HELP triton_video_camera_{name} {help}\n"));
-        out.push_str(&format!("# TYPE triton_video_camera_{name} {kind}\n"));
-        for (cam, c) in &cams {
-            out.push_str(&format!(
-                "triton_video_camera_{name}{{camera=\"{cam}\"}} {}\n",
-                read(c, now)
-            ));
-        }
+/// A gauge or a counter read off a camera's numbers.
+enum Read {
+    Flag(fn(&CameraState) -> bool),
+    Gauge(fn(&CameraState, Instant) -> f64),
+    Counter(fn(&CameraState) -> u64),
+}
+
+/// The per-camera gauges and counters: name (a counter's without `_total`, which the encoder
+/// adds), help, and how to read it.
+const FAMILIES: [(&str, &str, Read); 8] = [
+    (
+        "up",
+        "1 while frames arrive from the camera, 0 while it is away or not started.",
+        Read::Flag(|c| c.up.load(Ordering::SeqCst)),
+    ),
+    (
+        "frames",
+        "Frames that left tritoninfer.",
+        Read::Counter(|c| c.stats.lock().unwrap().frames),
+    ),
+    (
+        "ok_frames",
+        "Frames with an inference result.",
+        Read::Counter(|c| c.stats.lock().unwrap().ok),
+    ),
+    (
+        "error_frames",
+        "Frames whose inference failed.",
+        Read::Counter(|c| c.stats.lock().unwrap().errors),
+    ),
+    (
+        "no_signal_frames",
+        "Frames made while the camera was away (no request).",
+        Read::Counter(|c| c.stats.lock().unwrap().no_signal),
+    ),
+    (
+        "outages",
+        "Times the camera went away.",
+        Read::Counter(|c| c.outages.load(Ordering::SeqCst)),
+    ),
+    (
+        "restarts",
+        "Times the camera's pipeline failed or could not start and was started again.",
+        Read::Counter(|c| c.restarts.load(Ordering::SeqCst)),
+    ),
+    (
+        "fps",
+        "Frames per second over the last 5 s.",
+        Read::Gauge(|c, now| c.fps(now)),
+    ),
+];
+
+/// The board as metrics, read at each scrape.
+struct BoardCollector(Board);
+
+impl std::fmt::Debug for BoardCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoardCollector")
     }
+}
+
+impl Collector for BoardCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let now = Instant::now();
+        let cams: Vec<(String, Arc<CameraState>)> = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        ConstGauge::new(cams.len() as i64).encode(enc.encode_descriptor(
+            "triton_video_cameras",
+            "Cameras in the cameras file being run.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        for (name, help, read) in &FAMILIES {
+            let kind = match read {
+                Read::Flag(_) | Read::Gauge(_) => MetricType::Gauge,
+                Read::Counter(_) => MetricType::Counter,
+            };
+            let name = format!("triton_video_camera_{name}");
+            let mut fam = enc.encode_descriptor(&name, help, None, kind)?;
+            for (cam, c) in &cams {
+                let labels = [("camera", cam.as_str())];
+                let m = fam.encode_family(&labels)?;
+                match read {
+                    Read::Flag(f) => ConstGauge::new(i64::from(f(c))).encode(m)?,
+                    Read::Gauge(f) => ConstGauge::new(f(c, now)).encode(m)?,
+                    Read::Counter(f) => ConstCounter::new(f(c)).encode(m)?,
+                }
+            }
+        }
+        let mut fam = enc.encode_descriptor(
+            "triton_video_camera_inference_latency_seconds",
+            "Request-to-answer time of the ok frames.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (cam, c) in &cams {
+            c.stages
+                .inference
+                .encode(fam.encode_family(&[("camera", cam.as_str())])?)?;
+        }
+        let mut fam = enc.encode_descriptor(
+            "triton_video_camera_stage_seconds",
+            "Time a frame spends in each stage of its camera's pipeline (docs/pipelines.md).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (cam, c) in &cams {
+            for (stage, h) in c.stages.each() {
+                h.encode(fam.encode_family(&[("camera", cam.as_str()), ("stage", stage)])?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Prometheus text exposition (format 0.0.4) of the board.
+pub fn render(board: &Board) -> String {
+    let mut reg = Registry::default();
+    reg.register_collector(Box::new(BoardCollector(board.clone())));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &reg);
     out
 }
 
@@ -219,7 +272,8 @@ mod tests {
             .lock()
             .unwrap()
             .insert("yard".into(), Arc::new(CameraState::default()));
-        let t = render(&board, now);
+        door_latencies(&board);
+        let t = render(&board);
         for want in [
             "triton_video_cameras 2\n",
             "triton_video_camera_up{camera=\"door\"} 1\n",
@@ -229,12 +283,30 @@ mod tests {
             "triton_video_camera_error_frames_total{camera=\"door\"} 1\n",
             "triton_video_camera_no_signal_frames_total{camera=\"door\"} 1\n",
             "triton_video_camera_outages_total{camera=\"door\"} 2\n",
-            "triton_video_camera_fps{camera=\"door\"} 2.00\n",
-            "triton_video_camera_inference_latency_seconds_sum{camera=\"door\"} 0.250000\n",
+            "triton_video_camera_fps{camera=\"door\"} 2.0\n",
+            "triton_video_camera_inference_latency_seconds_sum{camera=\"door\"} 1.25\n",
             "triton_video_camera_inference_latency_seconds_count{camera=\"door\"} 10\n",
+            "triton_video_camera_inference_latency_seconds_bucket{camera=\"door\",le=\"0.25\"} 10\n",
+            "triton_video_camera_inference_latency_seconds_bucket{camera=\"door\",le=\"0.1\"} 0\n",
+            "triton_video_camera_stage_seconds_count{camera=\"door\",stage=\"overlay\"} 2\n",
+            "triton_video_camera_stage_seconds_sum{camera=\"door\",stage=\"overlay\"} 0.75\n",
+            "triton_video_camera_stage_seconds_count{camera=\"yard\",stage=\"letterbox\"} 0\n",
             "# TYPE triton_video_camera_frames_total counter\n",
+            "# TYPE triton_video_camera_stage_seconds histogram\n",
         ] {
             assert!(t.contains(want), "{want:?} missing from\n{t}");
         }
+    }
+
+    /// Ten requests of 125 ms each for `door`, two overlay passes of 250 and 500 ms (sums
+    /// exact in binary).
+    fn door_latencies(board: &Board) {
+        let b = board.lock().unwrap();
+        let door = &b["door"];
+        for _ in 0..10 {
+            door.stages.inference.observe(0.125);
+        }
+        door.stages.observe("overlay", 0.25);
+        door.stages.observe("overlay", 0.5);
     }
 }

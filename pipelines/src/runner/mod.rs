@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod preflight;
 pub mod report;
 pub mod signals;
+pub mod stages;

@@ -11,6 +11,8 @@ pub struct ResultMeta {
     pub status: String,
     pub error: String,
     pub latency_ms: f64,
+    /// Time spent decoding the answer into detections (`decode-ms`).
+    pub decode_ms: f64,
     pub model: String,
     pub model_version: String,
     pub request_id: String,
@@ -47,6 +49,7 @@ pub fn add_result_meta(buffer: &mut gst::BufferRef, r: &ResultMeta) {
     s.set("status", r.status.as_str());
     s.set("error", r.error.as_str());
     s.set("latency-ms", r.latency_ms);
+    s.set("decode-ms", r.decode_ms);
     s.set("model", r.model.as_str());
     s.set("model-version", r.model_version.as_str());
     s.set("request-id", r.request_id.as_str());
@@ -72,6 +75,7 @@ pub fn result_meta(buffer: &gst::BufferRef) -> Option<ResultMeta> {
         status: s.get("status").ok()?,
         error: s.get("error").unwrap_or_default(),
         latency_ms: s.get("latency-ms").unwrap_or_default(),
+        decode_ms: s.get("decode-ms").unwrap_or_default(),
         model: s.get("model").unwrap_or_default(),
         model_version: s.get("model-version").unwrap_or_default(),
         request_id: s.get("request-id").unwrap_or_default(),

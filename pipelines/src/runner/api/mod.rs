@@ -24,7 +24,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
@@ -224,7 +224,7 @@ async fn readyz(State(api): State<Shared>) -> Response {
 async fn metrics(State(api): State<Shared>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render(&api.board, Instant::now()),
+        render(&api.board),
     )
         .into_response()
 }

@@ -30,10 +30,12 @@ impl TritonInfer {
             ..Default::default()
         };
         let (frame_w, frame_h) = places.frame_size();
+        let decoding = Instant::now();
         let decoded = res.map_err(|e| e.to_string()).and_then(|out| {
             result.model_version = out.model_version.clone();
             r.decoding.frame_detections(&out, &places)
         });
+        result.decode_ms = decoding.elapsed().as_secs_f64() * 1000.0;
         let b = buffer.make_mut();
         match decoded {
             Ok(dets) => {
