@@ -35,6 +35,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "structure: dependency policy (deny.toml: licenses, bans, sources), no unused dependency (cargo machete), no source file over 600 lines, no import circle between modules"
 python3 scripts/deps-policy.py --self-test
 python3 scripts/deps-policy.py
+python3 scripts/stage-quantiles.py --self-test
 command -v cargo-machete >/dev/null || cargo install --locked --quiet cargo-machete@0.9.2
 cargo machete
 big=$(find ./*/src -name '*.rs' -print0 | xargs -0 wc -l | awk '$2 != "total" && $1 > 600 {print $2 " (" $1 " lines)"}')

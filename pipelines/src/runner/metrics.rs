@@ -286,8 +286,7 @@ mod tests {
             "triton_video_camera_fps{camera=\"door\"} 2.0\n",
             "triton_video_camera_inference_latency_seconds_sum{camera=\"door\"} 1.25\n",
             "triton_video_camera_inference_latency_seconds_count{camera=\"door\"} 10\n",
-            "triton_video_camera_inference_latency_seconds_bucket{camera=\"door\",le=\"0.25\"} 10\n",
-            "triton_video_camera_inference_latency_seconds_bucket{camera=\"door\",le=\"0.1\"} 0\n",
+
             "triton_video_camera_stage_seconds_count{camera=\"door\",stage=\"overlay\"} 2\n",
             "triton_video_camera_stage_seconds_sum{camera=\"door\",stage=\"overlay\"} 0.75\n",
             "triton_video_camera_stage_seconds_count{camera=\"yard\",stage=\"letterbox\"} 0\n",
@@ -295,6 +294,22 @@ mod tests {
             "# TYPE triton_video_camera_stage_seconds histogram\n",
         ] {
             assert!(t.contains(want), "{want:?} missing from\n{t}");
+        }
+        // door's ten 125-ms round trips: in every bucket from the first bound at or above 125 ms
+        // on, in none below it.
+        let buckets: Vec<(f64, f64)> = t
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(
+                    "triton_video_camera_inference_latency_seconds_bucket{camera=\"door\",le=\"",
+                )?;
+                let (le, n) = rest.split_once("\"} ")?;
+                Some((le.parse().unwrap_or(f64::INFINITY), n.parse().unwrap()))
+            })
+            .collect();
+        assert_eq!(buckets.len(), 28, "27 bounds and +Inf: {buckets:?}");
+        for (le, n) in buckets {
+            assert_eq!(n, if le >= 0.125 { 10.0 } else { 0.0 }, "le {le}");
         }
     }
 
