@@ -628,3 +628,106 @@ fn an_api_on_a_non_loopback_address_needs_a_token() {
         "{err}"
     );
 }
+
+/// `GET /api/cameras/{name}/counts`: a camera added through the API with a zone over its whole
+/// picture (its red box inside) and a line it never crosses reports the box in the zone and no
+/// crossing, from its latest frame; the zone and line are written into the file; a camera
+/// without lines or zones, and an unknown one, are 404 naming why; bad zones or lines are 422
+/// naming the field.
+#[test]
+fn a_cameras_counts_show_its_zones_and_lines_from_its_latest_frame() {
+    let proxy = ProxyProcess::start(&shared_url(), &[]);
+    let boxed = Camera::start_scene(free_port(), MODE, "box");
+    let plain = Camera::start_with(free_port(), MODE);
+    let dir = tmpdir("api-counts");
+    let file = dir.join("cameras.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[camera]]\nname = \"plain\"\nuri = \"{}\"\nencoder = \"none\"\n",
+            plain.url()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = dir.join("stderr.txt");
+    let host = start_runner(&proxy, &file, &dir, port, &log);
+    wait_state(port, "plain", "streaming");
+
+    let (w, h) = (MODE.0, MODE.1);
+    for (extra, field) in [
+        (r#", "zones": "hall 0,0 10,0""#.to_string(), "zones"),
+        (r#", "lines": "door 5,5""#.to_string(), "lines"),
+    ] {
+        let r = call(
+            port,
+            "POST",
+            "/api/cameras",
+            &[BEARER],
+            Some(&camera_json("z", &boxed, &extra)),
+        );
+        assert_eq!(r.code, 422, "{extra}: {}", r.body);
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(field),
+            "{extra}: {}",
+            r.body
+        );
+    }
+    let extra = format!(r#", "zones": "hall 0,0 {w},0 {w},{h} 0,{h}", "lines": "edge 1,0 1,{h}""#);
+    let r = call(
+        port,
+        "POST",
+        "/api/cameras",
+        &[BEARER],
+        Some(&camera_json("z", &boxed, &extra)),
+    );
+    assert_eq!(r.code, 201, "{}", r.body);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&format!("zones = \"hall 0,0 {w},0 {w},{h} 0,{h}\""))
+            && text.contains("lines = \"edge"),
+        "{text}"
+    );
+    wait_state(port, "z", "streaming");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let counts = loop {
+        let c = get(port, "/api/cameras/z/counts");
+        assert_eq!(c.code, 200, "{}", c.body);
+        let v = c.json();
+        if v["zones"]["hall"] == 1 {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the box never counted in the zone: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(counts["camera"], "z", "{counts}");
+    assert!(counts["frame"].as_u64().is_some(), "{counts}");
+    assert!(
+        counts["lines"]
+            .get("edge")
+            .is_none_or(|e| e.as_object().is_some_and(|m| m
+                .values()
+                .all(|d| d.as_object().is_some_and(|l| l.is_empty())))),
+        "nothing crossed the edge line: {counts}"
+    );
+    // Later frames, later counts.
+    let first = counts["frame"].as_u64().unwrap();
+    wait_frames_above(port, "z", first + 5);
+    let later = get(port, "/api/cameras/z/counts").json();
+    assert!(later["frame"].as_u64().unwrap() > first, "{later}");
+
+    let none = get(port, "/api/cameras/plain/counts");
+    assert_eq!(none.code, 404, "{}", none.body);
+    assert!(none.body.contains("lines or zones"), "{}", none.body);
+    assert_eq!(get(port, "/api/cameras/nope/counts").code, 404);
+    assert_eq!(
+        call(port, "GET", "/api/cameras/z/counts", &[], None).code,
+        401,
+        "the counts need the token"
+    );
+    sigterm(host, &log);
+    let _ = std::fs::remove_dir_all(&dir);
+}

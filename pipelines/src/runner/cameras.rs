@@ -39,6 +39,13 @@ pub struct Camera {
     pub timeout_ms: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<Encoder>,
+    /// Counting lines, as `LINES`: `NAME X1,Y1 X2,Y2 [classes=a,b]`, `;` between (implies
+    /// tracking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<String>,
+    /// Counting zones, as `ZONES`: `NAME X1,Y1 X2,Y2 X3,Y3 ... [classes=a,b]`, `;` between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -97,6 +104,13 @@ impl Camera {
         if c.timeout_ms == Some(0) {
             return Err("timeout_ms: expected at least 1".into());
         }
+        // The counting rules as detcount reads them; its errors name the field.
+        let mut rules = gsttriton::count::rules::Rules::default();
+        for (text, field, kind) in [(&c.lines, "lines", "line"), (&c.zones, "zones", "zone")] {
+            if let Some(t) = text {
+                rules.add(t, field, Some(kind))?;
+            }
+        }
         Ok(())
     }
 
@@ -134,6 +148,12 @@ impl Camera {
         if let Some(v) = &self.encoder {
             t.insert("encoder", value(v.to_string()));
         }
+        if let Some(v) = &self.lines {
+            t.insert("lines", value(v.as_str()));
+        }
+        if let Some(v) = &self.zones {
+            t.insert("zones", value(v.as_str()));
+        }
         t
     }
 
@@ -161,6 +181,12 @@ impl Camera {
         }
         if let Some(e) = &self.encoder {
             a.encoder = e.clone();
+        }
+        if self.lines.is_some() {
+            a.lines = self.lines.clone();
+        }
+        if self.zones.is_some() {
+            a.zones = self.zones.clone();
         }
         a
     }
@@ -252,6 +278,8 @@ mod tests {
             give_up_secs: Some(30),
             timeout_ms: None,
             encoder: Some(Encoder::None),
+            lines: Some("door 0,10 20,10".into()),
+            zones: None,
         };
         let added = with_camera(text, &cam("gate", "rtsp://g/s")).unwrap();
         assert!(added.starts_with(text), "{added}");

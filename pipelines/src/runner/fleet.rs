@@ -118,6 +118,14 @@ impl Fleet<'_> {
             &state.stages,
             gsttriton::camera::is_live(&spec.uri),
         );
+        if let Some(pad) = pipeline.by_name("count").and_then(|e| e.static_pad("src")) {
+            let st = state.clone();
+            report::on_frame(&pad, move |buf, _, _, _| {
+                if let Some(c) = gsttriton::meta::count_meta(buf) {
+                    *st.counts.lock().unwrap() = Some(report::counts_json(buf, &c));
+                }
+            });
+        }
         self.generation += 1;
         let (tx, name, generation) = (self.tx.clone(), spec.name.clone(), self.generation);
         pipeline

@@ -59,6 +59,9 @@ pub struct CameraState {
     pub restarts: AtomicU64,
     /// Its latency histograms.
     pub stages: Stages,
+    /// Its counting rules' results on the last frame (`lines`, `zones`, `frame`, `pts_ns`), when
+    /// it has lines or zones.
+    pub counts: Mutex<Option<serde_json::Value>>,
     recent: Mutex<VecDeque<Instant>>,
 }
 
@@ -286,7 +289,6 @@ mod tests {
             "triton_video_camera_fps{camera=\"door\"} 2.0\n",
             "triton_video_camera_inference_latency_seconds_sum{camera=\"door\"} 1.25\n",
             "triton_video_camera_inference_latency_seconds_count{camera=\"door\"} 10\n",
-
             "triton_video_camera_stage_seconds_count{camera=\"door\",stage=\"overlay\"} 2\n",
             "triton_video_camera_stage_seconds_sum{camera=\"door\",stage=\"overlay\"} 0.75\n",
             "triton_video_camera_stage_seconds_count{camera=\"yard\",stage=\"letterbox\"} 0\n",

@@ -163,6 +163,21 @@ pub fn on_frame(
     });
 }
 
+/// A frame's counts as `GET /api/cameras/{name}/counts` shows them: `frame` (tritoninfer's
+/// number), `pts_ns`, `lines` (crossings so far per line, direction and class) and `zones`
+/// (objects in each zone now), the words of the JSON lines.
+pub fn counts_json(buf: &gst::BufferRef, c: &gsttriton::meta::Counts) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "frame": gsttriton::meta::result_meta(buf).map(|r| r.frame),
+        "pts_ns": buf.pts().map(|t| t.nseconds()),
+    });
+    gsttriton::jsonsink::counts::add_counts(&mut v, c);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("events");
+    }
+    v
+}
+
 /// Width, height and one frame's duration in ns from a pad's current caps, read once per frame
 /// (0×0 before negotiation; duration 0 when the frame rate is unknown or variable).
 pub fn frame_info(pad: &gst::Pad) -> (u32, u32, u64) {

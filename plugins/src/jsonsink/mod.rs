@@ -1,6 +1,6 @@
 //! `detjsonsink`: one JSON object per frame, one line each (detections, counts per label, status).
 
-mod counts;
+pub mod counts;
 mod imp;
 
 use gst::glib;

@@ -66,6 +66,32 @@ pub(super) async fn one(State(api): State<Shared>, Path(name): Path<String>) -> 
     }
 }
 
+/// `GET /api/cameras/{name}/counts`: the camera's counting rules' results on its last frame; 404
+/// for an unknown camera or one without lines or zones.
+pub(super) async fn counts(State(api): State<Shared>, Path(name): Path<String>) -> Response {
+    let Some(c) = api.board.lock().unwrap().get(&name).cloned() else {
+        return error(StatusCode::NOT_FOUND, format!("no camera named {name:?}")).into_response();
+    };
+    let counting = c
+        .spec
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_some_and(|s| s.lines.is_some() || s.zones.is_some());
+    if !counting {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("camera {name:?} counts nothing: give it lines or zones"),
+        )
+        .into_response();
+    }
+    let last = c.counts.lock().unwrap().clone();
+    let mut v =
+        last.unwrap_or_else(|| json!({"frame": null, "pts_ns": null, "lines": {}, "zones": {}}));
+    v["camera"] = json!(name);
+    axum::Json(v).into_response()
+}
+
 /// The body as a camera: 400 for JSON that does not parse, 422 for a camera that is not valid
 /// (the field named, with the value expected).
 async fn camera_from(api: &Api, body: &[u8]) -> Result<Camera, Refusal> {

@@ -37,7 +37,7 @@ use serde_json::json;
 use super::args::Args;
 use super::events::Events;
 use super::metrics::{Board, render};
-use cameras::{create, entries, list, one, patch, remove, replace};
+use cameras::{counts, create, entries, list, one, patch, remove, replace};
 
 mod cameras;
 #[cfg(test)]
@@ -273,6 +273,7 @@ pub fn router(api: Shared) -> Router {
             "/api/cameras/{name}",
             get(one).put(replace).patch(patch).delete(remove),
         )
+        .route("/api/cameras/{name}/counts", get(counts))
         .route("/api/events", get(events))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize));

@@ -63,7 +63,7 @@ fn the_openapi_document_names_every_route_and_method_and_no_other() {
         .port();
     let methods = ["get", "post", "put", "patch", "delete"];
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 8, "{:?}", paths.keys());
+    assert_eq!(paths.len(), 9, "{:?}", paths.keys());
     for (path, ops) in paths {
         let concrete = path.replace("{name}", "nope");
         for m in methods {
@@ -107,6 +107,8 @@ fn the_openapi_schemas_match_the_types() {
         give_up_secs: Some(1),
         timeout_ms: Some(1),
         encoder: Some(crate::runner::args::Encoder::None),
+        lines: Some("door 0,1 2,3".into()),
+        zones: Some("hall 0,0 4,0 4,4".into()),
     };
     assert_eq!(
         keys(&serde_json::to_value(&full).unwrap()),
