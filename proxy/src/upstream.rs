@@ -447,55 +447,61 @@ impl Pool {
             .join(",")
     }
 
-    /// Per-upstream series for `/metrics`.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// The per-upstream series (label `upstream`, its URL) and the retries, as metric families.
+    pub fn encode_metrics(
+        &self,
+        enc: &mut prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
         let members = self.members();
-        type Row = (
-            &'static str,
-            &'static str,
-            &'static str,
-            fn(&Upstream) -> f64,
-        );
+        type Row = (&'static str, &'static str, MetricType, fn(&Upstream) -> u64);
         let rows: [Row; 4] = [
             (
-                "proxy_upstream_requests_total",
+                "proxy_upstream_requests",
                 "Requests sent to each upstream.",
-                "counter",
-                |u| u.requests.load(Ordering::Relaxed) as f64,
+                MetricType::Counter,
+                |u| u.requests.load(Ordering::Relaxed),
             ),
             (
-                "proxy_upstream_failures_total",
+                "proxy_upstream_failures",
                 "Requests that found their upstream unreachable or not ready.",
-                "counter",
-                |u| u.failures.load(Ordering::Relaxed) as f64,
+                MetricType::Counter,
+                |u| u.failures.load(Ordering::Relaxed),
             ),
             (
                 "proxy_upstream_outstanding",
                 "Requests outstanding at each upstream.",
-                "gauge",
-                |u| u.outstanding.load(Ordering::Relaxed) as f64,
+                MetricType::Gauge,
+                |u| u.outstanding.load(Ordering::Relaxed) as u64,
             ),
             (
                 "proxy_upstream_ready",
                 "1 while an upstream takes requests, 0 while it is ejected.",
-                "gauge",
-                |u| u8::from(u.is_ready()) as f64,
+                MetricType::Gauge,
+                |u| u64::from(u.is_ready()),
             ),
         ];
         for (name, help, kind, value) in rows {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let mut fam = enc.encode_descriptor(name, help, None, kind)?;
             for u in &members {
-                let label = u.url.replace(['"', '\\', '\n'], "_");
-                let _ = writeln!(out, "{name}{{upstream=\"{label}\"}} {}", value(u));
+                let url = u.url.replace(['"', '\\', '\n'], "_");
+                let labels = [("upstream", url.as_str())];
+                let m = fam.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => ConstCounter::new(value(u)).encode(m)?,
+                    _ => ConstGauge::new(value(u) as i64).encode(m)?,
+                }
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP proxy_upstream_retries_total Requests sent once more to another upstream.\n\
-             # TYPE proxy_upstream_retries_total counter\nproxy_upstream_retries_total {}",
-            self.retries.load(Ordering::Relaxed)
-        );
+        ConstCounter::new(self.retries.load(Ordering::Relaxed)).encode(enc.encode_descriptor(
+            "proxy_upstream_retries",
+            "Requests sent once more to another upstream.",
+            None,
+            MetricType::Counter,
+        )?)
     }
 }
 

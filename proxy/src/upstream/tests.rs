@@ -272,14 +272,13 @@ async fn equal_load_spreads_evenly() {
     let only = one.members()[0].clone();
     assert!(one.pick(Some(&only)).is_none());
     let _lease = only.lease();
-    let mut text = String::new();
-    one.render_metrics(&mut text);
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::with_upstreams(one.clone()));
+    let text = metrics.render();
     assert!(text.contains("proxy_upstream_outstanding{upstream=\"http://127.0.0.1:1\"} 1"));
     assert!(text.contains("proxy_upstream_requests_total{upstream=\"http://127.0.0.1:1\"} 1"));
     assert!(text.contains("proxy_upstream_ready{upstream=\"http://127.0.0.1:1\"} 1"));
     only.failed();
-    let mut text = String::new();
-    one.render_metrics(&mut text);
+    let text = metrics.render();
     assert!(text.contains("proxy_upstream_ready{upstream=\"http://127.0.0.1:1\"} 0"));
     assert!(text.contains("proxy_upstream_failures_total{upstream=\"http://127.0.0.1:1\"} 1"));
     only.set_ready(true);
