@@ -98,9 +98,13 @@ pub async fn metrics_at(addr: SocketAddr) -> String {
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n{headers}\r\n").as_bytes())
-        .await
-        .unwrap();
+    // `connection: close`: the metrics port keeps a connection open otherwise (HTTP/1.1), and
+    // this reads to its end.
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{headers}\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out

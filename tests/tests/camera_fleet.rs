@@ -42,6 +42,31 @@ fn write_file(path: &Path, cams: &[(&str, &Camera, &str)]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// `triton-video --cameras file` through `proxy` (no API), its outputs in `dir`, its metrics on
+/// `port`, its stderr into `log`.
+fn start_fleet(
+    file: &Path,
+    dir: &Path,
+    proxy: &ProxyProcess,
+    port: u16,
+    log: &Path,
+) -> std::process::Child {
+    Command::new(bin("triton-video"))
+        .arg("--cameras")
+        .arg(file)
+        .env("API_ADDR", "off")
+        .env("MM_ADDR", proxy.url())
+        .env("DOMINO_API_KEY", "test-key")
+        .env("MODEL_NAME", MODEL)
+        .env("IMG_SIZE", "320")
+        .env("RESULTS_DIR", dir)
+        .env("METRICS_PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("triton-video")
+}
+
 /// The metrics text: `name{camera="x"}` → value.
 fn scrape(port: u16) -> BTreeMap<String, f64> {
     let r = http_get(port, "/metrics");
@@ -121,20 +146,7 @@ fn a_cameras_file_runs_every_camera_and_an_edit_removes_and_adds_one_while_the_o
     let json = |n: &str| dir.join(n).join("frame_counts.jsonl");
     let log = dir.join("stderr.txt");
     let port = free_port();
-    let mut host = Command::new(bin("triton-video"))
-        .arg("--cameras")
-        .arg(&file)
-        .env("API_ADDR", "off")
-        .env("MM_ADDR", proxy.url())
-        .env("DOMINO_API_KEY", "test-key")
-        .env("MODEL_NAME", MODEL)
-        .env("IMG_SIZE", "320")
-        .env("RESULTS_DIR", &dir)
-        .env("METRICS_PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("triton-video");
+    let mut host = start_fleet(&file, &dir, &proxy, port, &log);
     for n in ["a", "b", "c"] {
         wait_ok_after(&mut host, &json(n), 0, 20, n);
     }
@@ -332,20 +344,7 @@ fn a_fleet_follows_bad_edits_changed_entries_and_sighup_and_its_metrics_count_ea
     let json = |n: &str| dir.join(n).join("frame_counts.jsonl");
     let log = dir.join("stderr.txt");
     let port = free_port();
-    let mut host = Command::new(bin("triton-video"))
-        .arg("--cameras")
-        .arg(&file)
-        .env("API_ADDR", "off")
-        .env("MM_ADDR", proxy.url())
-        .env("DOMINO_API_KEY", "test-key")
-        .env("MODEL_NAME", MODEL)
-        .env("IMG_SIZE", "320")
-        .env("RESULTS_DIR", &dir)
-        .env("METRICS_PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("triton-video");
+    let mut host = start_fleet(&file, &dir, &proxy, port, &log);
     for n in ["a", "b"] {
         wait_ok_after(&mut host, &json(n), 0, 15, n);
     }
@@ -536,20 +535,7 @@ fn stage_histograms_count_every_frame_of_a_file_camera_and_time_a_live_ones_capt
     );
     let log = dir.join("stderr.txt");
     let port = free_port();
-    let mut host = Command::new(bin("triton-video"))
-        .arg("--cameras")
-        .arg(&file)
-        .env("API_ADDR", "off")
-        .env("MM_ADDR", proxy.url())
-        .env("DOMINO_API_KEY", "test-key")
-        .env("MODEL_NAME", MODEL)
-        .env("IMG_SIZE", "320")
-        .env("RESULTS_DIR", &dir)
-        .env("METRICS_PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("triton-video");
+    let mut host = start_fleet(&file, &dir, &proxy, port, &log);
     wait_log(&log, "camera f: stopped after");
     wait_ok_after(
         &mut host,
