@@ -29,6 +29,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// again (a restart, a rolling update behind the same address), trying every [`BACKOFF_MIN`].
 /// A server not back by then is down: requests fail at once again, with backoff.
 pub const RESTART_WAIT: Duration = Duration::from_secs(5);
+/// During that wait, one connection attempt may take this long: a name whose DNS record went
+/// with the stopped server (podman's aardvark-dns drops it) can hang a lookup for many seconds,
+/// and the next attempt finds the new one.
+const RESTART_ATTEMPT: Duration = Duration::from_secs(1);
 
 pub(crate) type Intercepted = InterceptedService<Channel, Auth>;
 
@@ -102,7 +106,19 @@ impl Client {
                 ),
             });
         }
-        match self.open().await {
+        let opened = if st.back_by.is_some() {
+            tokio::time::timeout(RESTART_ATTEMPT, self.open())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(InferError::ConnectTimeout {
+                        url: triton_endpoint::shown_url(&self.cfg.target.url),
+                        ms: RESTART_ATTEMPT.as_millis(),
+                    })
+                })
+        } else {
+            self.open().await
+        };
+        match opened {
             Ok(l) => {
                 st.link = Some(l.clone());
                 st.backoff = BACKOFF_MIN;
