@@ -226,13 +226,19 @@ fn lines_of(p: &std::path::Path) -> Vec<serde_json::Value> {
 /// Runs a live `gst-launch-1.0 -e` pipeline through `proxy` (20 f/s, `timeout-ms=4000`),
 /// SIGTERMs the proxy once 60 JSON lines are written, restarts it `down` later on the same
 /// address, waits until 40 frames were answered after the restart, then ends the pipeline with
-/// SIGINT (EOS, as an operator's Ctrl-C). Returns gst-launch's output, its lines, and how many
-/// lines were written while the proxy was away (from its exit to its restart).
+/// SIGINT (EOS, as an operator's Ctrl-C). Returns gst-launch's output, its lines, how many lines
+/// were written while the proxy was away (from its exit to its restart), and how long it was away
+/// (from the SIGTERM until the new one listens).
 fn gst_launch_through_a_proxy_restart(
     proxy: &mut ProxyProcess,
     run: usize,
     down: Duration,
-) -> (std::process::Output, Vec<serde_json::Value>, usize) {
+) -> (
+    std::process::Output,
+    Vec<serde_json::Value>,
+    usize,
+    Duration,
+) {
     let json = std::env::temp_dir().join(format!("graceful-{}-{run}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&json);
     let line = format!(
@@ -261,6 +267,7 @@ fn gst_launch_through_a_proxy_restart(
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    let stopped = Instant::now();
     let status = proxy.terminate();
     assert!(status.success(), "the proxy's exit after SIGTERM: {status}");
     let at_exit = lines_of(&json).len();
@@ -268,6 +275,7 @@ fn gst_launch_through_a_proxy_restart(
     std::thread::sleep(down);
     let while_away = lines_of(&json).len() - at_exit;
     proxy.restart();
+    let away = stopped.elapsed();
     let at_restart = lines_of(&json).len();
     let deadline = Instant::now() + Duration::from_secs(60);
     while lines_of(&json).len() < at_restart + 40 {
@@ -289,7 +297,7 @@ fn gst_launch_through_a_proxy_restart(
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
     let _ = std::fs::remove_file(&json);
-    (out, parsed, while_away)
+    (out, parsed, while_away, away)
 }
 
 #[test]
@@ -308,7 +316,8 @@ fn graceful_proxy_restarts_under_gst_launch_never_kill_the_host() {
         } else {
             Duration::from_secs(2)
         };
-        let (out, lines, while_away) = gst_launch_through_a_proxy_restart(&mut proxy, run, down);
+        let (out, lines, while_away, away) =
+            gst_launch_through_a_proxy_restart(&mut proxy, run, down);
         stderr::assert_clean("gst-launch-1.0", &out.stderr);
         assert!(
             out.status.success(),
@@ -342,6 +351,16 @@ fn graceful_proxy_restarts_under_gst_launch_never_kill_the_host() {
             for l in &failed {
                 assert_eq!(l["status"], "error", "run {run}: {l}");
             }
+        } else if away + Duration::from_millis(500) >= triton_client::RESTART_WAIT {
+            // A loaded machine: the 2-s restart took past the client's wait (the drain, the
+            // exit, the new start). Error results are then the promised outcome; said, not hidden.
+            eprintln!(
+                "run {run}: the proxy was away {away:?}, past the client's wait: {} error lines",
+                failed.len()
+            );
+            for l in &failed {
+                assert_eq!(l["status"], "error", "run {run}: {l}");
+            }
         } else {
             // Nothing was answered while it was away (the frames waited), and then every one.
             assert!(
@@ -350,7 +369,7 @@ fn graceful_proxy_restarts_under_gst_launch_never_kill_the_host() {
             );
             assert!(
                 failed.is_empty(),
-                "run {run}: a 2-s restart cost {} frames: {:?}",
+                "run {run}: a restart of {away:?} cost {} frames: {:?}",
                 failed.len(),
                 failed.first()
             );
