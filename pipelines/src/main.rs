@@ -279,7 +279,7 @@ fn main() {
     let src = static_pad(&pipeline, "infer", "src");
     let st = stats.clone();
     report::on_frame(&src, move |buf, w, h, _| {
-        st.lock().unwrap().count(buf, w, h)
+        st.lock().unwrap().count(buf, w, h);
     });
     let packets = report::count_decoder_packets(&pipeline);
     let started = Instant::now();

@@ -109,9 +109,9 @@ impl Fleet<'_> {
             .ok_or("no infer.src")?;
         let st = state.clone();
         report::on_frame(&src, move |buf, w, h, _| {
-            st.stats.lock().unwrap().count(buf, w, h);
+            let result = st.stats.lock().unwrap().count(buf, w, h);
             st.tick(Instant::now());
-            stages::observe_result(&st.stages, buf);
+            stages::observe_result(&st.stages, result.as_ref());
         });
         stages::attach(
             &pipeline,
@@ -121,8 +121,12 @@ impl Fleet<'_> {
         if let Some(pad) = pipeline.by_name("count").and_then(|e| e.static_pad("src")) {
             let st = state.clone();
             report::on_frame(&pad, move |buf, _, _, _| {
-                if let Some(c) = gsttriton::meta::count_meta(buf) {
-                    *st.counts.lock().unwrap() = Some(report::counts_json(buf, &c));
+                if let Some(counts) = gsttriton::meta::count_meta(buf) {
+                    *st.counts.lock().unwrap() = Some(report::LastCounts {
+                        frame: gsttriton::meta::result_meta(buf).map(|r| r.frame),
+                        pts_ns: buf.pts().map(|t| t.nseconds()),
+                        counts,
+                    });
                 }
             });
         }

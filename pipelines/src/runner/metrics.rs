@@ -61,7 +61,7 @@ pub struct CameraState {
     pub stages: Stages,
     /// Its counting rules' results on the last frame (`lines`, `zones`, `frame`, `pts_ns`), when
     /// it has lines or zones.
-    pub counts: Mutex<Option<serde_json::Value>>,
+    pub counts: Mutex<Option<super::report::LastCounts>>,
     recent: Mutex<VecDeque<Instant>>,
 }
 

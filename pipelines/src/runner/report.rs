@@ -58,10 +58,17 @@ pub fn video_decoders(pipeline: &gst::Pipeline) -> String {
 pub const LATENCY_WINDOW: usize = 10_000;
 
 impl Stats {
-    /// Counts one frame leaving `tritoninfer` (`w`×`h`: its size, to read the ROI metas).
-    pub fn count(&mut self, buf: &gst::BufferRef, w: u32, h: u32) {
+    /// Counts one frame leaving `tritoninfer` (`w`×`h`: its size, to read the ROI metas); the
+    /// frame's result meta, read once here, for whoever needs it too.
+    pub fn count(
+        &mut self,
+        buf: &gst::BufferRef,
+        w: u32,
+        h: u32,
+    ) -> Option<gsttriton::meta::ResultMeta> {
         self.frames += 1;
-        if let Some(r) = gsttriton::meta::result_meta(buf) {
+        let result = gsttriton::meta::result_meta(buf);
+        if let Some(r) = &result {
             match r.status.as_str() {
                 "ok" => {
                     self.ok += 1;
@@ -75,13 +82,14 @@ impl Stats {
                 "no-signal" => self.no_signal += 1,
                 _ => {
                     self.errors += 1;
-                    self.last_error = r.error;
+                    self.last_error = r.error.clone();
                 }
             }
         }
         for d in gsttriton::meta::detections(buf, w, h) {
             *self.per_class.entry(d.label).or_default() += 1;
         }
+        result
     }
 
     /// Mean and 95th percentile of the latencies of the ok frames, in ms.
@@ -163,15 +171,20 @@ pub fn on_frame(
     });
 }
 
-/// A frame's counts as `GET /api/cameras/{name}/counts` shows them: `frame` (tritoninfer's
-/// number), `pts_ns`, `lines` (crossings so far per line, direction and class) and `zones`
-/// (objects in each zone now), the words of the JSON lines.
-pub fn counts_json(buf: &gst::BufferRef, c: &gsttriton::meta::Counts) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "frame": gsttriton::meta::result_meta(buf).map(|r| r.frame),
-        "pts_ns": buf.pts().map(|t| t.nseconds()),
-    });
-    gsttriton::jsonsink::counts::add_counts(&mut v, c);
+/// A camera's latest counts: its frame (tritoninfer's number), timestamp and `detcount`'s results.
+#[derive(Debug, Clone, Default)]
+pub struct LastCounts {
+    pub frame: Option<u64>,
+    pub pts_ns: Option<u64>,
+    pub counts: gsttriton::meta::Counts,
+}
+
+/// The counts as `GET /api/cameras/{name}/counts` shows them: `frame`, `pts_ns`, `lines`
+/// (crossings so far per line, direction and class) and `zones` (objects in each zone now), the
+/// words of the JSON lines. Built when asked for, not per frame.
+pub fn counts_json(last: &LastCounts) -> serde_json::Value {
+    let mut v = serde_json::json!({"frame": last.frame, "pts_ns": last.pts_ns});
+    gsttriton::jsonsink::counts::add_counts(&mut v, &last.counts);
     if let Some(m) = v.as_object_mut() {
         m.remove("events");
     }

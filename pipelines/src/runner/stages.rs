@@ -109,8 +109,8 @@ impl InFlight {
 
 /// The frame's own measures, from `tritoninfer`'s result meta: the request's round trip and the
 /// answer's decoding, of the ok frames.
-pub fn observe_result(stages: &Stages, buf: &gst::BufferRef) {
-    if let Some(r) = gsttriton::meta::result_meta(buf).filter(|r| r.status == "ok") {
+pub fn observe_result(stages: &Stages, result: Option<&gsttriton::meta::ResultMeta>) {
+    if let Some(r) = result.filter(|r| r.status == "ok") {
         stages.inference.observe(r.latency_ms / 1000.0);
         stages.observe("decode", r.decode_ms / 1000.0);
     }

@@ -85,9 +85,8 @@ pub(super) async fn counts(State(api): State<Shared>, Path(name): Path<String>) 
         )
         .into_response();
     }
-    let last = c.counts.lock().unwrap().clone();
-    let mut v =
-        last.unwrap_or_else(|| json!({"frame": null, "pts_ns": null, "lines": {}, "zones": {}}));
+    let last = c.counts.lock().unwrap().clone().unwrap_or_default();
+    let mut v = crate::runner::report::counts_json(&last);
     v["camera"] = json!(name);
     axum::Json(v).into_response()
 }
