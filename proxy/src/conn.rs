@@ -31,6 +31,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub struct Registry {
     born: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Closed connections waiting for their clients to close too.
+    pub lingering: Arc<crate::linger::Lingering>,
 }
 
 impl Registry {
@@ -64,9 +66,57 @@ enum Io {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-/// An accepted connection as the gRPC server gets it.
+/// Runs `$call` on the plain or the TLS stream.
+macro_rules! either {
+    ($io:expr, $s:ident => $call:expr) => {
+        match $io {
+            Io::Plain($s) => $call,
+            Io::Tls($s) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        either!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        either!(self, s => s.is_write_vectored())
+    }
+}
+
+/// An accepted connection as the gRPC server gets it. Dropped, it closes by
+/// [`crate::linger`]: the client reads everything the server wrote before it closed.
 pub struct Conn {
-    io: Io,
+    /// `None` only once dropped.
+    io: Option<Io>,
     info: TcpConnectInfo,
     /// `PROXY_MAX_CONNECTION_AGE` + grace: from then on, reads and writes fail and the server
     /// closes the connection, whatever is still open on it.
@@ -79,6 +129,25 @@ impl Conn {
         self.close_at
             .as_mut()
             .is_some_and(|s| s.as_mut().poll(cx).is_ready())
+    }
+
+    /// The stream, unless the lifetime is over (`check_lifetime`).
+    fn io(&mut self, cx: &mut Context<'_>, check_lifetime: bool) -> io::Result<Pin<&mut Io>> {
+        if check_lifetime && self.past_lifetime(cx) {
+            return Err(lifetime_over());
+        }
+        self.io
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(io) = self.io.take() {
+            self._guard.registry.lingering.close(io);
+        }
     }
 }
 
@@ -102,13 +171,9 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.past_lifetime(cx) {
-            return Poll::Ready(Err(lifetime_over()));
-        }
-        match &mut this.io {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        match self.get_mut().io(cx, true) {
+            Ok(io) => io.poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
 }
@@ -119,25 +184,21 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.past_lifetime(cx) {
-            return Poll::Ready(Err(lifetime_over()));
-        }
-        match &mut this.io {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        match self.get_mut().io(cx, true) {
+            Ok(io) => io.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match self.get_mut().io(cx, false) {
+            Ok(io) => io.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match self.get_mut().io(cx, false) {
+            Ok(io) => io.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
     fn poll_write_vectored(
@@ -145,20 +206,13 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.past_lifetime(cx) {
-            return Poll::Ready(Err(lifetime_over()));
-        }
-        match &mut this.io {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        match self.get_mut().io(cx, true) {
+            Ok(io) => io.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
     }
 }
 
@@ -295,7 +349,7 @@ pub fn accept(
                     m.insert(peer, Instant::now());
                 }
                 let conn = Conn {
-                    io,
+                    io: Some(io),
                     info,
                     close_at: lifetime.map(|l| Box::pin(tokio::time::sleep(l))),
                     _guard: Guard {

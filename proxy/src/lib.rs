@@ -13,6 +13,7 @@ pub mod conn;
 pub mod forward;
 pub mod grpc;
 pub mod limits;
+pub mod linger;
 pub mod memory;
 pub mod metrics;
 pub mod service;
@@ -257,6 +258,7 @@ impl Proxy {
         let tls = tls_acceptor(&config)?;
         let lifetime =
             age.map(|a| a + Duration::from_secs(config.proxy_max_connection_age_grace_secs));
+        let lingering = service.0.conns.lingering.clone();
         let (incoming, accept_task) = conn::accept(
             listener,
             tls,
@@ -321,6 +323,7 @@ impl Proxy {
         for t in tasks {
             t.abort();
         }
+        lingering.finished(linger::LINGER).await;
         result
     }
 }
