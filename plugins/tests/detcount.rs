@@ -304,3 +304,61 @@ fn detjsonsink_sums_up_each_report_interval() {
     assert_eq!(lines[at + 1]["pts_ns"], 1_000_000_000u64);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Rules changed while playing apply from the next frame: the line kept by name keeps its count,
+/// a new zone counts who is in it, and a change that does not parse is a warning naming the
+/// property, the rules in force kept.
+#[test]
+fn rules_changed_while_playing_apply_from_the_next_frame_and_keep_kept_counts() {
+    let (mut h, bus) = harness(&format!("{RULES} name=count"));
+    for i in 0..3 {
+        h.push_and_pull(frame(i, &scene(i))).unwrap();
+    }
+    let count = h
+        .element()
+        .unwrap()
+        .downcast::<gst::Bin>()
+        .unwrap()
+        .by_name("count")
+        .unwrap();
+    count.set_property("zones", "right 160,0 320,0 320,240 160,240");
+    let out = h.push_and_pull(frame(3, &scene(3))).unwrap();
+    let c = meta::count_meta(&out).unwrap();
+    assert_eq!(
+        c.frame.occupancy,
+        vec![("right".to_string(), 1)],
+        "person 2 is in the new zone"
+    );
+    assert_eq!(
+        c.totals["door"][&Direction::In]["person"],
+        1,
+        "door kept its count"
+    );
+    count.set_property("lines", "door 0,120 320,120 ; door 1,1 2,2");
+    let warning = std::iter::from_fn(|| bus.pop())
+        .find_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .expect("a warning for the refused change");
+    assert!(
+        warning.contains("lines") && warning.contains("twice"),
+        "{warning}"
+    );
+    assert_eq!(
+        count.property::<Option<String>>("lines").as_deref(),
+        Some("door 0,120 320,120"),
+        "the refused text is not what the element reports"
+    );
+    for i in 4..6 {
+        h.push_and_pull(frame(i, &scene(i))).unwrap();
+    }
+    let out = h.push_and_pull(frame(6, &scene(6))).unwrap();
+    let c = meta::count_meta(&out).unwrap();
+    assert_eq!(
+        c.totals["door"][&Direction::Out]["person"],
+        1,
+        "the door counts on"
+    );
+    assert_eq!(c.frame.occupancy, vec![("right".to_string(), 0)]);
+}

@@ -146,6 +146,27 @@ impl Counter {
         &self.totals
     }
 
+    /// New rules on a running count (already in pixels): a line keeps its totals and a zone
+    /// knows who is inside while their name stays; a line or zone that left the rules is
+    /// forgotten, a new one starts at zero (and its first frame says who entered it).
+    pub fn replace_rules(&mut self, rules: Rules) {
+        self.totals
+            .retain(|name, _| rules.lines.iter().any(|l| &l.name == name));
+        let old: Vec<String> = self.rules.zones.iter().map(|z| z.name.clone()).collect();
+        for was in self.in_zone.values_mut() {
+            *was = rules
+                .zones
+                .iter()
+                .map(|z| {
+                    old.iter()
+                        .position(|n| *n == z.name)
+                        .is_some_and(|i| was.get(i).copied().unwrap_or(false))
+                })
+                .collect();
+        }
+        self.rules = rules;
+    }
+
     /// Forgets where the tracks were (after a seek); the totals stay.
     pub fn reset(&mut self) {
         self.last.clear();

@@ -44,6 +44,41 @@ fn crossings_have_a_direction_and_add_up_per_class() {
     assert_eq!(t["door"][&Direction::Out]["car"], 1);
 }
 
+/// Rules replaced on a running count: the kept line keeps its totals, the kept zone knows who is
+/// in it (no second "entered"), the new zone's first frame says who entered it, and what left
+/// the rules is gone.
+#[test]
+fn replaced_rules_keep_what_kept_its_name() {
+    let mut c = Counter::new(rules(
+        "line door 0,100 200,100\nline gate 0,300 200,300\nzone hall 0,0 200,0 200,200 0,200",
+    ));
+    let first = c.frame(&[obj(1, "p", 50.0, 90.0), obj(2, "p", 150.0, 290.0)]);
+    assert_eq!(first.events.len(), 1, "1 entered the hall: {first:?}");
+    let e = c.frame(&[obj(1, "p", 50.0, 110.0), obj(2, "p", 150.0, 310.0)]);
+    assert_eq!(e.events.len(), 2, "1 crossed door, 2 gate: {e:?}");
+    assert_eq!(c.totals()["door"][&Direction::In]["p"], 1);
+    assert_eq!(c.totals()["gate"][&Direction::In]["p"], 1);
+    c.replace_rules(rules(
+        "zone yard 0,0 200,0 200,200 0,200\nline door 0,100 200,100\nzone hall 0,0 200,0 200,200 0,200",
+    ));
+    let f = c.frame(&[obj(1, "p", 50.0, 120.0)]);
+    assert_eq!(
+        f.events,
+        vec![Event::Entered {
+            zone: "yard".into(),
+            track_id: 1,
+            label: "p".into()
+        }],
+        "only the new zone is entered"
+    );
+    assert_eq!(f.occupancy, vec![("yard".into(), 1), ("hall".into(), 1)]);
+    assert_eq!(c.totals()["door"][&Direction::In]["p"], 1, "door kept");
+    assert!(!c.totals().contains_key("gate"), "gate left the rules");
+    // The kept line goes on counting.
+    c.frame(&[obj(1, "p", 50.0, 90.0)]);
+    assert_eq!(c.totals()["door"][&Direction::Out]["p"], 1);
+}
+
 #[test]
 fn stopping_on_the_line_and_going_on_counts_once() {
     for ys in [[90.0, 100.0, 110.0], [110.0, 100.0, 90.0]] {

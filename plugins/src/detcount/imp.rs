@@ -94,16 +94,16 @@ impl ObjectImpl for DetCount {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
                 glib::ParamSpecString::builder("lines")
-                    .blurb("Directed lines, ';' between them: NAME X1,Y1 X2,Y2 [classes=a,b]; crossing from the line's left to its right (as seen on screen going from the first point to the second) is 'in'")
-                    .mutable_ready()
+                    .blurb("Directed lines, ';' between them: NAME X1,Y1 X2,Y2 [classes=a,b]; crossing from the line's left to its right (as seen on screen going from the first point to the second) is 'in'. Changed while playing, the rules apply from the next frame: a line or zone that keeps its name keeps its counts; rules that do not parse are refused (a warning) and the old ones kept")
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("zones")
                     .blurb("Polygon zones, ';' between them: NAME X1,Y1 X2,Y2 X3,Y3 ... [classes=a,b]")
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("rules-file")
                     .blurb("A file of rules, one per line: 'line NAME ...' or 'zone NAME ...' ('#' comments)")
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("normalized")
                     .blurb("Coordinates are fractions (0-1) of the frame's width and height, not pixels")
@@ -121,6 +121,11 @@ impl ObjectImpl for DetCount {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if ["lines", "zones", "rules-file"].contains(&pspec.name())
+            && self.state.lock().unwrap().is_some()
+        {
+            return self.set_rules_live(value, pspec.name());
+        }
         let mut s = self.settings.lock().unwrap();
         let text = || {
             value
@@ -148,6 +153,49 @@ impl ObjectImpl for DetCount {
             "normalized" => s.normalized.to_value(),
             "post-messages" => s.post_messages.to_value(),
             other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl DetCount {
+    /// `lines`, `zones` or `rules-file` changed while running: the new rules replace the old
+    /// ones from the next frame ([`Counter::replace_rules`]), or are refused with a warning that
+    /// names the property, the old ones kept.
+    fn set_rules_live(&self, value: &glib::Value, name: &str) {
+        let mut next = self.settings.lock().unwrap().clone();
+        let text = value
+            .get::<Option<String>>()
+            .expect("type checked")
+            .unwrap_or_default();
+        match name {
+            "lines" => next.lines = text,
+            "zones" => next.zones = text,
+            _ => next.rules_file = text,
+        }
+        let mut guard = self.state.lock().unwrap();
+        let Some(st) = guard.as_mut() else { return };
+        let applied = read_rules(&next).and_then(|rules| {
+            if let Some(c) = st.counter.as_mut() {
+                c.replace_rules(rules.to_pixels(st.size.0, st.size.1)?);
+            }
+            st.rules = rules;
+            Ok(())
+        });
+        drop(guard);
+        match applied {
+            Ok(()) => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "{name} changed while running: new rules from the next frame"
+                );
+                *self.settings.lock().unwrap() = next;
+            }
+            Err(e) => gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                ("detcount: {name} refused while running, the rules in force kept: {e}")
+            ),
         }
     }
 }
