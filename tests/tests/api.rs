@@ -633,7 +633,7 @@ fn an_api_on_a_non_loopback_address_needs_a_token() {
 /// picture (its red box inside) and a line it never crosses reports the box in the zone and no
 /// crossing, from its latest frame; the zone and line are written into the file; a camera
 /// without lines or zones, and an unknown one, are 404 naming why; bad zones or lines are 422
-/// naming the field.
+/// naming the field; a PATCH of its zones and lines applies without a restart.
 #[test]
 fn a_cameras_counts_show_its_zones_and_lines_from_its_latest_frame() {
     let proxy = ProxyProcess::start(&shared_url(), &[]);
@@ -718,6 +718,70 @@ fn a_cameras_counts_show_its_zones_and_lines_from_its_latest_frame() {
     wait_frames_above(port, "z", first + 5);
     let later = get(port, "/api/cameras/z/counts").json();
     assert!(later["frame"].as_u64().unwrap() > first, "{later}");
+
+    // PATCH of its zones and lines, applied to the running detcount: the hall keeps counting the
+    // box, a new corner zone (without it) appears, the edge line is gone; no restart (z's frames
+    // are numbered on). A PATCH that would add or remove counting altogether, or bad rules, are
+    // refused naming the field.
+    let patch = |name: &str, body: &str| {
+        call(
+            port,
+            "PATCH",
+            &format!("/api/cameras/{name}"),
+            &[BEARER],
+            Some(body),
+        )
+    };
+    let zones = format!("hall 0,0 {w},0 {w},{h} 0,{h}; corner 0,0 3,0 3,3");
+    let r = patch("z", &format!(r#"{{"zones": "{zones}", "lines": null}}"#));
+    assert_eq!(r.code, 200, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let patched = loop {
+        let v = get(port, "/api/cameras/z/counts").json();
+        if v["zones"].get("corner").is_some() {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the corner zone never counted: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(patched["zones"]["hall"], 1, "{patched}");
+    assert_eq!(patched["zones"]["corner"], 0, "{patched}");
+    assert!(
+        patched["lines"].get("edge").is_none(),
+        "the edge line left: {patched}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("corner 0,0 3,0 3,3") && !text.contains("edge"),
+        "{text}"
+    );
+    for (name, body, field) in [
+        ("z", r#"{"zones": null}"#, "lines/zones"),
+        ("plain", r#"{"lines": "door 0,5 9,5"}"#, "lines/zones"),
+        ("z", r#"{"zones": "hall 0,0 10,0"}"#, "zones"),
+        ("z", r#"{"lines": 7}"#, "lines: expected a string"),
+    ] {
+        let r = patch(name, body);
+        assert_eq!(r.code, 422, "{name} {body}: {}", r.body);
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(field),
+            "{name} {body}: {}",
+            r.body
+        );
+    }
+    let z = get(port, "/api/cameras/z").json();
+    assert_eq!(z["restarts"], 0, "{z}");
+    let numbers: Vec<u64> = lines(&dir.join("z/frame_counts.jsonl"))
+        .iter()
+        .map(|l| l["frame"].as_u64().unwrap())
+        .collect();
+    assert!(
+        numbers.len() > 5 && numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "z's frames are numbered on without a restart: {numbers:?}"
+    );
 
     // A body of 3 MB (a hostile or broken client) is refused with 413 without being read whole,
     // and the API goes on answering.

@@ -115,14 +115,26 @@ impl Camera {
     }
 
     /// Whether `new` differs from this entry only in what changes on the running pipeline:
-    /// `conf_thres`, and `fps_cap` where both have one (the pipeline then has its `videorate`).
+    /// `conf_thres`, `fps_cap` where both have one (the pipeline then has its `videorate`), and
+    /// `lines`/`zones` where both have some (the pipeline then has its `detcount`).
     pub fn changes_live_to(&self, new: &Camera) -> bool {
         let mut same = new.clone();
         same.conf_thres = self.conf_thres;
         if self.fps_cap.is_some() && new.fps_cap.is_some() {
             same.fps_cap = self.fps_cap;
         }
+        if self.counts() && new.counts() {
+            same.lines = self.lines.clone();
+            same.zones = self.zones.clone();
+        }
         same == *self
+    }
+
+    /// Whether the entry has lines or zones of its own (its pipeline then has `detcount`).
+    pub fn counts(&self) -> bool {
+        [&self.lines, &self.zones]
+            .iter()
+            .any(|v| v.as_deref().is_some_and(|t| !t.trim().is_empty()))
     }
 
     /// This camera as a `[[camera]]` table.
@@ -327,6 +339,19 @@ mod tests {
         assert!(!base.changes_live_to(&with(&|c| c.uri = "rtsp://b/s".into())));
         assert!(!base.changes_live_to(&with(&|c| c.model = Some("m".into()))));
         assert!(!base.changes_live_to(&with(&|c| c.encoder = Some(Encoder::None))));
+        let counting = with(&|c| c.lines = Some("door 0,1 2,3".into()));
+        assert!(counting.changes_live_to(&with(&|c| {
+            c.lines = None;
+            c.zones = Some("hall 0,0 9,0 9,9".into())
+        })));
+        assert!(
+            !base.changes_live_to(&counting),
+            "a first line needs detcount"
+        );
+        assert!(
+            !counting.changes_live_to(&base),
+            "no line left: detcount goes"
+        );
         let no_cap = with(&|c| c.fps_cap = None);
         assert!(
             !no_cap.changes_live_to(&base),

@@ -187,7 +187,8 @@ impl Fleet<'_> {
     }
 
     /// Applies a change that needs no restart ([`Camera::changes_live_to`]) to the running
-    /// pipeline: `tritoninfer`'s `conf-threshold`, the `videorate`'s `max-rate`.
+    /// pipeline: `tritoninfer`'s `conf-threshold`, the `videorate`'s `max-rate`, `detcount`'s
+    /// `lines` and `zones`.
     fn apply_live(base: &Args, name: &str, r: &mut Running, new: &Camera) {
         let a = new.args(base);
         if let Some(infer) = r.pipeline.by_name("infer") {
@@ -196,10 +197,35 @@ impl Fleet<'_> {
         if let (Some(cap), Some(fps)) = (r.pipeline.by_name("fpscap"), a.fps_cap) {
             cap.set_property("max-rate", fps.round().max(1.0) as i32);
         }
+        let rules = (a.lines.unwrap_or_default(), a.zones.unwrap_or_default());
+        if let Some(count) = r.pipeline.by_name("count") {
+            let now: (Option<String>, Option<String>) =
+                (count.property("lines"), count.property("zones"));
+            let now = (now.0.unwrap_or_default(), now.1.unwrap_or_default());
+            if now != rules {
+                // One property at a time: the order whose step in between is valid rules too
+                // (detcount refuses invalid ones, keeping the rules in force).
+                let valid = |lines: &str, zones: &str| {
+                    let mut r = gsttriton::count::rules::Rules::default();
+                    r.add(lines, "lines", Some("line")).is_ok()
+                        && r.add(zones, "zones", Some("zone")).is_ok()
+                        && !r.is_empty()
+                };
+                let mut steps = [("zones", &rules.1), ("lines", &rules.0)];
+                if !valid(&now.0, &rules.1) {
+                    steps.reverse();
+                }
+                for (prop, text) in steps {
+                    count.set_property(prop, text.as_str());
+                }
+            }
+        }
         say(format_args!(
-            "camera {name}: conf_thres {}, fps_cap {} applied without a restart",
+            "camera {name}: conf_thres {}, fps_cap {}, lines {:?}, zones {:?} applied without a restart",
             a.conf_thres,
-            a.fps_cap.map_or("none".into(), |f| f.to_string())
+            a.fps_cap.map_or("none".into(), |f| f.to_string()),
+            rules.0,
+            rules.1
         ));
         r.spec = new.clone();
     }

@@ -222,7 +222,20 @@ fn number(k: &str, v: &Value) -> Result<Option<f64>, Refusal> {
 }
 
 /// `PATCH`: what changes on the running pipeline without a restart (`conf_thres`, `fps_cap`
-/// where the camera has one); any other field is refused naming it (PUT replaces the camera).
+/// where the camera has one, `lines`/`zones` where it counts); any other field is refused naming
+/// it (PUT replaces the camera).
+/// A text field of a PATCH body: a string, or null to remove it.
+fn string(k: &str, v: &Value) -> Result<Option<String>, Refusal> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(t) => Ok(Some(t.clone())),
+        _ => Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{k}: expected a string or null, got {v}"),
+        )),
+    }
+}
+
 pub(super) async fn patch(
     State(api): State<Shared>,
     Path(name): Path<String>,
@@ -233,7 +246,7 @@ pub(super) async fn patch(
     let Some(fields) = value.as_object() else {
         return Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "body: expected a JSON object of conf_thres and/or fps_cap",
+            "body: expected a JSON object of conf_thres, fps_cap, lines and/or zones",
         ));
     };
     let _one = api.edits.lock().await;
@@ -251,6 +264,8 @@ pub(super) async fn patch(
         match k.as_str() {
             "conf_thres" => new.conf_thres = number(k, v)?,
             "fps_cap" => new.fps_cap = number(k, v)?,
+            "lines" => new.lines = string(k, v)?,
+            "zones" => new.zones = string(k, v)?,
             "name" | "uri" | "model" | "give_up_secs" | "timeout_ms" | "encoder" => {
                 return Err(error(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -262,7 +277,9 @@ pub(super) async fn patch(
             other => {
                 return Err(error(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("{other}: unknown field; PATCH takes conf_thres and fps_cap"),
+                    format!(
+                        "{other}: unknown field; PATCH takes conf_thres, fps_cap, lines and zones"
+                    ),
                 ));
             }
         }
@@ -270,9 +287,14 @@ pub(super) async fn patch(
     new.check()
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     if !now.changes_live_to(&new) {
+        let why = if now.fps_cap.is_some() != new.fps_cap.is_some() {
+            "fps_cap: the camera runs without a cap, or the patch removes it"
+        } else {
+            "lines/zones: the camera counts nothing now, or the patch removes every line and zone (tracking and counting come or go)"
+        };
         return Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "fps_cap: the camera runs without a cap, or the patch removes it: that needs a restart; PUT replaces the camera",
+            format!("{why}: that needs a restart; PUT replaces the camera"),
         ));
     }
     write_file(&api, &edited(cameras::with_camera(&text, &new))?)?;

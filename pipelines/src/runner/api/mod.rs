@@ -5,7 +5,8 @@
 //!   redacted, `state`, `since`, frame counts, `last_error`).
 //! - `POST /api/cameras` (201, `Location`; 409 when the name exists), `PUT /api/cameras/{name}`
 //!   (replaces it: only that camera restarts), `PATCH /api/cameras/{name}` (`conf_thres`,
-//!   `fps_cap`: applied to the running pipeline, no restart), `DELETE /api/cameras/{name}` (204
+//!   `fps_cap`, `lines`, `zones`: applied to the running pipeline, no restart),
+//!   `DELETE /api/cameras/{name}` (204
 //!   once it has stopped and its files are finished).
 //! - `GET /api/events`: Server-Sent Events of each camera's state changes.
 //! - `/openapi.json`: the OpenAPI 3 document of all this.
