@@ -128,8 +128,13 @@ fn presented(headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 9110 11.1); spaces after it are allowed.
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim_start().to_string())
+        });
     bearer.or_else(|| {
         headers
             .get_all(header::COOKIE)

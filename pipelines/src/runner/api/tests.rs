@@ -160,4 +160,14 @@ fn bearer_or_cookie() {
     assert_eq!(presented(&h).as_deref(), Some("t0k"));
     h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer b3"));
     assert_eq!(presented(&h).as_deref(), Some("b3"));
+    // The scheme in any case, with extra spaces; another scheme leaves the cookie.
+    for (v, want) in [
+        ("bearer b4", Some("b4")),
+        ("BEARER   b5", Some("b5")),
+        ("Basic dXNlcjpwdw==", Some("t0k")),
+        ("Bearer", Some("t0k")),
+    ] {
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static(v));
+        assert_eq!(presented(&h).as_deref(), want, "{v}");
+    }
 }
