@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use gst_triton_tests::proxy::TestProxy;
 use triton_client::mock::{MockKserve, Script};
 use triton_client::transport::unary::DEFAULT_SERVICE;
 use triton_client::{Client, ClientConfig, InputDesc, Request, Transport};
@@ -120,32 +121,10 @@ fn big_per_frame(url: &str, transport: Transport) -> f64 {
 }
 
 /// The real proxy on a runtime (and threads) of its own, in front of `upstream`.
-fn proxy(upstream: &str) -> (String, tokio::runtime::Runtime) {
+fn proxy(upstream: &str) -> (TestProxy, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let argv = [
-        "triton-proxy",
-        "--triton-url",
-        upstream,
-        "--proxy-host",
-        "127.0.0.1",
-        "--proxy-port",
-        "0",
-        "--proxy-metrics-port",
-        "0",
-        "--triton-model-name",
-        "m",
-        "--grpc-expect-api-key",
-        KEY,
-    ];
-    let url = rt.block_on(async {
-        let p = triton_proxy::Proxy::bind(triton_proxy::Config::from_args(argv).unwrap())
-            .await
-            .unwrap();
-        let url = format!("http://{}", p.local_addr());
-        tokio::spawn(p.serve(std::future::pending::<()>()));
-        url
-    });
-    (url, rt)
+    let p = rt.block_on(TestProxy::start(upstream, &[])).unwrap();
+    (p, rt)
 }
 
 /// No transport allocates a tensor-sized buffer per frame: the encoding reuses its buffer (a
@@ -153,7 +132,8 @@ fn proxy(upstream: &str) -> (String, tokio::runtime::Runtime) {
 #[test]
 fn no_streaming_transport_allocates_a_tensor_sized_buffer_per_frame() {
     let mock = MockKserve::start(Script::default());
-    let (proxy_url, _proxy_rt) = proxy(&mock.url());
+    let (proxy, _proxy_rt) = proxy(&mock.url());
+    let proxy_url = proxy.url();
     let mut seen = Vec::new();
     for (url, transport) in [
         (mock.url(), Transport::TritonStream),
