@@ -121,7 +121,7 @@ pub struct Conn {
     /// `PROXY_MAX_CONNECTION_AGE` + grace: from then on, reads and writes fail and the server
     /// closes the connection, whatever is still open on it.
     close_at: Option<Pin<Box<tokio::time::Sleep>>>,
-    _guard: Guard,
+    guard: Guard,
 }
 
 impl Conn {
@@ -146,7 +146,7 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         if let Some(io) = self.io.take() {
-            self._guard.registry.lingering.close(io);
+            self.guard.registry.lingering.close(io);
         }
     }
 }
@@ -352,7 +352,7 @@ pub fn accept(
                     io: Some(io),
                     info,
                     close_at: lifetime.map(|l| Box::pin(tokio::time::sleep(l))),
-                    _guard: Guard {
+                    guard: Guard {
                         peer: Some(peer),
                         registry,
                         metrics,

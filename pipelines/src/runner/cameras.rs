@@ -75,6 +75,14 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, Camera>, String> {
     Ok(out)
 }
 
+/// `lines` and `zones` as detcount reads them; an error names the field.
+pub fn counting_rules(lines: &str, zones: &str) -> Result<gsttriton::count::rules::Rules, String> {
+    let mut rules = gsttriton::count::rules::Rules::default();
+    rules.add(lines, "lines", Some("line"))?;
+    rules.add(zones, "zones", Some("zone"))?;
+    Ok(rules)
+}
+
 impl Camera {
     /// The fields' own rules (the file's and the API's): an error naming the field and the
     /// value expected.
@@ -104,13 +112,10 @@ impl Camera {
         if c.timeout_ms == Some(0) {
             return Err("timeout_ms: expected at least 1".into());
         }
-        // The counting rules as detcount reads them; its errors name the field.
-        let mut rules = gsttriton::count::rules::Rules::default();
-        for (text, field, kind) in [(&c.lines, "lines", "line"), (&c.zones, "zones", "zone")] {
-            if let Some(t) = text {
-                rules.add(t, field, Some(kind))?;
-            }
-        }
+        counting_rules(
+            c.lines.as_deref().unwrap_or(""),
+            c.zones.as_deref().unwrap_or(""),
+        )?;
         Ok(())
     }
 

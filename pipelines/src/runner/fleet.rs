@@ -18,7 +18,7 @@ use gst::prelude::*;
 use triton_endpoint::redact::scrub;
 
 use super::args::Args;
-use super::cameras::{self, Camera};
+use super::cameras::{self, Camera, counting_rules};
 use super::events::Events;
 use super::metrics::{Board, CameraState, Phase};
 use super::{api, keep, launch, preflight, report, signals, stages};
@@ -205,14 +205,8 @@ impl Fleet<'_> {
             if now != rules {
                 // One property at a time: the order whose step in between is valid rules too
                 // (detcount refuses invalid ones, keeping the rules in force).
-                let valid = |lines: &str, zones: &str| {
-                    let mut r = gsttriton::count::rules::Rules::default();
-                    r.add(lines, "lines", Some("line")).is_ok()
-                        && r.add(zones, "zones", Some("zone")).is_ok()
-                        && !r.is_empty()
-                };
                 let mut steps = [("zones", &rules.1), ("lines", &rules.0)];
-                if !valid(&now.0, &rules.1) {
+                if !counting_rules(&now.0, &rules.1).is_ok_and(|r| !r.is_empty()) {
                     steps.reverse();
                 }
                 for (prop, text) in steps {

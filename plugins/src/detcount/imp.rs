@@ -89,6 +89,14 @@ fn message(e: &Event, pts: Option<gst::ClockTime>) -> gst::Structure {
     m
 }
 
+/// A string property's value; unset is empty.
+fn text(value: &glib::Value) -> String {
+    value
+        .get::<Option<String>>()
+        .expect("type checked")
+        .unwrap_or_default()
+}
+
 impl ObjectImpl for DetCount {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
@@ -121,22 +129,11 @@ impl ObjectImpl for DetCount {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        if ["lines", "zones", "rules-file"].contains(&pspec.name())
-            && self.state.lock().unwrap().is_some()
-        {
-            return self.set_rules_live(value, pspec.name());
+        if ["lines", "zones", "rules-file"].contains(&pspec.name()) {
+            return self.set_rules(text(value), pspec.name());
         }
         let mut s = self.settings.lock().unwrap();
-        let text = || {
-            value
-                .get::<Option<String>>()
-                .expect("type checked")
-                .unwrap_or_default()
-        };
         match pspec.name() {
-            "lines" => s.lines = text(),
-            "zones" => s.zones = text(),
-            "rules-file" => s.rules_file = text(),
             "normalized" => s.normalized = value.get().expect("type checked"),
             "post-messages" => s.post_messages = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
@@ -158,22 +155,21 @@ impl ObjectImpl for DetCount {
 }
 
 impl DetCount {
-    /// `lines`, `zones` or `rules-file` changed while running: the new rules replace the old
-    /// ones from the next frame ([`Counter::replace_rules`]), or are refused with a warning that
-    /// names the property, the old ones kept.
-    fn set_rules_live(&self, value: &glib::Value, name: &str) {
+    /// `lines`, `zones` or `rules-file`. Stopped, the text is kept for the next start. Running,
+    /// the new rules replace the old ones from the next frame ([`Counter::replace_rules`]), or
+    /// are refused with a warning that names the property, the old ones kept.
+    fn set_rules(&self, text: String, name: &str) {
         let mut next = self.settings.lock().unwrap().clone();
-        let text = value
-            .get::<Option<String>>()
-            .expect("type checked")
-            .unwrap_or_default();
         match name {
             "lines" => next.lines = text,
             "zones" => next.zones = text,
             _ => next.rules_file = text,
         }
         let mut guard = self.state.lock().unwrap();
-        let Some(st) = guard.as_mut() else { return };
+        let Some(st) = guard.as_mut() else {
+            *self.settings.lock().unwrap() = next;
+            return;
+        };
         let applied = read_rules(&next).and_then(|rules| {
             if let Some(c) = st.counter.as_mut() {
                 c.replace_rules(rules.to_pixels(st.size.0, st.size.1)?);
